@@ -1,0 +1,1 @@
+"""The ``actionrec`` command line: one entry point for the offline and the online stage."""

@@ -1,0 +1,41 @@
+"""``actionrec``: one CLI, a subcommand per job.
+
+Each stage registers its own subcommands (``skeleton.commands`` for data, and later the
+training and serving stages); their heavy imports happen inside the handlers, so that
+``actionrec info`` does not load torch and ``actionrec serve`` never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from skeleton import commands as data_commands
+from skeleton.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actionrec",
+        description="Skeleton-based action recognition: datasets, pose extraction, training, serving.",
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_commands.register(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as e:
+        print(f"actionrec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"actionrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

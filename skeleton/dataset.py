@@ -1,0 +1,329 @@
+"""The project's skeleton dataset: one ``.npz`` file per dataset.
+
+Kinect recordings, mocap, annotated video and MediaPipe output all travel in this one shape, so
+that every later step (pretraining, fine-tuning, evaluation, the service's tests) reads one
+format. The on-disk format is documented in ``docs/dataset-format.md``; in short:
+
+* sequences are ragged in time and may hold several people: ``coords`` is (frames of all
+  sequences, persons, joints, channels), NaN where a person or joint is absent; sequence ``i``
+  owns the frames ``offsets[i]:offsets[i] + lengths[i]``;
+* every frame has a timestamp (ms from the sequence start), so variable-rate video survives;
+* per sequence: name, label (-1: none), subject and view (-1: unknown), image size;
+* named splits (``cross-subject/train`` ...) are index arrays into the sequences.
+
+Files are written atomically (a temporary file renamed into place), so a failed conversion
+never leaves half a dataset behind, and read without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skeleton.errors import InputError
+from skeleton.layouts import get_layout
+
+FORMAT_NAME = "actionrec-skeleton-dataset"
+FORMAT_VERSION = 1
+
+# How to read the coordinates: image pixels (y down), a sensor's camera frame in metres
+# (y up, z away from the sensor), or a mocap world frame (y up).
+COORDINATE_SPACES = ("image", "camera", "world")
+
+
+@dataclass(frozen=True)
+class SkeletonSequence:
+    """One recording: (T, P, J, C) coordinates of P people, with confidences and timestamps."""
+
+    name: str
+    coords: np.ndarray
+    confidence: np.ndarray
+    timestamps_ms: np.ndarray
+    label: int = -1
+    subject: int = -1
+    view: int = -1
+    image_size: tuple[int, int] = (0, 0)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.coords.shape[0])
+
+    @property
+    def num_persons(self) -> int:
+        return int(self.coords.shape[1])
+
+
+@dataclass
+class SkeletonDataset:
+    """Many sequences in one layout and coordinate space, with label names and named splits."""
+
+    layout: str
+    dims: int
+    coordinate_space: str
+    units: str
+    fps: float
+    label_names: tuple[str, ...]
+    names: np.ndarray
+    labels: np.ndarray
+    subjects: np.ndarray
+    views: np.ndarray
+    image_sizes: np.ndarray
+    lengths: np.ndarray
+    coords: np.ndarray
+    confidence: np.ndarray
+    timestamps_ms: np.ndarray
+    splits: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+    view_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.validate()
+
+    # -- building -------------------------------------------------------------------------
+
+    @classmethod
+    def from_sequences(
+        cls,
+        sequences: Sequence[SkeletonSequence],
+        *,
+        layout: str,
+        coordinate_space: str,
+        units: str,
+        fps: float,
+        label_names: Iterable[str] = (),
+        splits: dict[str, Iterable[int]] | None = None,
+        source: str = "",
+        view_names: Iterable[str] = (),
+    ) -> SkeletonDataset:
+        """Pack sequences (people padded with NaN to the largest count) into one dataset."""
+        if not sequences:
+            raise InputError(f"no sequences to write ({source or 'empty input'})")
+        dims = int(sequences[0].coords.shape[-1])
+        persons = max(s.num_persons for s in sequences)
+        joints = get_layout(layout).num_joints
+
+        def padded(array: np.ndarray, fill: float) -> np.ndarray:
+            pad = [(0, 0)] * array.ndim
+            pad[1] = (0, persons - array.shape[1])
+            return np.pad(array, pad, constant_values=fill)
+
+        for s in sequences:
+            if s.coords.ndim != 4 or s.coords.shape[2:] != (joints, dims):
+                raise InputError(f"{s.name}: coordinates of shape {s.coords.shape}, expected (T, P, {joints}, {dims})")
+        return cls(
+            layout=layout,
+            dims=dims,
+            coordinate_space=coordinate_space,
+            units=units,
+            fps=float(fps),
+            label_names=tuple(label_names),
+            names=np.array([s.name for s in sequences], dtype=str),
+            labels=np.array([s.label for s in sequences], dtype=np.int64),
+            subjects=np.array([s.subject for s in sequences], dtype=np.int64),
+            views=np.array([s.view for s in sequences], dtype=np.int64),
+            image_sizes=np.array([s.image_size for s in sequences], dtype=np.int64).reshape(-1, 2),
+            lengths=np.array([s.num_frames for s in sequences], dtype=np.int64),
+            coords=np.concatenate([padded(s.coords.astype(np.float32), np.nan) for s in sequences]),
+            confidence=np.concatenate([padded(s.confidence.astype(np.float32), 0.0) for s in sequences]),
+            timestamps_ms=np.concatenate([s.timestamps_ms.astype(np.float64) for s in sequences]),
+            splits={k: np.asarray(sorted(v), dtype=np.int64) for k, v in (splits or {}).items()},
+            source=source,
+            view_names=tuple(view_names),
+        )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def __getitem__(self, i: int) -> SkeletonSequence:
+        frames = slice(int(self.offsets[i]), int(self.offsets[i] + self.lengths[i]))
+        return SkeletonSequence(
+            name=str(self.names[i]),
+            coords=self.coords[frames],
+            confidence=self.confidence[frames],
+            timestamps_ms=self.timestamps_ms[frames],
+            label=int(self.labels[i]),
+            subject=int(self.subjects[i]),
+            view=int(self.views[i]),
+            image_size=(int(self.image_sizes[i, 0]), int(self.image_sizes[i, 1])),
+        )
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.coords.shape[0])
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.label_names) and bool((self.labels >= 0).any())
+
+    def persons_per_sequence(self) -> np.ndarray:
+        """How many people actually appear in each sequence (not the padded count)."""
+        present = ~np.isnan(self.coords).all(axis=(2, 3))
+        return np.array(
+            [present[o : o + n].any(axis=0).sum() for o, n in zip(self.offsets, self.lengths)],
+            dtype=np.int64,
+        )
+
+    def subset(self, indices: Iterable[int]) -> SkeletonDataset:
+        """The listed sequences as a new dataset (splits are dropped: their indices would shift)."""
+        idx = np.asarray(list(indices), dtype=np.int64)
+        frames = (
+            np.concatenate([np.arange(self.offsets[i], self.offsets[i] + self.lengths[i]) for i in idx])
+            if len(idx)
+            else np.zeros(0, dtype=np.int64)
+        )
+        return SkeletonDataset(
+            layout=self.layout,
+            dims=self.dims,
+            coordinate_space=self.coordinate_space,
+            units=self.units,
+            fps=self.fps,
+            label_names=self.label_names,
+            names=self.names[idx],
+            labels=self.labels[idx],
+            subjects=self.subjects[idx],
+            views=self.views[idx],
+            image_sizes=self.image_sizes[idx],
+            lengths=self.lengths[idx],
+            coords=self.coords[frames],
+            confidence=self.confidence[frames],
+            timestamps_ms=self.timestamps_ms[frames],
+            source=self.source,
+            view_names=self.view_names,
+        )
+
+    # -- checking -------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise InputError when the arrays disagree with each other or with the layout."""
+        problems = []
+        layout = get_layout(self.layout)
+        n = len(self)
+        if self.coordinate_space not in COORDINATE_SPACES:
+            problems.append(f"coordinate space {self.coordinate_space!r} not in {COORDINATE_SPACES}")
+        if self.dims not in (2, 3):
+            problems.append(f"dims {self.dims} is neither 2 nor 3")
+        if self.coords.ndim != 4 or self.coords.shape[2:] != (layout.num_joints, self.dims):
+            problems.append(f"coords shape {self.coords.shape} does not fit (N, P, {layout.num_joints}, {self.dims})")
+        if self.confidence.shape != self.coords.shape[:3]:
+            problems.append(f"confidence shape {self.confidence.shape} != {self.coords.shape[:3]}")
+        if self.timestamps_ms.shape != (self.coords.shape[0],):
+            problems.append("one timestamp per frame expected")
+        if int(self.lengths.sum()) != self.coords.shape[0]:
+            problems.append(f"sequence lengths add up to {int(self.lengths.sum())}, not {self.coords.shape[0]} frames")
+        for key in ("names", "labels", "subjects", "views"):
+            if getattr(self, key).shape != (n,):
+                problems.append(f"{key} has shape {getattr(self, key).shape}, expected ({n},)")
+        if self.labels.size and self.labels.max(initial=-1) >= len(self.label_names):
+            problems.append(f"label {int(self.labels.max())} has no name ({len(self.label_names)} names)")
+        if not np.isfinite(self.fps) or self.fps <= 0:
+            problems.append(f"fps {self.fps} is not positive")
+        for split, idx in self.splits.items():
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                problems.append(f"split {split!r} indexes past the {n} sequences")
+        if problems:
+            raise InputError("inconsistent dataset: " + "; ".join(problems))
+
+    # -- files ----------------------------------------------------------------------------
+
+    def header(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "layout": self.layout,
+            "dims": self.dims,
+            "coordinate_space": self.coordinate_space,
+            "units": self.units,
+            "fps": self.fps,
+            "label_names": list(self.label_names),
+            "splits": sorted(self.splits),
+            "source": self.source,
+            "view_names": list(self.view_names),
+        }
+
+    def save(self, path: Path) -> None:
+        """Write the dataset to ``path`` atomically (nothing is left there on failure)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "header": np.array(json.dumps(self.header())),
+            "names": self.names,
+            "labels": self.labels,
+            "subjects": self.subjects,
+            "views": self.views,
+            "image_sizes": self.image_sizes,
+            "lengths": self.lengths,
+            "coords": self.coords,
+            "confidence": self.confidence,
+            "timestamps_ms": self.timestamps_ms,
+            **{f"split/{k}": v for k, v in self.splits.items()},
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> SkeletonDataset:
+        """Read a dataset file; InputError naming the file when it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such dataset file")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                if header.get("format") != FORMAT_NAME:
+                    raise InputError(f"{path}: not a skeleton dataset (format {header.get('format')!r})")
+                if header.get("version") != FORMAT_VERSION:
+                    raise InputError(f"{path}: dataset format version {header.get('version')} is not supported")
+                arrays = {k: data[k] for k in data.files}
+        except InputError:
+            raise
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: not a readable skeleton dataset ({type(e).__name__}: {e})") from None
+        try:
+            return cls(
+                layout=header["layout"],
+                dims=int(header["dims"]),
+                coordinate_space=header["coordinate_space"],
+                units=header["units"],
+                fps=float(header["fps"]),
+                label_names=tuple(header["label_names"]),
+                names=arrays["names"],
+                labels=arrays["labels"],
+                subjects=arrays["subjects"],
+                views=arrays["views"],
+                image_sizes=arrays["image_sizes"],
+                lengths=arrays["lengths"],
+                coords=arrays["coords"],
+                confidence=arrays["confidence"],
+                timestamps_ms=arrays["timestamps_ms"],
+                splits={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("split/")},
+                source=header.get("source", ""),
+                view_names=tuple(header.get("view_names", ())),
+            )
+        except KeyError as e:
+            raise InputError(f"{path}: skeleton dataset lacks {e}") from None
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+
+
+def uniform_timestamps(num_frames: int, fps: float) -> np.ndarray:
+    """Timestamps (ms) of ``num_frames`` frames taken at a steady ``fps``."""
+    return np.arange(num_frames, dtype=np.float64) * (1000.0 / fps)

@@ -1,0 +1,82 @@
+"""Northwestern-UCLA Multiview Action3D skeletons (``all_sqe/aXX_sYY_eZZ_vWW.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
+from skeleton.errors import InputError
+from skeleton.readers.common import input_files, name_fields, one_person
+
+FPS = 30.0
+NAME_PATTERN = r"a(?P<a>\d+)_s(?P<s>\d+)_e(?P<e>\d+)_v(?P<v>\d+)\.json"
+# The file label 1..10 stands for the original action ids 1,2,3,4,5,6,8,9,11,12.
+LABEL_NAMES = (
+    "pick up with one hand",
+    "pick up with two hands",
+    "drop trash",
+    "walk around",
+    "sit down",
+    "stand up",
+    "donning",
+    "doffing",
+    "throw",
+    "carry",
+)
+TRAIN_VIEWS = (1, 2)  # the standard cross-view protocol tests on view 3
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        coords = np.asarray(record["skeletons"], dtype=np.float32)
+        label = int(record["label"])
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (KeyError, TypeError) as e:
+        raise InputError(f"{path}: not an NW-UCLA skeleton record (missing {e})") from None
+    except ValueError:
+        raise InputError(f"{path}: 'skeletons' is not a [T][20][3] array of numbers") from None
+    if coords.ndim != 3 or coords.shape[1:] != (20, 3) or len(coords) == 0:
+        raise InputError(f"{path}: 'skeletons' has shape {coords.shape}, expected (T>0, 20, 3)")
+    if not 1 <= label <= len(LABEL_NAMES):
+        raise InputError(f"{path}: label {label} outside 1..{len(LABEL_NAMES)}")
+    return coords, label - 1
+
+
+def read_nw_ucla(source: Path) -> SkeletonDataset:
+    source = Path(source)
+    if (source / "all_sqe").is_dir():
+        source = source / "all_sqe"
+    sequences = []
+    for path in input_files(source, "*.json", "NW-UCLA skeleton JSON"):
+        fields = name_fields(path, NAME_PATTERN, "NW-UCLA")
+        coords, label = _read_file(path)
+        sequences.append(
+            SkeletonSequence(
+                name=path.stem,
+                coords=one_person(coords),
+                confidence=np.ones((len(coords), 1, 20), dtype=np.float32),
+                timestamps_ms=uniform_timestamps(len(coords), FPS),
+                label=label,
+                subject=fields["s"],
+                view=fields["v"],
+            )
+        )
+    splits = {
+        "cross-view/train": [i for i, s in enumerate(sequences) if s.view in TRAIN_VIEWS],
+        "cross-view/test": [i for i, s in enumerate(sequences) if s.view not in TRAIN_VIEWS],
+    }
+    return SkeletonDataset.from_sequences(
+        sequences,
+        layout="kinect20",
+        coordinate_space="camera",
+        units="m",
+        fps=FPS,
+        label_names=LABEL_NAMES,
+        splits=splits,
+        source=f"NW-UCLA Multiview Action3D ({source})",
+    )
