@@ -1,0 +1,1 @@
+"""Pose extraction: images in, per-person skeletons out (MediaPipe first; a GPU backend may follow)."""

@@ -1,0 +1,86 @@
+"""Reading frames from video files and still images (OpenCV), with their timestamps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from skeleton.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+
+
+def resize_to_width(rgb: np.ndarray, width: int) -> np.ndarray:
+    """Shrink to ``width`` pixels (aspect kept); pose runs faster and landmarks are normalised."""
+    if width <= 0 or rgb.shape[1] <= width:
+        return rgb
+    height = round(rgb.shape[0] * width / rgb.shape[1])
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Size, frame rate and frame count, or an InputError saying why the file is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise InputError(f"{path}: not a readable image")
+        return VideoInfo(path, image.shape[1], image.shape[0], 1.0, 1)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{path}: not a readable video")
+        ok, _ = capture.read()
+        if not ok:
+            raise InputError(f"{path}: video has no decodable frame")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        return VideoInfo(
+            path,
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            fps if 0 < fps < 1000 else 30.0,
+            max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 1),
+        )
+    finally:
+        capture.release()
+
+
+def read_frames(path: Path) -> Iterator[tuple[np.ndarray, int]]:
+    """RGB frames of a video (or one still image) with timestamps in ms from the start.
+
+    Timestamps come from the frame index and the container's frame rate: container
+    positions are unreliable across codecs, and the index never repeats.
+    """
+    info = probe_video(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        yield cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), 0
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        index = 0
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), round(index * 1000.0 / info.fps)
+            index += 1
+    finally:
+        capture.release()
