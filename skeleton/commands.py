@@ -42,6 +42,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     extract.add_argument("--max-people", type=int, default=4, help="people posed per frame")
     extract.add_argument("--width", type=int, default=640, help="frames are resized to this width first (0: as is)")
+    extract.add_argument(
+        "--mirrored", action="store_true", help="the videos are mirror images (NTU RGB+D, Kinect v2 colour, selfies)"
+    )
     extract.set_defaults(handler=_extract)
 
     info = subcommands.add_parser("info", help="describe a dataset file")
@@ -67,7 +70,9 @@ def _convert(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from skeleton.pose.extract import ExtractOptions, extract_videos
 
-    options = ExtractOptions(pose_model=args.pose_model, max_people=args.max_people, width=args.width)
+    options = ExtractOptions(
+        pose_model=args.pose_model, max_people=args.max_people, width=args.width, mirrored=args.mirrored
+    )
     image, world = extract_videos(args.inputs, options)
     world_path = args.output.with_name(args.output.name.removesuffix(".npz") + ".world.npz")
     image.save(args.output)
