@@ -271,6 +271,9 @@ class SkeletonDataset:
             **{f"split/{k}": v for k, v in self.splits.items()},
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
@@ -286,7 +289,7 @@ class SkeletonDataset:
         if not path.is_file():
             raise InputError(f"{path}: no such dataset file")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 if header.get("format") != FORMAT_NAME:
                     raise InputError(f"{path}: not a skeleton dataset (format {header.get('format')!r})")

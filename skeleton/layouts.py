@@ -304,23 +304,28 @@ MEDIAPIPE33 = Layout(
     ),
 )
 
+# Penn Action's file order. Its documentation lists each pair "left, right", but the
+# annotations are the other way round: in front views the first joint of each pair lies on the
+# image left, where a person facing the camera has their right side, and guitar strumming
+# (right hand) moves the first wrist, not the second. The names below are the person's sides;
+# tests/test_layouts_real_data.py keeps the evidence.
 PENN13 = Layout(
     name="penn13",
-    description="Penn Action 13 joints (2-D annotations of video)",
+    description="Penn Action 13 joints (2-D annotations of video), sides as the person's",
     joints=(
         "head",
-        "left_shoulder",
         "right_shoulder",
-        "left_elbow",
+        "left_shoulder",
         "right_elbow",
-        "left_wrist",
+        "left_elbow",
         "right_wrist",
-        "left_hip",
+        "left_wrist",
         "right_hip",
-        "left_knee",
+        "left_hip",
         "right_knee",
-        "left_ankle",
+        "left_knee",
         "right_ankle",
+        "left_ankle",
     ),
     bones=tuple(
         _sides(_chain("head", "{s}_shoulder", "{s}_elbow", "{s}_wrist"))

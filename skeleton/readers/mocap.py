@@ -109,7 +109,7 @@ def read_bandai_positions(source: Path) -> SkeletonDataset:
     positions, lengths = arrays["positions"].astype(np.float32), arrays["lengths"].astype(np.int64)
     if positions.ndim != 3 or positions.shape[1:] != (21, 3) or int(lengths.sum()) != len(positions):
         raise InputError(f"{source}: positions {positions.shape} do not add up to the clip lengths")
-    fps = float(arrays["fps"])
+    fps = round(float(arrays["fps"]), 3)  # stored as float32: 30.00003
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     sequences = [
         SkeletonSequence(

@@ -7,6 +7,7 @@ model that people collapse to a point; a sequence with no valid frame is skipped
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ PAPER_LIST = "files_used_in_cvpr12_paper.txt"
 
 def _read_file(path: Path) -> np.ndarray:
     try:
-        values = np.loadtxt(path, dtype=np.float32, ndmin=2)
+        with warnings.catch_warnings():  # an empty file is reported below, not as a warning
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(path, dtype=np.float32, ndmin=2)
     except ValueError as e:
         raise InputError(f"{path}: not an MSR Action3D skeleton file ({e})") from None
     if values.size == 0:

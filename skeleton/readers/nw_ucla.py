@@ -55,11 +55,14 @@ def read_nw_ucla(source: Path) -> SkeletonDataset:
     for path in input_files(source, "*.json", "NW-UCLA skeleton JSON"):
         fields = name_fields(path, NAME_PATTERN, "NW-UCLA")
         coords, label = _read_file(path)
+        # A joint the sensor lost is written as (0, 0, 0), the sensor's own position.
+        lost = (coords == 0).all(axis=-1)
+        coords[lost] = np.nan
         sequences.append(
             SkeletonSequence(
                 name=path.stem,
                 coords=one_person(coords),
-                confidence=np.ones((len(coords), 1, 20), dtype=np.float32),
+                confidence=one_person((~lost).astype(np.float32)),
                 timestamps_ms=uniform_timestamps(len(coords), FPS),
                 label=label,
                 subject=fields["s"],

@@ -1,0 +1,440 @@
+"""Unit tests of the shared core on small synthetic arrays: shapes, edge cases, exact values.
+
+Real-data behaviour is covered by test_layouts_real_data.py and test_readers.py; here the
+inputs are built by hand so that every expected number is known exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skeleton.dataset as dataset_module
+from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
+from skeleton.errors import InputError
+from skeleton.layouts import KINECT20, MEDIAPIPE33, get_layout
+from skeleton.mapping import derive_joint, layout_mapping
+from skeleton.normalize import NORMALIZATIONS, normalize
+from skeleton.resample import resample, resample_to_fps, sample_times
+
+RNG = np.random.default_rng(0)
+
+# A person standing in camera coordinates (y up, z away from the camera), facing the camera
+# (-z): the person's left is cross(up, facing) = -x. Toes point at the camera.
+_STANDING = {
+    "pelvis": (0.0, 0.0, 0.0),
+    "spine": (0.0, 0.25, 0.0),
+    "neck": (0.0, 0.5, 0.0),
+    "head": (0.0, 0.7, 0.0),
+    **{
+        f"{side}_{name}": (sign * x, y, z)
+        for side, sign in (("left", -1.0), ("right", 1.0))
+        for name, (x, y, z) in {
+            "shoulder": (0.2, 0.5, 0.0),
+            "elbow": (0.45, 0.5, 0.0),
+            "wrist": (0.7, 0.5, 0.0),
+            "hand": (0.78, 0.5, 0.0),
+            "hip": (0.1, 0.0, 0.0),
+            "knee": (0.1, -0.45, 0.0),
+            "ankle": (0.1, -0.9, 0.0),
+            "foot": (0.1, -0.95, -0.12),
+        }.items()
+    },
+}
+
+
+def standing_kinect20() -> np.ndarray:
+    """(20, 3) standing skeleton in kinect20 order."""
+    return np.array([_STANDING[name] for name in KINECT20.joints], dtype=np.float32)
+
+
+def yaw(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def sequence(name: str, frames: int, persons: int, joints: int = 20, dims: int = 3, **kw) -> SkeletonSequence:
+    return SkeletonSequence(
+        name=name,
+        coords=RNG.normal(size=(frames, persons, joints, dims)).astype(np.float32),
+        confidence=RNG.uniform(size=(frames, persons, joints)).astype(np.float32),
+        timestamps_ms=uniform_timestamps(frames, 30.0),
+        **kw,
+    )
+
+
+def small_dataset() -> SkeletonDataset:
+    one = sequence("one", 4, 1, label=0, subject=3, view=1, image_size=(640, 480))
+    two = sequence("two", 3, 2, label=1, subject=4, view=2, image_size=(1920, 1080))
+    two.coords[1, 1, 5] = np.nan  # a missing joint of the second person
+    two.coords[2, 1] = np.nan  # the second person left the picture
+    three = sequence("three", 2, 1)  # unlabelled, unknown subject/view
+    return SkeletonDataset.from_sequences(
+        [one, two, three],
+        layout="kinect20",
+        coordinate_space="camera",
+        units="m",
+        fps=30.0,
+        label_names=["wave", "kick"],
+        splits={"cross-subject/train": [0, 2], "cross-subject/test": [1], "empty": []},
+        source="synthetic",
+        view_names=["front", "side"],
+    )
+
+
+# -- dataset --------------------------------------------------------------------------------
+
+
+def test_from_sequences_pads_persons_with_nan() -> None:
+    ds = small_dataset()
+    assert ds.coords.shape == (9, 2, 20, 3)
+    assert ds.lengths.tolist() == [4, 3, 2]
+    assert ds.offsets.tolist() == [0, 4, 7]
+    assert np.isnan(ds.coords[0:4, 1]).all()  # sequence "one" has one person
+    assert (ds.confidence[0:4, 1] == 0).all()
+    assert ds.persons_per_sequence().tolist() == [1, 2, 1]
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    ds = small_dataset()
+    path = tmp_path / "sub" / "ds.npz"
+    ds.save(path)
+    back = SkeletonDataset.load(path)
+    for key in ("names", "labels", "subjects", "views", "image_sizes", "lengths", "timestamps_ms", "confidence"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(ds, key), err_msg=key)
+    np.testing.assert_array_equal(back.coords, ds.coords)  # NaN in the same places
+    assert np.isnan(back.coords).sum() == np.isnan(ds.coords).sum() > 0
+    assert back.coords.dtype == np.float32
+    assert (back.layout, back.dims, back.coordinate_space, back.units, back.fps) == ("kinect20", 3, "camera", "m", 30.0)
+    assert back.label_names == ("wave", "kick")
+    assert back.view_names == ("front", "side")
+    assert back.source == "synthetic"
+    assert set(back.splits) == {"cross-subject/train", "cross-subject/test", "empty"}
+    assert back.splits["cross-subject/train"].tolist() == [0, 2]
+    assert back.splits["cross-subject/test"].tolist() == [1]
+    assert back.splits["empty"].tolist() == []
+    second = back[1]
+    assert (second.name, second.label, second.subject, second.view) == ("two", 1, 4, 2)
+    assert second.image_size == (1920, 1080)
+    assert second.coords.shape == (3, 2, 20, 3)
+    assert np.isnan(second.coords[2, 1]).all() and not np.isnan(second.coords[2, 0]).any()
+    assert back.persons_per_sequence().tolist() == [1, 2, 1]
+    assert [p.name for p in path.parent.iterdir()] == ["ds.npz"]
+
+
+def test_subset_keeps_sequences_and_drops_splits() -> None:
+    ds = small_dataset()
+    sub = ds.subset([2, 0])
+    assert sub.names.tolist() == ["three", "one"]
+    np.testing.assert_array_equal(sub[1].coords, ds[0].coords)
+    assert sub.splits == {}
+    assert len(ds.subset([])) == 0
+
+
+def test_save_failure_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ds.npz"
+    path.write_bytes(b"the previous dataset")
+
+    def failing_savez(f, **arrays) -> None:
+        f.write(b"half a zip file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dataset_module.np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        small_dataset().save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["ds.npz"]
+    assert path.read_bytes() == b"the previous dataset"
+
+
+def test_save_interrupted_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(f, **arrays) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset_module.np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        small_dataset().save(tmp_path / "ds.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_file_has_the_permissions_of_any_new_file(tmp_path: Path) -> None:
+    # mkstemp creates 0600 files; a dataset should be as readable as any file the user writes
+    # (umask applies), or another account (CI, the service) cannot read it.
+    small_dataset().save(tmp_path / "ds.npz")
+    (tmp_path / "plain").write_bytes(b"")
+    mode = stat.S_IMODE(os.stat(tmp_path / "ds.npz").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode), oct(mode)
+
+
+def test_load_rejects_other_files(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(InputError, match="foreign.npz"):
+        SkeletonDataset.load(foreign)
+    with pytest.raises(InputError, match="no such dataset file"):
+        SkeletonDataset.load(tmp_path / "missing.npz")
+
+
+def test_validate_rejects_inconsistent_arrays() -> None:
+    with pytest.raises(InputError, match="label 2 has no name"):
+        SkeletonDataset.from_sequences(
+            [sequence("a", 2, 1, label=2)],
+            layout="kinect20",
+            coordinate_space="camera",
+            units="m",
+            fps=30,
+            label_names=["x"],
+        )
+    with pytest.raises(InputError, match="indexes past"):
+        SkeletonDataset.from_sequences(
+            [sequence("a", 2, 1)], layout="kinect20", coordinate_space="camera", units="m", fps=30, splits={"s": [1]}
+        )
+    with pytest.raises(InputError, match="expected"):
+        SkeletonDataset.from_sequences(
+            [sequence("a", 2, 1, joints=13)], layout="kinect20", coordinate_space="camera", units="m", fps=30
+        )
+    with pytest.raises(InputError, match="no sequences"):
+        SkeletonDataset.from_sequences([], layout="kinect20", coordinate_space="camera", units="m", fps=30)
+
+
+# -- mapping --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("mediapipe33", "penn13"),
+        ("mediapipe33", "kinect20"),
+        ("ntu25", "kinect20"),
+        ("bandai21", "kinect20"),
+        ("cmu31", "kinect20"),
+        ("msr20", "kinect20"),
+    ],
+)
+def test_mappings_exist_and_are_affine(source: str, target: str) -> None:
+    mapping = layout_mapping(source, target)
+    assert mapping.weights.shape == (get_layout(target).num_joints, get_layout(source).num_joints)
+    # Each target joint is a weighted mean (weights add up to 1): a translation moves it alike.
+    np.testing.assert_allclose(mapping.weights.sum(axis=1), 1.0, atol=1e-6)
+    coords = RNG.normal(size=(2, 1, mapping.source.num_joints, 3)).astype(np.float32)
+    shift = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    moved, _ = mapping.apply(coords + shift)
+    np.testing.assert_allclose(moved, mapping.apply(coords)[0] + shift, atol=1e-5)
+    assert layout_mapping(source, target) is mapping  # cached
+
+
+def test_same_named_joints_are_copied() -> None:
+    for source in ("ntu25", "cmu31", "msr20"):
+        mapping = layout_mapping(source, "kinect20")
+        for d, name in enumerate(KINECT20.joints):
+            expected = np.zeros(mapping.source.num_joints)
+            expected[mapping.source.index(name)] = 1.0
+            np.testing.assert_array_equal(mapping.weights[d], expected, err_msg=f"{source}: {name}")
+
+
+def test_msr20_to_kinect20_reorders_file_order() -> None:
+    msr = get_layout("msr20")
+    coords = np.arange(20 * 3, dtype=np.float32).reshape(1, 20, 3)
+    mapped, _ = layout_mapping("msr20", "kinect20").apply(coords)
+    for name in KINECT20.joints:
+        np.testing.assert_array_equal(mapped[0, KINECT20.index(name)], coords[0, msr.index(name)])
+
+
+def test_impossible_mapping_raises() -> None:
+    with pytest.raises(InputError, match="kinect20.*mediapipe33"):
+        layout_mapping("kinect20", "mediapipe33")
+    with pytest.raises(InputError, match="unknown joint layout"):
+        layout_mapping("kinect21", "kinect20")
+
+
+def test_derived_joints_have_the_documented_recipes() -> None:
+    coords = RNG.normal(size=(5, 2, 33, 3)).astype(np.float32)
+    j = {name: coords[..., MEDIAPIPE33.index(name), :] for name in MEDIAPIPE33.joints}
+    mid_hips = 0.5 * (j["left_hip"] + j["right_hip"])
+    np.testing.assert_allclose(derive_joint(coords, MEDIAPIPE33, "pelvis"), mid_hips, atol=1e-6)
+    mapped, _ = layout_mapping("mediapipe33", "kinect20").apply(coords)
+    k = {name: mapped[..., KINECT20.index(name), :] for name in KINECT20.joints}
+    np.testing.assert_allclose(k["pelvis"], mid_hips, atol=1e-5)
+    np.testing.assert_allclose(k["neck"], 0.5 * (j["left_shoulder"] + j["right_shoulder"]), atol=1e-5)
+    np.testing.assert_allclose(k["spine"], 0.5 * (k["pelvis"] + k["neck"]), atol=1e-5)
+    np.testing.assert_allclose(k["head"], 0.5 * (j["left_ear"] + j["right_ear"]), atol=1e-5)
+    np.testing.assert_allclose(k["left_hand"], 0.5 * (j["left_index"] + j["left_pinky"]), atol=1e-5)
+    np.testing.assert_allclose(k["right_foot"], j["right_foot_index"], atol=1e-6)
+    bandai = get_layout("bandai21")
+    b = RNG.normal(size=(3, bandai.num_joints, 3)).astype(np.float32)
+    mapped, _ = layout_mapping("bandai21", "kinect20").apply(b)
+    wrist, elbow = b[:, bandai.index("left_wrist")], b[:, bandai.index("left_elbow")]
+    np.testing.assert_allclose(mapped[:, KINECT20.index("left_hand")], wrist + 0.2 * (wrist - elbow), atol=1e-5)
+
+
+def test_mapping_keeps_nan_local() -> None:
+    coords = RNG.normal(size=(4, 1, 33, 3)).astype(np.float32)
+    confidence = np.full((4, 1, 33), 0.9, dtype=np.float32)
+    coords[1, 0, MEDIAPIPE33.index("left_index")] = np.nan  # only feeds left_hand
+    coords[2, 0, MEDIAPIPE33.index("left_hip"), 2] = np.nan  # one channel is enough to be missing
+    confidence[3, 0, MEDIAPIPE33.index("right_pinky")] = 0.2
+    mapped, conf = layout_mapping("mediapipe33", "kinect20").apply(coords, confidence)
+    missing = np.isnan(mapped).any(axis=-1)[:, 0]  # (T, 20)
+    names = np.array(KINECT20.joints)
+    assert names[missing[0]].tolist() == []
+    assert names[missing[1]].tolist() == ["left_hand"]
+    assert sorted(names[missing[2]].tolist()) == ["left_hip", "pelvis", "spine"]
+    assert names[missing[3]].tolist() == []
+    assert np.isnan(mapped[:, 0][missing]).all()  # the whole joint, every channel
+    assert conf[3, 0, KINECT20.index("right_hand")] == pytest.approx(0.2)  # the weakest ingredient
+    assert conf[3, 0, KINECT20.index("left_hand")] == pytest.approx(0.9)
+
+
+# -- normalisation --------------------------------------------------------------------------
+
+
+def test_normalize_centres_and_scales_by_torso() -> None:
+    base = standing_kinect20()
+    frames = np.stack([base * 1.7 + np.array([0.3 + 0.01 * t, 1.0, 3.0]) for t in range(10)])[:, None]
+    out = normalize(frames, KINECT20, "camera")
+    assert out.shape == frames.shape and out.dtype == np.float32
+    pelvis, neck = out[:, 0, KINECT20.index("pelvis")], out[:, 0, KINECT20.index("neck")]
+    np.testing.assert_allclose(pelvis.mean(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(neck - pelvis, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_normalize_image_space_turns_y_up() -> None:
+    penn = get_layout("penn13")
+    image = np.zeros((1, 1, 13, 2), dtype=np.float32)
+    y = {"head": 100, "shoulder": 150, "elbow": 200, "wrist": 240, "hip": 300, "knee": 400, "ankle": 500}
+    for i, name in enumerate(penn.joints):
+        part = name.split("_", 1)[-1]
+        x = 320 + {"left": 40, "right": -40}.get(name.split("_")[0], 0)
+        image[0, 0, i] = (x, y[part])
+    out = normalize(image, penn, "image")
+    height = {name: out[0, 0, penn.index(name), 1] for name in ("head", "left_hip", "left_ankle")}
+    assert height["head"] > height["left_hip"] > height["left_ankle"]
+    # x is kept as is: only y changes sign.
+    assert out[0, 0, penn.index("left_shoulder"), 0] > out[0, 0, penn.index("right_shoulder"), 0]
+    torso = np.linalg.norm(
+        derive_joint(out, penn, "neck") - derive_joint(out, penn, "pelvis"),
+        axis=-1,
+    )
+    np.testing.assert_allclose(torso, 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.7, np.pi / 2, 2.5, -2.0])
+def test_align_turns_hips_onto_x_and_person_to_face_plus_z(angle: float) -> None:
+    base = standing_kinect20() @ yaw(angle).T.astype(np.float32) + np.array([0.5, 0.0, 2.5], dtype=np.float32)
+    frames = np.repeat(base[None, None], 3, axis=0)
+    out = normalize(frames, KINECT20, "camera", "centre-torso-align")
+    hips = out[0, 0, KINECT20.index("left_hip")] - out[0, 0, KINECT20.index("right_hip")]
+    assert hips[0] > 0
+    assert abs(hips[2]) < 1e-5 and abs(hips[1]) < 1e-5
+    toes = out[0, 0, KINECT20.index("left_foot")] - out[0, 0, KINECT20.index("left_ankle")]
+    assert toes[2] > 0 and abs(toes[0]) < 1e-5  # faces +z: left = cross(up, facing) holds
+    # A rotation about y: heights and distances do not change.
+    plain = normalize(frames, KINECT20, "camera")
+    np.testing.assert_allclose(out[..., 1], plain[..., 1], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), np.linalg.norm(plain, axis=-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", NORMALIZATIONS)
+@pytest.mark.parametrize(("layout", "dims", "space"), [("kinect20", 3, "camera"), ("penn13", 2, "image")])
+def test_normalize_all_nan_gives_all_nan_without_warnings(method: str, layout: str, dims: int, space: str) -> None:
+    coords = np.full((4, 2, get_layout(layout).num_joints, dims), np.nan, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = normalize(coords, get_layout(layout), space, method)
+    assert out.shape == coords.shape
+    assert np.isnan(out).all()
+
+
+def test_normalize_keeps_nan_where_it_was_and_adds_none() -> None:
+    frames = np.repeat(standing_kinect20()[None, None], 4, axis=0) + RNG.normal(scale=0.01, size=(4, 2, 20, 3))
+    frames = frames.astype(np.float32)
+    frames[:, 1] = np.nan  # a second person never seen
+    frames[2, 0, KINECT20.index("left_hand")] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = normalize(frames, KINECT20, "camera", "centre-torso-align")
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(frames))
+
+
+def test_normalize_unknown_method() -> None:
+    with pytest.raises(InputError, match="unknown normalisation"):
+        normalize(np.zeros((1, 1, 20, 3)), KINECT20, "camera", "whiten")
+
+
+# -- resampling -----------------------------------------------------------------------------
+
+
+def test_30_to_15_fps_takes_every_other_frame_exactly() -> None:
+    values = RNG.normal(size=(31, 2, 20, 3)).astype(np.float32)
+    out, times = resample_to_fps(values, uniform_timestamps(31, 30.0), 15.0)
+    np.testing.assert_array_equal(out, values[::2])
+    np.testing.assert_allclose(times, uniform_timestamps(16, 15.0))
+
+
+def test_25_to_30_fps_interpolates_linearly() -> None:
+    values = np.array([0.0, 10.0, 30.0, 60.0, 100.0], dtype=np.float32)[:, None]  # at 0, 40, 80, 120, 160 ms
+    out, times = resample_to_fps(values, uniform_timestamps(5, 25.0), 30.0)
+    np.testing.assert_allclose(times, [0.0, 100 / 3, 200 / 3, 100.0, 400 / 3])  # 166.7 ms is past the end
+    # 33.3 ms: 5/6 of the way from 0 to 10; 66.7: 2/3 of 10..30; 100: half of 30..60; 133.3: 1/3 of 60..100.
+    np.testing.assert_allclose(out[:, 0], [0.0, 25 / 3, 10 + 20 * 2 / 3, 45.0, 60 + 40 / 3], rtol=1e-5)
+
+
+def test_resample_is_exact_on_a_linear_signal() -> None:
+    stamps = np.array([0.0, 13.0, 40.0, 41.0, 90.0, 200.0])
+    values = (3.0 * stamps - 7.0).astype(np.float32)[:, None, None]
+    targets = np.linspace(0.0, 200.0, 37)
+    np.testing.assert_allclose(resample(values, stamps, targets)[:, 0, 0], 3.0 * targets - 7.0, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("stamps", [[0.0, 33.0, 33.0, 66.0], [0.0, 33.0, 20.0, 66.0]])
+def test_non_increasing_timestamps_raise(stamps: list[float]) -> None:
+    with pytest.raises(InputError, match="increase"):
+        resample(np.zeros((4, 3), dtype=np.float32), np.array(stamps), np.array([10.0]))
+
+
+def test_frame_and_timestamp_counts_must_match() -> None:
+    with pytest.raises(InputError, match="frames but"):
+        resample(np.zeros((4, 3), dtype=np.float32), np.arange(3.0), np.array([1.0]))
+
+
+def test_gap_longer_than_max_gap_gives_nan() -> None:
+    stamps = np.array([0.0, 33.0, 66.0, 500.0, 533.0])  # the person was lost for 434 ms
+    values = np.arange(5, dtype=np.float32)[:, None]
+    targets = np.array([16.5, 66.0, 100.0, 300.0, 499.0, 500.0, 516.5])
+    out = resample(values, stamps, targets, max_gap_ms=100.0)[:, 0]
+    assert out[0] == pytest.approx(0.5)
+    assert out[1] == 2.0  # exactly on the frame before the gap
+    assert np.isnan(out[2:5]).all()
+    assert out[5] == 3.0 and out[6] == pytest.approx(3.5)
+    # Without a limit the gap is bridged.
+    assert resample(values, stamps, targets)[3, 0] == pytest.approx(2 + (300 - 66) / 434)
+
+
+def test_times_outside_the_observed_span_give_nan() -> None:
+    stamps = np.array([100.0, 200.0, 300.0])
+    values = np.array([1.0, 2.0, 3.0], dtype=np.float32)[:, None]
+    out = resample(values, stamps, np.array([0.0, 99.9, 100.0, 250.0, 300.0, 300.1, 1000.0]))[:, 0]
+    assert np.isnan(out[[0, 1, 5, 6]]).all()
+    np.testing.assert_allclose(out[[2, 3, 4]], [1.0, 2.5, 3.0])
+
+
+def test_missing_values_stay_local() -> None:
+    values = np.array([[0.0, 0.0], [np.nan, 10.0], [20.0, 20.0]], dtype=np.float32)
+    out = resample(values, np.array([0.0, 10.0, 20.0]), np.array([0.0, 5.0, 10.0, 20.0]))
+    np.testing.assert_array_equal(np.isnan(out[:, 0]), [False, True, True, False])
+    np.testing.assert_allclose(out[:, 1], [0.0, 5.0, 10.0, 20.0])
+
+
+def test_resample_edge_cases() -> None:
+    empty = resample(np.zeros((0, 20, 3), dtype=np.float32), np.zeros(0), np.array([0.0, 10.0]))
+    assert empty.shape == (2, 20, 3) and np.isnan(empty).all()
+    single = resample(np.ones((1, 2), dtype=np.float32), np.array([5.0]), np.array([5.0, 6.0]))
+    np.testing.assert_array_equal(single[0], [1.0, 1.0])
+    assert np.isnan(single[1]).all()
+    assert sample_times(0.0, 100.0, 30.0).tolist() == pytest.approx([0.0, 100 / 3, 200 / 3, 100.0])
+    with pytest.raises(InputError, match="not positive"):
+        sample_times(0.0, 100.0, 0.0)
