@@ -113,22 +113,19 @@ def extract_videos(inputs: list[Path], options: ExtractOptions) -> tuple[Skeleto
     video_fps = [i.fps for i, c in zip(infos, clips) if c.path.suffix.lower() not in IMAGE_SUFFIXES]
     fps = float(np.median(video_fps)) if video_fps else 30.0
     source = f"MediaPipe pose ({options.pose_model or 'pose_landmarker_full.task'}) on {len(clips)} clip(s)"
-    image_dataset = SkeletonDataset.from_sequences(
-        image_sequences,
-        layout=POSE_LAYOUT,
-        coordinate_space="image",
-        units="px",
-        fps=fps,
-        label_names=label_names,
-        source=source + "; 2-D image landmarks",
-    )
-    world_dataset = SkeletonDataset.from_sequences(
-        world_sequences,
-        layout=POSE_LAYOUT,
-        coordinate_space="camera",
-        units="m",
-        fps=fps,
-        label_names=label_names,
-        source=source + "; 3-D world landmarks, hip-centred per frame",
+    image_dataset, world_dataset = (
+        SkeletonDataset.from_sequences(
+            sequences,
+            layout=POSE_LAYOUT,
+            coordinate_space=space,
+            units=units,
+            fps=fps,
+            label_names=label_names,
+            source=f"{source}; {what}",
+        )
+        for sequences, space, units, what in (
+            (image_sequences, "image", "px", "2-D image landmarks"),
+            (world_sequences, "camera", "m", "3-D world landmarks, hip-centred per frame"),
+        )
     )
     return image_dataset, world_dataset

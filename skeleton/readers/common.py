@@ -46,3 +46,16 @@ def read_label_names(path: Path) -> list[str]:
     if not names:
         raise InputError(f"{path}: no class names in this file")
     return names
+
+
+def label_names_beside(folder: Path, file_name: str, default: list[str]) -> list[str]:
+    """Class names from a names file next to the data, or ``default`` when there is none."""
+    names_file = folder / file_name
+    return read_label_names(names_file) if names_file.is_file() else default
+
+
+def label_from_number(path: Path, number: int, label_names: list[str]) -> int:
+    """A source's 1-based action number as a 0-based label, checked against the names."""
+    if not 1 <= number <= len(label_names):
+        raise InputError(f"{path}: action {number} has no name ({len(label_names)} actions known)")
+    return number - 1

@@ -14,7 +14,7 @@ import numpy as np
 
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.errors import InputError
-from skeleton.readers.common import input_files, name_fields, one_person, read_label_names
+from skeleton.readers.common import input_files, label_from_number, label_names_beside, name_fields, one_person
 
 FPS = 15.0  # the capture rate given in the dataset's paper
 NAME_PATTERN = r"a(?P<a>\d+)_s(?P<s>\d+)_e(?P<e>\d+)_skeleton3D\.txt"
@@ -41,8 +41,7 @@ def _read_file(path: Path) -> np.ndarray:
 def read_msr_action3d(source: Path) -> SkeletonDataset:
     files = input_files(source, "a*_s*_e*_skeleton3D.txt", "MSR Action3D skeleton")
     folder = files[0].parent
-    names_file = folder / "action_names.tsv"
-    label_names = read_label_names(names_file) if names_file.is_file() else [f"a{i:02d}" for i in range(1, 21)]
+    label_names = label_names_beside(folder, "action_names.tsv", [f"a{i:02d}" for i in range(1, 21)])
     paper = folder / PAPER_LIST
     in_paper = (
         {line.split()[0].removesuffix(".txt") for line in paper.read_text().splitlines() if line.strip()}
@@ -53,8 +52,7 @@ def read_msr_action3d(source: Path) -> SkeletonDataset:
     skipped = []
     for path in files:
         fields = name_fields(path, NAME_PATTERN, "MSR Action3D")
-        if not 1 <= fields["a"] <= len(label_names):
-            raise InputError(f"{path}: action {fields['a']} has no name ({len(label_names)} actions)")
+        label = label_from_number(path, fields["a"], label_names)
         frames = _read_file(path)
         frames = frames[np.abs(frames[..., :3]).sum(axis=(1, 2)) > 0]
         if len(frames) == 0:
@@ -66,7 +64,7 @@ def read_msr_action3d(source: Path) -> SkeletonDataset:
                 coords=one_person(frames[..., :3]),
                 confidence=one_person(frames[..., 3]),
                 timestamps_ms=uniform_timestamps(len(frames), FPS),
-                label=fields["a"] - 1,
+                label=label,
                 subject=fields["s"],
                 view=1,
             )

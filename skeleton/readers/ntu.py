@@ -13,7 +13,7 @@ import numpy as np
 
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.errors import InputError
-from skeleton.readers.common import input_files, name_fields, read_label_names
+from skeleton.readers.common import input_files, label_from_number, label_names_beside, name_fields
 
 FPS = 30.0
 NAME_PATTERN = r"S(?P<S>\d{3})C(?P<C>\d{3})P(?P<P>\d{3})R(?P<R>\d{3})A(?P<A>\d{3})\.skeleton"
@@ -94,13 +94,11 @@ def read_ntu_recording(path: Path) -> NtuRecording:
 
 def _read_ntu(source: Path, space: str) -> SkeletonDataset:
     files = input_files(source, "*.skeleton", "NTU RGB+D .skeleton")
-    names_file = files[0].parent / "label_map_ntu60.txt"
-    label_names = read_label_names(names_file) if names_file.is_file() else [f"A{i:03d}" for i in range(1, 121)]
+    label_names = label_names_beside(files[0].parent, "label_map_ntu60.txt", [f"A{i:03d}" for i in range(1, 121)])
     sequences = []
     for path in files:
         fields = name_fields(path, NAME_PATTERN, "NTU RGB+D")
-        if not 1 <= fields["A"] <= len(label_names):
-            raise InputError(f"{path}: action A{fields['A']:03d} has no name ({len(label_names)} names)")
+        label = label_from_number(path, fields["A"], label_names)
         recording = read_ntu_recording(path)
         coords = recording.camera_xyz if space == "camera" else recording.color_xy
         sequences.append(
@@ -109,7 +107,7 @@ def _read_ntu(source: Path, space: str) -> SkeletonDataset:
                 coords=coords,
                 confidence=recording.confidence,
                 timestamps_ms=uniform_timestamps(len(coords), FPS),
-                label=fields["A"] - 1,
+                label=label,
                 subject=fields["P"],
                 view=fields["C"],
                 image_size=(1920, 1080) if space == "image" else (0, 0),
