@@ -1,0 +1,78 @@
+"""The train/serve contract: window preparation and the model card in ONNX metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skeleton.artifact import ModelCard
+from skeleton.errors import InputError
+from skeleton.windows import WindowSpec, fit_length, prepare_window, to_model_space, window_starts
+
+SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=15.0, normalization="centre-torso")
+
+
+def _card(**changes) -> ModelCard:
+    values = dict(name="toy", labels=("a", "b"), window=SPEC, embedding_size=16, input_space="image")
+    return ModelCard(**{**values, **changes})
+
+
+def test_fit_length_crops_centred_and_pads_by_holding_edges() -> None:
+    frames = np.arange(10)[:, None]
+    assert fit_length(frames, 4).ravel().tolist() == [3, 4, 5, 6]
+    assert fit_length(frames, 4, start=9).ravel().tolist() == [6, 7, 8, 9]
+    assert fit_length(np.arange(3)[:, None], 7).ravel().tolist() == [0, 0, 0, 1, 2, 2, 2]
+    with pytest.raises(InputError):
+        fit_length(np.zeros((0, 2)), 4)
+
+
+def test_window_starts_cover_the_clip_to_its_end() -> None:
+    assert window_starts(5, 8, 4) == [0]
+    assert window_starts(20, 8, 4) == [0, 4, 8, 12]
+    assert window_starts(19, 8, 4) == [0, 4, 8, 11]
+
+
+def test_mediapipe_maps_into_a_2d_model_and_3d_is_refused() -> None:
+    coords = np.random.default_rng(0).normal(size=(5, 33, 2)).astype(np.float32)
+    mapped, _ = to_model_space(coords, None, "mediapipe33", SPEC)
+    assert mapped.shape == (5, 13, 2)
+    with pytest.raises(InputError, match="2-D"):
+        to_model_space(np.zeros((5, 33, 3)), None, "mediapipe33", SPEC)
+
+
+def test_prepare_window_fills_missing_joints_with_zeros() -> None:
+    window = np.random.default_rng(1).normal(size=(8, 13, 2)).astype(np.float32) * 50 + 300
+    window[2, 5] = np.nan
+    prepared = prepare_window(window, SPEC, "image")
+    assert prepared.shape == (8, 13, 2) and np.isfinite(prepared).all()
+    assert prepared[2, 5].tolist() == [0.0, 0.0]
+
+
+def test_window_spec_rejects_nonsense() -> None:
+    for bad in (dict(dims=4), dict(length=1), dict(fps=0), dict(normalization="zscore"), dict(layout="nope")):
+        with pytest.raises(InputError):
+            WindowSpec(**{**SPEC.__dict__, **bad})
+
+
+def test_card_round_trips_through_metadata() -> None:
+    card = _card(accuracy={"penn-val": 0.97}, source_commit="abc123")
+    metadata = card.to_metadata()
+    assert all(isinstance(v, str) for v in metadata.values())
+    assert ModelCard.from_metadata(metadata, "toy.onnx") == card
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda m: {}, "not an actionrec model"),
+        (lambda m: {k: v for k, v in m.items() if not k.endswith(".labels")}, "lacks actionrec.labels"),
+        (lambda m: {**m, "actionrec.window": "{not json"}, "malformed"),
+        (lambda m: {**m, "actionrec.card_version": "7"}, "version 7"),
+        (lambda m: {**m, "actionrec.labels": '["a", "a"]'}, "distinct"),
+        (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("penn13", "nope")}, "unknown joint layout"),
+    ],
+)
+def test_card_refuses_missing_or_inconsistent_metadata(damage, message) -> None:
+    with pytest.raises(InputError, match=message) as error:
+        ModelCard.from_metadata(damage(_card().to_metadata()), "toy.onnx")
+    assert str(error.value).startswith("toy.onnx: ")
