@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA := ../shared/data
 DEMO_OUT := out/demo
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo data clean
 
 $(BIN)/actionrec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ test: setup
 demo: setup
 	$(BIN)/actionrec extract $(DATA)/videos/hugging_ntu_style.mp4 -o $(DEMO_OUT)/hugging.npz
 	$(BIN)/actionrec info $(DEMO_OUT)/hugging.npz
+
+# Every real source converted into the project's dataset format (data/ is not committed).
+data: setup
+	$(BIN)/actionrec convert --format msr-action3d $(DATA)/msr-action3d -o data/msr.npz
+	$(BIN)/actionrec convert --format nw-ucla $(DATA)/nw-ucla -o data/nw-ucla.npz
+	$(BIN)/actionrec convert --format penn-action $(DATA)/penn-action-train -o data/penn.npz
+	$(BIN)/actionrec convert --format ntu $(DATA)/ntu-sample -o data/ntu-sample.npz
+	$(BIN)/actionrec convert --format bvh $(DATA)/cmu-mocap -o data/cmu.npz
+	$(BIN)/actionrec convert --format bvh $(DATA)/bandai-namco/dataset-1/data -o data/bandai1.npz
+	$(BIN)/actionrec convert --format bandai-positions $(DATA)/bandai-namco/dataset-2-positions.npz -o data/bandai2.npz
+	$(BIN)/actionrec extract $(DATA)/videos -o data/videos.npz
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from export import commands as offline_commands
 from skeleton import commands as data_commands
 from skeleton.errors import InputError
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.register(subcommands)
+    offline_commands.register(subcommands)
     return parser
 
 

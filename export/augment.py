@@ -1,0 +1,51 @@
+"""Spatial augmentations of prepared windows (batched, torch): the usual skeleton views.
+
+Windows are normalised (centred, y up, torso-scaled), so a rotation about the vertical axis,
+a small tilt, per-axis scaling and shear are all linear maps of the joints, one matrix per
+sample. Missing joints are zeros and stay zeros.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _rotation_3d(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos, torch.sin
+    one, zero = torch.ones_like(yaw), torch.zeros_like(yaw)
+    r_yaw = torch.stack([c(yaw), zero, s(yaw), zero, one, zero, -s(yaw), zero, c(yaw)], -1).view(-1, 3, 3)
+    r_pitch = torch.stack([one, zero, zero, zero, c(pitch), -s(pitch), zero, s(pitch), c(pitch)], -1).view(-1, 3, 3)
+    r_roll = torch.stack([c(roll), -s(roll), zero, s(roll), c(roll), zero, zero, zero, one], -1).view(-1, 3, 3)
+    return r_yaw @ r_pitch @ r_roll
+
+
+def random_linear_views(
+    windows: torch.Tensor,
+    generator: torch.Generator | None = None,
+    max_yaw_deg: float = 45.0,
+    max_tilt_deg: float = 10.0,
+    shear: float = 0.2,
+    scale: float = 0.1,
+) -> torch.Tensor:
+    """Rotate, shear and scale each window (N, T, J, C) by its own random matrix."""
+    n, dims = windows.shape[0], windows.shape[-1]
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator) * (high - low) + low
+
+    if dims == 3:
+        rotation = _rotation_3d(
+            uniform(-1, 1, n) * math.radians(max_yaw_deg),
+            uniform(-1, 1, n) * math.radians(max_tilt_deg),
+            uniform(-1, 1, n) * math.radians(max_tilt_deg),
+        )
+    else:  # 2-D: an in-plane rotation only (the camera's roll)
+        angle = uniform(-1, 1, n) * math.radians(max_tilt_deg + 5)
+        rotation = torch.stack([torch.cos(angle), -torch.sin(angle), torch.sin(angle), torch.cos(angle)], -1)
+        rotation = rotation.view(n, 2, 2)
+    shearing = torch.eye(dims).repeat(n, 1, 1) + uniform(-shear, shear, n, dims, dims) * (1 - torch.eye(dims))
+    scaling = torch.diag_embed(uniform(1 - scale, 1 + scale, n, dims))
+    matrix = (rotation @ shearing @ scaling).to(windows.dtype)
+    return torch.einsum("ntjc,ndc->ntjd", windows, matrix)

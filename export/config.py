@@ -1,0 +1,139 @@
+"""Experiment configuration: one TOML file per experiment, read strictly.
+
+A config is read into dataclasses; a key the dataclass does not have, a value of the wrong
+type or a missing required value is an error naming the file and the key, before any data
+is loaded or any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from export.encoder import EncoderConfig
+from export.masking import MaskingConfig
+from skeleton.errors import InputError
+from skeleton.windows import WindowSpec
+
+
+@dataclass(frozen=True)
+class DataSource:
+    path: str
+    split: str = ""  # a named split of the file; empty: every sequence
+    all_persons: bool = False
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 5
+    min_samples_per_epoch: int = 0  # small label budgets: repeat clips so an epoch has this many windows
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    output: str
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    experiment: Experiment
+    window: WindowSpec
+    encoder: EncoderConfig
+    data: tuple[DataSource, ...]
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    optim: Optimisation = field(default_factory=Optimisation)
+    off_diagonal_weight: float = 0.005
+    projector_width: int = 1024
+
+
+@dataclass(frozen=True)
+class LabelBudget:
+    fraction: float = 1.0  # of each class's train sequences (at least one each)
+    per_class: int = 0  # when > 0, this many per class instead of a fraction
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    path: str
+    train_split: str
+    test_split: str
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    experiment: Experiment
+    window: WindowSpec
+    encoder: EncoderConfig
+    benchmark: Benchmark
+    mode: str = "finetune"  # finetune | scratch | linear
+    pretrained: str = ""  # encoder checkpoint for finetune / linear
+    labels: LabelBudget = field(default_factory=LabelBudget)
+    validation: bool = False  # hold out part of the train split and report on it (choosing settings)
+    optim: Optimisation = field(default_factory=Optimisation)
+    encoder_lr_scale: float = 1.0  # fine-tuning: the encoder's learning rate relative to the head's
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("finetune", "scratch", "linear"):
+            raise InputError(f"mode {self.mode!r} is not finetune, scratch or linear")
+        if self.mode in ("finetune", "linear") and not self.pretrained:
+            raise InputError(f"mode {self.mode} needs a pretrained encoder checkpoint")
+
+
+def _build(cls: type, values: object, where: str, origin: str):
+    """``values`` (parsed TOML) as an instance of ``cls``, checked key by key."""
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        if not isinstance(values, dict):
+            raise InputError(f"{origin}: [{where}] must be a table")
+        known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InputError(
+                f"{origin}: unknown key {where + '.' if where else ''}{unknown[0]} (known: {', '.join(known)})"
+            )
+        kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k, origin) for k, v in values.items()}
+        missing = [
+            k
+            for k, f in known.items()
+            if k not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise InputError(f"{origin}: missing key {where + '.' if where else ''}{missing[0]}")
+        return cls(**kwargs)
+    origin_type, args = typing.get_origin(cls), typing.get_args(cls)
+    if origin_type is tuple:
+        if not isinstance(values, list):
+            raise InputError(f"{origin}: {where} must be a list")
+        item = args[0]
+        return tuple(_build(item, v, f"{where}[{i}]", origin) for i, v in enumerate(values))
+    if origin_type in (typing.Union, types.UnionType):
+        return values
+    expected = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}.get(cls, (cls,))
+    if not isinstance(values, expected) or (cls is int and isinstance(values, bool)):
+        raise InputError(f"{origin}: {where} must be a {cls.__name__}, not {values!r}")
+    return float(values) if cls is float else values
+
+
+def load_config(path: Path, cls: type):
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: not valid TOML ({e})") from None
+    try:
+        return _build(cls, values, "", str(path))
+    except InputError as e:
+        message = str(e)
+        raise InputError(message if message.startswith(str(path)) else f"{path}: {message}") from None

@@ -1,0 +1,190 @@
+"""Training data: dataset files -> clips in the model's space -> windows for torch.
+
+A clip is one person's motion in the model's layout, resampled to the model's frame rate,
+not yet normalised (missing joints NaN). Windows are cut from clips and prepared by
+``skeleton.windows`` exactly as the service prepares live windows; the only training-only
+steps are the augmentations (temporal crop-resize here, spatial ones in ``augment``) and the
+projection of 3-D motion into 2-D views from virtual cameras, which lets 3-D mocap teach a
+2-D model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from skeleton.dataset import SkeletonDataset
+from skeleton.errors import InputError
+from skeleton.mapping import layout_mapping
+from skeleton.resample import resample, resample_to_fps
+from skeleton.windows import WindowSpec, fit_length, prepare_window, window_starts
+
+# Gaps longer than this inside a recording are left empty rather than bridged by interpolation.
+MAX_GAP_MS = 500.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    frames: np.ndarray  # (T, J, C) in the model's layout, at the model's frame rate, NaN missing
+    coordinate_space: str
+    label: int
+    name: str
+    subject: int = -1
+
+
+def _main_person(coords: np.ndarray) -> int:
+    """The person slot seen in the most frames (the actor of a labelled clip)."""
+    seen = np.isfinite(coords).all(axis=-1).any(axis=-1).sum(axis=0)
+    return int(np.argmax(seen))
+
+
+def clips_from_dataset(
+    dataset: SkeletonDataset,
+    spec: WindowSpec,
+    indices: np.ndarray | list[int] | None = None,
+    all_persons: bool = False,
+    min_frames: int = 4,
+) -> list[Clip]:
+    """The sequences ``indices`` of ``dataset`` as clips for a model taking ``spec`` windows.
+
+    Labelled data gives its main actor; with ``all_persons`` (unlabelled corpora) every person
+    seen for at least ``min_frames`` model frames gives a clip. 3-D data for a 2-D model stays
+    3-D here and is projected per window (``project_to_image``).
+    """
+    if dataset.dims < spec.dims:
+        raise InputError(f"a {spec.dims}-D model cannot be trained on {dataset.dims}-D data ({dataset.source})")
+    mapping = layout_mapping(dataset.layout, spec.layout)
+    clips = []
+    for i in range(len(dataset)) if indices is None else indices:
+        sequence = dataset[int(i)]
+        persons = range(sequence.num_persons) if all_persons else [_main_person(sequence.coords)]
+        for person in persons:
+            mapped, _ = mapping.apply(sequence.coords[:, person])
+            frames, _ = resample_to_fps(mapped, sequence.timestamps_ms, spec.fps, MAX_GAP_MS)
+            if np.isfinite(frames).all(axis=(1, 2)).sum() < min_frames:
+                continue
+            clips.append(
+                Clip(frames, dataset.coordinate_space, int(sequence.label), sequence.name, int(sequence.subject))
+            )
+    return clips
+
+
+def project_to_image(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 3-D clip (y up, metres) as seen by a random virtual camera: image pixels, y down.
+
+    The camera circles the person (any yaw), looks slightly down or up, from 2.5 to 6 m; the
+    image is unmirrored (x to the camera's right), like MediaPipe's input.
+    """
+    yaw, pitch = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(-10, 30))
+    distance, focal = rng.uniform(2.5, 6.0), 1000.0
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    turn = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    tilt = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    centre = np.nanmean(frames.reshape(-1, 3), axis=0)
+    camera = (frames - centre) @ (tilt @ turn).T + np.array([0.0, 0.0, distance])
+    depth = np.maximum(camera[..., 2:3], 0.5)
+    # Camera frame as the Kinect's: x to the camera's left, so image x is -x.
+    return (focal * np.concatenate([-camera[..., 0:1], -camera[..., 1:2]], axis=-1) / depth).astype(np.float32)
+
+
+def crop_resize(frames: np.ndarray, length: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """A random span of ``scale * length`` frames stretched or squeezed to ``length`` frames:
+    a different speed and a different moment of the clip."""
+    span = max(2, int(round(length * scale)))
+    start = int(rng.integers(0, max(frames.shape[0] - span, 0) + 1))
+    piece = fit_length(frames, span, start)
+    targets = np.linspace(0, span - 1, length)
+    return resample(piece, np.arange(span, dtype=np.float64), targets)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Training windows: one random window per clip per epoch (``views`` of them for SSL)."""
+
+    def __init__(
+        self,
+        clips: list[Clip],
+        spec: WindowSpec,
+        views: int = 1,
+        scale_range: tuple[float, float] = (0.8, 1.2),
+        seed: int = 0,
+        min_length: int = 0,
+    ) -> None:
+        if not clips:
+            raise InputError("no clips to train on")
+        self.clips, self.spec, self.views, self.scale_range = clips, spec, views, scale_range
+        self.seed = seed
+        self.epoch = 0
+        self.length = max(len(clips), min_length)  # a few clips are repeated to fill an epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _view(self, clip: Clip, rng: np.random.Generator) -> np.ndarray:
+        frames, space = clip.frames, clip.coordinate_space
+        if frames.shape[-1] == 3 and self.spec.dims == 2:
+            frames, space = project_to_image(frames, rng), "image"
+        window = crop_resize(frames, self.spec.length, rng.uniform(*self.scale_range), rng)
+        return prepare_window(window, self.spec, space)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        clip = self.clips[i % len(self.clips)]
+        views = [torch.from_numpy(self._view(clip, rng)) for _ in range(self.views)]
+        return (views[0] if self.views == 1 else torch.stack(views)), clip.label
+
+
+def evaluation_windows(clips: list[Clip], spec: WindowSpec, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of every clip, (W, T, J, C), and the clip each belongs to, (W,).
+
+    A clip's prediction is the mean over its windows: the same windows the service would
+    classify if the clip streamed past it.
+    """
+    stride = stride or max(1, spec.length // 2)
+    windows, owners = [], []
+    for c, clip in enumerate(clips):
+        frames, space = clip.frames, clip.coordinate_space
+        for start in window_starts(frames.shape[0], spec.length, stride):
+            windows.append(prepare_window(fit_length(frames, spec.length, start), spec, space))
+            owners.append(c)
+    return np.stack(windows), np.asarray(owners)
+
+
+def label_budget(
+    labels: np.ndarray, seed: int, fraction: float | None = None, per_class: int | None = None
+) -> np.ndarray:
+    """Positions of a class-stratified labelled subset: ``fraction`` of each class (at least
+    one) or ``per_class`` examples of each class."""
+    if (fraction is None) == (per_class is None):
+        raise InputError("give exactly one of a label fraction or a number per class")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == label)
+        count = per_class if per_class is not None else max(1, int(round(fraction * len(members))))
+        chosen += rng.choice(members, size=min(count, len(members)), replace=False).tolist()
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def carve_validation(
+    dataset: SkeletonDataset, train: np.ndarray, fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a train part into (fit, validation), never touching the test part.
+
+    With known subjects, whole subjects are held out (a validation set of new people, like the
+    test set); otherwise a class-stratified random ``fraction``.
+    """
+    subjects = np.unique(dataset.subjects[train])
+    subjects = subjects[subjects >= 0]
+    if len(subjects) >= 3:
+        rng = np.random.default_rng(seed)
+        held = rng.permutation(subjects)[: max(1, int(round(fraction * len(subjects))))]
+        validation = train[np.isin(dataset.subjects[train], held)]
+    else:
+        positions = label_budget(dataset.labels[train], seed, fraction=fraction)
+        validation = train[positions]
+    return np.setdiff1d(train, validation), np.sort(validation)

@@ -1,0 +1,171 @@
+"""``actionrec evaluate``: score a model on any dataset file, by a standard protocol.
+
+A model is a shipped name (``models/NAME.onnx``), an ONNX file, or a training checkpoint
+(``model.pt`` with a head, ``encoder.pt`` without). Without ``--probe`` the model's own head
+answers for every clip of the split's test part, classes matched by name; with ``--probe`` a
+linear classifier or 1-nearest-neighbour is fitted on the frozen embeddings of the split's
+train part and scores its test part.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.data import clips_from_dataset, evaluation_windows
+from export.probe import knn_predict, linear_probe, per_clip_mean
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.dataset import SkeletonDataset
+from skeleton.errors import InputError
+from skeleton.pose.estimator import PROJECT_ROOT
+from skeleton.windows import WindowSpec
+
+MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_MODEL = "sports2d"
+SPLITS = ("cross-subject", "cross-view", "all")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    window: WindowSpec
+    labels: tuple[str, ...]  # empty for an encoder without a head
+    run: object  # windows (N, T, J, C) -> (scores or None, embeddings)
+
+
+def _torch_model(path: Path) -> LoadedModel:
+    from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        config = EncoderConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
+        )
+        window = WindowSpec(**checkpoint["window"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise InputError(f"{path}: not a model checkpoint ({type(e).__name__}: {e})") from None
+    encoder = SkeletonEncoder(config)
+    if checkpoint.get("kind") == "classifier":
+        labels = tuple(checkpoint["labels"])
+        network: torch.nn.Module = Classifier(encoder, len(labels))
+    else:
+        labels, network = (), encoder
+    network.load_state_dict(checkpoint["state_dict"])
+    network.eval()
+
+    @torch.no_grad()
+    def run(windows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        out = network(torch.from_numpy(windows))
+        return (out[0].numpy(), out[1].numpy()) if labels else (None, out.numpy())
+
+    return LoadedModel(path.stem, window, labels, run)
+
+
+def _onnx_model(path: Path) -> LoadedModel:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise InputError(f"{path}: not a loadable ONNX model ({type(e).__name__})") from None
+    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+
+    def run(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores, embeddings = session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: windows})
+        return scores, embeddings
+
+    return LoadedModel(card.name, card.window, card.labels, run)
+
+
+def load_model(model: str | None) -> LoadedModel:
+    """A shipped model's name, or a path to an .onnx model or a .pt checkpoint."""
+    name = model or DEFAULT_MODEL
+    path = Path(name)
+    if not path.suffix:
+        path = MODELS_DIR / f"{name}.onnx"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+            raise InputError(f"no shipped model {name!r} (shipped: {', '.join(shipped) or 'none yet'})")
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+    return _onnx_model(path) if path.suffix == ".onnx" else _torch_model(path)
+
+
+def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) sequence indices of a protocol, labelled sequences only."""
+    labelled = np.flatnonzero(dataset.labels >= 0)
+    if split == "all":
+        return np.zeros(0, dtype=np.int64), labelled
+    if f"{split}/train" in dataset.splits and f"{split}/test" in dataset.splits:
+        return dataset.splits[f"{split}/train"], dataset.splits[f"{split}/test"]
+    if split == "cross-subject" and (dataset.subjects[labelled] >= 0).all():
+        odd = dataset.subjects[labelled] % 2 == 1
+        return labelled[odd], labelled[~odd]
+    what = "subjects" if split == "cross-subject" else "views"
+    raise InputError(f"{split}: this dataset has neither {split} splits nor the {what} to make them")
+
+
+def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) -> dict:
+    dataset = SkeletonDataset.load(data)
+    if not dataset.is_labelled:
+        raise InputError(f"{data}: has no labels to evaluate against")
+    model = load_model(model_name)
+    train, test = protocol_parts(dataset, split)
+    if probe and len(train) == 0:
+        raise InputError(f"a {probe} probe is fitted on a train part; split {split!r} has none")
+    if not probe and not model.labels:
+        raise InputError(f"{model.name} has no classifier head: use --probe linear or --probe knn")
+    if not probe:
+        known = [i for i in test if dataset.label_names[dataset.labels[i]] in model.labels]
+        if not known:
+            raise InputError(f"none of {data}'s classes is one of {model.name}'s classes")
+        test = np.asarray(known)
+
+    def outputs(indices: np.ndarray):
+        clips = clips_from_dataset(dataset, model.window, indices)
+        windows, owners = evaluation_windows(clips, model.window)
+        scores, embeddings = zip(*(model.run(windows[s : s + 256]) for s in range(0, len(windows), 256)))
+        mean = lambda parts: per_clip_mean(torch.from_numpy(np.concatenate(parts)), owners, len(clips))  # noqa: E731
+        names = [dataset.label_names[c.label] for c in clips]
+        return (mean(scores) if scores[0] is not None else None), mean(embeddings), names
+
+    test_scores, test_embeddings, test_names = outputs(test)
+    if probe:
+        _, train_embeddings, train_names = outputs(train)
+        classes = sorted(set(train_names) | set(test_names))
+        train_y = np.array([classes.index(n) for n in train_names])
+        if probe == "linear":
+            predicted = linear_probe(train_embeddings, train_y, test_embeddings, len(classes))
+        else:
+            predicted = knn_predict(train_embeddings, train_y, test_embeddings, k=1)
+        predicted_names = [classes[p] for p in predicted]
+    else:
+        predicted_names = [model.labels[i] for i in test_scores.argmax(1).numpy()]
+    correct = np.array([p == t for p, t in zip(predicted_names, test_names)])
+    per_class = {name: float(correct[[t == name for t in test_names]].mean()) for name in sorted(set(test_names))}
+    return {
+        "model": model.name,
+        "data": str(data),
+        "split": split,
+        "probe": probe or "head",
+        "accuracy": float(correct.mean()),
+        "n_train": int(len(train)) if probe else 0,
+        "n_test": len(test_names),
+        "per_class_accuracy": per_class,
+    }
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    print(
+        f"{result['model']} on {result['data']} ({result['split']}, {result['probe']}): "
+        f"accuracy {result['accuracy']:.2%} over {result['n_test']} clips"
+        + (f", probe fitted on {result['n_train']}" if result["n_train"] else "")
+    )
+    for name, accuracy in result["per_class_accuracy"].items():
+        print(f"  {name:<28} {accuracy:.1%}")
+    if as_json:
+        print(json.dumps(result))

@@ -1,0 +1,135 @@
+"""Where training runs: device, processes (DDP), seeds, checkpoints, progress.
+
+The same entry point runs on one CPU, one GPU, or under ``torchrun`` with several processes
+(gloo on CPUs, NCCL on GPUs): ``start`` reads torchrun's environment, and the training loops
+only ask whether they are the main process and wrap the model with ``distribute``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.encoder import EncoderConfig, SkeletonEncoder
+from skeleton.errors import InputError
+from skeleton.windows import WindowSpec
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def start(seed: int) -> Runtime:
+    """Join the process group when launched by torchrun; pick the device; seed everything."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+    return Runtime(device, rank, world_size)
+
+
+def stop(runtime: Runtime) -> None:
+    if runtime.distributed and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def distribute(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    model = model.to(runtime.device)
+    if not runtime.distributed:
+        return model
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if runtime.device.type == "cuda" else model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None
+    )
+
+
+def source_commit() -> str:
+    """The project's git commit (with '+dirty' for uncommitted changes), or '' outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+    except OSError:
+        return ""
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if commit.returncode == 0 else ""
+
+
+def save_atomic(payload: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encoder_checkpoint(encoder: SkeletonEncoder, window: WindowSpec, **extra: object) -> dict:
+    return {
+        "kind": "encoder",
+        "encoder_config": dataclasses.asdict(encoder.config),
+        "window": dataclasses.asdict(window),
+        "state_dict": encoder.state_dict(),
+        "source_commit": source_commit(),
+        **extra,
+    }
+
+
+def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: WindowSpec) -> SkeletonEncoder:
+    """An encoder from a checkpoint, refused (before training) when its architecture or
+    window differs from the experiment's."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a foreign or damaged file
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "encoder":
+        raise InputError(f"{path}: not an encoder checkpoint")
+    saved = EncoderConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
+    )
+    if saved != expected_config:
+        raise InputError(
+            f"{path}: checkpoint is another architecture ({saved}) than the experiment's ({expected_config})"
+        )
+    if WindowSpec(**checkpoint["window"]) != expected_window:
+        raise InputError(f"{path}: checkpoint was trained on other windows ({checkpoint['window']})")
+    encoder = SkeletonEncoder(saved)
+    try:
+        encoder.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        raise InputError(f"{path}: weights do not fit the architecture ({str(e).splitlines()[0]})") from None
+    return encoder

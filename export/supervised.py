@@ -1,0 +1,207 @@
+"""``actionrec train``: the supervised protocols on a benchmark's train split.
+
+* ``finetune``: a pretrained encoder plus a new head, trained end to end;
+* ``scratch``: the same network from random weights (the baseline pretraining must beat);
+* ``linear``: the pretrained encoder frozen, a linear classifier on its clip embeddings.
+
+Each may use only part of the labels (a class-stratified fraction, or N per class). With
+``validation = true`` part of the train split is held out (whole subjects where known) and
+the result is the validation accuracy, for choosing settings; otherwise the model trains on
+the whole train split and is scored once, at the end, on the test split.
+
+Writes ``model.pt`` (fine-tune / scratch), ``results.json``, ``curves.png`` and
+``confusion.png`` into the experiment's output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from export.augment import random_linear_views
+from export.config import TrainConfig
+from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, evaluation_windows, label_budget
+from export.encoder import Classifier, SkeletonEncoder
+from export.plots import plot_confusion, plot_curves
+from export.pretrain import split_indices, warmup_cosine
+from export.probe import clip_embeddings, linear_probe, per_clip_mean, window_outputs
+from export.runtime import Runtime, distribute, load_encoder, save_atomic, source_commit, start, stop
+from skeleton.dataset import SkeletonDataset
+from skeleton.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """Which sequences train the model and which score it."""
+
+    fit: np.ndarray
+    scored: np.ndarray
+    scored_name: str  # "validation" or "test"
+
+
+def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
+    origin = config.benchmark.path
+    if not dataset.is_labelled:
+        raise InputError(f"{origin}: has no labels; {config.mode} needs labelled sequences")
+    train = split_indices(dataset, config.benchmark.train_split, origin)
+    if config.validation:
+        # Seed 0 always: every seed and every setting is compared on the same held-out part.
+        fit, scored, name = *carve_validation(dataset, train, seed=0), "validation"
+    else:
+        fit, scored, name = train, split_indices(dataset, config.benchmark.test_split, origin), "test"
+    budget = config.labels
+    if budget.per_class > 0 or budget.fraction < 1.0:
+        positions = label_budget(
+            dataset.labels[fit],
+            config.experiment.seed,
+            fraction=None if budget.per_class > 0 else budget.fraction,
+            per_class=budget.per_class if budget.per_class > 0 else None,
+        )
+        fit = fit[positions]
+    return Parts(fit=fit, scored=scored, scored_name=name)
+
+
+def run_train(config: TrainConfig) -> dict:
+    runtime = start(config.experiment.seed)
+    out = Path(config.experiment.output)
+    try:
+        dataset = SkeletonDataset.load(Path(config.benchmark.path))
+        parts = choose_parts(dataset, config)
+        if config.mode == "scratch":
+            encoder = SkeletonEncoder(config.encoder)
+        else:
+            encoder = load_encoder(Path(config.pretrained), config.encoder, config.window)
+        fit_clips = clips_from_dataset(dataset, config.window, parts.fit)
+        scored_clips = clips_from_dataset(dataset, config.window, parts.scored)
+        classes = len(dataset.label_names)
+        began = time.perf_counter()
+        if config.mode == "linear":
+            predicted = linear_probe(
+                clip_embeddings(encoder, fit_clips, config.window),
+                np.array([c.label for c in fit_clips]),
+                clip_embeddings(encoder, scored_clips, config.window),
+                classes,
+            )
+            history: list[dict[str, float]] = []
+        else:
+            model = Classifier(encoder, classes)
+            history = _fit(config, runtime, model, fit_clips, scored_clips if config.validation else None)
+            predicted = predict_clips(model, scored_clips, config.window)
+            if runtime.is_main:
+                save_atomic(
+                    {
+                        "kind": "classifier",
+                        "state_dict": model.state_dict(),
+                        "encoder_config": dataclasses.asdict(config.encoder),
+                        "window": dataclasses.asdict(config.window),
+                        "labels": list(dataset.label_names),
+                        "source_commit": source_commit(),
+                    },
+                    out / "model.pt",
+                )
+        truth = np.array([c.label for c in scored_clips])
+        accuracy = float((predicted == truth).mean())
+        results = {
+            "experiment": config.experiment.name,
+            "mode": config.mode,
+            "seed": config.experiment.seed,
+            "benchmark": config.benchmark.path,
+            "scored": parts.scored_name,
+            "accuracy": accuracy,
+            "n_train": len(fit_clips),
+            "n_test": len(scored_clips),
+            "seconds": time.perf_counter() - began,
+            "labels": dataclasses.asdict(config.labels),
+            "source_commit": source_commit(),
+        }
+        if runtime.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+            matrix = np.zeros((classes, classes), dtype=np.int64)
+            np.add.at(matrix, (truth, predicted), 1)
+            plot_confusion(
+                matrix,
+                list(dataset.label_names),
+                out / "confusion.png",
+                f"{config.experiment.name}: {parts.scored_name} accuracy {accuracy:.1%}",
+            )
+            if history:
+                plot_curves(history, out / "curves.png", f"{config.mode}: {config.experiment.name}")
+            print(
+                f"{config.experiment.name}: {parts.scored_name} accuracy {accuracy:.2%} "
+                f"({len(scored_clips)} clips; trained on {len(fit_clips)})"
+            )
+        return results
+    finally:
+        stop(runtime)
+
+
+def predict_clips(model: torch.nn.Module, clips: list[Clip], spec) -> np.ndarray:
+    windows, owners = evaluation_windows(clips, spec)
+    scores, _ = window_outputs(model, windows)
+    return per_clip_mean(torch.softmax(scores, dim=1), owners, len(clips)).argmax(1).numpy()
+
+
+def _fit(
+    config: TrainConfig, runtime: Runtime, model: Classifier, clips: list[Clip], validation: list[Clip] | None
+) -> list[dict[str, float]]:
+    optim = config.optim
+    dataset = WindowDataset(
+        clips,
+        config.window,
+        views=1,
+        scale_range=(0.85, 1.15),
+        seed=config.experiment.seed,
+        min_length=optim.min_samples_per_epoch,
+    )
+    batch = max(2, min(optim.batch_size, len(dataset)) // runtime.world_size)
+    sampler = (
+        DistributedSampler(dataset, seed=config.experiment.seed)
+        if runtime.distributed
+        else RandomSampler(dataset, generator=torch.Generator().manual_seed(config.experiment.seed))
+    )
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(dataset) > batch)
+    network = distribute(model, runtime)
+    groups = [
+        {"params": model.encoder.parameters(), "lr": optim.lr * config.encoder_lr_scale},
+        {"params": list(model.head.parameters()), "lr": optim.lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(optim, len(loader)))
+    generator = torch.Generator().manual_seed(config.experiment.seed)
+    history = []
+    for epoch in tqdm(
+        range(optim.epochs), desc=config.experiment.name, disable=not runtime.is_main, dynamic_ncols=True, leave=False
+    ):
+        network.train()
+        dataset.set_epoch(epoch)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        losses, correct, seen = [], 0, 0
+        for windows, labels in loader:
+            windows = random_linear_views(windows, generator).to(runtime.device)
+            labels = labels.to(runtime.device)
+            scores, _ = network(windows)
+            loss = torch.nn.functional.cross_entropy(scores, labels, label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            correct += int((scores.argmax(1) == labels).sum())
+            seen += len(labels)
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1)}
+        if validation is not None and ((epoch + 1) % 5 == 0 or epoch + 1 == optim.epochs):
+            truth = np.array([c.label for c in validation])
+            record["validation_accuracy"] = float((predict_clips(model, validation, config.window) == truth).mean())
+            if runtime.is_main:
+                print(f"epoch {epoch + 1}: validation accuracy {record['validation_accuracy']:.2%}", flush=True)
+        history.append(record)
+    return history
