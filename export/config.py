@@ -75,7 +75,7 @@ class TrainConfig:
     window: WindowSpec
     encoder: EncoderConfig
     benchmark: Benchmark
-    mode: str = "finetune"  # finetune | scratch | linear
+    mode: str = "finetune"  # finetune | scratch | linear | knn
     pretrained: str = ""  # encoder checkpoint for finetune / linear
     labels: LabelBudget = field(default_factory=LabelBudget)
     validation: bool = False  # hold out part of the train split and report on it (choosing settings)
@@ -83,9 +83,9 @@ class TrainConfig:
     encoder_lr_scale: float = 1.0  # fine-tuning: the encoder's learning rate relative to the head's
 
     def __post_init__(self) -> None:
-        if self.mode not in ("finetune", "scratch", "linear"):
-            raise InputError(f"mode {self.mode!r} is not finetune, scratch or linear")
-        if self.mode in ("finetune", "linear") and not self.pretrained:
+        if self.mode not in ("finetune", "scratch", "linear", "knn"):
+            raise InputError(f"mode {self.mode!r} is not finetune, scratch, linear or knn")
+        if self.mode != "scratch" and not self.pretrained:
             raise InputError(f"mode {self.mode} needs a pretrained encoder checkpoint")
 
 
@@ -137,3 +137,30 @@ def load_config(path: Path, cls: type):
     except InputError as e:
         message = str(e)
         raise InputError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def dump_config(config: object) -> str:
+    """The config as TOML that ``load_config`` reads back to an equal config."""
+    scalars, tables, arrays = [], [], []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(value).items())
+            tables.append(f"[{f.name}]\n{body}\n")
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            for item in value:
+                body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(item).items())
+                arrays.append(f"[[{f.name}]]\n{body}\n")
+        else:
+            scalars.append(f"{f.name} = {_toml_value(value)}")
+    return "\n".join(scalars) + "\n\n" + "\n".join(tables + arrays)

@@ -24,7 +24,7 @@ from export.data import Clip, WindowDataset, clips_from_dataset
 from export.encoder import SkeletonEncoder
 from export.masking import CoarseToFineMasker, masking_state
 from export.plots import plot_curves
-from export.runtime import Runtime, distribute, encoder_checkpoint, save_atomic, start, stop
+from export.runtime import Runtime, distribute, encoder_checkpoint, loader_workers, save_atomic, start, stop
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
@@ -69,7 +69,7 @@ def _loader(dataset: torch.utils.data.Dataset, batch_size: int, runtime: Runtime
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     per_process = max(2, batch_size // runtime.world_size)
-    return DataLoader(dataset, batch_size=per_process, sampler=sampler, drop_last=True)
+    return DataLoader(dataset, batch_size=per_process, sampler=sampler, drop_last=True, num_workers=loader_workers())
 
 
 def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:

@@ -13,11 +13,12 @@ from skeleton.windows import WindowSpec
 def window_outputs(model: torch.nn.Module, windows: np.ndarray, batch_size: int = 256) -> list[torch.Tensor]:
     """Run ``model`` (eval mode) over prepared windows in batches; outputs concatenated per output."""
     model.eval()
+    device = next(model.parameters()).device
     outputs: list[list[torch.Tensor]] = []
     for start in range(0, len(windows), batch_size):
-        result = model(torch.from_numpy(windows[start : start + batch_size]))
+        result = model(torch.from_numpy(windows[start : start + batch_size]).to(device))
         result = result if isinstance(result, tuple) else (result,)
-        outputs.append(list(result))
+        outputs.append([r.cpu() for r in result])
     return [torch.cat(parts) for parts in zip(*outputs)]
 
 

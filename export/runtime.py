@@ -55,6 +55,12 @@ def start(seed: int) -> Runtime:
     return Runtime(device, rank, world_size)
 
 
+def loader_workers() -> int:
+    """Processes preparing windows beside the training process (``ACTIONREC_LOADER_WORKERS``;
+    0 on small machines, where the model already uses every core)."""
+    return int(os.environ.get("ACTIONREC_LOADER_WORKERS", "0"))
+
+
 def stop(runtime: Runtime) -> None:
     if runtime.distributed and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -2,7 +2,8 @@
 
 * ``finetune``: a pretrained encoder plus a new head, trained end to end;
 * ``scratch``: the same network from random weights (the baseline pretraining must beat);
-* ``linear``: the pretrained encoder frozen, a linear classifier on its clip embeddings.
+* ``linear``: the pretrained encoder frozen, a linear classifier on its clip embeddings;
+* ``knn``: the pretrained encoder frozen, 1-nearest-neighbour (cosine) on its clip embeddings.
 
 Each may use only part of the labels (a class-stratified fraction, or N per class). With
 ``validation = true`` part of the train split is held out (whole subjects where known) and
@@ -31,8 +32,8 @@ from export.data import Clip, WindowDataset, carve_validation, clips_from_datase
 from export.encoder import Classifier, SkeletonEncoder
 from export.plots import plot_confusion, plot_curves
 from export.pretrain import split_indices, warmup_cosine
-from export.probe import clip_embeddings, linear_probe, per_clip_mean, window_outputs
-from export.runtime import Runtime, distribute, load_encoder, save_atomic, source_commit, start, stop
+from export.probe import clip_embeddings, knn_predict, linear_probe, per_clip_mean, window_outputs
+from export.runtime import Runtime, distribute, load_encoder, loader_workers, save_atomic, source_commit, start, stop
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 
@@ -82,14 +83,15 @@ def run_train(config: TrainConfig) -> dict:
         scored_clips = clips_from_dataset(dataset, config.window, parts.scored)
         classes = len(dataset.label_names)
         began = time.perf_counter()
-        if config.mode == "linear":
-            predicted = linear_probe(
-                clip_embeddings(encoder, fit_clips, config.window),
-                np.array([c.label for c in fit_clips]),
-                clip_embeddings(encoder, scored_clips, config.window),
-                classes,
-            )
-            history: list[dict[str, float]] = []
+        history: list[dict[str, float]] = []
+        if config.mode in ("linear", "knn"):
+            fit_x = clip_embeddings(encoder, fit_clips, config.window)
+            fit_y = np.array([c.label for c in fit_clips])
+            scored_x = clip_embeddings(encoder, scored_clips, config.window)
+            if config.mode == "linear":
+                predicted = linear_probe(fit_x, fit_y, scored_x, classes)
+            else:
+                predicted = knn_predict(fit_x, fit_y, scored_x, k=1)
         else:
             model = Classifier(encoder, classes)
             history = _fit(config, runtime, model, fit_clips, scored_clips if config.validation else None)
@@ -167,7 +169,9 @@ def _fit(
         if runtime.distributed
         else RandomSampler(dataset, generator=torch.Generator().manual_seed(config.experiment.seed))
     )
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(dataset) > batch)
+    loader = DataLoader(
+        dataset, batch_size=batch, sampler=sampler, drop_last=len(dataset) > batch, num_workers=loader_workers()
+    )
     network = distribute(model, runtime)
     groups = [
         {"params": model.encoder.parameters(), "lr": optim.lr * config.encoder_lr_scale},

@@ -1,0 +1,252 @@
+"""The CFSEM results table: every pretraining and protocol run, then one Markdown table.
+
+    python -m export.results_table [--jobs N] [--stage pretrain|protocols|all] [--data-dir data]
+
+Runs are derived from the base configs in ``configs/`` (one pretraining per ablation, one
+protocol run per benchmark, label budget, mode and seed); each run's effective config is
+written beside its results as ``config.toml``, so any single number can be reproduced with
+``actionrec pretrain|train --config runs/.../config.toml``. A run whose results exist is not
+run again, so the command resumes where it stopped. ``report`` (always last) writes
+``results/cfsem.md`` and ``results/cfsem.json`` from whatever results exist.
+
+Settings are fixed in the base configs before any test figure is seen; the Penn Action
+figures are on a validation part of its train folder (its test split is held back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.config import LabelBudget, PretrainConfig, TrainConfig, dump_config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = Path(os.environ.get("ACTIONREC_TABLE_RUNS", "runs/table"))
+SEEDS = (0, 1, 2)
+BUDGETS = {"100%": LabelBudget(1.0, 0), "10%": LabelBudget(0.1, 0), "1 per class": LabelBudget(1.0, 1)}
+MOCAP = ("bandai1.npz", "bandai2.npz", "cmu.npz")
+# Ablations of the 3-D pretraining: what each removes from CFSEM.
+ABLATIONS = {
+    "cfsem": {},
+    "no masking (plain cross-correlation)": {"masking": dict(body=False, part=False, hand=False, shuffle=False)},
+    "without hand masking": {"masking": dict(hand=False)},
+    "without part masking": {"masking": dict(part=False)},
+    "without temporal shuffling": {"masking": dict(shuffle=False)},
+    "without the mocap corpus": {"no_mocap": True},
+}
+BENCHMARKS = {
+    "msr3d": "MSR Action3D, cross-subject",
+    "daily3d": "NW-UCLA, cross-view",
+    "sports2d": "Penn Action, validation part",
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    kind: str  # "pretrain" or "train"
+    name: str
+    config: object
+    needs: str = ""  # the pretraining run this one loads
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config.experiment.output)
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / ("encoder.pt" if self.kind == "pretrain" else "results.json")).is_file()
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
+
+
+def _relocate(path: str, data_dir: str) -> str:
+    return str(Path(data_dir) / Path(path).name) if path.startswith("data/") else path
+
+
+def _with_epochs(config, epochs: int | None):
+    return (
+        config
+        if epochs is None
+        else dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=epochs))
+    )
+
+
+def pretrain_runs(data_dir: str, epochs: int | None = None) -> dict[str, Run]:
+    runs = {}
+    base3 = _with_epochs(load_config(ROOT / "configs/pretrain/cfsem-3d.toml", PretrainConfig), epochs)
+    for label, change in ABLATIONS.items():
+        config = base3
+        if "masking" in change:
+            config = dataclasses.replace(config, masking=dataclasses.replace(config.masking, **change["masking"]))
+        if change.get("no_mocap"):
+            config = dataclasses.replace(config, data=tuple(d for d in config.data if Path(d.path).name not in MOCAP))
+        runs[label] = _pretrain_run(config, f"3d-{_slug(label)}", data_dir)
+    base2 = _with_epochs(load_config(ROOT / "configs/pretrain/cfsem-2d.toml", PretrainConfig), epochs)
+    runs["cfsem-2d"] = _pretrain_run(base2, "2d-cfsem", data_dir)
+    return runs
+
+
+def _pretrain_run(config: PretrainConfig, slug: str, data_dir: str) -> Run:
+    data = tuple(dataclasses.replace(d, path=_relocate(d.path, data_dir)) for d in config.data)
+    experiment = dataclasses.replace(config.experiment, name=slug, output=str(RUNS / "pretrain" / slug))
+    return Run("pretrain", slug, dataclasses.replace(config, data=data, experiment=experiment))
+
+
+def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None = None) -> list[Run]:
+    runs = []
+    for benchmark in BENCHMARKS:
+        base = _with_epochs(load_config(ROOT / f"configs/train/{benchmark}.toml", TrainConfig), epochs)
+        base = dataclasses.replace(
+            base, benchmark=dataclasses.replace(base.benchmark, path=_relocate(base.benchmark.path, data_dir))
+        )
+        main = pretrained["cfsem-2d" if base.window.dims == 2 else "cfsem"]
+        plan = [("linear", "100%", main, (0,)), ("knn", "100%", main, (0,))]
+        plan += [(mode, budget, main, SEEDS) for mode in ("finetune", "scratch") for budget in BUDGETS]
+        if base.window.dims == 3:
+            for label, run in pretrained.items():
+                if label not in ("cfsem", "cfsem-2d"):
+                    plan += [("finetune", "10%", run, SEEDS), ("linear", "100%", run, (0,))]
+        for mode, budget, encoder, seeds in plan:
+            for seed in seeds:
+                slug = f"{benchmark}-{mode}-{_slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
+                config = dataclasses.replace(
+                    base,
+                    mode=mode,
+                    pretrained=str(encoder.folder / "encoder.pt") if mode != "scratch" else "",
+                    labels=BUDGETS[budget],
+                    experiment=dataclasses.replace(
+                        base.experiment, name=slug, seed=seed, output=str(RUNS / "train" / slug)
+                    ),
+                )
+                runs.append(Run("train", slug, config, needs="" if mode == "scratch" else encoder.name))
+    return runs
+
+
+def execute(run: Run, log_dir: Path) -> tuple[str, int, float]:
+    """One run in its own process (its own torch threads), logged to a file."""
+    run.folder.mkdir(parents=True, exist_ok=True)
+    config_path = run.folder / "config.toml"
+    config_path.write_text(dump_config(run.config))
+    command = [sys.executable, "-m", "actionrec.cli", run.kind, "--config", str(config_path)]
+    if run.kind == "pretrain":
+        command.append("--resume")
+    began = time.perf_counter()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"{run.name}.log", "w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    return run.name, code, time.perf_counter() - began
+
+
+def run_all(runs: list[Run], jobs: int) -> None:
+    pending = [r for r in runs if not r.done]
+    print(f"{len(runs) - len(pending)} of {len(runs)} runs already done; running {len(pending)} with {jobs} at a time")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, code, seconds in pool.map(lambda r: execute(r, RUNS / "logs"), pending):
+            print(f"{'ok  ' if code == 0 else 'FAIL'} {name} ({seconds:.0f} s)", flush=True)
+
+
+def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
+    results = {}
+    for run in runs:
+        path = run.folder / "results.json"
+        if path.is_file():
+            results[run.name] = json.loads(path.read_text())
+
+    def cell(benchmark: str, mode: str, budget: str, encoder: str) -> str:
+        values = [
+            results[n]["accuracy"] * 100
+            for n in results
+            if n.startswith(f"{benchmark}-{mode}-{_slug(budget)}-{encoder}-seed")
+        ]
+        if not values:
+            return "—"
+        return (
+            f"{np.mean(values):.1f} ± {np.std(values):.1f} (n={len(values)})" if len(values) > 1 else f"{values[0]:.1f}"
+        )
+
+    lines = [
+        "# CFSEM results",
+        "",
+        "Accuracy (%) on each benchmark's standard split; mean ± std over seeds "
+        "(n = number of seeds; linear and kNN probes are deterministic given the encoder).",
+        "",
+    ]
+    for benchmark, title in BENCHMARKS.items():
+        main = pretrained["cfsem-2d" if benchmark == "sports2d" else "cfsem"].name
+        lines += [
+            f"## {benchmark}: {title}",
+            "",
+            "| protocol | " + " | ".join(BUDGETS) + " |",
+            "|---|" + "---|" * len(BUDGETS),
+        ]
+        lines.append(
+            "| CFSEM + fine-tuning | " + " | ".join(cell(benchmark, "finetune", b, main) for b in BUDGETS) + " |"
+        )
+        lines.append("| from scratch | " + " | ".join(cell(benchmark, "scratch", b, "none") for b in BUDGETS) + " |")
+        lines.append(f"| CFSEM linear probe (frozen) | {cell(benchmark, 'linear', '100%', main)} | | |")
+        lines.append(f"| CFSEM kNN (k=1, frozen) | {cell(benchmark, 'knn', '100%', main)} | | |")
+        lines.append("")
+        if benchmark != "sports2d":
+            lines += [
+                "Ablations (pretraining variant → fine-tuning with 10% labels; linear probe with all labels):",
+                "",
+                "| pretraining | fine-tune 10% | linear probe |",
+                "|---|---|---|",
+            ]
+            for label, run in pretrained.items():
+                if label != "cfsem-2d":
+                    lines.append(
+                        f"| {label} | {cell(benchmark, 'finetune', '10%', run.name)} | "
+                        f"{cell(benchmark, 'linear', '100%', run.name)} |"
+                    )
+            lines.append("")
+    lines += ["## Pretraining runs", "", "| run | epochs | final loss | minutes |", "|---|---|---|---|"]
+    for run in pretrained.values():
+        history_path = run.folder / "history.json"
+        if history_path.is_file():
+            history = json.loads(history_path.read_text())
+            minutes = sum(h["seconds"] for h in history) / 60
+            lines.append(f"| {run.name} | {len(history)} | {history[-1]['loss']:.1f} | {minutes:.1f} |")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cfsem.md").write_text("\n".join(lines) + "\n")
+    (out / "cfsem.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    parser.add_argument("--stage", choices=("pretrain", "protocols", "all", "report"), default="all")
+    parser.add_argument("--data-dir", default="data", help="where the dataset files are")
+    parser.add_argument("--only", default="", help="run only runs whose name contains this")
+    parser.add_argument("--epochs", type=int, default=None, help="override every run's epochs (smoke tests)")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
+    pretrained = pretrain_runs(args.data_dir, args.epochs)
+    protocols = protocol_runs(args.data_dir, pretrained, args.epochs)
+    if args.stage in ("pretrain", "all"):
+        run_all([r for r in pretrained.values() if args.only in r.name], args.jobs)
+    if args.stage in ("protocols", "all"):
+        ready = [r for r in protocols if args.only in r.name and (not r.needs or _encoder_ready(pretrained, r.needs))]
+        run_all(ready, args.jobs)
+    report(pretrained, protocols, ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", "results"))
+
+
+def _encoder_ready(pretrained: dict[str, Run], name: str) -> bool:
+    return any(r.name == name and r.done for r in pretrained.values())
+
+
+if __name__ == "__main__":
+    main()
