@@ -1,4 +1,4 @@
-"""Offline-stage subcommands: ``pretrain``, ``train`` and ``evaluate``.
+"""Offline-stage subcommands: ``pretrain``, ``train``, ``evaluate``, ``export`` and ``models``.
 
 Torch is imported inside the handlers, so that the rest of the CLI starts without it.
 """
@@ -38,6 +38,18 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="end with one line of JSON")
     evaluate.set_defaults(handler=_evaluate)
 
+    export = subcommands.add_parser("export", help="export a trained classifier to a self-describing ONNX model")
+    export.add_argument("run", type=Path, help="training run folder (model.pt and config.toml)")
+    export.add_argument("--name", required=True, help="model name (the service asks for models by name)")
+    export.add_argument("-o", "--output", type=Path, default=None, help="default: models/NAME.onnx")
+    export.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (GPUs)")
+    export.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (CPU edge boxes)")
+    export.set_defaults(handler=_export)
+
+    models = subcommands.add_parser("models", help="list the shipped models with their metadata")
+    models.add_argument("--json", action="store_true", help="end with one line of JSON")
+    models.set_defaults(handler=_models)
+
 
 def _pretrain(args: argparse.Namespace) -> int:
     import dataclasses
@@ -72,4 +84,71 @@ def _evaluate(args: argparse.Namespace) -> int:
     from export.evaluate import evaluate, print_result
 
     print_result(evaluate(args.data, args.split, args.probe, args.model), args.json)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from export.config import TrainConfig, load_config
+    from export.data import clips_from_dataset, evaluation_windows
+    from export.evaluate import head_accuracy, load_model
+    from export.model_card import Variant, write_card
+    from export.onnx_export import export_model, load_classifier
+    from export.supervised import choose_parts, predict_clips
+    from skeleton.dataset import SkeletonDataset
+
+    run = args.run
+    config = load_config(run / "config.toml", TrainConfig)
+    dataset = SkeletonDataset.load(Path(config.benchmark.path))
+    parts = choose_parts(dataset, config)
+    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, parts.fit[:48]), config.window)
+    budget = config.labels
+    labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
+    output = args.output or Path("models") / f"{args.name}.onnx"
+    # Measured now, by the protocol's own code, on the part the run was scored on.
+    model, window, _, _ = load_classifier(run / "model.pt")
+    scored = clips_from_dataset(dataset, window, parts.scored)
+    accuracy = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
+    card, reports = export_model(
+        run / "model.pt",
+        output,
+        args.name,
+        parity_windows=windows[:128],
+        training_data=f"{Path(config.benchmark.path).name}, split {config.benchmark.train_split}"
+        + (" less a validation part" if config.validation else ""),
+        protocol=f"{config.mode} of the CFSEM encoder ({labels}, seed {config.experiment.seed}, "
+        f"{config.optim.epochs} epochs); accuracy on the {parts.scored_name} part",
+        accuracy={parts.scored_name: round(accuracy, 4)},
+        fp16=args.fp16,
+        int8=args.int8,
+    )
+    variants = []
+    for report in reports:
+        accuracy = head_accuracy(load_model(str(report.path)), dataset, parts.scored)
+        variants.append(Variant(report.path.name, report.size_bytes / 1e6, report.max_abs_difference, accuracy))
+        print(
+            f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): max |ONNX - PyTorch| "
+            f"{report.max_abs_difference:.2e}, {parts.scored_name} accuracy {accuracy:.2%}"
+        )
+    write_card(output.with_suffix(".md"), card, variants, run / "confusion.png", parts.scored_name)
+    print(f"wrote {output.with_suffix('.md')}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from export.evaluate import shipped_models
+
+    cards = shipped_models()
+    for card in cards:
+        accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
+        print(
+            f"{card['name']:<10} {card['window']['dims']}-D {card['window']['layout']:<10} "
+            f"{card['window']['length']} frames @ {card['window']['fps']:g} fps  {len(card['labels'])} classes  "
+            f"{accuracy}  ({card['file']})"
+        )
+    if args.json:
+        print(json.dumps(cards))
     return 0

@@ -45,12 +45,13 @@ def clips_from_dataset(
     spec: WindowSpec,
     indices: np.ndarray | list[int] | None = None,
     all_persons: bool = False,
-    min_frames: int = 4,
+    min_frames: int = 1,
 ) -> list[Clip]:
     """The sequences ``indices`` of ``dataset`` as clips for a model taking ``spec`` windows.
 
-    Labelled data gives its main actor; with ``all_persons`` (unlabelled corpora) every person
-    seen for at least ``min_frames`` model frames gives a clip. 3-D data for a 2-D model stays
+    Labelled data gives its main actor (every sequence a clip, however short: a test set is
+    scored whole); with ``all_persons`` (unlabelled corpora) every person seen for at least
+    ``min_frames`` model frames gives a clip. 3-D data for a 2-D model stays
     3-D here and is projected per window (``project_to_image``).
     """
     if dataset.dims < spec.dims:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from export.data import clips_from_dataset, evaluation_windows
-from export.probe import knn_predict, linear_probe, per_clip_mean
+from export.probe import clip_probabilities, knn_predict, linear_probe, per_clip_mean
 from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
@@ -81,6 +81,23 @@ def _onnx_model(path: Path) -> LoadedModel:
     return LoadedModel(card.name, card.window, card.labels, run)
 
 
+def shipped_models() -> list[dict]:
+    """The description (model card) of every model in models/, FP32 files only."""
+    import dataclasses
+
+    import onnxruntime
+
+    cards = []
+    for path in sorted(MODELS_DIR.glob("*.onnx")):
+        if path.name.count(".") > 1:  # NAME.fp16.onnx / NAME.int8.onnx are variants of NAME.onnx
+            continue
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+        variants = sorted(p.name for p in MODELS_DIR.glob(f"{path.stem}.*.onnx"))
+        cards.append({**dataclasses.asdict(card), "file": str(path.relative_to(PROJECT_ROOT)), "variants": variants})
+    return cards
+
+
 def load_model(model: str | None) -> LoadedModel:
     """A shipped model's name, or a path to an .onnx model or a .pt checkpoint."""
     name = model or DEFAULT_MODEL
@@ -109,6 +126,27 @@ def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np
     raise InputError(f"{split}: this dataset has neither {split} splits nor the {what} to make them")
 
 
+def clip_outputs(
+    model: LoadedModel, dataset: SkeletonDataset, indices: np.ndarray
+) -> tuple[torch.Tensor | None, torch.Tensor, list[str]]:
+    """Per clip of ``indices``: class probabilities (None without a head), mean embedding, true class name."""
+    clips = clips_from_dataset(dataset, model.window, indices)
+    windows, owners = evaluation_windows(clips, model.window)
+    scores, embeddings = zip(*(model.run(windows[s : s + 256]) for s in range(0, len(windows), 256)))
+    names = [dataset.label_names[c.label] for c in clips]
+    embedding = per_clip_mean(torch.from_numpy(np.concatenate(embeddings)), owners, len(clips))
+    if scores[0] is None:
+        return None, embedding, names
+    return clip_probabilities(torch.from_numpy(np.concatenate(scores)), owners, len(clips)), embedding, names
+
+
+def head_accuracy(model: LoadedModel, dataset: SkeletonDataset, indices: np.ndarray) -> float:
+    """Share of the clips whose class the model's own head names (classes matched by name)."""
+    probabilities, _, names = clip_outputs(model, dataset, indices)
+    predicted = [model.labels[i] for i in probabilities.argmax(1).numpy()]
+    return float(np.mean([p == t for p, t in zip(predicted, names)]))
+
+
 def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) -> dict:
     dataset = SkeletonDataset.load(data)
     if not dataset.is_labelled:
@@ -125,17 +163,9 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
             raise InputError(f"none of {data}'s classes is one of {model.name}'s classes")
         test = np.asarray(known)
 
-    def outputs(indices: np.ndarray):
-        clips = clips_from_dataset(dataset, model.window, indices)
-        windows, owners = evaluation_windows(clips, model.window)
-        scores, embeddings = zip(*(model.run(windows[s : s + 256]) for s in range(0, len(windows), 256)))
-        mean = lambda parts: per_clip_mean(torch.from_numpy(np.concatenate(parts)), owners, len(clips))  # noqa: E731
-        names = [dataset.label_names[c.label] for c in clips]
-        return (mean(scores) if scores[0] is not None else None), mean(embeddings), names
-
-    test_scores, test_embeddings, test_names = outputs(test)
+    test_scores, test_embeddings, test_names = clip_outputs(model, dataset, test)
     if probe:
-        _, train_embeddings, train_names = outputs(train)
+        _, train_embeddings, train_names = clip_outputs(model, dataset, train)
         classes = sorted(set(train_names) | set(test_names))
         train_y = np.array([classes.index(n) for n in train_names])
         if probe == "linear":

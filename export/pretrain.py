@@ -47,7 +47,8 @@ def load_corpus(sources: tuple[DataSource, ...], window: WindowSpec) -> list[Cli
         indices = split_indices(dataset, source.split, source.path)
         clips += [
             Clip(c.frames, c.coordinate_space, -1, c.name, c.subject)
-            for c in clips_from_dataset(dataset, window, indices, all_persons=source.all_persons)
+            # Tracks of a few frames are tracker noise, not motion worth learning from.
+            for c in clips_from_dataset(dataset, window, indices, all_persons=source.all_persons, min_frames=8)
         ]
     return clips
 

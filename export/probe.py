@@ -30,6 +30,11 @@ def per_clip_mean(values: torch.Tensor, owners: np.ndarray, clips: int) -> torch
     return sums / counts
 
 
+def clip_probabilities(scores: torch.Tensor, owners: np.ndarray, clips: int) -> torch.Tensor:
+    """A clip's class probabilities: the mean of its windows' softmax (each window one vote)."""
+    return per_clip_mean(torch.softmax(scores.float(), dim=1), owners, clips)
+
+
 def clip_embeddings(encoder: torch.nn.Module, clips: list[Clip], spec: WindowSpec) -> torch.Tensor:
     windows, owners = evaluation_windows(clips, spec)
     (embeddings,) = window_outputs(encoder, windows)

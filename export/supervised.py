@@ -32,7 +32,7 @@ from export.data import Clip, WindowDataset, carve_validation, clips_from_datase
 from export.encoder import Classifier, SkeletonEncoder
 from export.plots import plot_confusion, plot_curves
 from export.pretrain import split_indices, warmup_cosine
-from export.probe import clip_embeddings, knn_predict, linear_probe, per_clip_mean, window_outputs
+from export.probe import clip_embeddings, clip_probabilities, knn_predict, linear_probe, window_outputs
 from export.runtime import Runtime, distribute, load_encoder, loader_workers, save_atomic, source_commit, start, stop
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
@@ -148,7 +148,7 @@ def run_train(config: TrainConfig) -> dict:
 def predict_clips(model: torch.nn.Module, clips: list[Clip], spec) -> np.ndarray:
     windows, owners = evaluation_windows(clips, spec)
     scores, _ = window_outputs(model, windows)
-    return per_clip_mean(torch.softmax(scores, dim=1), owners, len(clips)).argmax(1).numpy()
+    return clip_probabilities(scores, owners, len(clips)).argmax(1).numpy()
 
 
 def _fit(

@@ -1,0 +1,75 @@
+"""The human-readable model card written beside every exported model (models/NAME.md)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from skeleton.artifact import ModelCard
+
+LIMITS_2D = """\
+- Input: 2-D image landmarks (pixels, any resolution), mapped to the Penn Action joints. Trained on
+  human annotations of YouTube sports video; MediaPipe landmarks are noisier and place the head and
+  hips slightly differently, so expect some loss on camera streams (see the domain check).
+- One person per window; people are classified independently. Needs the whole body in view: a
+  close-up of hands or face (no hips, no legs) gives windows of mostly missing joints.
+- Only the classes below are known; anything else is forced into one of them (use the service's
+  enrolled actions and score thresholds for open-set use)."""
+
+LIMITS_3D = """\
+- Input: 3-D joints in metres, y up (Kinect camera space, mocap, or MediaPipe world landmarks turned
+  into Kinect axes by the shared core). Trained on Kinect v1 skeletons; MediaPipe world landmarks are
+  rougher in depth and hip-centred per frame, so expect some loss on them.
+- One person per window; the sensor's left/right conventions are handled by the joint layouts.
+- Only the classes below are known; anything else is forced into one of them."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    file: str
+    size_mb: float
+    max_difference: float
+    accuracy: float
+
+
+def write_card(path: Path, card: ModelCard, variants: list[Variant], confusion: Path | None, scored: str) -> None:
+    figure = ""
+    if confusion is not None and confusion.is_file():
+        target = path.with_name(f"{card.name}.confusion.png")
+        shutil.copyfile(confusion, target)
+        figure = f"\n![confusion matrix on the {scored} part]({target.name})\n"
+    window = card.window
+    rows = "\n".join(
+        f"| `{v.file}` | {v.size_mb:.2f} MB | {v.max_difference:.1e} | {v.accuracy:.1%} |" for v in variants
+    )
+    text = f"""# Model card: {card.name}
+
+| | |
+|---|---|
+| classes | {len(card.labels)}: {", ".join(card.labels)} |
+| input | {window.dims}-D joints, layout `{window.layout}`, windows of {window.length} frames at {window.fps:g} fps \
+({window.duration_ms / 1000:.1f} s), normalisation `{window.normalization}` |
+| embedding | {card.embedding_size} values (used for enrolled custom actions) |
+| training data | {card.training_data} |
+| protocol | {card.protocol} |
+| accuracy | {", ".join(f"{k}: {v:.1%}" for k, v in card.accuracy.items())} |
+| source commit | {card.source_commit} |
+| exported | {card.created} |
+
+Everything in this table is also in the ONNX file's metadata, where the service reads it.
+
+## Variants
+
+Accuracy on the {scored} part, each file run with onnxruntime (CPU); difference = largest
+absolute difference of scores and embeddings from the PyTorch model on real windows.
+
+| file | size | max \\|ONNX - PyTorch\\| | accuracy |
+|---|---|---|---|
+{rows}
+{figure}
+## Limits
+
+{LIMITS_2D if window.dims == 2 else LIMITS_3D}
+"""
+    path.write_text(text)

@@ -1,0 +1,174 @@
+"""``actionrec export``: a trained classifier as a self-describing single-file ONNX model.
+
+The model takes prepared windows (``skeleton.windows``) under the input name ``skeleton``,
+(batch, length, joints, dims) with a dynamic batch axis, and returns ``scores`` (logits) and
+``embedding``. Its metadata is the ``ModelCard`` (labels, window, normalisation, embedding
+size, data, protocol, accuracy, source commit): the service reads it and needs nothing else.
+
+Besides FP32, ``--fp16`` writes a half-precision variant for GPUs (inputs and outputs stay
+float32) and ``--int8`` a dynamically quantised one for CPU edge boxes. Every export is
+checked against PyTorch on real windows before it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+from export.runtime import source_commit
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.errors import InputError
+from skeleton.windows import WindowSpec
+
+OPSET = 18
+FP32_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    max_abs_difference: float  # vs PyTorch on the parity windows
+    size_bytes: int
+
+
+def load_classifier(path: Path) -> tuple[Classifier, WindowSpec, tuple[str, ...], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "classifier":
+        raise InputError(f"{path}: not a classifier checkpoint (train one with `actionrec train`)")
+    config = EncoderConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
+    )
+    labels = tuple(checkpoint["labels"])
+    model = Classifier(SkeletonEncoder(config), len(labels))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), WindowSpec(**checkpoint["window"]), labels, checkpoint
+
+
+def _write_atomic(model_proto, path: Path) -> None:
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save_model(model_proto, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _with_card(model_proto, card: ModelCard):
+    del model_proto.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model_proto
+
+
+def _to_onnx(model: Classifier, window: WindowSpec):
+    """The dynamo exporter's single-file model with a dynamic batch axis."""
+    import onnx
+
+    example = torch.zeros(2, window.length, window.num_joints, window.dims)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "model.onnx"
+        torch.onnx.export(
+            model,
+            (example,),
+            str(target),
+            input_names=[INPUT_NAME],
+            output_names=[SCORES_NAME, EMBEDDING_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+        )
+        return onnx.load(str(target))
+
+
+def parity(model_bytes: bytes, model: Classifier, windows: np.ndarray) -> float:
+    """Largest absolute difference of scores and embeddings, onnxruntime (CPU) vs PyTorch."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    ort_scores, ort_embedding = session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: windows})
+    with torch.no_grad():
+        scores, embedding = model(torch.from_numpy(windows))
+    return float(max(np.abs(ort_scores - scores.numpy()).max(), np.abs(ort_embedding - embedding.numpy()).max()))
+
+
+def export_model(
+    checkpoint: Path,
+    output: Path,
+    name: str,
+    parity_windows: np.ndarray,
+    training_data: str,
+    protocol: str,
+    accuracy: dict[str, float],
+    fp16: bool = False,
+    int8: bool = False,
+) -> tuple[ModelCard, list[ExportReport]]:
+    """Export FP32 (and the requested variants) beside each other: NAME.onnx, NAME.fp16.onnx,
+    NAME.int8.onnx. Raises InputError when FP32 parity with PyTorch is not within 1e-4."""
+    model, window, labels, saved = load_classifier(checkpoint)
+    if parity_windows.shape[1:] != (window.length, window.num_joints, window.dims):
+        raise InputError(f"parity windows of shape {parity_windows.shape[1:]} do not fit the model's window")
+    card = ModelCard(
+        name=name,
+        labels=labels,
+        window=window,
+        embedding_size=model.encoder.config.embedding_size,
+        input_space="image" if window.dims == 2 else "camera",
+        training_data=training_data,
+        protocol=protocol,
+        accuracy=accuracy,
+        source_commit=saved.get("source_commit") or source_commit(),
+        created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    fp32 = _with_card(_to_onnx(model, window), card)
+    difference = parity(fp32.SerializeToString(), model, parity_windows)
+    if difference >= FP32_TOLERANCE:
+        raise InputError(f"ONNX and PyTorch differ by {difference:.2e} (limit {FP32_TOLERANCE:.0e}); not written")
+    reports = [_save(fp32, output, model, parity_windows)]
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        half = _with_card(convert_float_to_float16(fp32, keep_io_types=True), card)
+        reports.append(_save(half, output.with_suffix(".fp16.onnx"), model, parity_windows))
+    if int8:
+        reports.append(_save(_quantised(fp32, card), output.with_suffix(".int8.onnx"), model, parity_windows))
+    return card, reports
+
+
+def _quantised(fp32, card: ModelCard):
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        plain = onnx.ModelProto()
+        plain.CopyFrom(fp32)
+        # The exporter's recorded intermediate shapes trip the quantiser's own shape inference;
+        # without them it infers every shape afresh.
+        del plain.graph.value_info[:]
+        onnx.save_model(plain, str(source))
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        return _with_card(onnx.load(str(target)), card)
+
+
+def _save(model_proto, path: Path, model: Classifier, windows: np.ndarray) -> ExportReport:
+    _write_atomic(model_proto, path)
+    return ExportReport(path, parity(path.read_bytes(), model, windows), path.stat().st_size)

@@ -1,0 +1,98 @@
+"""ONNX export (parity, metadata, variants) and the shipped models on real data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+from export.evaluate import evaluate, load_model, shipped_models
+from export.onnx_export import export_model
+from export.runtime import save_atomic
+from skeleton.artifact import INPUT_NAME, ModelCard
+from skeleton.errors import InputError
+from skeleton.windows import WindowSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+WINDOW = WindowSpec(layout="penn13", dims=2, length=16, fps=15.0, normalization="centre-torso")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    config = EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16))
+    model = Classifier(SkeletonEncoder(config), 3).eval()
+    path = tmp_path_factory.mktemp("run") / "model.pt"
+    save_atomic(
+        {
+            "kind": "classifier",
+            "state_dict": model.state_dict(),
+            "encoder_config": dataclasses.asdict(config),
+            "window": dataclasses.asdict(WINDOW),
+            "labels": ["a", "b", "c"],
+            "source_commit": "test",
+        },
+        path,
+    )
+    return path
+
+
+def test_export_matches_pytorch_and_describes_itself(checkpoint: Path, tmp_path: Path) -> None:
+    windows = np.random.default_rng(0).normal(size=(9, 16, 13, 2)).astype(np.float32)
+    card, reports = export_model(
+        checkpoint,
+        tmp_path / "toy.onnx",
+        "toy",
+        windows,
+        "toy data",
+        "toy protocol",
+        {"test": 0.5},
+        fp16=True,
+        int8=True,
+    )
+    assert [r.path.name for r in reports] == ["toy.onnx", "toy.fp16.onnx", "toy.int8.onnx"]
+    assert reports[0].max_abs_difference < 1e-4
+    for report in reports:
+        session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+        assert ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, str(report.path)) == card
+        for batch in (1, 7):  # the batch axis is dynamic
+            scores, embedding = session.run(None, {INPUT_NAME: windows[:batch]})
+            assert scores.shape == (batch, 3) and embedding.shape == (batch, 16)
+
+
+def test_export_refuses_windows_that_do_not_fit(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="do not fit"):
+        export_model(checkpoint, tmp_path / "x.onnx", "x", np.zeros((2, 8, 13, 2), np.float32), "", "", {})
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_every_shipped_model_describes_itself() -> None:
+    names = {card["name"] for card in shipped_models()}
+    assert {"sports2d", "daily3d", "msr3d"} <= names
+    for card in shipped_models():
+        assert card["labels"] and card["accuracy"] and card["embedding_size"] > 0
+        assert (ROOT / "models" / f"{card['name']}.md").is_file()
+
+
+@pytest.mark.parametrize(
+    "model, data, split, floor",
+    [("msr3d", "msr.npz", "cross-subject", 0.85), ("daily3d", "nw-ucla.npz", "cross-view", 0.85)],
+)
+def test_shipped_3d_models_on_their_real_test_splits(model: str, data: str, split: str, floor: float, tmp_path) -> None:
+    from skeleton.readers import read_source
+
+    fmt = {"msr.npz": ("msr-action3d", "msr-action3d"), "nw-ucla.npz": ("nw-ucla", "nw-ucla")}[data]
+    read_source(fmt[0], DATA / fmt[1]).save(tmp_path / data)
+    result = evaluate(tmp_path / data, split, None, model)
+    assert result["accuracy"] >= floor, result
+
+
+def test_unknown_model_names_the_shipped_ones() -> None:
+    with pytest.raises(InputError, match="sports2d"):
+        load_model("no-such-model")
