@@ -1,0 +1,208 @@
+"""The offline stage end to end on real data (tiny models, a few epochs), and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actionrec.cli import main
+from export.cfsem import cross_correlation_loss
+from export.config import PretrainConfig, TrainConfig, dump_config, load_config
+from export.encoder import EncoderConfig
+from export.masking import CoarseToFineMasker, MaskingConfig, masking_state
+from export.runtime import load_encoder
+from skeleton.errors import InputError
+from skeleton.layouts import KINECT20
+from skeleton.readers import read_source
+from skeleton.windows import WindowSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+TINY = """
+[experiment]
+name = "tiny"
+output = "{out}"
+seed = 0
+
+[window]
+layout = "kinect20"
+dims = 3
+length = 16
+fps = 15.0
+normalization = "centre-torso-align"
+
+[encoder]
+layout = "kinect20"
+dims = 3
+channels = [8, 8, 16, 16, 16, 16]
+strides = [1, 1, 2, 1, 2, 1]
+
+[optim]
+epochs = {epochs}
+batch_size = 16
+lr = 1e-3
+warmup_epochs = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def msr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "msr.npz"
+    read_source("msr-action3d", DATA / "msr-action3d").save(path)
+    return path
+
+
+def _pretrain_config(folder: Path, msr: Path, epochs: int = 2, extra: str = "") -> Path:
+    text = (
+        TINY.format(out=folder / "pretrain", epochs=epochs)
+        + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/train"\n'
+    )
+    path = folder / "pretrain.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def _train_config(folder: Path, msr: Path, mode: str, pretrained: Path | None, extra: str = "") -> Path:
+    head = f'mode = "{mode}"\n' + (f'pretrained = "{pretrained}"\n' if pretrained else "")
+    body = TINY.format(out=folder / mode, epochs=2)
+    bench = f'\n[benchmark]\npath = "{msr}"\ntrain_split = "cross-subject/train"\ntest_split = "cross-subject/test"\n'
+    path = folder / f"{mode}.toml"
+    path.write_text(head + body + bench + extra)
+    return path
+
+
+def test_pretrain_then_every_protocol_on_real_msr(tmp_path: Path, msr: Path) -> None:
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr))]) == 0
+    encoder = tmp_path / "pretrain" / "encoder.pt"
+    assert encoder.is_file() and (tmp_path / "pretrain" / "curves.png").is_file()
+    history = json.loads((tmp_path / "pretrain" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
+    # --resume with more epochs continues after the last finished one.
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr)), "--resume", "--epochs", "3"]) == 0
+    assert [h["epoch"] for h in json.loads((tmp_path / "pretrain" / "history.json").read_text())] == [1, 2, 3]
+    for mode in ("finetune", "scratch", "linear", "knn"):
+        config = _train_config(
+            tmp_path, msr, mode, None if mode == "scratch" else encoder, "[labels]\nfraction = 0.1\n"
+        )
+        assert main(["train", "--config", str(config)]) == 0
+        results = json.loads((tmp_path / mode / "results.json").read_text())
+        assert results["scored"] == "test" and results["n_test"] == 273 and 20 <= results["n_train"] <= 40
+        assert 0.0 <= results["accuracy"] <= 1.0
+        assert (tmp_path / mode / "confusion.png").is_file()
+
+
+def test_validation_never_scores_the_test_split(tmp_path: Path, msr: Path) -> None:
+    config = _train_config(tmp_path, msr, "scratch", None, "")
+    text = config.read_text().replace('mode = "scratch"', 'mode = "scratch"\nvalidation = true')
+    config.write_text(text)
+    assert main(["train", "--config", str(config)]) == 0
+    results = json.loads((tmp_path / "scratch" / "results.json").read_text())
+    assert results["scored"] == "validation"
+    assert results["n_train"] + results["n_test"] == 284  # the train split, whole subjects held out
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("\n[optim2]\nepochs = 3\n", "unknown key optim2"),
+        ("\n[masking]\nhands = false\n", "unknown key masking.hands"),
+        ('\n[masking]\nmax_probability = "high"\n', "must be a float"),
+    ],
+)
+def test_bad_config_is_refused_before_training(tmp_path: Path, msr: Path, capsys, change: str, message: str) -> None:
+    config = _pretrain_config(tmp_path, msr, extra=change)
+    assert main(["pretrain", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(config) in err[0]
+    assert not (tmp_path / "pretrain").exists()
+
+
+def test_supervised_protocol_needs_labels(tmp_path: Path, capsys) -> None:
+    unlabelled = tmp_path / "cmu.npz"
+    read_source("bvh", DATA / "cmu-mocap").save(unlabelled)
+    config = _train_config(tmp_path, unlabelled, "scratch", None)
+    assert main(["train", "--config", str(config)]) == 2
+    assert "has no labels" in capsys.readouterr().err
+
+
+def test_a_3d_model_refuses_2d_data(tmp_path: Path, capsys) -> None:
+    penn = tmp_path / "penn.npz"
+    read_source("penn-action", DATA / "penn-action-train").subset(range(40)).save(penn)
+    config = tmp_path / "p.toml"
+    config.write_text(TINY.format(out=tmp_path / "p", epochs=1) + f'\n[[data]]\npath = "{penn}"\n')
+    assert main(["pretrain", "--config", str(config)]) == 2
+    assert "3-D model cannot be trained on 2-D data" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr: Path) -> None:
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
+    window = WindowSpec("kinect20", 3, 16, 15.0, "centre-torso-align")
+    with pytest.raises(InputError, match="another architecture"):
+        load_encoder(tmp_path / "pretrain" / "encoder.pt", EncoderConfig("kinect20", 3, channels=(8,) * 6), window)
+    with pytest.raises(InputError, match="other windows"):
+        load_encoder(
+            tmp_path / "pretrain" / "encoder.pt",
+            EncoderConfig("kinect20", 3, channels=(8, 8, 16, 16, 16, 16)),
+            WindowSpec("kinect20", 3, 32, 15.0, "centre-torso-align"),
+        )
+
+
+def test_configs_round_trip_through_toml() -> None:
+    for path, cls in [("configs/pretrain/cfsem-3d.toml", PretrainConfig), ("configs/train/sports2d.toml", TrainConfig)]:
+        config = load_config(ROOT / path, cls)
+        copy = ROOT / "runs" / "roundtrip.toml"
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_text(dump_config(config))
+        assert load_config(copy, cls) == config
+
+
+def test_masking_schedule_is_coarse_to_fine() -> None:
+    config = MaskingConfig()
+    assert masking_state(config, 0.0)[0] == 0.0  # warm-up: no masking at all
+    early, late = masking_state(config, 0.2)[1], masking_state(config, 1.0)[1]
+    assert early[0] > late[0] and early[2] < late[2]  # body-level gives way to hand-level
+    assert masking_state(config, 1.0)[0] == pytest.approx(config.max_probability)
+    _, no_hands = masking_state(MaskingConfig(hand=False), 1.0)
+    assert no_hands[2] == 0.0 and no_hands.sum() == pytest.approx(1.0)
+    assert masking_state(MaskingConfig(body=False, part=False, hand=False), 1.0)[0] == 0.0
+
+
+def test_hand_masks_hide_only_hand_joints() -> None:
+    config = MaskingConfig(body=False, part=False, max_probability=1.0, warmup_fraction=0.0, ramp_fraction=0.0)
+    masks = CoarseToFineMasker(config, KINECT20).masks(64, 16, 1.0, np.random.default_rng(0))
+    hidden = np.flatnonzero((masks.numpy() == 0).any(axis=(0, 1)))
+    assert set(hidden) == set(KINECT20.hand_joints)
+    assert (masks.numpy() == 0).any(axis=(1, 2)).all()  # every view masked at probability 1
+
+
+def test_cross_correlation_loss_prefers_agreeing_views() -> None:
+    z = torch.randn(64, 32)
+    assert cross_correlation_loss(z, z, 0.005) < cross_correlation_loss(z, torch.randn(64, 32), 0.005)
+
+
+def test_distributed_pretraining_with_two_cpu_processes(tmp_path: Path, msr: Path) -> None:
+    config = _pretrain_config(tmp_path, msr, epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "actionrec.cli",
+        "pretrain",
+        "--config",
+        str(config),
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "pretrain" / "encoder.pt").is_file()
