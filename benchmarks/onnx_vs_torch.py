@@ -1,0 +1,103 @@
+"""Windows per second: onnxruntime vs PyTorch eager, per batch size, on real windows.
+
+For each shipped model, the same prepared windows (from its real benchmark data) go through
+PyTorch eager (the model's architecture from its training config; weights do not change the
+speed) and onnxruntime's CPU provider with the FP32 and INT8 files, and with the CUDA provider
+when it is available (onnxruntime-gpu and a GPU). Medians of repeated timings, one run, the
+same machine, so the ratios hold even on a noisy shared machine.
+
+    python -m benchmarks.onnx_vs_torch [--models sports2d msr3d] [--repeats 20] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from export.config import TrainConfig, load_config
+from export.data import clips_from_dataset, evaluation_windows
+from export.encoder import Classifier, SkeletonEncoder
+from skeleton.artifact import INPUT_NAME
+from skeleton.readers import read_source
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SOURCES = {
+    "sports2d": ("penn-action", "penn-action-train"),
+    "msr3d": ("msr-action3d", "msr-action3d"),
+    "daily3d": ("nw-ucla", "nw-ucla"),
+}
+BATCHES = (1, 8, 32, 128)
+
+
+def _median_rate(run, batch: np.ndarray, repeats: int) -> float:
+    run(batch)  # warm-up
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run(batch)
+        times.append(time.perf_counter() - began)
+    return len(batch) / float(np.median(times))
+
+
+def benchmark(name: str, repeats: int) -> list[dict]:
+    config = load_config(ROOT / "configs" / "train" / f"{name}.toml", TrainConfig)
+    fmt, folder = SOURCES[name]
+    dataset = read_source(fmt, DATA / folder)
+    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, range(64)), config.window)
+    windows = np.concatenate([windows] * (1 + 128 // len(windows)))[:128]
+    torch_model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    runners = {"pytorch eager": lambda b: torch_model(torch.from_numpy(b))}
+    for variant in ("", ".int8"):
+        session = onnxruntime.InferenceSession(
+            str(ROOT / "models" / f"{name}{variant}.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        runners[f"onnxruntime cpu {variant[1:] or 'fp32'}"] = lambda b, s=session: s.run(None, {INPUT_NAME: b})
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        for variant in ("", ".fp16"):
+            session = onnxruntime.InferenceSession(
+                str(ROOT / "models" / f"{name}{variant}.onnx"), providers=["CUDAExecutionProvider"]
+            )
+            runners[f"onnxruntime cuda {variant[1:] or 'fp32'}"] = lambda b, s=session: s.run(None, {INPUT_NAME: b})
+    rows = []
+    with torch.no_grad():
+        for batch in BATCHES:
+            rates = {label: _median_rate(run, windows[:batch], repeats) for label, run in runners.items()}
+            rows += [
+                {
+                    "model": name,
+                    "batch": batch,
+                    "runtime": label,
+                    "windows_per_s": rate,
+                    "vs_pytorch": rate / rates["pytorch eager"],
+                }
+                for label, rate in rates.items()
+            ]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["sports2d", "msr3d"], choices=sorted(SOURCES))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", action="store_true", help="end with one line of JSON")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}")
+    print(f"{'model':10}{'batch':>6}  {'runtime':<26}{'windows/s':>12}{'vs pytorch':>12}")
+    rows = [row for name in args.models for row in benchmark(name, args.repeats)]
+    for r in rows:
+        print(f"{r['model']:10}{r['batch']:>6}  {r['runtime']:<26}{r['windows_per_s']:>12.0f}{r['vs_pytorch']:>12.2f}")
+    if args.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
