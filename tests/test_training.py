@@ -155,11 +155,10 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr: Path
         )
 
 
-def test_configs_round_trip_through_toml() -> None:
+def test_configs_round_trip_through_toml(tmp_path: Path) -> None:
     for path, cls in [("configs/pretrain/cfsem-3d.toml", PretrainConfig), ("configs/train/sports2d.toml", TrainConfig)]:
         config = load_config(ROOT / path, cls)
-        copy = ROOT / "runs" / "roundtrip.toml"
-        copy.parent.mkdir(exist_ok=True)
+        copy = tmp_path / "roundtrip.toml"
         copy.write_text(dump_config(config))
         assert load_config(copy, cls) == config
 
