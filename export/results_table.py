@@ -67,11 +67,11 @@ class Run:
         return (self.folder / ("encoder.pt" if self.kind == "pretrain" else "results.json")).is_file()
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
 
 
-def _relocate(path: str, data_dir: str) -> str:
+def relocate(path: str, data_dir: str) -> str:
     return str(Path(data_dir) / Path(path).name) if path.startswith("data/") else path
 
 
@@ -92,14 +92,14 @@ def pretrain_runs(data_dir: str, epochs: int | None = None) -> dict[str, Run]:
             config = dataclasses.replace(config, masking=dataclasses.replace(config.masking, **change["masking"]))
         if change.get("no_mocap"):
             config = dataclasses.replace(config, data=tuple(d for d in config.data if Path(d.path).name not in MOCAP))
-        runs[label] = _pretrain_run(config, f"3d-{_slug(label)}", data_dir)
+        runs[label] = _pretrain_run(config, f"3d-{slug(label)}", data_dir)
     base2 = _with_epochs(load_config(ROOT / "configs/pretrain/cfsem-2d.toml", PretrainConfig), epochs)
     runs["cfsem-2d"] = _pretrain_run(base2, "2d-cfsem", data_dir)
     return runs
 
 
 def _pretrain_run(config: PretrainConfig, slug: str, data_dir: str) -> Run:
-    data = tuple(dataclasses.replace(d, path=_relocate(d.path, data_dir)) for d in config.data)
+    data = tuple(dataclasses.replace(d, path=relocate(d.path, data_dir)) for d in config.data)
     experiment = dataclasses.replace(config.experiment, name=slug, output=str(RUNS / "pretrain" / slug))
     return Run("pretrain", slug, dataclasses.replace(config, data=data, experiment=experiment))
 
@@ -109,7 +109,7 @@ def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None 
     for benchmark in BENCHMARKS:
         base = _with_epochs(load_config(ROOT / f"configs/train/{benchmark}.toml", TrainConfig), epochs)
         base = dataclasses.replace(
-            base, benchmark=dataclasses.replace(base.benchmark, path=_relocate(base.benchmark.path, data_dir))
+            base, benchmark=dataclasses.replace(base.benchmark, path=relocate(base.benchmark.path, data_dir))
         )
         main = pretrained["cfsem-2d" if base.window.dims == 2 else "cfsem"]
         plan = [("linear", "100%", main, (0,)), ("knn", "100%", main, (0,))]
@@ -120,7 +120,7 @@ def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None 
                     plan += [("finetune", "10%", run, SEEDS), ("linear", "100%", run, (0,))]
         for mode, budget, encoder, seeds in plan:
             for seed in seeds:
-                slug = f"{benchmark}-{mode}-{_slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
+                slug = f"{benchmark}-{mode}-{slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
                 config = dataclasses.replace(
                     base,
                     mode=mode,
@@ -149,11 +149,12 @@ def execute(run: Run, log_dir: Path) -> tuple[str, int, float]:
     return run.name, code, time.perf_counter() - began
 
 
-def run_all(runs: list[Run], jobs: int) -> None:
+def run_all(runs: list[Run], jobs: int, log_dir: Path | None = None) -> None:
     pending = [r for r in runs if not r.done]
     print(f"{len(runs) - len(pending)} of {len(runs)} runs already done; running {len(pending)} with {jobs} at a time")
+    logs = log_dir or RUNS / "logs"
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for name, code, seconds in pool.map(lambda r: execute(r, RUNS / "logs"), pending):
+        for name, code, seconds in pool.map(lambda r: execute(r, logs), pending):
             print(f"{'ok  ' if code == 0 else 'FAIL'} {name} ({seconds:.0f} s)", flush=True)
 
 
@@ -168,7 +169,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
         values = [
             results[n]["accuracy"] * 100
             for n in results
-            if n.startswith(f"{benchmark}-{mode}-{_slug(budget)}-{encoder}-seed")
+            if n.startswith(f"{benchmark}-{mode}-{slug(budget)}-{encoder}-seed")
         ]
         if not values:
             return "—"

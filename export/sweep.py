@@ -59,7 +59,7 @@ class Setting:
 
 def _base(benchmark: str, data_dir: str) -> TrainConfig:
     config = load_config(ROOT / f"configs/train/{benchmark}.toml", TrainConfig)
-    path = table._relocate(config.benchmark.path, data_dir)
+    path = table.relocate(config.benchmark.path, data_dir)
     return dataclasses.replace(config, benchmark=dataclasses.replace(config.benchmark, path=path), validation=True)
 
 
@@ -67,7 +67,7 @@ def _name(s: Setting) -> str:
     if s.mode == "scratch":
         what = f"fps{s.fps:g}-len{s.length}-{s.normalization}"
     else:
-        what = f"{table._slug(s.budget)}-lr{s.encoder_lr_scale:g}"
+        what = f"{table.slug(s.budget)}-lr{s.encoder_lr_scale:g}"
     return f"{s.benchmark}-{s.mode}-{what}-ep{s.epochs}"
 
 
@@ -178,7 +178,7 @@ def report(planned: dict[Run, Setting], out: Path) -> str:
         groups: dict[tuple[str, str], list] = {}
         for s, r in mine:
             groups.setdefault((s.mode, s.budget), []).append((s, r))
-        for (mode, budget), members in groups.items():
+        for (mode, budget), members in sorted(groups.items(), key=lambda g: (g[0][0] != "scratch", g[0][1] != "100%")):
             s, r = members[0]  # sorted best first; ties go to the name order
             current = next((f"{_pct(cr['accuracy'])}" for cs, cr in members if cs.current), "—")
             lr = f"{s.encoder_lr_scale:g}" if mode == "finetune" else "—"
@@ -209,9 +209,7 @@ def main() -> None:
         if missing:
             print(f"no encoder for {', '.join(missing)} under {PRETRAINED}: those fine-tuning runs are skipped")
         chosen = [r for r in planned if args.only in r.name and r.needs not in missing]
-        # run_all logs under results_table.RUNS; the sweep's logs belong beside its runs.
-        table.RUNS = args.runs
-        run_all(sorted(chosen, key=_cost, reverse=True), args.jobs)
+        run_all(sorted(chosen, key=_cost, reverse=True), args.jobs, log_dir=args.runs / "logs")
     print(report(planned, args.results))
 
 
