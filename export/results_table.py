@@ -98,10 +98,10 @@ def pretrain_runs(data_dir: str, epochs: int | None = None) -> dict[str, Run]:
     return runs
 
 
-def _pretrain_run(config: PretrainConfig, slug: str, data_dir: str) -> Run:
+def _pretrain_run(config: PretrainConfig, name: str, data_dir: str) -> Run:
     data = tuple(dataclasses.replace(d, path=relocate(d.path, data_dir)) for d in config.data)
-    experiment = dataclasses.replace(config.experiment, name=slug, output=str(RUNS / "pretrain" / slug))
-    return Run("pretrain", slug, dataclasses.replace(config, data=data, experiment=experiment))
+    experiment = dataclasses.replace(config.experiment, name=name, output=str(RUNS / "pretrain" / name))
+    return Run("pretrain", name, dataclasses.replace(config, data=data, experiment=experiment))
 
 
 def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None = None) -> list[Run]:
@@ -120,17 +120,19 @@ def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None 
                     plan += [("finetune", "10%", run, SEEDS), ("linear", "100%", run, (0,))]
         for mode, budget, encoder, seeds in plan:
             for seed in seeds:
-                slug = f"{benchmark}-{mode}-{slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
+                run_name = (
+                    f"{benchmark}-{mode}-{slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
+                )
                 config = dataclasses.replace(
                     base,
                     mode=mode,
                     pretrained=str(encoder.folder / "encoder.pt") if mode != "scratch" else "",
                     labels=BUDGETS[budget],
                     experiment=dataclasses.replace(
-                        base.experiment, name=slug, seed=seed, output=str(RUNS / "train" / slug)
+                        base.experiment, name=run_name, seed=seed, output=str(RUNS / "train" / run_name)
                     ),
                 )
-                runs.append(Run("train", slug, config, needs="" if mode == "scratch" else encoder.name))
+                runs.append(Run("train", run_name, config, needs="" if mode == "scratch" else encoder.name))
     return runs
 
 
