@@ -36,14 +36,18 @@ SOURCES = {
 BATCHES = (1, 8, 32, 128)
 
 
-def _median_rate(run, batch: np.ndarray, repeats: int) -> float:
-    run(batch)  # warm-up
-    times = []
+def _median_rates(runners: dict, batch: np.ndarray, repeats: int) -> dict[str, float]:
+    """Windows/s of each runner; the runners take turns within every repeat, so that the
+    load of a shared machine falls on all of them alike."""
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    for run in runners.values():
+        run(batch)  # warm-up
     for _ in range(repeats):
-        began = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - began)
-    return len(batch) / float(np.median(times))
+        for label, run in runners.items():
+            began = time.perf_counter()
+            run(batch)
+            times[label].append(time.perf_counter() - began)
+    return {label: len(batch) / float(np.median(t)) for label, t in times.items()}
 
 
 def benchmark(name: str, repeats: int) -> list[dict]:
@@ -70,7 +74,7 @@ def benchmark(name: str, repeats: int) -> list[dict]:
     rows = []
     with torch.no_grad():
         for batch in BATCHES:
-            rates = {label: _median_rate(run, windows[:batch], repeats) for label, run in runners.items()}
+            rates = _median_rates(runners, windows[:batch], repeats)
             rows += [
                 {
                     "model": name,
