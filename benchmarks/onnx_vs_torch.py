@@ -24,14 +24,15 @@ from export.config import TrainConfig, load_config
 from export.data import clips_from_dataset, evaluation_windows
 from export.encoder import Classifier, SkeletonEncoder
 from skeleton.artifact import INPUT_NAME
+from skeleton.dataset import SkeletonDataset
 from skeleton.readers import read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SOURCES = {
-    "sports2d": ("penn-action", "penn-action-train"),
-    "msr3d": ("msr-action3d", "msr-action3d"),
-    "daily3d": ("nw-ucla", "nw-ucla"),
+    "sports2d": ("penn-action", "penn-action-train", "penn.npz"),
+    "msr3d": ("msr-action3d", "msr-action3d", "msr.npz"),
+    "daily3d": ("nw-ucla", "nw-ucla", "nw-ucla.npz"),
 }
 BATCHES = (1, 8, 32, 128)
 
@@ -50,10 +51,10 @@ def _median_rates(runners: dict, batch: np.ndarray, repeats: int) -> dict[str, f
     return {label: len(batch) / float(np.median(t)) for label, t in times.items()}
 
 
-def benchmark(name: str, repeats: int) -> list[dict]:
+def benchmark(name: str, repeats: int, data_dir: Path | None = None) -> list[dict]:
     config = load_config(ROOT / "configs" / "train" / f"{name}.toml", TrainConfig)
-    fmt, folder = SOURCES[name]
-    dataset = read_source(fmt, DATA / folder)
+    fmt, folder, converted = SOURCES[name]
+    dataset = SkeletonDataset.load(data_dir / converted) if data_dir else read_source(fmt, DATA / folder)
     windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, range(64)), config.window)
     windows = np.concatenate([windows] * (1 + 128 // len(windows)))[:128]
     torch_model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
@@ -65,6 +66,14 @@ def benchmark(name: str, repeats: int) -> list[dict]:
             str(ROOT / "models" / f"{name}{variant}.onnx"), options, providers=["CPUExecutionProvider"]
         )
         runners[f"onnxruntime cpu {variant[1:] or 'fp32'}"] = lambda b, s=session: s.run(None, {INPUT_NAME: b})
+    if torch.cuda.is_available():
+        gpu_model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval().cuda()
+
+        def on_gpu(b: np.ndarray) -> None:
+            gpu_model(torch.from_numpy(b).cuda())
+            torch.cuda.synchronize()
+
+        runners["pytorch eager cuda"] = on_gpu
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         for variant in ("", ".fp16"):
             session = onnxruntime.InferenceSession(
@@ -92,11 +101,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["sports2d", "msr3d"], choices=sorted(SOURCES))
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="read converted datasets (make data) from here instead of ../shared/data",
+    )
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
     args = parser.parse_args()
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}")
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} "
+        f"({', '.join(onnxruntime.get_available_providers())})"
+    )
     print(f"{'model':10}{'batch':>6}  {'runtime':<26}{'windows/s':>12}{'vs pytorch':>12}")
-    rows = [row for name in args.models for row in benchmark(name, args.repeats)]
+    rows = [row for name in args.models for row in benchmark(name, args.repeats, args.data_dir)]
     for r in rows:
         print(f"{r['model']:10}{r['batch']:>6}  {r['runtime']:<26}{r['windows_per_s']:>12.0f}{r['vs_pytorch']:>12.2f}")
     if args.json:
