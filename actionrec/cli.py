@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.register(subcommands)
+    __import__("service.commands").commands.register(subcommands)  # serve, client: the online stage
     offline_commands.register(subcommands)
     return parser
 

@@ -1,0 +1,456 @@
+"""The service's figures, one run on this machine: throughput, latency, cameras a core sustains,
+the skeleton path, memory.
+
+Every figure goes through a real server process (``actionrec serve``) over gRPC on loopback; the
+baselines it is compared with (MediaPipe alone on one core, onnxruntime alone on the same model)
+are measured in the same run. Sections:
+
+* throughput  N = 1, 2, 4, 8 concurrent streams of a real clip sent as fast as the server takes
+              them: posed frames/s against the raw MediaPipe ceiling (cores x one-core rate on
+              the same frames);
+* latency     two streams at the clip's real frame rate: from a window's last frame arriving to
+              its event leaving, p50 / p99, against pose time + classify time;
+* cameras     the server pinned to one core: how many 30 fps camera streams it keeps in real
+              time (nothing dropped, events keep pace);
+* skeletons   StreamSkeletons windows/s against raw onnxruntime on the same model; how many
+              30 fps skeleton streams one core keeps in real time;
+* memory      resident memory per open stream, and after --soak-minutes of 4 real-time streams
+              against after 1 minute.
+
+    python -m benchmarks.service_figures [--only throughput latency ...] [--soak-minutes 10]
+        [--model-depth 0] [--json]
+
+Until ``models/sports2d.onnx`` ships, the model is the development stand-in (``--model-depth``
+gives it hidden layers, the compute cost of a real encoder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_frames, waving_person
+
+CLIP = VIDEOS / "arm_wrestling.mp4"
+SECTIONS = ("throughput", "latency", "cameras", "skeletons", "memory")
+
+
+# ---------------------------------------------------------------- clients
+
+
+@dataclass
+class StreamResult:
+    final: pb.StreamStats | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    events: int = 0
+    send_lag_s: float = 0.0  # how far behind real time the sender fell (0 when not paced)
+    finished: float = 0.0  # time.monotonic() of the final statistics
+    error: str = ""
+
+
+def run_stream(address: str, requests, result: StreamResult, skeletons: bool = False, deadline_s=3600.0) -> None:
+    channel = grpc.insecure_channel(address)
+    api = pb_grpc.ActionRecognitionStub(channel)
+    call = api.StreamSkeletons if skeletons else api.StreamFrames
+    try:
+        for response in call(requests, timeout=deadline_s):
+            kind = response.WhichOneof("kind")
+            if kind == "event":
+                result.events += 1
+                result.latencies_ms.append(response.event.stats.latency_ms)
+            elif kind == "stats" and response.stats.final:
+                result.final = response.stats
+        result.finished = time.monotonic()
+    except Exception as e:  # a failed stream is reported in the figures, not raised
+        result.error = str(e)
+    finally:
+        channel.close()
+
+
+def paced(items, timestamps_ms, realtime: bool, result: StreamResult, first=None):
+    """``items`` at their timestamps (in real time) when ``realtime``, else as fast as taken."""
+    if first is not None:
+        yield first
+    started = time.monotonic()
+    for item, timestamp in zip(items, timestamps_ms):
+        if realtime:
+            delay = started + timestamp / 1000.0 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                result.send_lag_s = max(result.send_lag_s, -delay)
+        yield item
+
+
+def stream_config(base: pb.StreamConfig, **fields) -> pb.StreamConfig:
+    """``base`` (what every stream of the run asks for) with ``fields`` set."""
+    config = pb.StreamConfig()
+    config.CopyFrom(base)
+    for name, value in fields.items():
+        setattr(config, name, value)
+    return config
+
+
+def frame_stream(frames, config: pb.StreamConfig, result: StreamResult, fps=28.0, realtime=False, seconds=0.0):
+    """The clip's frames, looped for ``seconds``, stamped at ``fps``; sent in real time or as fast as taken."""
+    count = max(len(frames), round(seconds * fps))
+    timestamps = [round(i * 1000.0 / fps) for i in range(count)]
+    messages = (
+        pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=t, encoded=frames[i % len(frames)][0]))
+        for i, t in enumerate(timestamps)
+    )
+    return paced(messages, timestamps, realtime, result, pb.StreamFramesRequest(config=config))
+
+
+def run_streams(
+    address: str, make_requests, count: int, skeletons: bool = False, deadline_s: float = 3600.0
+) -> tuple[list[StreamResult], float]:
+    results = [StreamResult() for _ in range(count)]
+    threads = [
+        threading.Thread(target=run_stream, args=(address, make_requests(r), r, skeletons, deadline_s)) for r in results
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def _ceiling_worker(core: int, frames: list[tuple[bytes, int]], max_people: int, results) -> None:
+    os.sched_setaffinity(0, {core})
+    import cv2
+
+    from service.windowing import FrameGate
+    from skeleton.pose.estimator import MediaPipePose
+
+    gate = FrameGate(15.0)
+    images = [
+        (cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), t)
+        for data, t in frames
+        if gate.admit(t)
+    ]
+    with MediaPipePose(max_people=max_people) as pose:
+        pose.estimate(images[0][0], -1)
+        times = []
+        for image, timestamp in images:
+            began = time.perf_counter()
+            pose.estimate(image, timestamp)
+            times.append(time.perf_counter() - began)
+    results.put((len(images) / sum(times), float(np.median(times)) * 1000, float(np.percentile(times, 99)) * 1000))
+
+
+def mediapipe_one_core(frames, max_people: int) -> tuple[float, float, float]:
+    """Frames/s, median and p99 ms/frame of MediaPipe alone, pinned to one core, on the frames the
+    service would pose (the clip's frames at the model's 15 fps)."""
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    core = sorted(os.sched_getaffinity(0))[0]
+    process = context.Process(target=_ceiling_worker, args=(core, frames, max_people, results))
+    process.start()
+    value = results.get()
+    process.join()
+    return value
+
+
+def onnxruntime_alone(models_dir: Path, max_batch: int = 16) -> dict:
+    """Windows/s of the model alone (batches of ``max_batch``, the server's settings) and the
+    time of one window alone."""
+    from service.models import load_model
+
+    model = load_model(models_dir / "sports2d.onnx", threads=1)
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(max_batch, *model.input_shape)).astype(np.float32)
+    model.run(batch)
+    began, runs = time.perf_counter(), 0
+    while time.perf_counter() - began < 2.0:
+        model.run(batch)
+        runs += 1
+    windows_per_s = runs * max_batch / (time.perf_counter() - began)
+    single = []
+    for _ in range(200):
+        t = time.perf_counter()
+        model.run(batch[:1])
+        single.append(time.perf_counter() - t)
+    return {"windows_per_s": windows_per_s, "one_window_ms": float(np.median(single)) * 1000}
+
+
+# ---------------------------------------------------------------- sections
+
+
+def throughput(
+    models_dir: Path, state: Path, frames, base, one_core_fps: float, clip_seconds: float, *serve_flags: str
+) -> dict:
+    """Each stream is ``clip_seconds`` of the clip (looped), sent as fast as the server takes it."""
+    rows = {}
+    cores = len(os.sched_getaffinity(0))
+    with ServerProcess(models_dir, state, *serve_flags) as server:
+        config = stream_config(base, lossless=True)
+        for count in (1, 2, 4, 8):
+            results, seconds = run_streams(
+                server.address, lambda r: frame_stream(frames, config, r, seconds=clip_seconds), count
+            )
+            processed = sum(r.final.frames_processed for r in results if r.final)
+            fps = processed / seconds
+            # One stream's frames are posed in order, one at a time: N streams can use min(N, cores) cores.
+            usable = min(count, cores) * one_core_fps
+            rows[count] = {
+                "posed_fps": fps,
+                "ratio": fps / (cores * one_core_fps),
+                "ratio_usable_cores": fps / usable,
+                "errors": [r.error for r in results if r.error],
+            }
+            print(
+                f"  {count} streams: {fps:6.1f} posed frames/s = {rows[count]['ratio']:.2f} of the ceiling"
+                f" {cores * one_core_fps:.1f} ({rows[count]['ratio_usable_cores']:.2f} of {min(count, cores)} core(s))"
+            )
+    return rows
+
+
+def latency(
+    models_dir: Path, state: Path, frames, base, pose_ms: float, pose_p99_ms: float, classify_ms: float
+) -> dict:
+    with ServerProcess(models_dir, state) as server:
+        config = stream_config(base, window_stride=4, frame_rate_hint=28)
+        results, _ = run_streams(
+            server.address, lambda r: frame_stream(frames, config, r, realtime=True, seconds=10), 2
+        )
+    latencies = [v for r in results for v in r.latencies_ms]
+    budget = pose_ms + classify_ms
+    row = {
+        "events": len(latencies),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "pose_ms": pose_ms,
+        "pose_p99_ms": pose_p99_ms,
+        "classify_ms": classify_ms,
+        "p99_over_budget": percentile(latencies, 99) / budget,
+        "p99_over_p99_budget": percentile(latencies, 99) / (pose_p99_ms + classify_ms),
+        "dropped": sum(sum(r.final.frames_dropped.values()) for r in results if r.final),
+    }
+    print(
+        f"  {row['events']} events: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms;"
+        f" pose {pose_ms:.1f} (p99 {pose_p99_ms:.1f}) + classify {classify_ms:.2f} ms:"
+        f" p99 = {row['p99_over_budget']:.2f}x (median pose), {row['p99_over_p99_budget']:.2f}x (p99 pose)"
+    )
+    return row
+
+
+def _sustained(results: list[StreamResult], last_sent_lag: float = 1.0) -> bool:
+    for r in results:
+        if r.error or r.final is None or sum(r.final.frames_dropped.values()) or r.send_lag_s > last_sent_lag:
+            return False
+        if sum(r.final.windows_dropped.values()):
+            return False
+    latencies = [v for r in results for v in r.latencies_ms]
+    return bool(latencies) and percentile(latencies, 99) < 1000
+
+
+def cameras(models_dir: Path, state: Path, frames, base, seconds: float) -> dict:
+    """30 fps camera streams on a server pinned to one core (the client runs on the others)."""
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, set(cores[1:]) or set(cores))
+    rows, best = {}, 0
+    try:
+        with ServerProcess(models_dir, state, "--workers", "1", prefix=["taskset", "-c", str(cores[0])]) as server:
+            config = stream_config(base, frame_rate_hint=30)
+            for count in range(1, 9):
+                results, _ = run_streams(
+                    server.address, lambda r: frame_stream(frames, config, r, 30.0, True, seconds), count
+                )
+                ok = _sustained(results)
+                dropped = sum(sum(r.final.frames_dropped.values()) for r in results if r.final)
+                latencies = [v for r in results for v in r.latencies_ms]
+                rows[count] = {"sustained": ok, "dropped": dropped, "p99_ms": percentile(latencies, 99)}
+                verdict = "kept up" if ok else "fell behind"
+                print(f"  {count} camera streams: {verdict} (dropped {dropped}, p99 {rows[count]['p99_ms']:.0f} ms)")
+                if not ok:
+                    break
+                best = count
+    finally:
+        os.sched_setaffinity(0, set(cores))
+    return {"streams": best, "trials": rows}
+
+
+def skeleton_messages(seconds: float, people: int) -> tuple[list[pb.StreamSkeletonsRequest], np.ndarray]:
+    """``seconds`` of 30 fps skeletons of waving people, built before the clock starts."""
+    times = np.round(np.arange(round(seconds * 30)) * 1000 / 30).astype(int)
+    persons = [waving_person("mediapipe33", times, offset=(150.0 + 300 * p, 240.0)) for p in range(people)]
+    return [pb.StreamSkeletonsRequest(frame=f) for f in skeleton_frames(persons, times)], times
+
+
+def _skeleton_requests(messages, times, realtime: bool, stride: int, result: StreamResult):
+    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(window_stride=stride))
+    return paced(messages, times, realtime, result, pb.StreamSkeletonsRequest(config=config))
+
+
+def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: float) -> dict:
+    with ServerProcess(models_dir, state) as server:
+        messages, times = skeleton_messages(20, people=2)
+        results, wall = run_streams(
+            server.address, lambda r: _skeleton_requests(messages, times, False, 1, r), 4, skeletons=True
+        )
+    windows = sum(r.final.windows_classified for r in results if r.final)
+    refused = sum(sum(r.final.windows_dropped.values()) for r in results if r.final)
+    service_rate = windows / wall
+    # The streams send faster than the model classifies: the batcher's queue stays full, and the
+    # windows beyond it are refused (and counted), so the rate is the service's ceiling.
+    print(
+        f"  StreamSkeletons: {service_rate:.0f} windows/s (4 streams, a window every model frame, {refused} refused"
+        f" at the full queue); onnxruntime alone {raw_windows_per_s:.0f}: {service_rate / raw_windows_per_s:.2f}"
+    )
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, set(cores[1:]) or set(cores))
+    trials, best = {}, 0
+    try:
+        with ServerProcess(
+            models_dir, state, "--workers", "1", "--max-streams", "512", prefix=["taskset", "-c", str(cores[0])]
+        ) as server:
+            messages, times = skeleton_messages(seconds, people=1)
+            for count in (8, 16, 32, 64, 96, 128, 192, 256):
+                results, _ = run_streams(
+                    server.address,
+                    lambda r: _skeleton_requests(messages, times, True, 0, r),
+                    count,
+                    skeletons=True,
+                    deadline_s=3 * seconds + 10,
+                )
+                ok = _sustained(results, last_sent_lag=0.5)
+                trials[count] = ok
+                print(f"  {count} skeleton streams at 30 fps on one core: {'kept up' if ok else 'fell behind'}")
+                if not ok:
+                    break
+                best = count
+    finally:
+        os.sched_setaffinity(0, set(cores))
+    return {
+        "windows_per_s": service_rate,
+        "windows_refused": refused,
+        "ratio": service_rate / raw_windows_per_s,
+        "one_core_streams": best,
+        "trials": trials,
+    }
+
+
+def memory(models_dir: Path, state: Path, frames, base, soak_minutes: float) -> dict:
+    with ServerProcess(models_dir, state) as server:
+        idle = server.rss_mib()
+        config = stream_config(base, frame_rate_hint=28)
+        results = [StreamResult() for _ in range(4)]
+        threads = [
+            threading.Thread(
+                target=run_stream,
+                args=(server.address, frame_stream(frames, config, r, realtime=True, seconds=soak_minutes * 60), r),
+            )
+            for r in results
+        ]
+        for t in threads:
+            t.start()
+        samples = []
+        started = time.monotonic()
+        while any(t.is_alive() for t in threads):
+            time.sleep(5)
+            samples.append((time.monotonic() - started, server.rss_mib()))
+        for t in threads:
+            t.join()
+    # the last sample while the streams were still open (they close, and free their memory, at the end)
+    open_samples = [(t, rss) for t, rss in samples if t <= soak_minutes * 60 - 5] or samples
+    at_one_minute = next((rss for t, rss in open_samples if t >= 60), open_samples[-1][1])
+    at_end = open_samples[-1][1]
+    row = {
+        "idle_mib": idle,
+        "per_stream_mib": (at_one_minute - idle) / 4,
+        "after_1_min_mib": at_one_minute,
+        "at_end_mib": at_end,
+        "soak_minutes": soak_minutes,
+        "growth_mib": at_end - at_one_minute,
+        "dropped": sum(sum(r.final.frames_dropped.values()) for r in results if r.final),
+    }
+    print(
+        f"  idle {idle:.0f} MiB; 4 streams: {at_one_minute:.0f} MiB after 1 min ({row['per_stream_mib']:.0f} MiB a"
+        f" stream), {at_end:.0f} MiB after {soak_minutes:g} min (growth {row['growth_mib']:+.0f} MiB)"
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--frames", type=int, default=140, help="frames of the clip per stream")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each real-time trial")
+    parser.add_argument("--clip-seconds", type=float, default=10.0, help="clip time per stream in 'throughput'")
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--max-people", type=int, default=1, help="people posed per frame, streams and baseline")
+    parser.add_argument("--model-depth", type=int, default=0, help="hidden layers of the stand-in model")
+    parser.add_argument("--models-dir", type=Path, help="use these models instead of the shipped or stand-in ones")
+    parser.add_argument("--json", action="store_true", help="end with one line of JSON")
+    args = parser.parse_args()
+
+    from service.devmodel import build_model, sports2d_card
+    from service.testing import models_for_development
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models_dir = args.models_dir
+        if models_dir is None:
+            models_dir = models_for_development(Path(tmp) / "models")
+            if args.model_depth and not (Path("models") / "sports2d.onnx").is_file():
+                build_model(models_dir / "sports2d.onnx", sports2d_card(), depth=args.model_depth)
+        state = Path(tmp) / "state"
+        state.mkdir()
+        base = pb.StreamConfig(max_people=args.max_people)
+        frames = encoded_frames(CLIP, args.frames)
+        cores = len(os.sched_getaffinity(0))
+        one_core_fps, pose_ms, pose_p99_ms = mediapipe_one_core(frames, args.max_people)
+        ceiling = cores * one_core_fps
+        raw = onnxruntime_alone(models_dir)
+        print(
+            f"baselines: MediaPipe {one_core_fps:.1f} frames/s on one core ({pose_ms:.1f} ms a frame, p99"
+            f" {pose_p99_ms:.1f}), ceiling {ceiling:.1f} on {cores} cores; onnxruntime"
+            f" {raw['windows_per_s']:.0f} windows/s, {raw['one_window_ms']:.2f} ms one window"
+        )
+        figures: dict = {"cores": cores, "one_core_fps": one_core_fps, "pose_ms": pose_ms, "onnxruntime": raw}
+        figures["pose_p99_ms"] = pose_p99_ms
+        if "throughput" in args.only:
+            print("throughput (whole service, streams as fast as taken; pose workers pinned to cores):")
+            figures["throughput"] = throughput(models_dir, state, frames, base, one_core_fps, args.clip_seconds)
+            print("throughput, pose workers not pinned (--no-pin-workers):")
+            figures["throughput_unpinned"] = throughput(
+                models_dir, state, frames, base, one_core_fps, args.clip_seconds, "--no-pin-workers"
+            )
+        if "latency" in args.only:
+            print("latency (two streams in real time):")
+            figures["latency"] = latency(models_dir, state, frames, base, pose_ms, pose_p99_ms, raw["one_window_ms"])
+        if "cameras" in args.only:
+            print("30 fps camera streams on one core:")
+            figures["cameras"] = cameras(models_dir, state, frames, base, args.seconds)
+        if "skeletons" in args.only:
+            print("skeleton path:")
+            figures["skeletons"] = skeletons(models_dir, state, raw["windows_per_s"], args.seconds)
+        if "memory" in args.only:
+            print(f"memory (4 real-time streams for {args.soak_minutes:g} min):")
+            figures["memory"] = memory(models_dir, state, frames, base, args.soak_minutes)
+    if args.json:
+        print(json.dumps(figures, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Few-shot custom actions: enrolled examples' embeddings, matched by cosine similarity.
+
+An action is enrolled for one model (embeddings of different models, or of two versions of
+one model, live in different spaces): its examples' embeddings are kept, and its prototype is
+their normalised mean. Actions are grouped in named action sets; a stream names the set it
+wants matched. Everything is kept in one JSON file, rewritten atomically (temporary file,
+fsync, rename) on every change, so enrolled actions survive a restart or a crash mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from service.errors import NotFound
+from skeleton.errors import InputError
+
+FILE_FORMAT = "actionrec-actions"
+FILE_VERSION = 1
+DEFAULT_SET = "default"
+MAX_NAME = 64
+
+
+def check_name(kind: str, name: str) -> str:
+    if not name or len(name) > MAX_NAME or not name.isprintable() or name != name.strip():
+        raise InputError(f"{kind} name {name!r} must be 1 to {MAX_NAME} printable characters, no outer spaces")
+    return name
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+@dataclass(frozen=True)
+class EnrolledAction:
+    model: str
+    model_version: str
+    action_set: str
+    action: str
+    embeddings: np.ndarray  # (examples, E), unit rows
+    updated: str
+
+    @property
+    def prototype(self) -> np.ndarray:
+        return unit(self.embeddings.mean(axis=0))
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "model_version": self.model_version,
+            "action_set": self.action_set,
+            "action": self.action,
+            "updated": self.updated,
+            "embeddings": self.embeddings.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, item: dict) -> EnrolledAction:
+        return cls(
+            model=str(item["model"]),
+            model_version=str(item["model_version"]),
+            action_set=str(item["action_set"]),
+            action=str(item["action"]),
+            embeddings=np.asarray(item["embeddings"], dtype=np.float32).reshape(len(item["embeddings"]), -1),
+            updated=str(item["updated"]),
+        )
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """One action set of one model version, ready to match."""
+
+    names: tuple[str, ...]
+    matrix: np.ndarray  # (actions, E), unit rows
+
+    def match(self, embedding: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        similarity = self.matrix @ unit(np.asarray(embedding, dtype=np.float32))
+        best = np.argsort(-similarity)[:top_k]
+        return [(self.names[i], float(similarity[i])) for i in best]
+
+
+class ActionStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._actions: dict[tuple[str, str, str], EnrolledAction] = {}  # (model, set, action)
+        self._prototypes: dict[tuple[str, str, str], Prototypes | None] = {}  # cache by (model, version, set)
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") != FILE_FORMAT or data.get("version") != FILE_VERSION:
+                raise ValueError(f"not a {FILE_FORMAT} file of version {FILE_VERSION}")
+            actions = [EnrolledAction.from_json(item) for item in data["actions"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{self.path}: unreadable enrolled actions ({type(e).__name__}: {e})") from None
+        self._actions = {(a.model, a.action_set, a.action): a for a in actions}
+
+    def _save(self) -> None:
+        """Write the whole store to a temporary file beside it, then rename it into place."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "actions": [a.to_json() for _, a in sorted(self._actions.items())],
+        }
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
+        self._prototypes.clear()
+
+    def enroll(
+        self, model: str, model_version: str, action_set: str, action: str, embeddings: np.ndarray
+    ) -> tuple[EnrolledAction, float]:
+        """Add examples (embeddings (n, E)) to an action, created if new; a new model version
+        starts the action afresh. Returns it and its examples' mean similarity to the prototype."""
+        check_name("action set", action_set)
+        check_name("action", action)
+        embeddings = unit(np.asarray(embeddings, dtype=np.float32))
+        with self._lock:
+            key = (model, action_set, action)
+            old = self._actions.get(key)
+            same_space = old is not None and old.model_version == model_version
+            if same_space and old.embeddings.shape[1] == embeddings.shape[1]:
+                embeddings = np.concatenate([old.embeddings, embeddings])
+            enrolled = EnrolledAction(
+                model, model_version, action_set, action, embeddings, datetime.now(UTC).isoformat(timespec="seconds")
+            )
+            self._actions[key] = enrolled
+            self._save()
+        return enrolled, float(np.mean(embeddings @ enrolled.prototype))
+
+    def delete(self, model: str, action_set: str, action: str) -> EnrolledAction:
+        with self._lock:
+            enrolled = self._actions.pop((model, action_set, action), None)
+            if enrolled is None:
+                raise NotFound(f"no action {action!r} in set {action_set!r} for model {model!r}")
+            self._save()
+        return enrolled
+
+    def list(self, model: str = "", action_set: str = "") -> list[EnrolledAction]:
+        with self._lock:
+            return sorted(
+                (
+                    a
+                    for a in self._actions.values()
+                    if (not model or a.model == model) and (not action_set or a.action_set == action_set)
+                ),
+                key=lambda a: (a.model, a.action_set, a.action),
+            )
+
+    def prototypes(self, model: str, model_version: str, action_set: str) -> Prototypes | None:
+        """The set's actions enrolled with this model version, or None when it has none."""
+        key = (model, model_version, action_set)
+        with self._lock:
+            if key not in self._prototypes:
+                actions = [
+                    a
+                    for a in self._actions.values()
+                    if a.model == model and a.model_version == model_version and a.action_set == action_set
+                ]
+                actions.sort(key=lambda a: a.action)
+                self._prototypes[key] = (
+                    Prototypes(tuple(a.action for a in actions), np.stack([a.prototype for a in actions]))
+                    if actions
+                    else None
+                )
+            return self._prototypes[key]
+
+    def require(self, model: str, model_version: str, action_set: str) -> None:
+        """NotFound, saying why, unless the set has actions for this model version."""
+        if self.prototypes(model, model_version, action_set) is not None:
+            return
+        stale = [a for a in self.list(model, action_set)]
+        hint = f" ({len(stale)} enrolled with another version of the model: enrol them again)" if stale else ""
+        raise NotFound(f"action set {action_set!r} has no actions for model {model!r}{hint}")

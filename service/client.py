@@ -1,0 +1,217 @@
+"""``actionrec client``: stream a video file, camera or RTSP source to the service, print events.
+
+A file is sent at its own frame rate (as a camera would), or as fast as the server takes it
+with ``--fast`` (then losslessly: the server slows the sender instead of dropping). Frames go
+as JPEG with their capture timestamps; events come back as they happen.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from skeleton.errors import InputError
+from skeleton.pose.video import probe_video, read_frames
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    source: str
+    server: str
+    json: bool = False
+    out: Path | None = None
+    fast: bool = False
+    model: str = ""
+    max_people: int = 0
+    top_k: int = 0
+    stride: int = 0
+    action_set: str = ""
+    stream_id: str = ""
+    token: str | None = None
+    tls_ca: Path | None = None
+    lb_policy: str = ""  # e.g. round_robin, for a target with several addresses
+    width: int = 0  # shrink frames to this width before sending (0: as they are)
+    jpeg_quality: int = 90
+    max_frames: int = 0  # 0: the whole source
+
+
+@dataclass
+class Source:
+    frames: Iterator[tuple[np.ndarray, int]]  # BGR frames with capture timestamps (ms)
+    fps: float
+    live: bool  # a camera or network stream: paced by the device, not by us
+
+
+def open_source(source: str) -> Source:
+    """A camera index, an rtsp:// (or any URL) stream, or a video or image file."""
+    if source.isdigit() or "://" in source:
+        capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+        if not capture.isOpened():
+            raise InputError(f"{source}: cannot open the camera or stream")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+
+        def live() -> Iterator[tuple[np.ndarray, int]]:
+            started = time.monotonic()
+            last = -1
+            try:
+                while True:
+                    ok, bgr = capture.read()
+                    if not ok:
+                        return
+                    timestamp = max(last + 1, round((time.monotonic() - started) * 1000))
+                    last = timestamp
+                    yield bgr, timestamp
+            finally:
+                capture.release()
+
+        return Source(live(), fps if 0 < fps < 1000 else 30.0, live=True)
+    path = Path(source)
+    info = probe_video(path)
+    frames = ((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ts) for rgb, ts in read_frames(path))
+    return Source(frames, info.fps, live=False)
+
+
+def make_channel(target: str, tls_ca: Path | None = None, lb_policy: str = "") -> grpc.Channel:
+    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+    if lb_policy:
+        options.append(("grpc.service_config", json.dumps({"loadBalancingConfig": [{lb_policy: {}}]})))
+    if tls_ca is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+        return grpc.secure_channel(target, credentials, options=options)
+    return grpc.insecure_channel(target, options=options)
+
+
+def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def event_json(event: pb.ActionEvent) -> dict:
+    """One event as the JSON object ``--json`` prints (one a line)."""
+    best = event.labels[0] if event.labels else pb.LabelScore()
+    return {
+        "stream_id": event.stream_id,
+        "track_id": event.track_id,
+        "start_ms": event.start_ms,
+        "end_ms": event.end_ms,
+        "label": best.label,
+        "score": round(best.score, 4),
+        "labels": [{"label": s.label, "score": round(s.score, 4)} for s in event.labels],
+        "custom_labels": [{"label": s.label, "score": round(s.score, 4)} for s in event.custom_labels],
+        "model": event.model,
+        "latency_ms": round(event.stats.latency_ms, 1),
+    }
+
+
+def event_line(event: pb.ActionEvent) -> str:
+    labels = ", ".join(f"{s.label} {s.score:.2f}" for s in event.labels)
+    custom = ", ".join(f"{s.label} {s.score:.2f}" for s in event.custom_labels)
+    return (
+        f"{event.start_ms / 1000:8.2f}-{event.end_ms / 1000:.2f} s  person {event.track_id}: {labels}"
+        + (f"  | custom: {custom}" if custom else "")
+        + f"  ({event.stats.latency_ms:.0f} ms)"
+    )
+
+
+def stats_line(stats: pb.StreamStats) -> str:
+    dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.frames_dropped.items())) or "none"
+    return (
+        f"frames: {stats.frames_received} received, {stats.frames_processed} posed, {stats.frames_skipped} skipped"
+        f" (beyond the model's frame rate), dropped: {dropped}; {stats.windows_classified} windows classified"
+    )
+
+
+def run_client(options: ClientOptions, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    source = open_source(options.source)
+    annotator = None
+    if options.out is not None:
+        from service.draw import Annotator
+
+        annotator = Annotator(options.out, source.fps)
+    config = pb.StreamConfig(
+        stream_id=options.stream_id or Path(options.source).name,
+        model=options.model,
+        frame_rate_hint=source.fps,
+        max_people=options.max_people,
+        top_k=options.top_k,
+        window_stride=options.stride,
+        action_set=options.action_set,
+        include_poses=annotator is not None,
+        lossless=options.fast and not source.live,
+    )
+    sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
+    sent_lock = threading.Lock()
+
+    def requests() -> Iterator[pb.StreamFramesRequest]:
+        yield pb.StreamFramesRequest(config=config)
+        started = time.monotonic()
+        quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
+        for count, (bgr, timestamp) in enumerate(source.frames):
+            if options.max_frames and count >= options.max_frames:
+                break
+            if options.width and bgr.shape[1] > options.width:
+                height = round(bgr.shape[0] * options.width / bgr.shape[1])
+                bgr = cv2.resize(bgr, (options.width, height), interpolation=cv2.INTER_AREA)
+            if not (source.live or options.fast):
+                delay = started + timestamp / 1000.0 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            ok, jpeg = cv2.imencode(".jpg", bgr, quality)
+            if not ok:
+                raise InputError(f"{options.source}: frame {count} could not be encoded")
+            if annotator is not None:
+                with sent_lock:
+                    sent.append((timestamp, bgr))
+            yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
+
+    channel = make_channel(options.server, options.tls_ca, options.lb_policy)
+    final = None
+    try:
+        call = pb_grpc.ActionRecognitionStub(channel).StreamFrames(requests(), metadata=call_metadata(options.token))
+        for response in call:
+            if annotator is not None:
+                with sent_lock:
+                    for timestamp, bgr in sent:
+                        annotator.add_frame(timestamp, bgr)
+                    sent.clear()
+            kind = response.WhichOneof("kind")
+            if kind == "event":
+                event = response.event
+                print(json.dumps(event_json(event)) if options.json else event_line(event), file=out, flush=True)
+                if annotator is not None and event.labels:
+                    annotator.labels[event.track_id] = f"{event.labels[0].label} {event.labels[0].score:.2f}"
+            elif kind == "poses" and annotator is not None:
+                people = [
+                    (p.track_id, np.asarray(p.image_xy, dtype=np.float32).reshape(-1, 2), np.asarray(p.visibility))
+                    for p in response.poses.people
+                ]
+                annotator.add_poses(response.poses.timestamp_ms, people)
+            elif kind == "stats" and response.stats.final:
+                final = response.stats
+    except grpc.RpcError as e:
+        if final is not None:
+            print(stats_line(final), file=err)
+        raise InputError(f"{options.server}: {e.code().name}: {e.details()}") from None
+    finally:
+        channel.close()
+        if annotator is not None:
+            with sent_lock:
+                for timestamp, bgr in sent:
+                    annotator.add_frame(timestamp, bgr)
+            annotator.close()
+    if final is not None:
+        print(stats_line(final), file=err)
+    if annotator is not None:
+        print(f"wrote {options.out} ({annotator.written} frames)", file=err)
+    return 0

@@ -1,0 +1,145 @@
+"""A short clip, one answer: ``ClassifyClip`` and the examples of ``EnrollAction``.
+
+A clip goes through exactly what a stream does (frame-rate gate, pose and tracking, or the
+skeleton parser; the windower; the batcher), then the windows of the person seen longest are
+averaged: class probabilities and a unit-length embedding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from service.actions import unit
+from service.errors import ServiceError
+from service.frames import IncomingFrame, check_frame
+from service.lanes import Lane
+from service.models import LoadedModel
+from service.posing import FramePoser, pose_coordinate_space
+from service.runtime import Runtime
+from service.session import resolve_max_people
+from service.skeletons import SkeletonParser, resolve_format
+from service.windowing import FrameGate, StreamWindower
+from skeleton.errors import InputError
+from skeleton.windows import prepare_window
+
+
+class DeadlineExceeded(ServiceError):
+    code = "DEADLINE_EXCEEDED"
+
+
+@dataclass(frozen=True)
+class ClipAnswer:
+    track_id: int
+    start_ms: float
+    end_ms: float
+    windows: int
+    probabilities: np.ndarray  # (classes,) mean over the windows
+    embedding: np.ndarray  # (E,) unit length
+
+
+Observations = list[tuple[int, dict[int, np.ndarray]]]  # (timestamp ms, {track id: model-space joints})
+
+
+def _check_timestamps(timestamps: list[int]) -> None:
+    for index in range(1, len(timestamps)):
+        if timestamps[index] <= timestamps[index - 1]:
+            raise InputError(
+                f"frame {index}: timestamp {timestamps[index]} ms does not follow the previous frame's"
+                f" {timestamps[index - 1]} ms (timestamps must increase strictly)"
+            )
+
+
+def _pose_frames(clip, model: LoadedModel, runtime: Runtime, timeout: float) -> Observations:
+    spec = model.card.window
+    max_people = resolve_max_people(clip.max_people, runtime.config.max_people)
+    frames = [check_frame(frame, i, runtime.limits) for i, frame in enumerate(clip.frames)]
+    _check_timestamps([f.timestamp_ms for f in frames])
+    gate = FrameGate(spec.fps)
+    admitted = [f for f in frames if gate.admit(f.timestamp_ms)]
+    worker = runtime.pose_workers.assign()
+    try:
+        estimator = worker.call(partial(runtime.make_estimator, max_people))
+    except BaseException:
+        runtime.pose_workers.release(worker)
+        raise
+    poser = FramePoser(estimator, spec, runtime.config.pose_width, runtime.metrics)
+    observations: Observations = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def pose_one(frame: IncomingFrame) -> None:
+        try:
+            if not failures:
+                observations.append((frame.timestamp_ms, poser.pose(frame).people()))
+        except BaseException as e:
+            failures.append(e)
+        if len(observations) + len(failures) == len(admitted) or failures:
+            done.set()
+
+    # Like a stream's frames, a clip's go through a lane, one at a time, taking turns with the
+    # streams' frames: a long clip does not hold a pose worker to itself.
+    def closed() -> None:
+        poser.close()
+        runtime.pose_workers.release(worker)
+
+    lane: Lane = Lane(worker.executor, pose_one, len(admitted), on_drop=lambda *_: None, on_closed=closed)
+    for frame in admitted:
+        lane.put(frame)
+    finished = done.wait(timeout)
+    lane.close("deadline")
+    if failures:
+        raise failures[0]
+    if not finished:
+        raise DeadlineExceeded("posing the clip took longer than the call's deadline")
+    return observations
+
+
+def _parse_skeletons(clip, model: LoadedModel, runtime: Runtime) -> tuple[Observations, str]:
+    fmt = resolve_format(clip.format, model.card.window)
+    parser = SkeletonParser(fmt, model.card.window, runtime.config.max_skeleton_people)
+    _check_timestamps([frame.timestamp_ms for frame in clip.frames])
+    return [(frame.timestamp_ms, parser.parse(frame, i)) for i, frame in enumerate(clip.frames)], fmt.coordinate_space
+
+
+def answer_clip(clip, model: LoadedModel, runtime: Runtime, timeout: float = 60.0) -> ClipAnswer:
+    """Classify an ``actionrec.v1.Clip`` (InputError when it is bad or shows nobody)."""
+    kind = clip.WhichOneof("kind")
+    frames = getattr(clip, kind).frames if kind else []
+    if not frames:
+        raise InputError("the clip has no frames")
+    if len(frames) > runtime.config.max_clip_frames:
+        raise InputError(f"the clip has {len(frames)} frames, over the limit of {runtime.config.max_clip_frames}")
+    spec = model.card.window
+    if kind == "frames":
+        observations, space = _pose_frames(clip.frames, model, runtime, timeout), pose_coordinate_space(spec)
+    else:
+        observations, space = _parse_skeletons(clip.skeletons, model, runtime)
+    config = runtime.config
+    windower = StreamWindower(spec, max(1, spec.length // 2), config.max_gap_ms, config.min_presence)
+    windows = [w for timestamp, people in observations for w in windower.add(timestamp, people)]
+    windows += windower.flush()
+    if not windows:
+        raise InputError(f"no person found in the clip's {len(observations)} frames")
+    seen = Counter(track for _, people in observations for track in people)
+    track_id = max({w.track_id for w in windows}, key=lambda t: (seen[t], -t))
+    mine = [w for w in windows if w.track_id == track_id]
+    batcher = runtime.batchers[model.name]
+    futures = [batcher.submit(prepare_window(w.samples, spec, space)) for w in mine]
+    try:
+        results = [f.result(timeout) for f in futures]
+    except FutureTimeout:
+        raise DeadlineExceeded("classifying the clip took longer than the call's deadline") from None
+    return ClipAnswer(
+        track_id=track_id,
+        start_ms=min(w.start_ms for w in mine),
+        end_ms=max(w.end_ms for w in mine),
+        windows=len(mine),
+        probabilities=np.mean([r.probabilities for r in results], axis=0),
+        embedding=unit(np.mean([unit(r.embedding) for r in results], axis=0)),
+    )

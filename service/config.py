@@ -1,0 +1,103 @@
+"""The server's configuration: one frozen dataclass, checked once, passed to everything."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skeleton.errors import InputError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_MODEL = "sports2d"
+
+
+def default_actions_file() -> Path:
+    """Enrolled actions live with the user's state, not in the source tree."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "actionrec" / "actions.json"
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051  # 0: any free port (the bound one is logged)
+    models: tuple[str, ...] = ()  # names in models_dir or paths to .onnx files; () = every models_dir/*.onnx
+    models_dir: Path = DEFAULT_MODELS_DIR
+    default_model: str = DEFAULT_MODEL  # streams that name no model get this one (or the only one loaded)
+    pose_model: Path | None = None  # MediaPipe .task; None = the shipped full model
+    max_streams: int = 8
+    workers: int = field(default_factory=available_cores)  # pose threads
+    pin_workers: bool = True  # each pose thread (and its streams' MediaPipe threads) on its own core
+    max_people: int = 4  # the most people a stream may ask to pose per frame
+    pose_width: int = 640  # frames are shrunk to this width before pose (0: as they come)
+    # The batcher in front of each model (Triton's dynamic batching: size cap and delay cap).
+    max_batch: int = 16
+    # 0: a batch runs as soon as the model is free, with the windows that queued while it was busy
+    # (no added latency when idle, full batches under load); more: Triton's wait for a fuller batch.
+    max_queue_delay_ms: float = 0.0
+    max_batch_queue: int = 256
+    onnx_threads: int = 1  # intra-op threads per model; pose needs the cores more
+    # Per stream: frames waiting for pose beyond this are dropped, oldest first (docs/service.md).
+    # Four frames (about 270 ms at 15 fps) absorb the stall of another stream opening on a busy
+    # core; a stream that is behind for longer is behind for good, and dropping is right.
+    max_pending_frames: int = 4
+    max_pending_events: int = 256
+    # Input limits (bad input gets INVALID_ARGUMENT, not a crash or an allocation bomb).
+    max_image_bytes: int = 8 << 20
+    max_image_pixels: int = 4096 * 4096
+    max_message_bytes: int = 64 << 20
+    max_clip_frames: int = 900
+    max_skeleton_people: int = 16
+    # Windowing: a person unseen for longer than max_gap_ms is missing, not interpolated; a window
+    # is classified when the person is present in at least min_presence of its frames.
+    max_gap_ms: float = 300.0
+    min_presence: float = 0.5
+    actions_file: Path = field(default_factory=default_actions_file)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth_token: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None  # None: no metrics endpoint
+    drain_seconds: float = 30.0  # on SIGTERM, how long open streams get to finish their windows
+    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_streams": self.max_streams,
+            "workers": self.workers,
+            "max_people": self.max_people,
+            "max_batch": self.max_batch,
+            "max_batch_queue": self.max_batch_queue,
+            "onnx_threads": self.onnx_threads,
+            "max_pending_frames": self.max_pending_frames,
+            "max_pending_events": self.max_pending_events,
+            "max_image_bytes": self.max_image_bytes,
+            "max_image_pixels": self.max_image_pixels,
+            "max_message_bytes": self.max_message_bytes,
+            "max_clip_frames": self.max_clip_frames,
+            "max_skeleton_people": self.max_skeleton_people,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise InputError(f"{name.replace('_', '-')} must be at least 1, not {value}")
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"port {self.port} is out of range")
+        if self.max_queue_delay_ms < 0 or self.max_gap_ms <= 0 or self.drain_seconds < 0 or self.pose_width < 0:
+            raise InputError("max-queue-delay-ms, drain-seconds and pose-width must be >= 0, max-gap-ms > 0")
+        if not 0 < self.min_presence <= 1:
+            raise InputError(f"min-presence must be in (0, 1], not {self.min_presence}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InputError("TLS needs both a certificate and its key")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise InputError(f"{path}: no such file")
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise InputError("the auth token is empty")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise InputError(f"metrics port {self.metrics_port} is out of range")

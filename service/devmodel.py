@@ -1,0 +1,138 @@
+"""A small deterministic classifier in the exported-model format, for tests and benchmarks.
+
+Until the offline stage ships ``models/sports2d.onnx``, the service is developed and tested
+against this stand-in: the same input and outputs (``skeleton`` (batch, length, joints, dims)
+float32 in; ``scores`` (batch, classes) and ``embedding`` (batch, E) out) and a real
+``ModelCard`` in its metadata, built with ``onnx.helper`` (no torch). The embedding is a fixed
+random projection of the whole window, so different motions get different embeddings and the
+same motion the same one, which is all the service's tests need of it.
+
+Needs the ``onnx`` package (the train extra); the service itself never imports this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.windows import WindowSpec
+
+PENN_ACTION_LABELS = (
+    "baseball_pitch",
+    "baseball_swing",
+    "bench_press",
+    "bowl",
+    "clean_and_jerk",
+    "golf_swing",
+    "jump_rope",
+    "jumping_jacks",
+    "pullup",
+    "pushup",
+    "situp",
+    "squat",
+    "strum_guitar",
+    "tennis_forehand",
+    "tennis_serve",
+)
+
+
+def sports2d_card(length: int = 32, fps: float = 15.0) -> ModelCard:
+    """A card like the shipped 2-D video model's (Penn Action labels, penn13, image space)."""
+    return ModelCard(
+        name="sports2d-dev",
+        labels=PENN_ACTION_LABELS,
+        window=WindowSpec(layout="penn13", dims=2, length=length, fps=fps, normalization="centre-torso"),
+        embedding_size=32,
+        input_space="image",
+        training_data="none: a fixed random projection (service development model)",
+        protocol="untrained",
+        accuracy={"penn-action-val": 0.0},
+        source_commit="dev",
+        created="2000-01-01T00:00:00Z",
+    )
+
+
+def daily3d_card(length: int = 32, fps: float = 15.0) -> ModelCard:
+    """A card like the 3-D model's (ntu25 layout, camera space, aligned)."""
+    return ModelCard(
+        name="daily3d-dev",
+        labels=tuple(f"action_{i:02d}" for i in range(10)),
+        window=WindowSpec(layout="ntu25", dims=3, length=length, fps=fps, normalization="centre-torso-align"),
+        embedding_size=24,
+        input_space="camera",
+        training_data="none: a fixed random projection (service development model)",
+        protocol="untrained",
+        source_commit="dev",
+        created="2000-01-01T00:00:00Z",
+    )
+
+
+def build_model(
+    path: Path, card: ModelCard, seed: int = 0, metadata: dict[str, str] | None = None, depth: int = 0
+) -> Path:
+    """Write the stand-in model for ``card`` to ``path``; ``metadata`` replaces the card's (to
+    make deliberately broken models). ``depth`` adds that many 512-wide hidden layers, so that
+    benchmarks can give the stand-in the compute cost of a real encoder."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    spec = card.window
+    size = spec.length * spec.num_joints * spec.dims
+    rng = np.random.default_rng(seed)
+    width = 512 if depth else size
+
+    def weights(rows: int, columns: int) -> np.ndarray:
+        return (rng.normal(size=(rows, columns)) / np.sqrt(rows)).astype(np.float32)
+
+    initializers = [numpy_helper.from_array(np.array([-1, size], dtype=np.int64), "flat_shape")]
+    nodes = [helper.make_node("Reshape", [INPUT_NAME, "flat_shape"], ["layer0"])]
+    if depth:
+        initializers += [
+            numpy_helper.from_array(weights(size, width), "into"),
+            numpy_helper.from_array(weights(width, width), "hidden"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", ["layer0", "into"], ["in0"]),
+            helper.make_node("Tanh", ["in0"], ["layer1"]),
+        ]
+        for i in range(1, depth + 1):  # one weight matrix, applied depth times: cost without file size
+            nodes += [
+                helper.make_node("MatMul", [f"layer{i}", "hidden"], [f"in{i}"]),
+                helper.make_node("Tanh", [f"in{i}"], [f"layer{i + 1}"]),
+            ]
+    last = f"layer{depth + 1}" if depth else "layer0"
+    initializers += [
+        numpy_helper.from_array(weights(width, card.embedding_size), "project"),
+        numpy_helper.from_array(
+            rng.normal(size=(card.embedding_size, len(card.labels))).astype(np.float32), "classify"
+        ),
+    ]
+    nodes += [
+        helper.make_node("MatMul", [last, "project"], ["projected"]),
+        helper.make_node("Tanh", ["projected"], [EMBEDDING_NAME]),
+        helper.make_node("MatMul", [EMBEDDING_NAME, "classify"], [SCORES_NAME]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        card.name,
+        [
+            helper.make_tensor_value_info(
+                INPUT_NAME, TensorProto.FLOAT, ["batch", spec.length, spec.num_joints, spec.dims]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(SCORES_NAME, TensorProto.FLOAT, ["batch", len(card.labels)]),
+            helper.make_tensor_value_info(EMBEDDING_NAME, TensorProto.FLOAT, ["batch", card.embedding_size]),
+        ],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="actionrec-dev")
+    model.ir_version = 9  # readable by every onnxruntime of the last years
+    helper.set_model_props(model, card.to_metadata() if metadata is None else metadata)
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,82 @@
+"""The client's annotated video: each person's skeleton and their latest label, drawn on the frame."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from skeleton.layouts import get_layout
+
+_LAYOUT = get_layout("mediapipe33")
+_BONES = [(_LAYOUT.index(child), _LAYOUT.index(parent)) for child, parent in _LAYOUT.bones]
+_NOSE = _LAYOUT.index("nose")
+_PALETTE = [(66, 135, 245), (245, 166, 35), (80, 200, 120), (220, 80, 200), (60, 200, 220), (200, 60, 60)]
+
+
+def draw_people(bgr: np.ndarray, people: list[tuple[int, np.ndarray, np.ndarray]], labels: dict[int, str]) -> None:
+    """Draw (track id, (33, 2) pixels, (33,) visibility) people and their labels onto ``bgr``."""
+    for track_id, xy, visibility in people:
+        colour = _PALETTE[track_id % len(_PALETTE)]
+        points = [tuple(int(v) for v in p) for p in np.round(xy)]
+        for a, b in _BONES:
+            if min(visibility[a], visibility[b]) >= 0.3:
+                cv2.line(bgr, points[a], points[b], colour, 2, cv2.LINE_AA)
+        for point, seen in zip(points, visibility):
+            if seen >= 0.3:
+                cv2.circle(bgr, point, 3, colour, -1, cv2.LINE_AA)
+        text = f"#{track_id} {labels.get(track_id, '')}".strip()
+        x, y = points[_NOSE]
+        origin = (max(0, x - 40), max(14, y - 20))
+        cv2.putText(bgr, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(bgr, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+
+
+class Annotator:
+    """Writes the frames the client sent, each with the people posed at or before its time.
+
+    Frames wait until the server has posed a frame at or after theirs (it poses only the frames
+    its model needs), so every written frame shows the newest pose known for it.
+    """
+
+    def __init__(self, path: Path, fps: float, max_buffered: int = 120) -> None:
+        self.path = Path(path)
+        self.fps = fps if fps > 0 else 30.0
+        self.max_buffered = max_buffered
+        self._writer: cv2.VideoWriter | None = None
+        self._frames: deque[tuple[int, np.ndarray]] = deque()
+        self._people: list = []
+        self._pending_people: deque[tuple[int, list]] = deque()
+        self.labels: dict[int, str] = {}
+        self.written = 0
+
+    def add_frame(self, timestamp_ms: int, bgr: np.ndarray) -> None:
+        self._frames.append((timestamp_ms, bgr))
+        while len(self._frames) > self.max_buffered:
+            self._write_next()
+
+    def add_poses(self, timestamp_ms: int, people: list) -> None:
+        self._pending_people.append((timestamp_ms, people))
+        while self._frames and self._frames[0][0] <= timestamp_ms:
+            self._write_next()
+
+    def _write_next(self) -> None:
+        timestamp_ms, bgr = self._frames.popleft()
+        while self._pending_people and self._pending_people[0][0] <= timestamp_ms:
+            self._people = self._pending_people.popleft()[1]
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            size = (bgr.shape[1], bgr.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        frame = bgr.copy()
+        draw_people(frame, self._people, self.labels)
+        self._writer.write(frame)
+        self.written += 1
+
+    def close(self) -> None:
+        while self._frames:
+            self._write_next()
+        if self._writer is not None:
+            self._writer.release()

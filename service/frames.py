@@ -1,0 +1,131 @@
+"""Frames as they come off the wire: cheap checks on arrival, decoding only when posed.
+
+Every frame is checked when it arrives (image bytes present and not too big, a JPEG or PNG
+whose header gives a sane size and whose end is there, raw pixels of the declared size), so a
+bad frame is refused even when the frame-rate gate would skip it. Only admitted frames are
+decoded, in a pose worker, and a frame that still fails to decode is refused then.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from skeleton.errors import InputError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+# Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_TRAILER_SLACK = 64  # bytes some encoders leave after the end marker
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    max_image_bytes: int = 8 << 20
+    max_image_pixels: int = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class IncomingFrame:
+    """A checked frame, not yet decoded."""
+
+    index: int  # its position in the stream (for messages)
+    timestamp_ms: int
+    width: int
+    height: int
+    data: bytes
+    raw: bool  # data is height x width x 3 RGB bytes, not JPEG/PNG
+    arrived: float  # time.monotonic() when it arrived
+
+
+def encoded_image_size(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) of JPEG or PNG bytes, or InputError saying why they are not one."""
+    if data.startswith(_PNG_SIGNATURE):
+        if len(data) < 33 or data[12:16] != b"IHDR":
+            raise InputError("truncated PNG (no image header)")
+        width, height = struct.unpack(">II", data[16:24])
+        if b"IEND" not in data[-_TRAILER_SLACK:]:
+            raise InputError("truncated PNG (no end chunk)")
+        return "png", width, height
+    if data.startswith(_JPEG_SOI):
+        size = _jpeg_size(data)
+        if size is None:
+            raise InputError("truncated or corrupt JPEG (no frame header)")
+        if _JPEG_EOI not in data[-_TRAILER_SLACK:]:
+            raise InputError("truncated JPEG (no end marker)")
+        return "jpeg", *size
+    raise InputError("image bytes are neither JPEG nor PNG")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        if marker in _JPEG_SOF:
+            if position + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
+            return width, height
+        if marker == 0xDA or length < 2:  # start of scan before any frame header
+            return None
+        position += 2 + length
+    return None
+
+
+def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = None) -> IncomingFrame:
+    """Check one ``actionrec.v1.Frame`` on arrival (InputError naming the frame when it is bad)."""
+    arrived = time.monotonic() if arrived is None else arrived
+    kind = frame.WhichOneof("image")
+    try:
+        if kind == "encoded":
+            data = frame.encoded
+            if not data:
+                raise InputError("empty image bytes")
+            if len(data) > limits.max_image_bytes:
+                raise InputError(f"image of {len(data)} bytes is over the limit of {limits.max_image_bytes}")
+            _, width, height = encoded_image_size(data)
+        elif kind == "raw":
+            data, width, height = frame.raw.rgb, frame.raw.width, frame.raw.height
+            if width < 1 or height < 1:
+                raise InputError(f"raw image of {width}x{height} pixels")
+            if len(data) != width * height * 3:
+                raise InputError(f"raw image of {width}x{height} needs {width * height * 3} RGB bytes, got {len(data)}")
+        else:
+            raise InputError("no image (neither encoded bytes nor raw pixels)")
+        if width < 1 or height < 1 or width * height > limits.max_image_pixels:
+            raise InputError(
+                f"image of {width}x{height} pixels is empty or over the limit of {limits.max_image_pixels} pixels"
+            )
+    except InputError as e:
+        raise InputError(f"frame {index} (t={frame.timestamp_ms} ms): {e}") from None
+    return IncomingFrame(index, frame.timestamp_ms, width, height, data, kind == "raw", arrived)
+
+
+def decode_frame(frame: IncomingFrame) -> np.ndarray:
+    """RGB uint8 (height, width, 3) of a checked frame."""
+    if frame.raw:
+        return np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3).copy()
+    bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"frame {frame.index} (t={frame.timestamp_ms} ms): image bytes could not be decoded")
+    if bgr.shape[:2] != (frame.height, frame.width):
+        raise InputError(
+            f"frame {frame.index} (t={frame.timestamp_ms} ms): decoded to {bgr.shape[1]}x{bgr.shape[0]},"
+            f" its header says {frame.width}x{frame.height}"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,181 @@
+"""The model registry: self-describing ONNX classifiers, loaded, checked and warmed up.
+
+A model is found by name in the models folder (``models/NAME.onnx``) or by path, so shipping a
+new model is dropping its file there. Everything the service needs to feed it (labels, layout,
+window length and frame rate, normalisation, embedding size) comes from the ``ModelCard`` in
+its metadata; a model whose card or graph does not match that contract is refused at start-up
+rather than fed wrong data later. onnxruntime is asked for CUDA first and falls back to CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.errors import NotFound
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.errors import InputError
+
+log = logging.getLogger(__name__)
+
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One window's answer: class probabilities and its embedding."""
+
+    probabilities: np.ndarray  # (classes,)
+    embedding: np.ndarray  # (E,)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str  # what streams call it: the file's stem
+    path: Path
+    card: ModelCard
+    version: str  # the first 12 hex digits of the file's sha256: two files, two versions
+    providers: tuple[str, ...]
+    session: object  # onnxruntime.InferenceSession
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        spec = self.card.window
+        return spec.length, spec.num_joints, spec.dims
+
+    def run(self, batch: np.ndarray) -> list[Classified]:
+        """Classify a batch (N, length, joints, dims) of prepared windows."""
+        scores, embeddings = self.session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: batch})
+        scores = np.asarray(scores, dtype=np.float64)
+        exp = np.exp(scores - scores.max(axis=1, keepdims=True))  # the card's scores are logits
+        probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        return [Classified(p, e) for p, e in zip(probabilities, embeddings)]
+
+
+def resolve_model_path(name_or_path: str, models_dir: Path) -> Path:
+    """``NAME`` -> ``models_dir/NAME.onnx``; anything with a suffix or a slash is a path."""
+    if name_or_path.endswith(".onnx") or "/" in name_or_path:
+        return Path(name_or_path)
+    return Path(models_dir) / f"{name_or_path}.onnx"
+
+
+def _file_version(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _check_graph(session, card: ModelCard, origin: str) -> None:
+    """The graph takes and gives what the card says (static sizes only; symbolic ones pass)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if INPUT_NAME not in inputs:
+        raise InputError(f"{origin}: the model has no input named {INPUT_NAME!r} (it has {', '.join(inputs)})")
+    missing = [name for name in (SCORES_NAME, EMBEDDING_NAME) if name not in outputs]
+    if missing:
+        raise InputError(f"{origin}: the model lacks the output(s) {', '.join(missing)}")
+    spec = card.window
+    expected = {
+        INPUT_NAME: (inputs[INPUT_NAME].shape, (None, spec.length, spec.num_joints, spec.dims)),
+        SCORES_NAME: (outputs[SCORES_NAME].shape, (None, len(card.labels))),
+        EMBEDDING_NAME: (outputs[EMBEDDING_NAME].shape, (None, card.embedding_size)),
+    }
+    for name, (shape, want) in expected.items():
+        if len(shape) != len(want) or any(isinstance(s, int) and w is not None and s != w for s, w in zip(shape, want)):
+            raise InputError(f"{origin}: {name} has shape {shape}, but its card says {want} (None: the batch)")
+    if inputs[INPUT_NAME].type != "tensor(float)":
+        raise InputError(f"{origin}: {INPUT_NAME} is {inputs[INPUT_NAME].type}, not float32")
+
+
+def load_model(
+    path: Path, name: str | None = None, threads: int = 1, warmup_batches: Sequence[int] = (1,)
+) -> LoadedModel:
+    """Load, check and warm up one model (InputError, naming the file, when it is unusable)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    origin = str(path)
+    if not path.is_file():
+        raise InputError(f"{origin}: no such model file")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning threads would steal the cores that pose needs between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    available = set(ort.get_available_providers())
+    providers = [p for p in PREFERRED_PROVIDERS if p in available]
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+        raise InputError(f"{origin}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
+    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, origin)
+    _check_graph(session, card, origin)
+    model = LoadedModel(
+        name=name or path.stem,
+        path=path,
+        card=card,
+        version=_file_version(path),
+        providers=tuple(session.get_providers()),
+        session=session,
+    )
+    for size in warmup_batches:
+        results = model.run(np.zeros((size, *model.input_shape), dtype=np.float32))
+        got = (len(results), results[0].probabilities.shape, results[0].embedding.shape)
+        if got != (size, (len(card.labels),), (card.embedding_size,)):
+            raise InputError(f"{origin}: a batch of {size} gave outputs {got}, unlike its card")
+    log.info(
+        "model loaded",
+        extra={"fields": {"model": model.name, "path": origin, "version": model.version, "providers": providers}},
+    )
+    return model
+
+
+class ModelRegistry:
+    """The loaded models by name, and which one a stream gets when it names none."""
+
+    def __init__(self, models: Sequence[LoadedModel], default: str) -> None:
+        if not models:
+            raise InputError("no model to serve")
+        self._models = {m.name: m for m in models}
+        if len(self._models) != len(models):
+            raise InputError(f"two models share a name: {', '.join(m.name for m in models)}")
+        # The configured default when it is loaded, else the only model, else refuse to guess.
+        if default in self._models:
+            self.default = default
+        elif len(self._models) == 1:
+            self.default = next(iter(self._models))
+        else:
+            raise InputError(f"default model {default!r} is not among the loaded {', '.join(sorted(self._models))}")
+
+    @classmethod
+    def load(
+        cls, specs: Sequence[str], models_dir: Path, default: str, threads: int = 1, max_batch: int = 1
+    ) -> ModelRegistry:
+        """Load ``specs`` (names or paths), or every ``models_dir/*.onnx`` when there are none."""
+        paths = [resolve_model_path(s, models_dir) for s in specs] or sorted(Path(models_dir).glob("*.onnx"))
+        if not paths:
+            raise InputError(f"no models to serve: {models_dir} has no .onnx file and none was named")
+        warmup = sorted({1, max_batch})
+        return cls([load_model(p, threads=threads, warmup_batches=warmup) for p in paths], default)
+
+    def get(self, name: str = "") -> LoadedModel:
+        model = self._models.get(name or self.default)
+        if model is None:
+            raise NotFound(f"no model named {name!r}; loaded: {', '.join(sorted(self._models))}")
+        return model
+
+    def __iter__(self):
+        return iter(self._models.values())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._models)

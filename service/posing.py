@@ -1,0 +1,72 @@
+"""From an admitted frame to each tracked person's joints in the model's layout.
+
+One ``FramePoser`` per stream (or clip): it owns that stream's pose estimator (a MediaPipe
+landmarker keeps tracking state) and person tracker. The model's card decides which landmarks
+feed it: 2-D image landmarks (pixels of the frame as sent) for a 2-D model, 3-D world
+landmarks (metres, camera axes) for a 3-D one; the shared core maps them to its layout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.frames import IncomingFrame, decode_frame
+from service.metrics import Metrics
+from skeleton.pose.estimator import POSE_LAYOUT, PoseEstimator
+from skeleton.pose.tracker import PersonTracker
+from skeleton.pose.video import resize_to_width
+from skeleton.windows import WindowSpec, to_model_space
+
+
+def pose_coordinate_space(spec: WindowSpec) -> str:
+    """The coordinate space of the landmarks that feed a model with this window."""
+    return "image" if spec.dims == 2 else "camera"
+
+
+@dataclass(frozen=True)
+class PosedFrame:
+    timestamp_ms: int
+    track_ids: list[int]
+    image_xy: np.ndarray  # (P, 33, 2) pixels of the frame as sent
+    visibility: np.ndarray  # (P, 33)
+    model_coords: np.ndarray  # (P, joints, dims) in the model's layout
+
+    def people(self) -> dict[int, np.ndarray]:
+        return dict(zip(self.track_ids, self.model_coords))
+
+
+class FramePoser:
+    def __init__(self, estimator: PoseEstimator, spec: WindowSpec, pose_width: int, metrics: Metrics | None = None):
+        self.estimator = estimator
+        self.spec = spec
+        self.pose_width = pose_width
+        self.tracker = PersonTracker()
+        self._metrics = metrics
+
+    def pose(self, frame: IncomingFrame) -> PosedFrame:
+        started = time.monotonic()
+        rgb = decode_frame(frame)
+        decoded = time.monotonic()
+        small = resize_to_width(rgb, self.pose_width)
+        people = self.estimator.estimate(small, frame.timestamp_ms, (rgb.shape[1], rgb.shape[0]))
+        posed = time.monotonic()
+        ids = self.tracker.update([p.image_xy for p in people], [p.visibility for p in people], frame.timestamp_ms)
+        count = len(people)
+        image_xy = np.array([p.image_xy for p in people], dtype=np.float32).reshape(count, 33, 2)
+        visibility = np.array([p.visibility for p in people], dtype=np.float32).reshape(count, 33)
+        if self.spec.dims == 2:
+            source = image_xy
+        else:
+            source = np.array([p.world_xyz for p in people], dtype=np.float32).reshape(count, 33, 3)
+        model_coords, _ = to_model_space(source, None, POSE_LAYOUT, self.spec)
+        if self._metrics is not None:
+            stage = self._metrics.stage_seconds
+            stage.labels(stage="decode").observe(decoded - started)
+            stage.labels(stage="pose").observe(posed - decoded)
+        return PosedFrame(frame.timestamp_ms, ids, image_xy, visibility, model_coords)
+
+    def close(self) -> None:
+        self.estimator.close()

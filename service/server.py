@@ -1,0 +1,407 @@
+"""The gRPC server: the ``ActionRecognition`` servicer, health, reflection, and its life cycle.
+
+Life cycle: ``start`` binds the port and answers health checks with NOT_SERVING (and calls with
+UNAVAILABLE) while ``load`` loads and warms up the models and the pose model; then SERVING.
+``drain`` (SIGTERM) turns health to NOT_SERVING, refuses new calls, lets every open stream
+finish the windows of the frames it has, sends their events and final statistics, ends the
+streams with UNAVAILABLE (reconnect elsewhere), and stops.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.actions import DEFAULT_SET, ActionStore, EnrolledAction, check_name
+from service.auth import TokenAuth
+from service.batcher import Batcher
+from service.clips import answer_clip
+from service.config import ServerConfig
+from service.errors import Unavailable, status_of
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.labels import custom_labels, top_labels
+from service.metrics import Metrics
+from service.models import LoadedModel, ModelRegistry
+from service.runtime import Runtime, StreamSlots, mediapipe_factory
+from service.session import DEFAULT_TOP_K, FrameSession, SkeletonSession, StreamSession, stream_options
+from service.skeletons import resolve_format
+from service.workers import PoseWorkers
+from skeleton.errors import InputError
+from skeleton.pose.estimator import PoseEstimator
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ActionRecognition"].full_name
+REPLICA_HEADER = "actionrec-replica"
+MAX_CALL_SECONDS = 120.0  # a unary call without a deadline still ends
+# Once the streams have drained, calls still running get this long; long-lived watches (health)
+# would otherwise hold the exit up for the whole drain time.
+STOP_GRACE_SECONDS = 3.0
+
+
+def _abort(context: grpc.ServicerContext, error: BaseException, method: str) -> None:
+    status = status_of(error)
+    if status is None:
+        log.error("call failed", exc_info=error, extra={"fields": {"method": method}})
+        status = ("INTERNAL", "internal error")
+    context.abort(getattr(grpc.StatusCode, status[0]), status[1])
+
+
+def _call(method: Callable) -> Callable:
+    """Unary calls: errors meant for the caller become their status; anything else INTERNAL."""
+
+    @functools.wraps(method)
+    def handler(self: Servicer, request, context: grpc.ServicerContext):
+        context.set_trailing_metadata(((REPLICA_HEADER, self.server.config.replica_id),))
+        try:
+            return method(self, request, context)
+        except Exception as e:
+            _abort(context, e, method.__name__)
+
+    return handler
+
+
+def _timeout(context: grpc.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    return MAX_CALL_SECONDS if remaining is None else max(0.0, min(remaining, MAX_CALL_SECONDS))
+
+
+def model_info(model: LoadedModel, is_default: bool) -> pb.ModelInfo:
+    card, spec = model.card, model.card.window
+    return pb.ModelInfo(
+        name=model.name,
+        card_name=card.name,
+        labels=card.labels,
+        layout=spec.layout,
+        dims=spec.dims,
+        window_length=spec.length,
+        frame_rate=spec.fps,
+        normalization=spec.normalization,
+        input_space=card.input_space,
+        embedding_size=card.embedding_size,
+        version=model.version,
+        accuracy=card.accuracy,
+        training_data=card.training_data,
+        protocol=card.protocol,
+        source_commit=card.source_commit,
+        created=card.created,
+        execution_providers=model.providers,
+        is_default=is_default,
+    )
+
+
+def action_info(action: EnrolledAction) -> pb.ActionInfo:
+    return pb.ActionInfo(
+        action_set=action.action_set,
+        action=action.action,
+        model=action.model,
+        examples=len(action.embeddings),
+        model_version=action.model_version,
+        updated=action.updated,
+    )
+
+
+class Servicer(pb_grpc.ActionRecognitionServicer):
+    def __init__(self, server: ActionServer) -> None:
+        self.server = server
+
+    # ------------------------------------------------------------------ streams
+
+    def StreamFrames(self, request_iterator, context):
+        def open_session(config: pb.StreamConfig, runtime: Runtime) -> StreamSession:
+            return FrameSession(stream_options(config, runtime), runtime)
+
+        return self._stream(request_iterator, context, open_session)
+
+    def StreamSkeletons(self, request_iterator, context):
+        def open_session(config: pb.SkeletonStreamConfig, runtime: Runtime) -> StreamSession:
+            options = stream_options(config.stream, runtime)
+            return SkeletonSession(options, runtime, resolve_format(config.format, options.model.card.window))
+
+        return self._stream(request_iterator, context, open_session)
+
+    def _stream(self, requests, context: grpc.ServicerContext, open_session):
+        context.set_trailing_metadata(((REPLICA_HEADER, self.server.config.replica_id),))
+        try:
+            runtime = self.server.runtime_for_calls()
+            first = next(requests, None)
+            if first is None:  # the client closed before configuring anything
+                return
+            if first.WhichOneof("kind") != "config":
+                raise InputError("the first message of a stream must be its configuration")
+            runtime.slots.acquire()
+            try:
+                session = open_session(first.config, runtime)
+            except BaseException:
+                runtime.slots.release()
+                raise
+            yield from self._run_session(session, requests, context, runtime)
+        except Exception as e:
+            _abort(context, e, "stream")
+
+    def _run_session(self, session: StreamSession, requests, context, runtime: Runtime):
+        fields = {"stream_id": session.options.stream_id, "kind": session.kind, "model": session.options.model.name}
+        log.info("stream opened", extra={"fields": fields})
+        active = self.server.metrics.active_streams.labels(kind=session.kind)
+        active.inc()
+        self.server.sessions.add(session)
+        if self.server.draining:  # the drain began while this stream was opening: it takes no frames
+            session.drain()
+        context.add_callback(functools.partial(session.close, "cancelled"))
+        reader = threading.Thread(target=session.read, args=(requests,), name="stream-reader", daemon=True)
+        reader.start()
+        try:
+            yield from session.responses()
+        finally:
+            session.close("cancelled")
+            self.server.sessions.discard(session)
+            runtime.slots.release()
+            active.dec()
+            stats = session.stats()
+            log.info(
+                "stream closed",
+                extra={
+                    "fields": {
+                        **fields,
+                        "received": stats.frames_received,
+                        "processed": stats.frames_processed,
+                        "skipped": stats.frames_skipped,
+                        "dropped": dict(stats.frames_dropped),
+                        "windows": stats.windows_classified,
+                    }
+                },
+            )
+        if session.drained:
+            raise Unavailable("the server is shutting down; reconnect (to another replica)")
+
+    # ------------------------------------------------------------------ unary calls
+
+    @_call
+    def ClassifyClip(self, request, context):
+        runtime = self.server.runtime_for_calls()
+        model = runtime.models.get(request.model)
+        if request.action_set:
+            runtime.actions.require(model.name, model.version, request.action_set)
+        answer = answer_clip(request.clip, model, runtime, _timeout(context))
+        top_k = min(request.top_k or DEFAULT_TOP_K, len(model.card.labels))
+        prototypes = (
+            runtime.actions.prototypes(model.name, model.version, request.action_set) if request.action_set else None
+        )
+        return pb.ClassifyClipResponse(
+            labels=top_labels(model.card.labels, answer.probabilities, top_k),
+            custom_labels=custom_labels(prototypes, answer.embedding, top_k),
+            embedding=answer.embedding.tolist() if request.include_embedding else [],
+            track_id=answer.track_id,
+            start_ms=round(answer.start_ms),
+            end_ms=round(answer.end_ms),
+            windows=answer.windows,
+            model=model.name,
+        )
+
+    @_call
+    def GetModelInfo(self, request, context):
+        runtime = self.server.runtime_for_calls()
+        model = runtime.models.get(request.model)
+        return model_info(model, model.name == runtime.models.default)
+
+    @_call
+    def ListModels(self, request, context):
+        runtime = self.server.runtime_for_calls()
+        return pb.ListModelsResponse(
+            models=[model_info(m, m.name == runtime.models.default) for m in runtime.models],
+            default_model=runtime.models.default,
+        )
+
+    @_call
+    def EnrollAction(self, request, context):
+        runtime = self.server.runtime_for_calls()
+        model = runtime.models.get(request.model)
+        action_set = request.action_set or DEFAULT_SET
+        check_name("action set", action_set)
+        check_name("action", request.action)
+        if not request.examples:
+            raise InputError("enrolling an action needs at least one example clip")
+        if len(request.examples) > 32:
+            raise InputError(f"{len(request.examples)} example clips; at most 32 a call")
+        embeddings = []
+        for i, clip in enumerate(request.examples):
+            try:
+                embeddings.append(answer_clip(clip, model, runtime, _timeout(context)).embedding)
+            except InputError as e:
+                raise InputError(f"example {i}: {e}") from None
+        enrolled, similarity = runtime.actions.enroll(
+            model.name, model.version, action_set, request.action, np.stack(embeddings)
+        )
+        log.info(
+            "action enrolled",
+            extra={"fields": {"model": model.name, "action_set": action_set, "action": request.action}},
+        )
+        return pb.EnrollActionResponse(action=action_info(enrolled), self_similarity=similarity)
+
+    @_call
+    def ListActions(self, request, context):
+        runtime = self.server.runtime_for_calls()
+        return pb.ListActionsResponse(
+            actions=[action_info(a) for a in runtime.actions.list(request.model, request.action_set)]
+        )
+
+    @_call
+    def DeleteAction(self, request, context):
+        runtime = self.server.runtime_for_calls()
+        model = runtime.models.get(request.model)
+        deleted = runtime.actions.delete(model.name, request.action_set or DEFAULT_SET, request.action)
+        return pb.DeleteActionResponse(action=action_info(deleted))
+
+
+class ActionServer:
+    """One server process's service: ``start``, ``load``, then ``drain`` or ``stop``."""
+
+    def __init__(self, config: ServerConfig, estimator_factory: Callable[[int], PoseEstimator] | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.sessions: set[StreamSession] = set()
+        self.runtime: Runtime | None = None
+        self._estimator_factory = estimator_factory or mediapipe_factory(config)
+        self._draining = False
+        self._metrics_server = None
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        interceptors = [TokenAuth(config.auth_token)] if config.auth_token else []
+        # One handler thread per open stream, plus room for unary calls, health checks and
+        # refusing streams beyond the limit.
+        self._handlers = ThreadPoolExecutor(config.max_streams + 8, thread_name_prefix="grpc")
+        self.grpc = grpc.server(
+            self._handlers,
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+            ],
+        )
+        pb_grpc.add_ActionRecognitionServicer_to_server(Servicer(self), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        self.port: int | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def runtime_for_calls(self) -> Runtime:
+        if self._draining:
+            raise Unavailable("the server is shutting down; reconnect (to another replica)")
+        if self.runtime is None:
+            raise Unavailable("the server is still loading its models")
+        return self.runtime
+
+    def start(self) -> int:
+        """Bind and serve (health: NOT_SERVING until ``load``); returns the bound port."""
+        address = f"{self.config.host}:{self.config.port}"
+        if self.config.tls_cert is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(self.config.tls_key).read_bytes(), Path(self.config.tls_cert).read_bytes())]
+            )
+            self.port = self.grpc.add_secure_port(address, credentials)
+        else:
+            self.port = self.grpc.add_insecure_port(address)
+        if not self.port:
+            raise InputError(f"cannot listen on {address}")
+        self.grpc.start()
+        if self.config.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            self._metrics_server, _ = start_http_server(
+                self.config.metrics_port, addr=self.config.host, registry=self.metrics.registry
+            )
+        log.info(
+            "listening",
+            extra={"fields": {"address": f"{self.config.host}:{self.port}", "tls": self.config.tls_cert is not None}},
+        )
+        return self.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_server.server_port if self._metrics_server is not None else None
+
+    def load(self) -> None:
+        """Load and warm up the models, the enrolled actions and the pose model; then SERVING."""
+        config = self.config
+        started = time.monotonic()
+        models = ModelRegistry.load(
+            config.models, config.models_dir, config.default_model, config.onnx_threads, config.max_batch
+        )
+        actions = ActionStore(config.actions_file)
+        estimator = self._estimator_factory(1)  # a bad pose model fails here, not in the first stream
+        try:
+            estimator.estimate(np.zeros((64, 64, 3), dtype=np.uint8), 0)
+        finally:
+            estimator.close()
+        batchers = {
+            m.name: Batcher(m, config.max_batch, config.max_queue_delay_ms, config.max_batch_queue, self.metrics)
+            for m in models
+        }
+        self.runtime = Runtime(
+            config=config,
+            models=models,
+            batchers=batchers,
+            pose_workers=PoseWorkers(config.workers, config.pin_workers),
+            actions=actions,
+            metrics=self.metrics,
+            make_estimator=self._estimator_factory,
+            slots=StreamSlots(config.max_streams),
+        )
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "models": models.names,
+                    "default_model": models.default,
+                    "workers": config.workers,
+                    "load_seconds": round(time.monotonic() - started, 2),
+                }
+            },
+        )
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Stop taking work, let open streams finish their windows, then stop."""
+        timeout = self.config.drain_seconds if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self.health.enter_graceful_shutdown()
+        self._draining = True
+        sessions = list(self.sessions)
+        log.info("draining", extra={"fields": {"open_streams": len(sessions), "timeout_s": timeout}})
+        for session in sessions:
+            session.drain()
+        if self.runtime is not None:
+            self.runtime.slots.wait_idle(max(0.0, deadline - time.monotonic()))
+        self.stop(grace=min(STOP_GRACE_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    def stop(self, grace: float | None = 0.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self._draining = True
+        self.grpc.stop(grace).wait()
+        for session in list(self.sessions):
+            session.close("shutdown")
+        if self.runtime is not None:
+            self.runtime.close()
+        self._handlers.shutdown(wait=False, cancel_futures=True)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+        log.info("stopped")

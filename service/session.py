@@ -1,0 +1,535 @@
+"""One stream's session: its frames in, its action events out.
+
+A session owns one stream's state (pose estimator and tracker or skeleton parser, the windower,
+counters) and its way out (a bounded outbox the gRPC handler drains). The threads involved:
+
+* the stream's reader thread takes requests off the wire: it checks each frame, counts it and
+  either skips it (frame-rate gate), or hands it on (a frame to the stream's pose lane; a
+  skeleton straight to the windower, it is cheap);
+* a pose worker runs the lane: decode, pose, track, window;
+* the model's batcher classifies windows and calls back with the result, which becomes an
+  event in the outbox;
+* the handler thread yields the outbox's responses, stamping each event's latency as it leaves.
+
+Every frame that entered is counted as processed, skipped or dropped with a reason, or is still
+pending (``frames_pending``); the final statistics have nothing pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from service.errors import Overloaded, ServiceError, status_of
+from service.frames import IncomingFrame, check_frame
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.labels import custom_labels, top_labels
+from service.lanes import Lane
+from service.models import LoadedModel
+from service.posing import FramePoser, pose_coordinate_space
+from service.runtime import Runtime
+from service.skeletons import SkeletonFormat, SkeletonParser
+from service.windowing import FrameGate, StreamWindower, Window
+from skeleton.errors import InputError
+from skeleton.windows import prepare_window
+
+log = logging.getLogger(__name__)
+
+# MediaPipe runs its person detector on every frame while it tracks fewer people than it may
+# find, which doubles the pose cost of a one-person camera asked for two; so one unless asked.
+DEFAULT_MAX_PEOPLE = 1
+DEFAULT_TOP_K = 3
+MAX_STREAM_ID = 128
+# Frames a pose worker takes from one stream before it serves the next (see service.lanes).
+FRAMES_PER_TURN = 2
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    stream_id: str
+    model: LoadedModel
+    max_people: int
+    top_k: int
+    stride: int  # model frames between two windows of one person
+    action_set: str  # "" = none
+    include_embedding: bool
+    include_poses: bool
+    stats_interval_ms: int
+    source_fps: float
+    lossless: bool = False
+
+
+def resolve_max_people(requested: int, limit: int) -> int:
+    """A stream's or clip's people per frame: the default for 0, refused over the server's limit."""
+    people = requested or min(DEFAULT_MAX_PEOPLE, limit)
+    if people > limit:
+        raise InputError(f"max_people {people} is over this server's limit of {limit}")
+    return people
+
+
+def stream_options(message: pb.StreamConfig, runtime: Runtime) -> StreamOptions:
+    """A stream's configuration with defaults filled in, checked (InputError / NotFound)."""
+    model = runtime.models.get(message.model)
+    card = model.card
+    if len(message.stream_id) > MAX_STREAM_ID:
+        raise InputError(f"stream id of {len(message.stream_id)} characters is over the limit of {MAX_STREAM_ID}")
+    max_people = resolve_max_people(message.max_people, runtime.config.max_people)
+    top_k = message.top_k or DEFAULT_TOP_K
+    top_k = min(top_k, len(card.labels))
+    stride = message.window_stride or max(1, card.window.length // 2)
+    if stride > 4 * card.window.length:
+        raise InputError(f"window_stride {stride} is over 4 windows ({4 * card.window.length} frames)")
+    if not (0 <= message.frame_rate_hint <= 1000) or not np.isfinite(message.frame_rate_hint):
+        raise InputError(f"frame_rate_hint {message.frame_rate_hint} is not a frame rate")
+    if message.action_set:
+        runtime.actions.require(model.name, model.version, message.action_set)
+    return StreamOptions(
+        stream_id=message.stream_id,
+        model=model,
+        max_people=max_people,
+        top_k=top_k,
+        stride=stride,
+        action_set=message.action_set,
+        include_embedding=message.include_embedding,
+        include_poses=message.include_poses,
+        stats_interval_ms=message.stats_interval_ms,
+        source_fps=float(message.frame_rate_hint),
+        lossless=message.lossless,
+    )
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    response: pb.StreamResponse
+    arrived: float | None = None  # an event's: when the frame that completed its window arrived
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+_END = object()  # the stream is over: send the final statistics
+_FLUSH = object()  # in a frame lane: input has ended, hand out the last windows
+
+
+class Outbox:
+    """Responses waiting for the handler. Beyond ``capacity`` a droppable response is refused
+    (the client reads too slowly); control items always get in."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque = deque()
+        self._capacity = capacity
+        self._ready = threading.Condition()
+
+    def put(self, item, droppable: bool = True) -> bool:
+        with self._ready:
+            if droppable and len(self._items) >= self._capacity:
+                return False
+            self._items.append(item)
+            self._ready.notify()
+            return True
+
+    def get(self, timeout: float):
+        with self._ready:
+            if not self._items:
+                self._ready.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+
+class StreamSession:
+    """What frame and skeleton streams share; subclasses take their own kind of frame."""
+
+    kind = "stream"
+
+    def __init__(self, options: StreamOptions, runtime: Runtime, coordinate_space: str) -> None:
+        self.options = options
+        self.runtime = runtime
+        self.spec = options.model.card.window
+        self.coordinate_space = coordinate_space
+        self.batcher = runtime.batchers[options.model.name]
+        config = runtime.config
+        self.windower = StreamWindower(self.spec, options.stride, config.max_gap_ms, config.min_presence)
+        self.drained = False  # ended by the server's drain, not by the client
+        self._metrics = runtime.metrics
+        self._lock = threading.RLock()
+        self._room = threading.Condition(self._lock)  # a lossless stream waits here for lane room
+        self._outbox = Outbox(runtime.config.max_pending_events)
+        self._received = self._processed = self._skipped = self._classified = 0
+        self._dropped: Counter[str] = Counter()
+        self._windows_dropped: Counter[str] = Counter()
+        self._latency_ms = 0.0
+        self._pending_frames = 0
+        self._pending_windows = 0
+        self._frames_seen = 0
+        self._last_timestamp: int | None = None
+        self._last_arrival = time.monotonic()
+        self._input_ended = self._flushed = self._finished = self._closed = False
+
+    # ------------------------------------------------------------------ input (reader thread)
+
+    def read(self, requests: Iterator) -> None:
+        """Take the stream's messages until it ends, fails, or the call goes away."""
+        iterator = iter(requests)
+        while True:
+            try:
+                message = next(iterator)
+            except StopIteration:
+                self.end_input()
+                return
+            except Exception:  # the call ended under us: client gone, deadline, server stopping
+                self.close("cancelled")
+                return
+            try:
+                if not self.take(message):
+                    return
+            except (InputError, ServiceError) as e:
+                self.fail(e)
+                return
+            except Exception as e:
+                log.exception("stream input failed", extra={"fields": {"stream_id": self.options.stream_id}})
+                self.fail(e)
+                return
+
+    def take(self, message) -> bool:
+        """One request after the configuration; False once input has ended (drain)."""
+        arrived = time.monotonic()
+        kind = message.WhichOneof("kind")
+        with self._lock:
+            if self._input_ended or self._closed:
+                return False
+            if kind != "frame":
+                raise InputError(
+                    "a stream is configured once, by its first message" if kind == "config" else "an empty message"
+                )
+            frame = message.frame
+            index = self._frames_seen
+            self._frames_seen += 1
+            self._count_received()
+            if self._last_timestamp is not None and frame.timestamp_ms <= self._last_timestamp:
+                self._count_dropped("invalid")
+                raise InputError(
+                    f"frame {index}: timestamp {frame.timestamp_ms} ms does not follow the previous frame's"
+                    f" {self._last_timestamp} ms (timestamps must increase strictly)"
+                )
+            self._last_timestamp = frame.timestamp_ms
+        try:
+            self._take_frame(frame, index, arrived)
+        except InputError:
+            self._count_dropped("invalid")
+            raise
+        return True
+
+    def _take_frame(self, frame, index: int, arrived: float) -> None:
+        """Take a counted frame on (outside the counters' lock: the batcher's callbacks for every
+        stream take it, and must not wait for this stream's work)."""
+        raise NotImplementedError
+
+    def end_input(self) -> None:
+        """No more frames (the client half-closed, or the server drains): finish the windows."""
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        self.drained = True
+        self.end_input()
+
+    # ------------------------------------------------------------------ windows and events
+
+    def _submit(self, windows: list[Window], arrived: float) -> None:
+        for window in windows:
+            prepared = prepare_window(window.samples, self.spec, self.coordinate_space)
+            with self._lock:
+                self._pending_windows += 1
+            future = self.batcher.submit(prepared)
+            future.add_done_callback(partial(self._classified_window, window, arrived))
+
+    def _classified_window(self, window: Window, arrived: float, future) -> None:
+        try:
+            result = future.result()
+        except Overloaded:
+            self._count_window_dropped("batch_queue_full")
+        except Exception:
+            self._count_window_dropped("classify_error")
+        else:
+            self._emit_event(window, result, arrived)
+        finally:
+            with self._lock:
+                self._pending_windows -= 1
+            self._maybe_finish()
+
+    def _emit_event(self, window: Window, result, arrived: float) -> None:
+        options, card = self.options, self.options.model.card
+        prototypes = (
+            self.runtime.actions.prototypes(options.model.name, options.model.version, options.action_set)
+            if options.action_set
+            else None
+        )
+        event = pb.ActionEvent(
+            stream_id=options.stream_id,
+            track_id=window.track_id,
+            start_ms=round(window.start_ms),
+            end_ms=round(window.end_ms),
+            labels=top_labels(card.labels, result.probabilities, options.top_k),
+            custom_labels=custom_labels(prototypes, result.embedding, options.top_k),
+            embedding=result.embedding.tolist() if options.include_embedding else [],
+            model=options.model.name,
+        )
+        with self._lock:
+            self._classified += 1
+        if not self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived)):
+            self._count_window_dropped("client_slow")
+
+    def _maybe_finish(self) -> None:
+        with self._lock:
+            if self._finished or self._closed:
+                return
+            if not (self._input_ended and self._flushed and self._pending_windows == 0 and self._pending_frames == 0):
+                return
+            self._finished = True
+        self._outbox.put(_END, droppable=False)
+
+    # ------------------------------------------------------------------ output (handler thread)
+
+    def responses(self) -> Iterator[pb.StreamResponse]:
+        """What the handler sends: events (and poses, periodic statistics) until the final
+        statistics; raises the error that ended the stream, if one did."""
+        interval = self.options.stats_interval_ms / 1000.0
+        next_stats = time.monotonic() + interval
+        while True:
+            item = self._outbox.get(max(0.0, next_stats - time.monotonic()) if interval else 1.0)
+            if interval and time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + interval
+                yield pb.StreamResponse(stats=self.stats())
+            if item is None:
+                continue
+            if item is _END:
+                yield pb.StreamResponse(stats=self.stats(final=True))
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            if item.arrived is not None:
+                latency_s = time.monotonic() - item.arrived
+                self._metrics.event_latency.observe(latency_s)
+                with self._lock:
+                    self._latency_ms = latency_s * 1000.0
+                item.response.event.stats.CopyFrom(self.stats())
+            yield item.response
+
+    def stats(self, final: bool = False) -> pb.StreamStats:
+        with self._lock:
+            return pb.StreamStats(
+                frames_received=self._received,
+                frames_processed=self._processed,
+                frames_skipped=self._skipped,
+                frames_dropped=dict(self._dropped),
+                frames_pending=self._pending_frames,
+                windows_classified=self._classified,
+                windows_dropped=dict(self._windows_dropped),
+                latency_ms=self._latency_ms,
+                active_tracks=self.windower.active_tracks,
+                final=final,
+            )
+
+    # ------------------------------------------------------------------ ending
+
+    def fail(self, error: BaseException) -> None:
+        """End the stream with ``error`` (its status goes to the client)."""
+        with self._lock:
+            if self._closed or self._finished:
+                return
+        if status_of(error) is None:
+            error = ServiceError("internal error")
+        self._outbox.put(_Failure(error), droppable=False)
+        self.close("stream_failed")
+
+    def close(self, reason: str = "cancelled") -> None:
+        """Release everything; frames still pending are dropped with ``reason``. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._input_ended = True
+        self._release(reason)
+        self._outbox.put(_END, droppable=False)
+
+    def _release(self, reason: str) -> None:
+        pass
+
+    # ------------------------------------------------------------------ counting (metrics too)
+
+    def _count_received(self) -> None:
+        self._received += 1
+        self._metrics.frames_received.labels(kind=self.kind).inc()
+
+    def _count_processed(self) -> None:
+        with self._lock:
+            self._processed += 1
+        self._metrics.frames_processed.labels(kind=self.kind).inc()
+
+    def _count_dropped(self, reason: str) -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+        self._metrics.frames_dropped.labels(reason=reason).inc()
+
+    def _count_window_dropped(self, reason: str) -> None:
+        with self._lock:
+            self._windows_dropped[reason] += 1
+        self._metrics.windows_dropped.labels(reason=reason).inc()
+
+
+class FrameSession(StreamSession):
+    """A camera stream: frames through the gate to the stream's pose lane."""
+
+    kind = "frames"
+
+    def __init__(self, options: StreamOptions, runtime: Runtime) -> None:
+        spec = options.model.card.window
+        super().__init__(options, runtime, pose_coordinate_space(spec))
+        self.gate = FrameGate(spec.fps, options.source_fps)
+        self.worker = runtime.pose_workers.assign()
+        try:
+            # created on the worker's thread, so that MediaPipe's own threads share its core
+            estimator = self.worker.call(partial(runtime.make_estimator, options.max_people))
+        except BaseException:
+            runtime.pose_workers.release(self.worker)
+            raise
+        self.poser = FramePoser(estimator, spec, runtime.config.pose_width, runtime.metrics)
+        self.lane: Lane = Lane(
+            self.worker.executor,
+            self._run,
+            runtime.config.max_pending_frames,
+            self._lane_dropped,
+            self._lane_closed,
+            turn=FRAMES_PER_TURN,
+        )
+
+    def _lane_closed(self) -> None:
+        self.poser.close()
+        self.runtime.pose_workers.release(self.worker)
+
+    def take(self, message) -> bool:
+        if self.options.lossless:
+            # Wait for room before taking the frame in: until then it has not entered, and the
+            # client's sending is held back by gRPC flow control.
+            with self._lock:
+                while self._pending_frames >= self.runtime.config.max_pending_frames and not self._input_ended:
+                    self._room.wait(0.5)
+        return super().take(message)
+
+    def _take_frame(self, frame, index: int, arrived: float) -> None:
+        incoming = check_frame(frame, index, self.runtime.limits, arrived)
+        with self._lock:  # cheap from here on; under the lock, so that a drain's flush comes after it
+            if self._input_ended:
+                self._count_dropped("stream_ended")
+                return
+            if not self.gate.admit(incoming.timestamp_ms):
+                self._skipped += 1
+                self._metrics.frames_skipped.inc()
+                return
+            self._pending_frames += 1
+            if not self.lane.put(incoming):
+                self._pending_frames -= 1
+                self._count_dropped("stream_ended")
+
+    def end_input(self) -> None:
+        with self._lock:
+            if self._input_ended:
+                return
+            self._input_ended = True
+        self.lane.put(_FLUSH, droppable=False)
+
+    def _lane_dropped(self, item, reason: str) -> None:
+        if item is _FLUSH:
+            return
+        with self._lock:
+            self._pending_frames -= 1
+            self._room.notify_all()
+        self._count_dropped(reason)
+
+    def _run(self, item) -> None:
+        """One lane item, in a pose worker."""
+        try:
+            if item is _FLUSH:
+                self._submit(self.windower.flush(), self._last_arrival)
+                with self._lock:
+                    self._flushed = True
+                self._maybe_finish()
+                return
+            self._pose(item)
+        except (InputError, ServiceError) as e:
+            self.fail(e)
+        except Exception as e:
+            log.exception("pose failed", extra={"fields": {"stream_id": self.options.stream_id}})
+            self.fail(e)
+
+    def _pose(self, frame: IncomingFrame) -> None:
+        self._metrics.stage_seconds.labels(stage="queued").observe(time.monotonic() - frame.arrived)
+        try:
+            posed = self.poser.pose(frame)
+            started = time.monotonic()
+            windows = self.windower.add(frame.timestamp_ms, posed.people())
+            self.runtime.metrics.stage_seconds.labels(stage="window").observe(time.monotonic() - started)
+        except BaseException as e:
+            with self._lock:
+                self._pending_frames -= 1
+                self._room.notify_all()
+            self._count_dropped("invalid" if isinstance(e, InputError) else "stream_failed")
+            raise
+        with self._lock:
+            self._pending_frames -= 1
+            self._room.notify_all()
+            self._last_arrival = frame.arrived
+        self._count_processed()
+        self._maybe_finish()
+        if self.options.include_poses:
+            people = [
+                pb.TrackedPose(track_id=t, image_xy=xy.ravel().tolist(), visibility=v.tolist())
+                for t, xy, v in zip(posed.track_ids, posed.image_xy, posed.visibility)
+            ]
+            poses = pb.FramePoses(timestamp_ms=frame.timestamp_ms, people=people)
+            self._outbox.put(_Outgoing(pb.StreamResponse(poses=poses)))
+        self._submit(windows, frame.arrived)
+
+    def _release(self, reason: str) -> None:
+        self.lane.close(reason)
+
+
+class SkeletonSession(StreamSession):
+    """Skeletons from the caller's device: parsed and windowed as they arrive."""
+
+    kind = "skeletons"
+
+    def __init__(self, options: StreamOptions, runtime: Runtime, fmt: SkeletonFormat) -> None:
+        super().__init__(options, runtime, fmt.coordinate_space)
+        self.parser = SkeletonParser(fmt, self.spec, runtime.config.max_skeleton_people)
+        self._input_lock = threading.Lock()  # the parser and windower: the reader's, or the drain's flush
+
+    def _take_frame(self, frame, index: int, arrived: float) -> None:
+        with self._input_lock:
+            if self._input_ended:  # a drain flushed the windows while this frame was arriving
+                self._count_dropped("stream_ended")
+                return
+            people = self.parser.parse(frame, index)
+            windows = self.windower.add(frame.timestamp_ms, people)
+            self._count_processed()
+            self._last_arrival = arrived
+            self._submit(windows, arrived)
+
+    def end_input(self) -> None:
+        with self._input_lock:
+            with self._lock:
+                if self._input_ended:
+                    return
+                self._input_ended = True
+            windows = self.windower.flush()
+            self._submit(windows, self._last_arrival)
+        with self._lock:
+            self._flushed = True
+        self._maybe_finish()

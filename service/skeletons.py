@@ -1,0 +1,97 @@
+"""Skeletons posed on the caller's device: their declared format, checked, into the model's space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skeleton.errors import InputError
+from skeleton.layouts import get_layout
+from skeleton.mapping import layout_mapping
+from skeleton.pose.tracker import PersonTracker
+from skeleton.windows import WindowSpec, to_model_space
+
+COORDINATE_SPACES = ("image", "camera", "world")
+
+
+@dataclass(frozen=True)
+class SkeletonFormat:
+    layout: str
+    dims: int
+    coordinate_space: str
+    num_joints: int
+
+
+def resolve_format(message, spec: WindowSpec) -> SkeletonFormat:
+    """An ``actionrec.v1.SkeletonFormat`` with defaults filled in, checked against the model."""
+    layout_name = message.layout or "mediapipe33"
+    layout = get_layout(layout_name)  # InputError naming the known layouts
+    dims = message.dims or spec.dims
+    if dims not in (2, 3):
+        raise InputError(f"skeletons must be 2-D or 3-D, not {dims}-D")
+    if dims != spec.dims:
+        raise InputError(f"the model takes {spec.dims}-D skeletons; these are declared {dims}-D")
+    space = message.coordinate_space or ("image" if dims == 2 else "camera")
+    if space not in COORDINATE_SPACES:
+        raise InputError(f"unknown coordinate space {space!r}; known: {', '.join(COORDINATE_SPACES)}")
+    layout_mapping(layout_name, spec.layout)  # InputError when the layout cannot feed the model
+    return SkeletonFormat(layout_name, dims, space, layout.num_joints)
+
+
+class SkeletonParser:
+    """One stream's skeleton frames into {track id: joints in the model's layout}.
+
+    People come with the caller's track ids, or none and the server tracks them (all of one
+    frame, or none, must carry an id). A joint with confidence 0 is missing; NaN or infinite
+    coordinates and wrong lengths are refused.
+    """
+
+    def __init__(self, fmt: SkeletonFormat, spec: WindowSpec, max_people: int) -> None:
+        self.format = fmt
+        self.spec = spec
+        self.max_people = max_people
+        self.tracker = PersonTracker()
+
+    def parse(self, frame, index: int) -> dict[int, np.ndarray]:
+        try:
+            return self._parse(frame)
+        except InputError as e:
+            raise InputError(f"skeleton frame {index} (t={frame.timestamp_ms} ms): {e}") from None
+
+    def _parse(self, frame) -> dict[int, np.ndarray]:
+        people = frame.people
+        if len(people) > self.max_people:
+            raise InputError(f"{len(people)} people, over the limit of {self.max_people}")
+        if not people:
+            return {}
+        joints, dims = self.format.num_joints, self.format.dims
+        coords = np.empty((len(people), joints, dims), dtype=np.float32)
+        confidence = np.ones((len(people), joints), dtype=np.float32)
+        for p, person in enumerate(people):
+            if len(person.coords) != joints * dims:
+                raise InputError(
+                    f"person {p} has {len(person.coords)} values; {self.format.layout} in {dims}-D needs"
+                    f" {joints} x {dims} = {joints * dims}"
+                )
+            coords[p] = np.asarray(person.coords, dtype=np.float32).reshape(joints, dims)
+            if len(person.confidence):
+                if len(person.confidence) != joints:
+                    raise InputError(f"person {p} has {len(person.confidence)} confidences for {joints} joints")
+                confidence[p] = person.confidence
+        if not np.isfinite(coords).all():
+            raise InputError("coordinates must be finite (mark a missing joint with confidence 0, not NaN)")
+        if not (np.isfinite(confidence).all() and (confidence >= 0).all() and (confidence <= 1).all()):
+            raise InputError("confidences must be in [0, 1]")
+        with_id = [person.HasField("track_id") for person in people]
+        if any(with_id) and not all(with_id):
+            raise InputError("either every person of a frame has a track_id or none has")
+        if all(with_id):
+            ids = [person.track_id for person in people]
+            if len(set(ids)) != len(ids):
+                raise InputError(f"repeated track ids {ids}")
+        else:
+            ids = self.tracker.update(list(coords), list(confidence), frame.timestamp_ms)
+        coords[confidence <= 0] = np.nan
+        mapped, _ = to_model_space(coords, None, self.format.layout, self.spec)
+        return dict(zip(ids, mapped))

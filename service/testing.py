@@ -1,0 +1,203 @@
+"""Helpers for the service's tests and benchmarks: models, servers, frames and skeletons.
+
+``models_for_development`` puts the shipped models (``models/NAME.onnx``) where they exist and
+the stand-ins of ``service.devmodel`` where they do not, so the same tests run against both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+
+from service.config import DEFAULT_MODELS_DIR, ServerConfig
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from skeleton.layouts import get_layout
+from skeleton.pose.video import read_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+VIDEOS = DATA / "videos"
+
+
+def models_for_development(folder: Path) -> Path:
+    """``folder`` with ``sports2d.onnx`` (2-D) and ``daily3d.onnx`` (3-D): the shipped files
+    where present, else the development stand-ins."""
+    from service.devmodel import build_model, daily3d_card, sports2d_card
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, card in (("sports2d", sports2d_card()), ("daily3d", daily3d_card())):
+        shipped = DEFAULT_MODELS_DIR / f"{name}.onnx"
+        if shipped.is_file():
+            shutil.copyfile(shipped, folder / shipped.name)
+        else:
+            build_model(folder / f"{name}.onnx", card)
+    return folder
+
+
+@contextmanager
+def running_server(config: ServerConfig, estimator_factory=None) -> Iterator:
+    """An ``ActionServer`` started and loaded on 127.0.0.1 (any free port); always stopped."""
+    from service.server import ActionServer
+
+    server = ActionServer(replace(config, host="127.0.0.1", port=0), estimator_factory)
+    server.start()
+    try:
+        server.load()
+        yield server
+    finally:
+        server.stop()
+
+
+def stub(address: str, **channel_options) -> pb_grpc.ActionRecognitionStub:
+    return pb_grpc.ActionRecognitionStub(grpc.insecure_channel(address, **channel_options))
+
+
+def encoded_frames(video: Path, count: int, quality: int = 90, every: int = 1) -> list[tuple[bytes, int]]:
+    """The first ``count`` frames (every ``every``-th) of a real video as JPEG bytes with timestamps."""
+    frames = []
+    for index, (rgb, timestamp) in enumerate(read_frames(Path(video))):
+        if index % every:
+            continue
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        frames.append((jpeg.tobytes(), timestamp))
+        if len(frames) == count:
+            break
+    return frames
+
+
+def frame_requests(config: pb.StreamConfig, frames: list[tuple[bytes, int]]) -> Iterator[pb.StreamFramesRequest]:
+    yield pb.StreamFramesRequest(config=config)
+    for data, timestamp in frames:
+        yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=data))
+
+
+# A stick figure in the vocabulary's joint names (x right, y down, in torso lengths): every other
+# joint sits at the named joint it is nearest to (eyes, ears and mouth at the nose, and so on).
+_FIGURE = {
+    "nose": (0.0, -1.5),
+    "neck": (0.0, -1.1),
+    "head": (0.0, -1.5),
+    "left_shoulder": (0.25, -1.0),
+    "right_shoulder": (-0.25, -1.0),
+    "left_elbow": (0.45, -0.6),
+    "right_elbow": (-0.45, -0.6),
+    "left_wrist": (0.55, -0.2),
+    "right_wrist": (-0.55, -0.2),
+    "left_hip": (0.15, 0.0),
+    "right_hip": (-0.15, 0.0),
+    "left_knee": (0.17, 0.5),
+    "right_knee": (-0.17, 0.5),
+    "left_ankle": (0.18, 1.0),
+    "right_ankle": (-0.18, 1.0),
+}
+
+
+def _anchor(name: str) -> str:
+    if name in _FIGURE:
+        return name
+    side = "left" if "left" in name else "right"
+    for part, anchor in (("heel", "ankle"), ("foot", "ankle"), ("pinky", "wrist"), ("index", "wrist")):
+        if part in name:
+            return f"{side}_{anchor}"
+    for part in ("thumb", "hand"):
+        if part in name:
+            return f"{side}_wrist"
+    if name in ("pelvis", "spine", "chest", "upper_chest"):
+        return "left_hip" if name == "pelvis" else "neck"
+    return "nose"
+
+
+def waving_person(
+    layout: str, timestamps_ms: np.ndarray, speed: float = 1.0, offset=(320.0, 240.0), scale: float = 100.0
+) -> np.ndarray:
+    """(T, joints, 2) image pixels of a person waving their right arm ``speed`` times a second."""
+    names = get_layout(layout).joints
+    base = np.array([_FIGURE[_anchor(n)] for n in names], dtype=np.float32)
+    frames = np.repeat(base[None], len(timestamps_ms), axis=0)
+    angle = np.sin(2 * np.pi * speed * np.asarray(timestamps_ms) / 1000.0)
+    for i, name in enumerate(names):
+        if name.startswith("right_") and _anchor(name) in ("right_wrist", "right_elbow"):
+            frames[:, i, 1] -= (0.8 if _anchor(name) == "right_wrist" else 0.4) * (1 + angle)
+    return frames * scale + np.asarray(offset, dtype=np.float32)
+
+
+def skeleton_frames(people: list[np.ndarray], timestamps_ms, with_ids: bool = False) -> list[pb.SkeletonFrame]:
+    """``people[p]`` (T, joints, dims) as SkeletonFrames."""
+    frames = []
+    for t, timestamp in enumerate(timestamps_ms):
+        skeletons = []
+        for p, person in enumerate(people):
+            skeleton = pb.Skeleton(coords=person[t].ravel().tolist())
+            if with_ids:
+                skeleton.track_id = p
+            skeletons.append(skeleton)
+        frames.append(pb.SkeletonFrame(timestamp_ms=int(timestamp), people=skeletons))
+    return frames
+
+
+class ServerProcess:
+    """``actionrec serve`` in its own process on a free loopback port, its JSON logs collected.
+
+    ``prefix`` goes before the command (``["taskset", "-c", "0"]`` pins it to one core)."""
+
+    def __init__(
+        self, models_dir: Path, state: Path, *extra: str, prefix: Sequence[str] = (), env: dict | None = None
+    ) -> None:
+        command = [*prefix, sys.executable, "-m", "actionrec", "serve", "--host", "127.0.0.1", "--port", "0"]
+        command += ["--models-dir", str(models_dir), "--actions-file", str(Path(state) / "actions.json"), *extra]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
+        self.logs: list[dict] = []
+        self.port = int(self._wait_for("listening")["address"].rsplit(":", 1)[1])
+        self._wait_for("serving")
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _wait_for(self, message: str, seconds: float = 120) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            if not line:
+                raise RuntimeError(f"the server exited ({self.process.poll()}) before {message!r}: {self.logs}")
+            if line.startswith("{"):
+                entry = json.loads(line)
+                self.logs.append(entry)
+                if entry["message"] == message:
+                    return entry
+        raise RuntimeError(f"no {message!r} from the server within {seconds} s")
+
+    def rss_mib(self) -> float:
+        """The server's resident memory."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        """Kill it if it still runs; keep the rest of its logs."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+        if not self.process.stderr.closed:
+            self.logs += [json.loads(line) for line in self.process.stderr if line.startswith("{")]
+            self.process.stderr.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

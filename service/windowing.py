@@ -1,0 +1,192 @@
+"""A live stream on the model's time grid: which frames to pose, and per-person windows.
+
+A model sees windows of ``length`` frames at ``fps``. A stream's frames arrive at the camera's
+rate, with jitter and gaps, so two things happen on a grid of model frame times anchored at the
+stream's first frame:
+
+* ``FrameGate`` admits only the frame nearest each grid time; the others are never decoded or
+  posed (skipped by design), which is why a camera at 30 fps costs a 15 fps model half its pose.
+* ``StreamWindower`` reads each person's posed positions at the grid times by the shared
+  ``skeleton.resample.resample`` (linear between the frames around it; missing across a gap
+  longer than ``max_gap_ms``) and, every ``stride`` grid steps, hands out the last ``length``
+  samples of every person present in enough of them.
+
+Windows are in the model's layout and still unnormalised (NaN where a joint or the person is
+missing); ``skeleton.windows.prepare_window`` turns them into model input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skeleton.resample import resample
+from skeleton.windows import WindowSpec, fit_length
+
+
+class FrameGate:
+    """Admits the frames a model at ``fps`` needs: the one nearest each of its frame times.
+
+    A frame is admitted when it is within half a source frame interval of the next due grid
+    time (or past it). The source interval comes from ``source_fps`` when the caller gave it,
+    else from the timestamps seen so far.
+    """
+
+    def __init__(self, fps: float, source_fps: float = 0.0) -> None:
+        self.period = 1000.0 / fps
+        self._interval = 1000.0 / source_fps if source_fps > 0 else None
+        self._measure = source_fps <= 0
+        self._due: float | None = None
+        self._last: float | None = None
+
+    def admit(self, timestamp_ms: float) -> bool:
+        if self._last is not None and self._measure:
+            step = timestamp_ms - self._last
+            self._interval = step if self._interval is None else 0.9 * self._interval + 0.1 * step
+        self._last = timestamp_ms
+        if self._due is None:
+            self._due = timestamp_ms + self.period
+            return True
+        slack = min(self._interval or 0.0, self.period) / 2
+        if timestamp_ms + slack < self._due:
+            return False
+        self._due += (math.floor((timestamp_ms + slack - self._due) / self.period) + 1) * self.period
+        return True
+
+
+@dataclass(frozen=True)
+class Window:
+    """The last ``length`` grid samples of one person, cropped to the span they were seen in and
+    brought back to ``length`` by ``fit_length`` (the person holds still before and after)."""
+
+    track_id: int
+    start_ms: float  # grid time of the first and last sample the person was seen in
+    end_ms: float
+    samples: np.ndarray  # (length, joints, dims), model layout, NaN where missing
+    present: int  # grid samples the person was seen in
+
+
+@dataclass
+class _Track:
+    last_time: float
+    last_coords: np.ndarray  # (J, C)
+    samples: deque = field(default_factory=deque)  # (step, coords) of the grid steps the person was seen at
+    emitted_step: int = -1  # the last step of the last window handed out
+
+
+class StreamWindower:
+    def __init__(self, spec: WindowSpec, stride: int, max_gap_ms: float, min_presence: float = 0.5) -> None:
+        self.spec = spec
+        self.stride = stride
+        self.max_gap_ms = max_gap_ms
+        self.min_samples = max(1, math.ceil(min_presence * spec.length))
+        self.period = 1000.0 / spec.fps
+        self._origin: float | None = None
+        self._next_step = 0  # the first grid step not yet read
+        self._tracks: dict[int, _Track] = {}
+
+    @property
+    def active_tracks(self) -> int:
+        return len(self._tracks)
+
+    def _time(self, step: int) -> float:
+        return self._origin + step * self.period
+
+    def add(self, timestamp_ms: float, people: dict[int, np.ndarray]) -> list[Window]:
+        """One frame's people (track id -> (joints, dims) in the model's layout); returns the
+        windows due by now. Timestamps must increase (the stream checks them)."""
+        timestamp_ms = float(timestamp_ms)
+        if self._origin is None:
+            self._origin = timestamp_ms
+        last_step = math.floor((timestamp_ms - self._origin) / self.period + 1e-9)
+        steps = self._steps_to_read(last_step)
+        windows: list[Window] = []
+        if steps.size:
+            # the last step may lie a rounding error past this frame: it is this frame
+            times = np.minimum(self._origin + steps * self.period, timestamp_ms)
+            for track_id, coords in people.items():
+                track = self._tracks.get(track_id)
+                if track is None:  # seen for the first time: only a grid time right at this frame is known
+                    track = self._tracks[track_id] = _Track(timestamp_ms, coords)
+                    values = np.where((np.abs(times - timestamp_ms) < 1e-3)[:, None, None], coords[None], np.nan)
+                else:
+                    observed = np.stack([track.last_coords, coords])
+                    values = resample(observed, np.array([track.last_time, timestamp_ms]), times, self.max_gap_ms)
+                for step, value in zip(steps, values):
+                    if np.isfinite(value).any():
+                        track.samples.append((int(step), value))
+            for step in steps:
+                if (step + 1) % self.stride == 0 and step + 1 >= self.spec.length:
+                    windows += self._windows_ending(int(step))
+            self._next_step = last_step + 1
+        for track_id, coords in people.items():
+            track = self._tracks.setdefault(track_id, _Track(timestamp_ms, coords))
+            track.last_time, track.last_coords = timestamp_ms, coords
+        self._forget(last_step)
+        return windows
+
+    def _steps_to_read(self, last_step: int) -> np.ndarray:
+        """The grid steps from the next unread one to ``last_step``. After a long pause only two
+        stretches can matter (windows still holding earlier samples, and steps near the new
+        frame), so a timestamp far in the future costs no more than an ordinary frame."""
+        count = last_step - self._next_step + 1
+        reach = self.spec.length + math.ceil(self.max_gap_ms / self.period) + 1
+        if count <= 2 * reach:
+            return np.arange(self._next_step, last_step + 1)
+        return np.concatenate(
+            [np.arange(self._next_step, self._next_step + reach), np.arange(last_step - reach + 1, last_step + 1)]
+        )
+
+    def flush(self) -> list[Window]:
+        """At the end of a stream: one more window for each person seen since their last one
+        (at least half a stride of new samples, or any for a person who never had a window)."""
+        windows = []
+        for track_id, track in self._tracks.items():
+            if not track.samples:
+                continue
+            end = track.samples[-1][0]
+            new = sum(1 for step, _ in track.samples if step > track.emitted_step)
+            if new and (track.emitted_step < 0 or new >= max(1, self.stride // 2)):
+                window = self._window(track_id, track, end, min_samples=1)
+                if window is not None:
+                    windows.append(window)
+        return windows
+
+    def _windows_ending(self, step: int) -> list[Window]:
+        windows = []
+        for track_id, track in self._tracks.items():
+            window = self._window(track_id, track, step, self.min_samples)
+            if window is not None:
+                windows.append(window)
+        return windows
+
+    def _window(self, track_id: int, track: _Track, end: int, min_samples: int) -> Window | None:
+        first = end - self.spec.length + 1
+        inside = [(step, coords) for step, coords in track.samples if first <= step <= end]
+        if len(inside) < min_samples:
+            return None
+        span_first, span_last = inside[0][0], inside[-1][0]
+        samples = np.full((span_last - span_first + 1, self.spec.num_joints, self.spec.dims), np.nan, np.float32)
+        for step, coords in inside:
+            samples[step - span_first] = coords
+        track.emitted_step = end
+        return Window(
+            track_id=track_id,
+            start_ms=self._time(span_first),
+            end_ms=self._time(span_last),
+            samples=fit_length(samples, self.spec.length),
+            present=len(inside),
+        )
+
+    def _forget(self, step: int) -> None:
+        """Drop samples no future window can include, and people gone for a whole window."""
+        oldest = step - self.spec.length + 1
+        for track_id in list(self._tracks):
+            track = self._tracks[track_id]
+            while track.samples and track.samples[0][0] < oldest:
+                track.samples.popleft()
+            if not track.samples and track.last_time < self._time(oldest):
+                del self._tracks[track_id]

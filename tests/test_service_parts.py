@@ -1,0 +1,278 @@
+"""The service's parts on their own: frame checks, frame-rate gate, windower, lanes, batcher,
+model registry and the enrolled-action store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from service.actions import ActionStore
+from service.batcher import Batcher
+from service.devmodel import build_model, sports2d_card
+from service.errors import NotFound, Overloaded
+from service.frames import FrameLimits, check_frame, decode_frame, encoded_image_size
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.lanes import Lane
+from service.models import ModelRegistry, load_model
+from service.testing import VIDEOS
+from service.windowing import FrameGate, StreamWindower
+from skeleton.errors import InputError
+from skeleton.windows import WindowSpec
+
+SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=10.0, normalization="centre-torso")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return build_model(tmp_path_factory.mktemp("models") / "sports2d.onnx", sports2d_card())
+
+
+@pytest.fixture(scope="module")
+def png_bytes() -> bytes:
+    return (VIDEOS / "basketball1.png").read_bytes()
+
+
+# ---------------------------------------------------------------- frames
+
+
+def test_real_png_and_jpeg_are_checked_and_decoded(png_bytes: bytes) -> None:
+    assert encoded_image_size(png_bytes) == ("png", 640, 480)
+    frame = check_frame(pb.Frame(timestamp_ms=5, encoded=png_bytes), 0, FrameLimits())
+    rgb = decode_frame(frame)
+    assert rgb.shape == (480, 640, 3) and rgb.dtype == np.uint8
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert encoded_image_size(jpeg.tobytes()) == ("jpeg", 640, 480)
+    assert decode_frame(check_frame(pb.Frame(encoded=jpeg.tobytes()), 1, FrameLimits())).shape == (480, 640, 3)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b"", "empty image bytes"),
+        (lambda b: b"GIF89a" + b[6:], "neither JPEG nor PNG"),
+        (lambda b: b[: len(b) // 2], "truncated PNG"),
+        (lambda b: b[:20], "truncated PNG"),
+    ],
+)
+def test_bad_image_bytes_are_refused_on_arrival(png_bytes: bytes, damage, message: str) -> None:
+    with pytest.raises(InputError, match=message) as error:
+        check_frame(pb.Frame(timestamp_ms=7, encoded=damage(png_bytes)), 3, FrameLimits())
+    assert str(error.value).startswith("frame 3 (t=7 ms): ")
+
+
+def test_truncated_jpeg_and_oversized_images_are_refused(png_bytes: bytes) -> None:
+    rgb = cv2.imdecode(np.frombuffer(png_bytes, np.uint8), cv2.IMREAD_COLOR)
+    jpeg = cv2.imencode(".jpg", rgb)[1].tobytes()
+    with pytest.raises(InputError, match="truncated JPEG"):
+        check_frame(pb.Frame(encoded=jpeg[: len(jpeg) - 500]), 0, FrameLimits())
+    with pytest.raises(InputError, match="over the limit"):
+        check_frame(pb.Frame(encoded=png_bytes), 0, FrameLimits(max_image_bytes=1000))
+    with pytest.raises(InputError, match="over the limit"):
+        check_frame(pb.Frame(encoded=png_bytes), 0, FrameLimits(max_image_pixels=640 * 479))
+
+
+def test_raw_frames_must_match_their_declared_size() -> None:
+    good = pb.Frame(raw=pb.RawImage(rgb=bytes(4 * 3 * 3), width=4, height=3))
+    assert decode_frame(check_frame(good, 0, FrameLimits())).shape == (3, 4, 3)
+    with pytest.raises(InputError, match="needs 36 RGB bytes, got 35"):
+        check_frame(pb.Frame(raw=pb.RawImage(rgb=bytes(35), width=4, height=3)), 0, FrameLimits())
+    with pytest.raises(InputError, match="no image"):
+        check_frame(pb.Frame(timestamp_ms=1), 0, FrameLimits())
+
+
+# ---------------------------------------------------------------- the model's time grid
+
+
+@pytest.mark.parametrize("camera_fps, expected", [(30, 15), (28, 15), (25, 15), (60, 15), (10, 10), (15, 15)])
+def test_gate_admits_the_models_frame_rate(camera_fps: float, expected: int) -> None:
+    for hint in (0.0, camera_fps):
+        gate = FrameGate(15.0, hint)
+        admitted = [t for t in (round(i * 1000 / camera_fps) for i in range(camera_fps * 4)) if gate.admit(t)]
+        assert abs(len(admitted) / 4 - expected) <= 0.5
+        assert np.diff(admitted).max() <= 1000 / min(camera_fps, 15) * 1.5
+
+
+def _people(value: float) -> dict[int, np.ndarray]:
+    return {7: np.full((SPEC.num_joints, 2), value, dtype=np.float32)}
+
+
+def test_windower_hands_out_full_windows_every_stride_at_the_models_rate() -> None:
+    windower = StreamWindower(SPEC, stride=4, max_gap_ms=300)
+    windows = []
+    for i in range(60):  # 30 fps for 2 s: the windower resamples to 10 fps
+        windows += windower.add(i * 1000 / 30, _people(float(i)))
+    ends = [w.end_ms for w in windows]
+    assert ends == pytest.approx([700, 1100, 1500, 1900])
+    assert all(w.present == SPEC.length and w.track_id == 7 for w in windows)
+    # Linear motion (value = frame index at 30 fps) read at 10 fps: steps of 3.
+    assert np.diff(windows[0].samples[:, 0, 0]) == pytest.approx(np.full(SPEC.length - 1, 3.0))
+    assert windower.flush() == []  # nothing new since the last window
+
+
+def test_windower_leaves_gaps_missing_and_flushes_a_short_clip() -> None:
+    windower = StreamWindower(SPEC, stride=4, max_gap_ms=150)
+    for t in (0, 100, 200, 600):  # 400 ms unseen: longer than the allowed gap
+        assert windower.add(t, _people(t)) == []
+    (window,) = windower.flush()
+    assert (window.start_ms, window.end_ms, window.present) == (0, 600, 4)
+    # 7 grid steps held out to 8 by repeating the last; the gap stays missing, not invented
+    assert window.samples[:, 0, 0].tolist()[:3] == [0, 100, 200] and window.samples[6:, 0, 0].tolist() == [600, 600]
+    assert np.isnan(window.samples[3:6, 0, 0]).all()
+
+
+def test_windower_survives_a_timestamp_far_in_the_future() -> None:
+    windower = StreamWindower(SPEC, stride=4, max_gap_ms=300)
+    for i in range(10):
+        windower.add(i * 100, _people(i))
+    started = time.monotonic()
+    windows = windower.add(10**13, _people(0.0))
+    assert time.monotonic() - started < 0.5
+    # the one window still holding earlier samples (steps 4-9 of the one ending at step 11)
+    assert [(w.end_ms, w.present) for w in windows] == [(900, 6)]
+
+
+# ---------------------------------------------------------------- lanes
+
+
+def test_lane_runs_one_item_at_a_time_in_order_and_drops_the_oldest_when_full() -> None:
+    release = threading.Event()
+    ran, dropped, active = [], [], []
+
+    def process(item: int) -> None:
+        active.append(item)
+        assert len(active) == 1
+        release.wait(5)
+        ran.append(item)
+        active.pop()
+
+    closed = threading.Event()
+    with ThreadPoolExecutor(4) as pool:
+        lane = Lane(
+            pool, process, capacity=2, on_drop=lambda item, why: dropped.append((item, why)), on_closed=closed.set
+        )
+        for item in range(6):
+            lane.put(item)
+        release.set()
+        deadline = time.monotonic() + 5
+        while lane.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        lane.close("cancelled")
+    assert ran == [0, 4, 5]  # 0 was running; 1, 2 and 3 were the oldest waiting when newer came
+    assert dropped == [(1, "queue_full"), (2, "queue_full"), (3, "queue_full")]
+    assert closed.is_set() and not lane.put(9)
+
+
+# ---------------------------------------------------------------- batcher and models
+
+
+def test_batcher_gathers_windows_into_batches_and_refuses_beyond_its_queue(model_path: Path) -> None:
+    model = load_model(model_path)
+    window = np.zeros(model.input_shape, dtype=np.float32)
+    batcher = Batcher(model, max_batch=4, max_delay_ms=200, max_queue=6)
+    try:
+        futures = [batcher.submit(window) for _ in range(9)]
+        refused = [f for f in futures if f.done() and isinstance(f.exception(), Overloaded)]
+        results = [f.result(5) for f in futures if f not in refused]
+    finally:
+        batcher.close()
+    assert len(refused) >= 2 and len(results) + len(refused) == 9
+    assert all(r.probabilities.shape == (len(model.card.labels),) for r in results)
+    assert np.allclose([r.probabilities.sum() for r in results], 1.0, atol=1e-5)
+
+
+def test_batcher_sends_a_lonely_window_after_the_delay(model_path: Path) -> None:
+    batcher = Batcher(load_model(model_path), max_batch=8, max_delay_ms=30, max_queue=8)
+    try:
+        started = time.monotonic()
+        batcher.submit(np.zeros((32, 13, 2), dtype=np.float32)).result(5)
+        assert 0.025 <= time.monotonic() - started < 1.0
+    finally:
+        batcher.close()
+
+
+def test_registry_finds_models_by_name_or_path_and_picks_the_default(model_path: Path, tmp_path: Path) -> None:
+    registry = ModelRegistry.load([], model_path.parent, default="sports2d")
+    assert registry.names == ["sports2d"] and registry.get().name == "sports2d"
+    other = build_model(tmp_path / "extra.onnx", sports2d_card(length=16), seed=3)
+    both = ModelRegistry.load(["sports2d", str(other)], model_path.parent, default="sports2d")
+    assert both.names == ["extra", "sports2d"] and both.get("extra").card.window.length == 16
+    assert both.get("extra").version != both.get("sports2d").version
+    with pytest.raises(NotFound, match="no model named 'nope'"):
+        both.get("nope")
+    with pytest.raises(InputError, match="default model 'daily3d'"):
+        ModelRegistry.load(["sports2d", str(other)], model_path.parent, default="daily3d")
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ({}, "not an actionrec model"),
+        ({**sports2d_card().to_metadata(), "actionrec.labels": '["a", "b"]'}, "scores has shape"),
+        (
+            {
+                **sports2d_card().to_metadata(),
+                "actionrec.window": sports2d_card(length=16).to_metadata()["actionrec.window"],
+            },
+            "skeleton has shape",
+        ),
+    ],
+)
+def test_registry_refuses_a_model_it_cannot_feed(tmp_path: Path, metadata: dict, message: str) -> None:
+    path = build_model(tmp_path / "bad.onnx", sports2d_card(), metadata=metadata)
+    with pytest.raises(InputError, match=message) as error:
+        load_model(path)
+    assert str(error.value).startswith(str(path))
+
+
+def test_registry_refuses_a_file_that_is_not_onnx(tmp_path: Path) -> None:
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a loadable ONNX model"):
+        ModelRegistry.load([], tmp_path, default="sports2d")
+    with pytest.raises(InputError, match="no .onnx file"):
+        ModelRegistry.load([], tmp_path / "empty", default="sports2d")
+
+
+# ---------------------------------------------------------------- enrolled actions
+
+
+def test_action_store_survives_a_restart_and_keys_actions_by_model_version(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "actions.json"
+    store = ActionStore(path)
+    rng = np.random.default_rng(0)
+    wave, clap = rng.normal(size=(2, 16)), rng.normal(size=(3, 16))
+    store.enroll("sports2d", "v1", "gym", "wave", wave)
+    _, similarity = store.enroll("sports2d", "v1", "gym", "clap", clap)
+    assert 0 < similarity <= 1
+    store.enroll("sports2d", "v1", "gym", "wave", wave[:1])  # more examples of the same action
+    assert not list(path.parent.glob("*.tmp"))  # written through a temporary file, renamed into place
+
+    reopened = ActionStore(path)
+    assert [(a.action, len(a.embeddings)) for a in reopened.list()] == [("clap", 3), ("wave", 3)]
+    prototypes = reopened.prototypes("sports2d", "v1", "gym")
+    assert prototypes.match(wave[0] + 0.01, 1)[0][0] == "wave"
+    assert reopened.prototypes("sports2d", "v2", "gym") is None
+    with pytest.raises(NotFound, match="another version"):
+        reopened.require("sports2d", "v2", "gym")
+    reopened.delete("sports2d", "gym", "wave")
+    with pytest.raises(NotFound):
+        reopened.delete("sports2d", "gym", "wave")
+    assert [a.action for a in ActionStore(path).list()] == ["clap"]
+    assert json.loads(path.read_text())["format"] == "actionrec-actions"
+
+
+def test_action_store_refuses_a_damaged_file_and_bad_names(tmp_path: Path) -> None:
+    path = tmp_path / "actions.json"
+    path.write_text('{"format": "actionrec-actions", "version": 1, "actions": [{"model": 1}]}')
+    with pytest.raises(InputError, match="unreadable enrolled actions"):
+        ActionStore(path)
+    store = ActionStore(tmp_path / "fresh.json")
+    for bad in ("", " padded", "x" * 65, "tab\there"):
+        with pytest.raises(InputError, match="must be 1 to 64 printable"):
+            store.enroll("m", "v", "set", bad, np.ones((1, 4)))

@@ -1,0 +1,481 @@
+"""The service end to end, in process: real clips through MediaPipe, skeleton streams, clips,
+model info, custom actions, health and reflection, and every kind of bad input.
+
+Bad input gets its status (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED) and harms no one
+else: each bad-input test ends by checking that the server still serves a good stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from service.config import ServerConfig
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.server import SERVICE_NAME, ActionServer
+from service.testing import (
+    VIDEOS,
+    encoded_frames,
+    frame_requests,
+    models_for_development,
+    running_server,
+    skeleton_frames,
+    stub,
+    waving_person,
+)
+
+MAX_STREAMS = 3
+TIMEOUT = 60  # seconds any one call may take: a hang fails the test instead of the suite
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    return models_for_development(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def config(models_dir: Path, tmp_path_factory) -> ServerConfig:
+    return ServerConfig(
+        models_dir=models_dir,
+        actions_file=tmp_path_factory.mktemp("state") / "actions.json",
+        max_streams=MAX_STREAMS,
+        max_image_bytes=1 << 20,
+        workers=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(config: ServerConfig) -> Iterator[ActionServer]:
+    with running_server(config) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def address(server: ActionServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="module")
+def api(address: str):
+    return stub(address)
+
+
+@pytest.fixture(scope="module")
+def arm_wrestling() -> list[tuple[bytes, int]]:
+    return encoded_frames(VIDEOS / "arm_wrestling.mp4", 140)
+
+
+@dataclass
+class Outcome:
+    events: list[pb.ActionEvent] = field(default_factory=list)
+    poses: list[pb.FramePoses] = field(default_factory=list)
+    stats: list[pb.StreamStats] = field(default_factory=list)
+
+    @property
+    def final(self) -> pb.StreamStats:
+        assert self.stats and self.stats[-1].final, "the stream ended without its final statistics"
+        return self.stats[-1]
+
+
+def collect(call) -> Outcome:
+    outcome = Outcome()
+    for response in call:
+        kind = response.WhichOneof("kind")
+        getattr(outcome, {"event": "events", "poses": "poses", "stats": "stats"}[kind]).append(getattr(response, kind))
+    return outcome
+
+
+def status_of(run) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as error:
+        run()
+    return error.value.code(), error.value.details()
+
+
+def accounted(stats: pb.StreamStats) -> int:
+    return stats.frames_processed + stats.frames_skipped + sum(stats.frames_dropped.values()) + stats.frames_pending
+
+
+def waving_skeletons(seconds: float = 4.0, fps: float = 30.0, people: int = 2, speed: float = 1.0):
+    times = np.round(np.arange(round(seconds * fps)) * 1000 / fps).astype(int)
+    persons = [waving_person("mediapipe33", times, speed, offset=(150.0 + 300 * p, 240.0)) for p in range(people)]
+    return skeleton_frames(persons, times)
+
+
+def skeleton_requests(config: pb.SkeletonStreamConfig, frames) -> Iterator[pb.StreamSkeletonsRequest]:
+    yield pb.StreamSkeletonsRequest(config=config)
+    for frame in frames:
+        yield pb.StreamSkeletonsRequest(frame=frame)
+
+
+def assert_still_serving(api) -> None:
+    """A short good skeleton stream still gets its events: the bad input harmed no one."""
+    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="check"))
+    outcome = collect(api.StreamSkeletons(skeleton_requests(config, waving_skeletons(3.0, people=1)), timeout=TIMEOUT))
+    assert outcome.events and outcome.final.frames_processed == 90
+
+
+# ---------------------------------------------------------------- health, reflection, models
+
+
+def test_health_is_not_serving_until_the_models_are_loaded(config: ServerConfig) -> None:
+    from dataclasses import replace
+
+    server = ActionServer(replace(config, host="127.0.0.1", port=0))
+    port = server.start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE_NAME):
+            answer = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=TIMEOUT)
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        code, details = status_of(lambda: stub(f"127.0.0.1:{port}").GetModelInfo(pb.GetModelInfoRequest(), timeout=5))
+        assert code == grpc.StatusCode.UNAVAILABLE and "loading" in details
+    finally:
+        server.stop()
+
+
+def test_health_serving_and_reflection_lists_the_services(address: str) -> None:
+    channel = grpc.insecure_channel(address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", SERVICE_NAME):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=TIMEOUT)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    (answer,) = list(reflection.ServerReflectionInfo(iter([request]), timeout=TIMEOUT))
+    services = {s.name for s in answer.list_services_response.service}
+    assert {SERVICE_NAME, "grpc.health.v1.Health"} <= services
+
+
+def test_model_info_comes_from_the_model_files(api, server: ActionServer) -> None:
+    info = api.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
+    model = server.runtime.models.get("sports2d")
+    assert info.name == "sports2d" and info.is_default
+    assert tuple(info.labels) == model.card.labels
+    assert (info.layout, info.dims, info.window_length) == (model.card.window.layout, 2, model.card.window.length)
+    assert info.frame_rate == pytest.approx(model.card.window.fps)
+    assert info.version == model.version and len(info.version) == 12
+    assert dict(info.accuracy) == pytest.approx(model.card.accuracy)
+    assert "CPUExecutionProvider" in info.execution_providers
+    listed = api.ListModels(pb.ListModelsRequest(), timeout=TIMEOUT)
+    assert listed.default_model == "sports2d" and {m.name for m in listed.models} == {"sports2d", "daily3d"}
+    assert [m.dims for m in listed.models if m.name == "daily3d"] == [3]
+    code, details = status_of(lambda: api.GetModelInfo(pb.GetModelInfoRequest(model="nope"), timeout=TIMEOUT))
+    assert code == grpc.StatusCode.NOT_FOUND and "daily3d, sports2d" in details
+
+
+# ---------------------------------------------------------------- frame streams on a real clip
+
+
+def test_frame_stream_poses_the_models_frames_and_accounts_for_every_frame(api, arm_wrestling, server) -> None:
+    config = pb.StreamConfig(stream_id="arm", include_poses=True, lossless=True, window_stride=8, top_k=2, max_people=2)
+    outcome = collect(api.StreamFrames(frame_requests(config, arm_wrestling), timeout=TIMEOUT))
+    final = outcome.final
+    assert final.frames_received == 140 and accounted(final) == 140
+    assert final.frames_pending == 0 and not final.frames_dropped
+    fps = server.runtime.models.get().card.window.fps
+    # 5 s of 28 fps video: the model's rate is posed, the rest never decoded
+    assert final.frames_processed == pytest.approx(140 / 28 * fps, abs=2)
+    assert len(outcome.poses) == final.frames_processed
+    people = [p for frame in outcome.poses for p in frame.people]
+    assert people and all(len(p.image_xy) == 66 and len(p.visibility) == 33 for p in people)
+    xy = np.array([p.image_xy for p in people]).reshape(-1, 33, 2)
+    assert 0 < np.median(xy[..., 0]) < 340 and 0 < np.median(xy[..., 1]) < 256  # pixels of the frame as sent
+    assert outcome.events and final.windows_classified == len(outcome.events)
+    labels = set(server.runtime.models.get().card.labels)
+    for event in outcome.events:
+        assert event.stream_id == "arm" and event.model == "sports2d"
+        assert 0 <= event.start_ms < event.end_ms <= arm_wrestling[-1][1]
+        assert len(event.labels) == 2 and {s.label for s in event.labels} <= labels
+        assert event.labels[0].score >= event.labels[1].score and 0 < event.labels[0].score <= 1
+        assert event.track_id in {p.track_id for p in people}
+        assert event.stats.latency_ms > 0
+
+
+def test_a_live_stream_faster_than_pose_drops_the_oldest_frames_and_counts_them(api, arm_wrestling) -> None:
+    config = pb.StreamConfig(stream_id="burst", frame_rate_hint=28)
+    # every frame of the clip sent at once: far faster than one stream's pose
+    outcome = collect(api.StreamFrames(frame_requests(config, arm_wrestling), timeout=TIMEOUT))
+    final = outcome.final
+    assert final.frames_received == 140 and accounted(final) == 140 and final.frames_pending == 0
+    assert final.frames_dropped["queue_full"] > 0 and set(final.frames_dropped) == {"queue_full"}
+    assert final.frames_processed >= 2
+
+
+def test_three_d_model_takes_world_landmarks_from_frames(api, arm_wrestling) -> None:
+    config = pb.StreamConfig(model="daily3d", lossless=True, window_stride=8, include_embedding=True)
+    outcome = collect(api.StreamFrames(frame_requests(config, arm_wrestling[:84]), timeout=TIMEOUT))
+    assert outcome.final.frames_received == 84 and accounted(outcome.final) == 84
+    info = api.GetModelInfo(pb.GetModelInfoRequest(model="daily3d"), timeout=TIMEOUT)
+    assert outcome.events
+    for event in outcome.events:
+        assert event.model == "daily3d" and len(event.embedding) == info.embedding_size
+
+
+# ---------------------------------------------------------------- skeleton streams
+
+
+def test_skeleton_stream_gives_events_for_each_person(api) -> None:
+    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="sk", top_k=3, stats_interval_ms=200))
+    frames = waving_skeletons(4.0)
+    outcome = collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
+    final = outcome.final
+    assert final.frames_received == final.frames_processed == len(frames) and final.frames_skipped == 0
+    tracks = {e.track_id for e in outcome.events}
+    assert len(tracks) == 2  # the server tracked the two people
+    info = api.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
+    per_person = [e for e in outcome.events if e.track_id == min(tracks)]
+    # 4 s at the model's rate, a window every half window, the last one at the end
+    expected = (4.0 * info.frame_rate - info.window_length) // (info.window_length // 2) + 1
+    assert len(per_person) >= expected
+    assert all(len(e.labels) == 3 for e in outcome.events)
+
+
+def test_skeletons_with_caller_track_ids_and_other_layouts(api) -> None:
+    times = np.arange(60) * 50
+    person = waving_person("coco17", times)
+    config = pb.SkeletonStreamConfig(
+        stream=pb.StreamConfig(stream_id="coco"), format=pb.SkeletonFormat(layout="coco17", dims=2)
+    )
+    frames = skeleton_frames([person], times, with_ids=True)
+    for frame in frames:
+        frame.people[0].track_id = 42
+    outcome = collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
+    assert outcome.events and {e.track_id for e in outcome.events} == {42}
+
+
+def test_3d_skeletons_feed_the_3d_model(api) -> None:
+    times = np.arange(90) * 33
+    flat = waving_person("ntu25", times, scale=0.01, offset=(0.0, 0.0))
+    person = np.concatenate([flat * np.array([1, -1]), np.full(flat.shape[:2] + (1,), 3.0)], axis=-1)
+    config = pb.SkeletonStreamConfig(
+        stream=pb.StreamConfig(model="daily3d"), format=pb.SkeletonFormat(layout="ntu25", dims=3)
+    )
+    outcome = collect(api.StreamSkeletons(skeleton_requests(config, skeleton_frames([person], times)), timeout=TIMEOUT))
+    assert outcome.events and all(e.model == "daily3d" for e in outcome.events)
+
+
+# ---------------------------------------------------------------- clips
+
+
+def test_classify_clip_of_a_still_image_and_of_skeletons(api) -> None:
+    image = pb.Frame(timestamp_ms=0, encoded=(VIDEOS / "basketball1.png").read_bytes())
+    request = pb.ClassifyClipRequest(clip=pb.Clip(frames=pb.FrameClip(frames=[image])), include_embedding=True)
+    answer = api.ClassifyClip(request, timeout=TIMEOUT)
+    info = api.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
+    assert answer.windows == 1 and len(answer.labels) == 3 and answer.model == "sports2d"
+    assert len(answer.embedding) == info.embedding_size
+    assert np.linalg.norm(answer.embedding) == pytest.approx(1.0, abs=1e-4)
+
+    skeletons = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(3.0, people=2)))
+    answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=skeletons, top_k=1), timeout=TIMEOUT)
+    assert answer.windows >= 2 and len(answer.labels) == 1 and answer.end_ms > answer.start_ms
+
+
+def test_bad_clips_are_refused(api) -> None:
+    blank = cv2.imencode(".png", np.zeros((120, 160, 3), np.uint8))[1].tobytes()
+    cases = {
+        "the clip has no frames": pb.Clip(),
+        "no person found": pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=0, encoded=blank)])),
+        "does not follow": pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(1.0)[::-1])),
+    }
+    for message, clip in cases.items():
+        code, details = status_of(
+            lambda clip=clip: api.ClassifyClip(pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details
+
+
+# ---------------------------------------------------------------- custom actions
+
+
+def test_enrolled_actions_are_recognised_listed_deleted_and_survive_a_restart(api, config: ServerConfig) -> None:
+    wave = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(3.0, people=1, speed=1.0)))
+    still = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(3.0, people=1, speed=0.0)))
+    enrolled = api.EnrollAction(
+        pb.EnrollActionRequest(action_set="gym", action="wave", examples=[wave, wave]), timeout=TIMEOUT
+    )
+    assert enrolled.action.examples == 2 and enrolled.self_similarity == pytest.approx(1.0, abs=1e-4)
+    api.EnrollAction(pb.EnrollActionRequest(action_set="gym", action="stand", examples=[still]), timeout=TIMEOUT)
+
+    answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=wave, action_set="gym"), timeout=TIMEOUT)
+    assert answer.custom_labels[0].label == "wave" and answer.custom_labels[0].score == pytest.approx(1.0, abs=1e-4)
+    stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(action_set="gym", top_k=2))
+    outcome = collect(api.StreamSkeletons(skeleton_requests(stream, waving_skeletons(3.0, people=1)), timeout=TIMEOUT))
+    assert outcome.events and all({s.label for s in e.custom_labels} == {"wave", "stand"} for e in outcome.events)
+
+    listed = api.ListActions(pb.ListActionsRequest(action_set="gym"), timeout=TIMEOUT)
+    assert [(a.action, a.model, a.examples) for a in listed.actions] == [
+        ("stand", "sports2d", 1),
+        ("wave", "sports2d", 2),
+    ]
+    api.DeleteAction(pb.DeleteActionRequest(action_set="gym", action="stand"), timeout=TIMEOUT)
+    code, _ = status_of(lambda: api.DeleteAction(pb.DeleteActionRequest(action_set="gym", action="stand"), timeout=5))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+    with running_server(config) as restarted:  # a second server on the same store: a restart
+        again = stub(f"127.0.0.1:{restarted.port}").ListActions(pb.ListActionsRequest(), timeout=TIMEOUT)
+    assert [(a.action_set, a.action, a.examples) for a in again.actions] == [("gym", "wave", 2)]
+
+
+def test_bad_enrolments_are_refused(api) -> None:
+    wave = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(1.0, people=1)))
+    code, details = status_of(lambda: api.EnrollAction(pb.EnrollActionRequest(action="x"), timeout=TIMEOUT))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "at least one example" in details
+    code, details = status_of(lambda: api.EnrollAction(pb.EnrollActionRequest(action="", examples=[wave]), timeout=5))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "action name" in details
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _frame_stream(api, messages: list[pb.StreamFramesRequest]):
+    return lambda: collect(api.StreamFrames(iter(messages), timeout=TIMEOUT))
+
+
+PNG = (VIDEOS / "basketball1.png").read_bytes()
+CONFIG = pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="bad"))
+
+
+def _frame(timestamp: int, **image) -> pb.StreamFramesRequest:
+    return pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, **image))
+
+
+@pytest.mark.parametrize(
+    "messages, message",
+    [
+        ([_frame(0, encoded=PNG)], "first message of a stream must be its configuration"),
+        ([CONFIG, _frame(0, encoded=PNG), CONFIG], "configured once"),
+        ([CONFIG, _frame(0, encoded=b"\xff\xd8\xff\xe0 not really a jpeg")], "frame 0 (t=0 ms): truncated or corrupt"),
+        ([CONFIG, _frame(0, encoded=PNG), _frame(40, encoded=PNG[:5000])], "frame 1 (t=40 ms): truncated PNG"),
+        ([CONFIG, _frame(0, encoded=b"")], "empty image bytes"),
+        ([CONFIG, _frame(0, encoded=PNG + bytes(2 << 20))], "over the limit of 1048576"),
+        ([CONFIG, _frame(0, raw=pb.RawImage(rgb=bytes(100), width=10, height=10))], "needs 300 RGB bytes"),
+        ([CONFIG, _frame(0, encoded=PNG), _frame(0, encoded=PNG)], "does not follow the previous frame's 0 ms"),
+        ([CONFIG, _frame(10, encoded=PNG), _frame(5, encoded=PNG)], "does not follow"),
+        ([pb.StreamFramesRequest(config=pb.StreamConfig(max_people=99))], "over this server's limit"),
+    ],
+    ids=[
+        "frame-before-config",
+        "second-config",
+        "corrupt-jpeg",
+        "truncated-png",
+        "empty-bytes",
+        "oversized-bytes",
+        "wrong-raw-size",
+        "repeated-timestamp",
+        "decreasing-timestamp",
+        "too-many-people",
+    ],
+)
+def test_bad_frame_streams_get_invalid_argument(api, messages, message: str) -> None:
+    code, details = status_of(_frame_stream(api, messages))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details
+    assert_still_serving(api)
+
+
+def _skeleton_stream(api, config: pb.SkeletonStreamConfig, frames):
+    return lambda: collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
+
+
+def test_bad_skeletons_get_invalid_argument(api) -> None:
+    good = waving_skeletons(0.5, people=1)
+    nan = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[float("nan")] * 66)])
+    short = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[1.0] * 65)])
+    plain = pb.SkeletonStreamConfig()
+    cases = [
+        (plain, good + [nan], "coordinates must be finite"),
+        (plain, good + [short], "has 65 values; mediapipe33 in 2-D needs 33 x 2 = 66"),
+        (pb.SkeletonStreamConfig(format=pb.SkeletonFormat(layout="kinect99")), good, "kinect99"),
+        (pb.SkeletonStreamConfig(format=pb.SkeletonFormat(dims=3)), good, "takes 2-D skeletons"),
+        (pb.SkeletonStreamConfig(format=pb.SkeletonFormat(coordinate_space="polar")), good, "coordinate space"),
+    ]
+    for config, frames, message in cases:
+        code, details = status_of(_skeleton_stream(api, config, frames))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details, (message, details)
+    assert_still_serving(api)
+
+
+def test_unknown_model_or_action_set_is_not_found(api) -> None:
+    for config in (pb.StreamConfig(model="nope"), pb.StreamConfig(action_set="nope")):
+        request = pb.SkeletonStreamConfig(stream=config)
+        code, details = status_of(_skeleton_stream(api, request, waving_skeletons(0.2, people=1)))
+        assert code == grpc.StatusCode.NOT_FOUND and "nope" in details
+    assert_still_serving(api)
+
+
+class _HeldOpen:
+    """A stream's requests: its configuration, then frames until told to stop."""
+
+    def __init__(self, first, frames=()) -> None:
+        self.first, self.frames, self.stop = first, list(frames), threading.Event()
+
+    def __iter__(self):
+        yield self.first
+        yield from self.frames
+        self.stop.wait(TIMEOUT)
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_one_stream_too_many_gets_resource_exhausted(api, server: ActionServer) -> None:
+    held = [_HeldOpen(pb.StreamSkeletonsRequest(config=pb.SkeletonStreamConfig())) for _ in range(MAX_STREAMS)]
+    calls = [api.StreamSkeletons(iter(h), timeout=TIMEOUT) for h in held]
+    try:
+        assert _wait_for(lambda: server.runtime.slots.open == MAX_STREAMS)
+        code, details = status_of(_skeleton_stream(api, pb.SkeletonStreamConfig(), []))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and f"{MAX_STREAMS} streams open" in details
+    finally:
+        for h in held:
+            h.stop.set()
+        for call in calls:
+            collect(call)
+    assert_still_serving(api)
+
+
+def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, server: ActionServer, arm_wrestling) -> None:
+    frames = [_frame(ts, encoded=data) for data, ts in arm_wrestling[:10]]
+    held = _HeldOpen(pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="vanishing")), frames)
+    call = api.StreamFrames(iter(held), timeout=TIMEOUT)
+    try:
+        assert _wait_for(
+            lambda: len(server.sessions) == 1 and next(iter(server.sessions)).stats().frames_received == 10
+        )
+        call.cancel()  # the client goes away without closing its stream
+        assert _wait_for(lambda: not server.sessions and server.runtime.slots.open == 0)
+    finally:
+        held.stop.set()
+    assert_still_serving(api)
+
+
+def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api) -> None:
+    good = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="good"))
+    results: dict[str, Outcome] = {}
+    thread = threading.Thread(
+        target=lambda: results.setdefault(
+            "good", collect(api.StreamSkeletons(skeleton_requests(good, waving_skeletons(4.0)), timeout=TIMEOUT))
+        )
+    )
+    thread.start()
+    for _ in range(3):
+        code, _ = status_of(_frame_stream(api, [CONFIG, _frame(0, encoded=b"junk")]))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    thread.join(TIMEOUT)
+    assert results["good"].events and results["good"].final.frames_processed == 120
