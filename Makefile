@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA := ../shared/data
-DEMO_OUT := out/demo
 
 .PHONY: setup test demo data clean
 
@@ -20,8 +19,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 demo: setup
-	$(BIN)/actionrec extract $(DATA)/videos/hugging_ntu_style.mp4 -o $(DEMO_OUT)/hugging.npz
-	$(BIN)/actionrec info $(DEMO_OUT)/hugging.npz
+	scripts/demo.sh $(DATA)/videos/arm_wrestling.mp4
 
 # Every real source converted into the project's dataset format (data/ is not committed).
 data: setup
