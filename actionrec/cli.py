@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from export import commands as offline_commands
+from service import commands as online_commands
 from skeleton import commands as data_commands
 from skeleton.errors import InputError
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.register(subcommands)
-    __import__("service.commands").commands.register(subcommands)  # serve, client: the online stage
+    online_commands.register(subcommands)
     offline_commands.register(subcommands)
     return parser
 
