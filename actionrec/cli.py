@@ -1,8 +1,8 @@
 """``actionrec``: one CLI, a subcommand per job.
 
-Each stage registers its own subcommands (``skeleton.commands`` for data, and later the
-training and serving stages); their heavy imports happen inside the handlers, so that
-``actionrec info`` does not load torch and ``actionrec serve`` never does.
+Each stage registers its own subcommands (``skeleton.commands`` for data, ``service.commands``
+for serving, ``export.commands`` for training and export); their heavy imports happen inside
+the handlers, so that ``actionrec info`` does not load torch and ``actionrec serve`` never does.
 """
 
 from __future__ import annotations
