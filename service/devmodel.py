@@ -17,32 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.readers.penn_action import LABEL_NAMES
 from skeleton.windows import WindowSpec
-
-PENN_ACTION_LABELS = (
-    "baseball_pitch",
-    "baseball_swing",
-    "bench_press",
-    "bowl",
-    "clean_and_jerk",
-    "golf_swing",
-    "jump_rope",
-    "jumping_jacks",
-    "pullup",
-    "pushup",
-    "situp",
-    "squat",
-    "strum_guitar",
-    "tennis_forehand",
-    "tennis_serve",
-)
 
 
 def sports2d_card(length: int = 32, fps: float = 15.0) -> ModelCard:
     """A card like the shipped 2-D video model's (Penn Action labels, penn13, image space)."""
     return ModelCard(
         name="sports2d-dev",
-        labels=PENN_ACTION_LABELS,
+        labels=LABEL_NAMES,  # the stand-in answers in the shipped sports2d classes
         window=WindowSpec(layout="penn13", dims=2, length=length, fps=fps, normalization="centre-torso"),
         embedding_size=32,
         input_space="image",
