@@ -86,13 +86,13 @@ def main() -> None:
     ]
     print(
         f"{'model':10}{'windows':>8}{'cos/window':>12}{'cos/clip':>10}{'(unrelated)':>13}"
-        f"{'top-1 Kinect':>22}{'top-1 MediaPipe':>22}{'top-5 overlap':>15}{'(unrelated)':>13}"
+        f"  {'top-1 Kinect':<24}{'top-1 MediaPipe':<24}{'top-5 overlap':>13}{'(unrelated)':>13}"
     )
     for r in rows:
         print(
             f"{r['model']:10}{r['windows']:>8}{r['window_cosine_median']:>12.3f}{r['clip_cosine']:>10.3f}"
-            f"{r['clip_cosine_unrelated']:>13.3f}{r['top1_kinect']:>22}{r['top1_mediapipe']:>22}"
-            f"{r['top5_overlap']:>15.1f}{r['top5_overlap_unrelated']:>13.1f}"
+            f"{r['clip_cosine_unrelated']:>13.3f}  {r['top1_kinect']:<24}{r['top1_mediapipe']:<24}"
+            f"{r['top5_overlap']:>13.1f}{r['top5_overlap_unrelated']:>13.1f}"
         )
     if args.json:
         print(json.dumps(rows))

@@ -44,6 +44,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     export.add_argument("-o", "--output", type=Path, default=None, help="default: models/NAME.onnx")
     export.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (GPUs)")
     export.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (CPU edge boxes)")
+    export.add_argument(
+        "--accuracy-from",
+        type=Path,
+        default=None,
+        help="for a run whose test part is held back: a run with the same settings scored on validation",
+    )
     export.set_defaults(handler=_export)
 
     models = subcommands.add_parser("models", help="list the shipped models with their metadata")
@@ -106,10 +112,17 @@ def _export(args: argparse.Namespace) -> int:
     budget = config.labels
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
     output = args.output or Path("models") / f"{args.name}.onnx"
-    # Measured now, by the protocol's own code, on the part the run was scored on.
-    model, window, _, _ = load_classifier(run / "model.pt")
-    scored = clips_from_dataset(dataset, window, parts.scored)
-    accuracy = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
+    if len(parts.scored):
+        # Measured now, by the protocol's own code, on the part the run was scored on.
+        model, window, _, _ = load_classifier(run / "model.pt")
+        scored = clips_from_dataset(dataset, window, parts.scored)
+        measured = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
+        accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored
+        check_name = f"{parts.scored_name} part"
+    else:
+        accuracy = _reference_accuracy(args.accuracy_from)
+        # Nothing unseen is left to score: the variants are compared on the training data.
+        check_on, check_name = parts.fit, "train part (seen in training, so this compares the variants only)"
     card, reports = export_model(
         run / "model.pt",
         output,
@@ -118,22 +131,40 @@ def _export(args: argparse.Namespace) -> int:
         training_data=f"{Path(config.benchmark.path).name}, split {config.benchmark.train_split}"
         + (" less a validation part" if config.validation else ""),
         protocol=f"{config.mode} of the CFSEM encoder ({labels}, seed {config.experiment.seed}, "
-        f"{config.optim.epochs} epochs); accuracy on the {parts.scored_name} part",
-        accuracy={parts.scored_name: round(accuracy, 4)},
+        f"{config.optim.epochs} epochs)",
+        accuracy=accuracy,
         fp16=args.fp16,
         int8=args.int8,
     )
     variants = []
     for report in reports:
-        accuracy = head_accuracy(load_model(str(report.path)), dataset, parts.scored)
+        accuracy = head_accuracy(load_model(str(report.path)), dataset, check_on)
         variants.append(Variant(report.path.name, report.size_bytes / 1e6, report.max_abs_difference, accuracy))
         print(
             f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): max |ONNX - PyTorch| "
-            f"{report.max_abs_difference:.2e}, {parts.scored_name} accuracy {accuracy:.2%}"
+            f"{report.max_abs_difference:.2e}, accuracy {accuracy:.2%} on the {check_name}"
         )
-    write_card(output.with_suffix(".md"), card, variants, run / "confusion.png", parts.scored_name)
+    write_card(output.with_suffix(".md"), card, variants, run / "confusion.png", check_name)
     print(f"wrote {output.with_suffix('.md')}")
     return 0
+
+
+def _reference_accuracy(reference: Path | None) -> dict[str, float]:
+    """The accuracy of a run with the same settings scored on validation, for a model whose own
+    test part is held back (Penn Action)."""
+    import json
+
+    from skeleton.errors import InputError
+
+    if reference is None:
+        raise InputError(
+            "this run scored nothing (its test part is held back): name a run with the same settings,"
+            " scored on a validation part, with --accuracy-from"
+        )
+    results = json.loads((reference / "results.json").read_text())
+    if results.get("scored") != "validation":
+        raise InputError(f"{reference}: was scored on {results.get('scored')!r}, not on a validation part")
+    return {f"validation (same settings, {results['n_train']} training clips)": round(float(results["accuracy"]), 4)}
 
 
 def _models(args: argparse.Namespace) -> int:

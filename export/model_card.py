@@ -38,7 +38,7 @@ def write_card(path: Path, card: ModelCard, variants: list[Variant], confusion: 
     if confusion is not None and confusion.is_file():
         target = path.with_name(f"{card.name}.confusion.png")
         shutil.copyfile(confusion, target)
-        figure = f"\n![confusion matrix on the {scored} part]({target.name})\n"
+        figure = f"\n![confusion matrix on the {scored}]({target.name})\n"
     window = card.window
     rows = "\n".join(
         f"| `{v.file}` | {v.size_mb:.2f} MB | {v.max_difference:.1e} | {v.accuracy:.1%} |" for v in variants
@@ -61,7 +61,7 @@ Everything in this table is also in the ONNX file's metadata, where the service 
 
 ## Variants
 
-Accuracy on the {scored} part, each file run with onnxruntime (CPU); difference = largest
+Accuracy on the {scored}, each file run with onnxruntime (CPU); difference = largest
 absolute difference of scores and embeddings from the PyTorch model on real windows.
 
 | file | size | max \\|ONNX - PyTorch\\| | accuracy |

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from export.augment import random_linear_views
 from export.cfsem import CFSEMModel, cross_correlation_loss
-from export.config import DataSource, Optimisation, PretrainConfig
+from export.config import DataSource, Optimisation, PretrainConfig, dump_config
 from export.data import Clip, WindowDataset, clips_from_dataset
 from export.encoder import SkeletonEncoder
 from export.masking import CoarseToFineMasker, masking_state
@@ -78,6 +78,9 @@ def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     out = Path(config.experiment.output)
     try:
         clips = load_corpus(config.data, config.window)
+        if runtime.is_main:  # the run folder says how to reproduce it
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.toml").write_text(dump_config(config))
         if len(clips) < config.optim.batch_size:
             raise InputError(f"only {len(clips)} clips for batches of {config.optim.batch_size}")
         dataset = WindowDataset(clips, config.window, views=2, scale_range=(0.7, 1.3), seed=config.experiment.seed)

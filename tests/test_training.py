@@ -205,3 +205,19 @@ def test_distributed_pretraining_with_two_cpu_processes(tmp_path: Path, msr: Pat
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "pretrain" / "encoder.pt").is_file()
+
+
+def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr: Path, capsys) -> None:
+    from skeleton.dataset import SkeletonDataset
+
+    held_back = SkeletonDataset.load(msr)
+    held_back.splits["cross-subject/test"] = np.zeros(0, dtype=np.int64)
+    held_back.save(tmp_path / "held.npz")
+    config = _train_config(tmp_path, tmp_path / "held.npz", "scratch", None)
+    assert main(["train", "--config", str(config)]) == 0
+    results = json.loads((tmp_path / "scratch" / "results.json").read_text())
+    assert results["accuracy"] is None and "held back" in results["scored"]
+    # Exporting it needs the accuracy of a run with the same settings scored on validation.
+    assert main(["export", str(tmp_path / "scratch"), "--name", "held", "-o", str(tmp_path / "held.onnx")]) == 2
+    assert "--accuracy-from" in capsys.readouterr().err
+    assert not (tmp_path / "held.onnx").exists()
