@@ -100,7 +100,8 @@ def _export(args: argparse.Namespace) -> int:
     from export.data import clips_from_dataset, evaluation_windows
     from export.evaluate import head_accuracy, load_model
     from export.model_card import Variant, write_card
-    from export.onnx_export import export_model, load_classifier
+    from export.onnx_export import export_model
+    from export.runtime import classifier_from_checkpoint, read_checkpoint
     from export.supervised import choose_parts, predict_clips
     from skeleton.dataset import SkeletonDataset
 
@@ -114,7 +115,7 @@ def _export(args: argparse.Namespace) -> int:
     output = args.output or Path("models") / f"{args.name}.onnx"
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the run was scored on.
-        model, window, _, _ = load_classifier(run / "model.pt")
+        model, window, _ = classifier_from_checkpoint(read_checkpoint(run / "model.pt", ("classifier",)))
         scored = clips_from_dataset(dataset, window, parts.scored)
         measured = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
         accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored

@@ -34,6 +34,11 @@ class EncoderConfig:
     def embedding_size(self) -> int:
         return self.channels[-1]
 
+    @classmethod
+    def from_dict(cls, values: dict) -> EncoderConfig:
+        """From a checkpoint's stored config (lists come back where tuples went in)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 def partitioned_adjacency(layout: Layout) -> np.ndarray:
     """(3, J, J): self links, links towards the root, links away from it, each row-normalised."""

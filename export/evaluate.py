@@ -38,24 +38,17 @@ class LoadedModel:
 
 
 def _torch_model(path: Path) -> LoadedModel:
-    from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+    from export.encoder import EncoderConfig, SkeletonEncoder
+    from export.runtime import classifier_from_checkpoint, read_checkpoint
 
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        config = EncoderConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
-        )
-        window = WindowSpec(**checkpoint["window"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
-        raise InputError(f"{path}: not a model checkpoint ({type(e).__name__}: {e})") from None
-    encoder = SkeletonEncoder(config)
-    if checkpoint.get("kind") == "classifier":
-        labels = tuple(checkpoint["labels"])
-        network: torch.nn.Module = Classifier(encoder, len(labels))
+    checkpoint = read_checkpoint(path)
+    if checkpoint["kind"] == "classifier":
+        network, window, labels = classifier_from_checkpoint(checkpoint)
     else:
-        labels, network = (), encoder
-    network.load_state_dict(checkpoint["state_dict"])
-    network.eval()
+        network = SkeletonEncoder(EncoderConfig.from_dict(checkpoint["encoder_config"]))
+        network.load_state_dict(checkpoint["state_dict"])
+        network.eval()
+        window, labels = WindowSpec(**checkpoint["window"]), ()
 
     @torch.no_grad()
     def run(windows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
-from export.runtime import source_commit
+from export.encoder import Classifier
+from export.runtime import classifier_from_checkpoint, read_checkpoint, source_commit
 from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -38,35 +38,11 @@ class ExportReport:
     size_bytes: int
 
 
-def load_classifier(path: Path) -> tuple[Classifier, WindowSpec, tuple[str, ...], dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "classifier":
-        raise InputError(f"{path}: not a classifier checkpoint (train one with `actionrec train`)")
-    config = EncoderConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
-    )
-    labels = tuple(checkpoint["labels"])
-    model = Classifier(SkeletonEncoder(config), len(labels))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), WindowSpec(**checkpoint["window"]), labels, checkpoint
-
-
 def _write_atomic(model_proto, path: Path) -> None:
     import onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(model_proto, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        onnx.save_model(model_proto, str(temporary))
 
 
 def _with_card(model_proto, card: ModelCard):
@@ -123,7 +99,8 @@ def export_model(
 ) -> tuple[ModelCard, list[ExportReport]]:
     """Export FP32 (and the requested variants) beside each other: NAME.onnx, NAME.fp16.onnx,
     NAME.int8.onnx. Raises InputError when FP32 parity with PyTorch is not within 1e-4."""
-    model, window, labels, saved = load_classifier(checkpoint)
+    saved = read_checkpoint(checkpoint, ("classifier",))
+    model, window, labels = classifier_from_checkpoint(saved)
     if parity_windows.shape[1:] != (window.length, window.num_joints, window.dims):
         raise InputError(f"parity windows of shape {parity_windows.shape[1:]} do not fit the model's window")
     card = ModelCard(

@@ -11,14 +11,14 @@ import dataclasses
 import os
 import random
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.encoder import EncoderConfig, SkeletonEncoder
+from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -90,15 +90,8 @@ def source_commit() -> str:
 
 
 def save_atomic(payload: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def encoder_checkpoint(encoder: SkeletonEncoder, window: WindowSpec, **extra: object) -> dict:
@@ -112,9 +105,19 @@ def encoder_checkpoint(encoder: SkeletonEncoder, window: WindowSpec, **extra: ob
     }
 
 
-def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: WindowSpec) -> SkeletonEncoder:
-    """An encoder from a checkpoint, refused (before training) when its architecture or
-    window differs from the experiment's."""
+def classifier_checkpoint(model: Classifier, window: WindowSpec, labels: tuple[str, ...]) -> dict:
+    return {
+        "kind": "classifier",
+        "encoder_config": dataclasses.asdict(model.encoder.config),
+        "window": dataclasses.asdict(window),
+        "labels": list(labels),
+        "state_dict": model.state_dict(),
+        "source_commit": source_commit(),
+    }
+
+
+def read_checkpoint(path: Path, kinds: tuple[str, ...] = ("encoder", "classifier")) -> dict:
+    """A checkpoint of one of ``kinds``; InputError naming the file for anything else."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
@@ -122,11 +125,24 @@ def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: Wi
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a foreign or damaged file
         raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "encoder":
-        raise InputError(f"{path}: not an encoder checkpoint")
-    saved = EncoderConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
-    )
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in kinds:
+        raise InputError(f"{path}: not a checkpoint of {' or '.join(kinds)} (train one with `actionrec`)")
+    return checkpoint
+
+
+def classifier_from_checkpoint(checkpoint: dict) -> tuple[Classifier, WindowSpec, tuple[str, ...]]:
+    """The classifier (eval mode), its window and its labels, from a classifier checkpoint."""
+    labels = tuple(checkpoint["labels"])
+    model = Classifier(SkeletonEncoder(EncoderConfig.from_dict(checkpoint["encoder_config"])), len(labels))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), WindowSpec(**checkpoint["window"]), labels
+
+
+def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: WindowSpec) -> SkeletonEncoder:
+    """An encoder from a checkpoint, refused (before training) when its architecture or
+    window differs from the experiment's."""
+    checkpoint = read_checkpoint(path, ("encoder",))
+    saved = EncoderConfig.from_dict(checkpoint["encoder_config"])
     if saved != expected_config:
         raise InputError(
             f"{path}: checkpoint is another architecture ({saved}) than the experiment's ({expected_config})"

@@ -33,7 +33,17 @@ from export.encoder import Classifier, SkeletonEncoder
 from export.plots import plot_confusion, plot_curves
 from export.pretrain import split_indices, warmup_cosine
 from export.probe import clip_embeddings, clip_probabilities, knn_predict, linear_probe, window_outputs
-from export.runtime import Runtime, distribute, load_encoder, loader_workers, save_atomic, source_commit, start, stop
+from export.runtime import (
+    Runtime,
+    classifier_checkpoint,
+    distribute,
+    load_encoder,
+    loader_workers,
+    save_atomic,
+    source_commit,
+    start,
+    stop,
+)
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 
@@ -103,17 +113,7 @@ def run_train(config: TrainConfig) -> dict:
             # A held-back test split (Penn Action's) is empty here: the model is trained, not scored.
             predicted = predict_clips(model, scored_clips, config.window) if scored_clips else np.zeros(0, dtype=int)
             if runtime.is_main:
-                save_atomic(
-                    {
-                        "kind": "classifier",
-                        "state_dict": model.state_dict(),
-                        "encoder_config": dataclasses.asdict(config.encoder),
-                        "window": dataclasses.asdict(config.window),
-                        "labels": list(dataset.label_names),
-                        "source_commit": source_commit(),
-                    },
-                    out / "model.pt",
-                )
+                save_atomic(classifier_checkpoint(model, config.window, dataset.label_names), out / "model.pt")
         truth = np.array([c.label for c in scored_clips])
         accuracy = float((predicted == truth).mean()) if len(truth) else None
         scored = parts.scored_name if len(truth) else f"nothing (the {parts.scored_name} part is held back)"

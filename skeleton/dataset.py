@@ -18,8 +18,6 @@ never leaves half a dataset behind, and read without pickle.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
 
@@ -260,8 +259,6 @@ class SkeletonDataset:
         of the size, for moving data between machines (0.1 mm at 2 m, well under any
         sensor's noise); reading always gives float32.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
             "header": np.array(json.dumps(self.header())),
             "names": self.names,
@@ -275,17 +272,8 @@ class SkeletonDataset:
             "timestamps_ms": self.timestamps_ms,
             **{f"split/{k}": v for k, v in self.splits.items()},
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        try:
-            with os.fdopen(fd, "wb") as f:
-                (np.savez_compressed if compact else np.savez)(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as temporary, open(temporary, "wb") as f:
+            (np.savez_compressed if compact else np.savez)(f, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> SkeletonDataset:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
 from export.evaluate import evaluate, load_model, shipped_models
 from export.onnx_export import export_model
-from export.runtime import save_atomic
+from export.runtime import classifier_checkpoint, save_atomic
 from skeleton.artifact import INPUT_NAME, ModelCard
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
@@ -29,17 +28,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16))
     model = Classifier(SkeletonEncoder(config), 3).eval()
     path = tmp_path_factory.mktemp("run") / "model.pt"
-    save_atomic(
-        {
-            "kind": "classifier",
-            "state_dict": model.state_dict(),
-            "encoder_config": dataclasses.asdict(config),
-            "window": dataclasses.asdict(WINDOW),
-            "labels": ["a", "b", "c"],
-            "source_commit": "test",
-        },
-        path,
-    )
+    save_atomic(classifier_checkpoint(model, WINDOW, ("a", "b", "c")), path)
     return path
 
 
