@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA := ../shared/data
 
-.PHONY: setup test demo data clean
+.PHONY: setup test demo data image reliability clean
 
 $(BIN)/actionrec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ test: setup
 
 demo: setup
 	scripts/demo.sh $(DATA)/videos/arm_wrestling.mp4
+
+# The service image (CPU, on a Debian base made with debootstrap) built with podman; see the README.
+image: setup
+	scripts/image.sh build
+
+# The reliability suite at full scale: 30-minute soak of 8 streams, >= 10,000 fuzz cases, faults,
+# 1,000 abrupt disconnects, security. `make test` runs its short version.
+reliability: setup
+	ACTIONREC_RELIABILITY=full $(BIN)/python -m pytest tests/reliability -v -s
 
 # Every real source converted into the project's dataset format (data/ is not committed).
 data: setup

@@ -14,24 +14,8 @@ SERVER=$!
 trap 'kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
 
 # Wait for the standard health check to say SERVING (models loaded and warmed up).
-"$BIN/python" - "$PORT" <<'PY'
-import sys, time
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-channel = grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}")
-stub = health_pb2_grpc.HealthStub(channel)
-deadline = time.monotonic() + 120
-while True:
-    try:
-        if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
-            break
-    except grpc.RpcError:
-        pass
-    if time.monotonic() > deadline:
-        sys.exit("the server did not become healthy within 120 s (see out/demo/server.log)")
-    time.sleep(0.5)
-PY
+"$BIN/actionrec" health --server "127.0.0.1:$PORT" --wait 120 >/dev/null \
+    || { echo "the server did not become healthy within 120 s (see out/demo/server.log)" >&2; exit 1; }
 
 "$BIN/actionrec" client "$CLIP" --server "127.0.0.1:$PORT" --json --max-people 2 --out out/demo/annotated.mp4
 echo "annotated video: out/demo/annotated.mp4; server log: out/demo/server.log" >&2

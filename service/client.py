@@ -19,6 +19,7 @@ import cv2
 import grpc
 import numpy as np
 
+from service.channels import call_metadata, make_channel
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from skeleton.errors import InputError
@@ -80,20 +81,6 @@ def open_source(source: str) -> Source:
     info = probe_video(path)
     frames = ((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ts) for rgb, ts in read_frames(path))
     return Source(frames, info.fps, live=False)
-
-
-def make_channel(target: str, tls_ca: Path | None = None, lb_policy: str = "") -> grpc.Channel:
-    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-    if lb_policy:
-        options.append(("grpc.service_config", json.dumps({"loadBalancingConfig": [{lb_policy: {}}]})))
-    if tls_ca is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
-        return grpc.secure_channel(target, credentials, options=options)
-    return grpc.insecure_channel(target, options=options)
-
-
-def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def event_json(event: pb.ActionEvent) -> dict:

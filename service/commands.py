@@ -77,7 +77,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(serve, "--actions-file", "where enrolled custom actions are kept (default: user state dir)", type=Path)
     _env_option(serve, "--tls-cert", "TLS certificate chain (PEM); with --tls-key", type=Path)
     _env_option(serve, "--tls-key", "TLS private key (PEM)", type=Path)
-    _env_option(serve, "--auth-token", "require 'authorization: Bearer TOKEN' on every call but health")
+    _env_option(
+        serve, "--auth-token", "require 'authorization: Bearer TOKEN' on every call but health (empty: no auth)"
+    )
     _env_option(serve, "--metrics-port", "serve Prometheus metrics on this port (default: off)", type=int)
     _env_option(serve, "--drain-seconds", "on SIGTERM, time for open streams to finish", "30", type=float)
     _env_option(serve, "--log-level", "debug, info, warning or error", "info")
@@ -105,6 +107,18 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(client, "--tls-ca", "CA certificate (PEM) to verify a TLS server with", type=Path)
     client.add_argument("--lb", default="", help="client-side load balancing policy, e.g. round_robin")
     client.set_defaults(handler=_client)
+
+    health = subcommands.add_parser(
+        "health",
+        help="ask a server's standard health service whether it is SERVING (exit 0) or not (exit 1)",
+        description="Check a server with grpc.health.v1 (a container's HEALTHCHECK, a start-up script's wait)."
+        " Prints the status; exits 0 when SERVING, 1 otherwise.",
+    )
+    _env_option(health, "--server", "HOST:PORT", "localhost:50051")
+    _env_option(health, "--tls-ca", "CA certificate (PEM) to verify a TLS server with", type=Path)
+    health.add_argument("--service", default="", help="a service's name (default: the whole server)")
+    health.add_argument("--wait", type=float, default=0.0, help="keep asking this many seconds until SERVING")
+    health.set_defaults(handler=_health)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -134,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
         actions_file=args.actions_file or default_actions_file(),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        auth_token=args.auth_token,
+        auth_token=args.auth_token or None,  # an empty variable (compose's default) means no auth
         metrics_port=args.metrics_port,
         drain_seconds=args.drain_seconds,
     )
@@ -151,6 +165,14 @@ def _serve(args: argparse.Namespace) -> int:
     stop.wait()
     server.drain()
     return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from service.channels import wait_until_serving
+
+    status = wait_until_serving(args.server, args.wait, args.tls_ca, args.service)
+    print(status)
+    return 0 if status == "SERVING" else 1
 
 
 def _client(args: argparse.Namespace) -> int:
