@@ -33,14 +33,12 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.loadgen import StreamResult, frame_stream, paced, run_stream, run_streams
 from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_frames, waving_person
 
 CLIP = VIDEOS / "arm_wrestling.mp4"
@@ -50,50 +48,6 @@ SECTIONS = ("throughput", "latency", "cameras", "skeletons", "memory")
 # ---------------------------------------------------------------- clients
 
 
-@dataclass
-class StreamResult:
-    final: pb.StreamStats | None = None
-    latencies_ms: list[float] = field(default_factory=list)
-    events: int = 0
-    send_lag_s: float = 0.0  # how far behind real time the sender fell (0 when not paced)
-    finished: float = 0.0  # time.monotonic() of the final statistics
-    error: str = ""
-
-
-def run_stream(address: str, requests, result: StreamResult, skeletons: bool = False, deadline_s=3600.0) -> None:
-    channel = grpc.insecure_channel(address)
-    api = pb_grpc.ActionRecognitionStub(channel)
-    call = api.StreamSkeletons if skeletons else api.StreamFrames
-    try:
-        for response in call(requests, timeout=deadline_s):
-            kind = response.WhichOneof("kind")
-            if kind == "event":
-                result.events += 1
-                result.latencies_ms.append(response.event.stats.latency_ms)
-            elif kind == "stats" and response.stats.final:
-                result.final = response.stats
-        result.finished = time.monotonic()
-    except Exception as e:  # a failed stream is reported in the figures, not raised
-        result.error = str(e)
-    finally:
-        channel.close()
-
-
-def paced(items, timestamps_ms, realtime: bool, result: StreamResult, first=None):
-    """``items`` at their timestamps (in real time) when ``realtime``, else as fast as taken."""
-    if first is not None:
-        yield first
-    started = time.monotonic()
-    for item, timestamp in zip(items, timestamps_ms):
-        if realtime:
-            delay = started + timestamp / 1000.0 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                result.send_lag_s = max(result.send_lag_s, -delay)
-        yield item
-
-
 def stream_config(base: pb.StreamConfig, **fields) -> pb.StreamConfig:
     """``base`` (what every stream of the run asks for) with ``fields`` set."""
     config = pb.StreamConfig()
@@ -101,32 +55,6 @@ def stream_config(base: pb.StreamConfig, **fields) -> pb.StreamConfig:
     for name, value in fields.items():
         setattr(config, name, value)
     return config
-
-
-def frame_stream(frames, config: pb.StreamConfig, result: StreamResult, fps=28.0, realtime=False, seconds=0.0):
-    """The clip's frames, looped for ``seconds``, stamped at ``fps``; sent in real time or as fast as taken."""
-    count = max(len(frames), round(seconds * fps))
-    timestamps = [round(i * 1000.0 / fps) for i in range(count)]
-    messages = (
-        pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=t, encoded=frames[i % len(frames)][0]))
-        for i, t in enumerate(timestamps)
-    )
-    return paced(messages, timestamps, realtime, result, pb.StreamFramesRequest(config=config))
-
-
-def run_streams(
-    address: str, make_requests, count: int, skeletons: bool = False, deadline_s: float = 3600.0
-) -> tuple[list[StreamResult], float]:
-    results = [StreamResult() for _ in range(count)]
-    threads = [
-        threading.Thread(target=run_stream, args=(address, make_requests(r), r, skeletons, deadline_s)) for r in results
-    ]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, time.monotonic() - started
 
 
 def percentile(values: list[float], q: float) -> float:
