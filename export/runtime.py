@@ -139,16 +139,31 @@ def classifier_from_checkpoint(checkpoint: dict) -> tuple[Classifier, WindowSpec
 
 
 def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: WindowSpec) -> SkeletonEncoder:
-    """An encoder from a checkpoint, refused (before training) when its architecture or
-    window differs from the experiment's."""
+    """An encoder from a checkpoint, refused (before training) when its architecture or its
+    input (joint layout, 2-D or 3-D) differs from the experiment's.
+
+    Window length, frame rate and normalisation may differ: the encoder is convolutional in time
+    and pools over it, so its weights take any length, and fine-tuning adapts them to another
+    rate or normalisation. The difference is printed, since it is a choice, not an accident."""
     checkpoint = read_checkpoint(path, ("encoder",))
     saved = EncoderConfig.from_dict(checkpoint["encoder_config"])
     if saved != expected_config:
         raise InputError(
             f"{path}: checkpoint is another architecture ({saved}) than the experiment's ({expected_config})"
         )
-    if WindowSpec(**checkpoint["window"]) != expected_window:
-        raise InputError(f"{path}: checkpoint was trained on other windows ({checkpoint['window']})")
+    saved_window = WindowSpec(**checkpoint["window"])
+    if (saved_window.layout, saved_window.dims) != (expected_window.layout, expected_window.dims):
+        raise InputError(f"{path}: checkpoint was trained on other input ({checkpoint['window']})")
+    changed = {
+        name: (getattr(saved_window, name), getattr(expected_window, name))
+        for name in ("length", "fps", "normalization")
+        if getattr(saved_window, name) != getattr(expected_window, name)
+    }
+    if changed:
+        print(
+            f"{path}: pretrained on other windows, adapted by fine-tuning: "
+            + ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
+        )
     encoder = SkeletonEncoder(saved)
     try:
         encoder.load_state_dict(checkpoint["state_dict"])
