@@ -180,3 +180,9 @@ def test_compose_builds_this_dockerfile_and_scrapes_the_metrics_port() -> None:
     assert targets == [f"actionrec:{metrics_port}"]
     # compose's default GPU base is the Dockerfile's: one place to change it, checked here.
     assert f"ARG BASE_IMAGE={service['build']['args']['BASE_IMAGE'].split(':-')[1].rstrip('}')}" in dockerfile
+
+
+def test_the_image_exits_with_a_clear_error_when_its_model_is_missing(image: str) -> None:
+    result = _podman("run", "--rm", "--env", "ACTIONREC_MODELS=no-such-model", image, check=False, timeout=180)
+    assert result.returncode == 2
+    assert "no-such-model.onnx: no such model file" in result.stderr
