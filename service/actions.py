@@ -5,11 +5,14 @@ one model, live in different spaces): its examples' embeddings are kept, and its
 their normalised mean. Actions are grouped in named action sets; a stream names the set it
 wants matched. Everything is kept in one JSON file, rewritten atomically (temporary file,
 fsync, rename) on every change, so enrolled actions survive a restart or a crash mid-write.
+A starting server opens the file with ``open_store``: a damaged file is set aside, not fatal.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -21,6 +24,8 @@ import numpy as np
 
 from service.errors import NotFound
 from skeleton.errors import InputError
+
+log = logging.getLogger(__name__)
 
 FILE_FORMAT = "actionrec-actions"
 FILE_VERSION = 1
@@ -87,6 +92,19 @@ class Prototypes:
         return [(self.names[i], float(similarity[i])) for i in best]
 
 
+class DamagedStore(InputError):
+    """The actions file was read, but it is not a store of this version (cut short, edited by
+    hand, another program's file)."""
+
+
+def _fsync_directory(folder: Path) -> None:
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # a rename or unlink in it survives a crash
+    finally:
+        os.close(directory)
+
+
 class ActionStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -98,12 +116,16 @@ class ActionStore:
 
     def _load(self) -> None:
         try:
-            data = json.loads(self.path.read_text())
-            if data.get("format") != FILE_FORMAT or data.get("version") != FILE_VERSION:
+            content = self.path.read_bytes()
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot read the enrolled actions ({e.strerror or e})") from None
+        try:
+            data = json.loads(content)
+            if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or data.get("version") != FILE_VERSION:
                 raise ValueError(f"not a {FILE_FORMAT} file of version {FILE_VERSION}")
             actions = [EnrolledAction.from_json(item) for item in data["actions"]]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{self.path}: unreadable enrolled actions ({type(e).__name__}: {e})") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise DamagedStore(f"{self.path}: unreadable enrolled actions ({type(e).__name__}: {e})") from None
         self._actions = {(a.model, a.action_set, a.action): a for a in actions}
 
     def _save(self) -> None:
@@ -124,11 +146,7 @@ class ActionStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a crash
-        finally:
-            os.close(directory)
+        _fsync_directory(self.path.parent)
         self._prototypes.clear()
 
     def enroll(
@@ -196,3 +214,40 @@ class ActionStore:
         stale = [a for a in self.list(model, action_set)]
         hint = f" ({len(stale)} enrolled with another version of the model: enrol them again)" if stale else ""
         raise NotFound(f"action set {action_set!r} has no actions for model {model!r}{hint}")
+
+
+def open_store(path: Path) -> ActionStore:
+    """The enrolled actions for a starting server. A damaged file must not keep the server and
+    its models down, nor be lost: it is moved aside (``set_aside``) with a warning, and the
+    server starts with no enrolled actions; the next enrolment writes a fresh file. A file that
+    cannot be read at all (permissions, a folder) still stops the start: writing would fail too."""
+    try:
+        return ActionStore(path)
+    except DamagedStore as e:
+        backup = set_aside(Path(path))
+        log.warning(
+            "enrolled actions file damaged: set aside, starting with no enrolled actions",
+            extra={"fields": {"path": str(path), "backup": str(backup), "error": str(e)}},
+        )
+        return ActionStore(path)
+
+
+def set_aside(path: Path) -> Path:
+    """Move ``path`` to ``NAME.corrupt-<UTC time>`` beside it (``.1``, ``.2``, ... after the time
+    when that is taken): the copy is created exclusively, so no earlier backup is ever replaced,
+    and flushed to disk before the original goes."""
+    content = path.read_bytes()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    names = (f"{path.name}.corrupt-{stamp}" + (f".{n}" if n else "") for n in itertools.count())
+    for backup in map(path.with_name, names):
+        try:
+            with open(backup, "xb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            break
+        except FileExistsError:
+            continue  # an earlier backup's name: the next one
+    path.unlink()
+    _fsync_directory(path.parent)
+    return backup

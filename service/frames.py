@@ -23,6 +23,9 @@ _JPEG_EOI = b"\xff\xd9"
 # Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _TRAILER_SLACK = 64  # bytes some encoders leave after the end marker
+# MediaPipe keeps time in int64 microseconds, the windower in float64 milliseconds, and events
+# report int64 milliseconds: within 2**53 ms either way (285,000 years) all hold a timestamp exactly.
+MAX_TIMESTAMP_MS = 2**53
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,18 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def check_timestamp(timestamp_ms: int) -> None:
+    """InputError for a timestamp (of an image or a skeleton frame) beyond ``MAX_TIMESTAMP_MS``."""
+    if abs(timestamp_ms) > MAX_TIMESTAMP_MS:
+        raise InputError(f"the timestamp is beyond the limit of ±{MAX_TIMESTAMP_MS} ms")
+
+
 def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = None) -> IncomingFrame:
     """Check one ``actionrec.v1.Frame`` on arrival (InputError naming the frame when it is bad)."""
     arrived = time.monotonic() if arrived is None else arrived
     kind = frame.WhichOneof("image")
     try:
+        check_timestamp(frame.timestamp_ms)
         if kind == "encoded":
             data = frame.encoded
             if not data:

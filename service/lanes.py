@@ -102,12 +102,19 @@ class Lane(Generic[T]):
             self._release()
 
     def _run_turn(self) -> None:
-        for _ in range(self._turn):
-            with self._lock:
-                item = self._items.popleft()[0] if self._items and not self._closed else None
-            if item is None:
-                break
-            self._process(item)
+        try:
+            for _ in range(self._turn):
+                with self._lock:
+                    item = self._items.popleft()[0] if self._items and not self._closed else None
+                if item is None:
+                    break
+                self._process(item)
+        finally:
+            # Even when ``process`` raised, the lane takes its next turn or is released: left
+            # marked as running, it would never run again and its stream would hang.
+            self._end_turn()
+
+    def _end_turn(self) -> None:
         with self._lock:
             more = bool(self._items) and not self._closed
             self._scheduled = more

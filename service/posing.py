@@ -8,17 +8,27 @@ landmarks (metres, camera axes) for a 3-D one; the shared core maps them to its 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from service.errors import Unavailable
 from service.frames import IncomingFrame, decode_frame
 from service.metrics import Metrics
+from skeleton.errors import InputError
 from skeleton.pose.estimator import POSE_LAYOUT, PoseEstimator
 from skeleton.pose.tracker import PersonTracker
 from skeleton.pose.video import resize_to_width
 from skeleton.windows import WindowSpec, to_model_space
+
+log = logging.getLogger(__name__)
+
+
+class PoseFailed(Unavailable):
+    """The pose estimator of one stream (or clip) failed: the server's fault, not the caller's,
+    and that estimator's state is lost; a new stream gets a new one."""
 
 
 def pose_coordinate_space(spec: WindowSpec) -> str:
@@ -51,7 +61,7 @@ class FramePoser:
         rgb = decode_frame(frame)
         decoded = time.monotonic()
         small = resize_to_width(rgb, self.pose_width)
-        people = self.estimator.estimate(small, frame.timestamp_ms, (rgb.shape[1], rgb.shape[0]))
+        people = self._estimate(small, frame.timestamp_ms, (rgb.shape[1], rgb.shape[0]))
         posed = time.monotonic()
         ids = self.tracker.update([p.image_xy for p in people], [p.visibility for p in people], frame.timestamp_ms)
         count = len(people)
@@ -67,6 +77,17 @@ class FramePoser:
             stage.labels(stage="decode").observe(decoded - started)
             stage.labels(stage="pose").observe(posed - decoded)
         return PosedFrame(frame.timestamp_ms, ids, image_xy, visibility, model_coords)
+
+    def _estimate(self, rgb: np.ndarray, timestamp_ms: int, frame_size: tuple[int, int]):
+        try:
+            return self.estimator.estimate(rgb, timestamp_ms, frame_size)
+        except InputError:
+            raise
+        except BaseException as e:
+            # Whatever the backend raises (even what is not an Exception) ends this stream with a
+            # clear status: it must not escape into the pose worker, whose thread other streams share.
+            log.error("pose estimation failed", exc_info=e)
+            raise PoseFailed(f"pose estimation failed on this stream ({type(e).__name__}); reconnect") from e
 
     def close(self) -> None:
         self.estimator.close()

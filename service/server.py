@@ -22,7 +22,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.actions import DEFAULT_SET, ActionStore, EnrolledAction, check_name
+from service.actions import DEFAULT_SET, EnrolledAction, check_name, open_store
 from service.auth import TokenAuth
 from service.batcher import Batcher
 from service.clips import answer_clip
@@ -135,7 +135,10 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         context.set_trailing_metadata(((REPLICA_HEADER, self.server.config.replica_id),))
         try:
             runtime = self.server.runtime_for_calls()
-            first = next(requests, None)
+            try:
+                first = next(requests, None)
+            except grpc.RpcError:  # the client went away (cancelled, or its deadline passed) before a word
+                return
             if first is None:  # the client closed before configuring anything
                 return
             if first.WhichOneof("kind") != "config":
@@ -343,7 +346,7 @@ class ActionServer:
         models = ModelRegistry.load(
             config.models, config.models_dir, config.default_model, config.onnx_threads, config.max_batch
         )
-        actions = ActionStore(config.actions_file)
+        actions = open_store(config.actions_file)  # a damaged file is set aside, not fatal
         estimator = self._estimator_factory(1)  # a bad pose model fails here, not in the first stream
         try:
             estimator.estimate(np.zeros((64, 64, 3), dtype=np.uint8), 0)

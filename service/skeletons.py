@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.frames import check_timestamp
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
 from skeleton.mapping import layout_mapping
@@ -13,6 +14,9 @@ from skeleton.pose.tracker import PersonTracker
 from skeleton.windows import WindowSpec, to_model_space
 
 COORDINATE_SPACES = ("image", "camera", "world")
+# Far beyond any pixel or metre a skeleton is given in; larger values overflow float32 distances
+# in the tracker and normalisation (the answer would be NaN), so they are refused as bad input.
+MAX_COORDINATE = 1e6
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class SkeletonParser:
             raise InputError(f"skeleton frame {index} (t={frame.timestamp_ms} ms): {e}") from None
 
     def _parse(self, frame) -> dict[int, np.ndarray]:
+        check_timestamp(frame.timestamp_ms)
         people = frame.people
         if len(people) > self.max_people:
             raise InputError(f"{len(people)} people, over the limit of {self.max_people}")
@@ -81,6 +86,8 @@ class SkeletonParser:
                 confidence[p] = person.confidence
         if not np.isfinite(coords).all():
             raise InputError("coordinates must be finite (mark a missing joint with confidence 0, not NaN)")
+        if np.abs(coords).max() > MAX_COORDINATE:
+            raise InputError(f"coordinates must be within ±{MAX_COORDINATE:g}")
         if not (np.isfinite(confidence).all() and (confidence >= 0).all() and (confidence <= 1).all()):
             raise InputError("confidences must be in [0, 1]")
         with_id = [person.HasField("track_id") for person in people]

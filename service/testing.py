@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -83,6 +83,49 @@ def frame_requests(config: pb.StreamConfig, frames: list[tuple[bytes, int]]) -> 
     yield pb.StreamFramesRequest(config=config)
     for data, timestamp in frames:
         yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=data))
+
+
+def skeleton_requests(config: pb.SkeletonStreamConfig, frames) -> Iterator[pb.StreamSkeletonsRequest]:
+    yield pb.StreamSkeletonsRequest(config=config)
+    for frame in frames:
+        yield pb.StreamSkeletonsRequest(frame=frame)
+
+
+def wait_until(condition, seconds: float = 10.0) -> bool:
+    """Poll ``condition()`` until it holds (True) or ``seconds`` have passed (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path  # the certificate authority a client trusts
+    cert: Path  # the server's certificate, signed by ``ca``, for localhost and 127.0.0.1
+    key: Path  # its private key
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """A throwaway certificate authority and a server certificate it signed (openssl, EC keys,
+    valid for a day), in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca_key = folder / "ca-key.pem"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+    commands = [
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", files.ca, "-subj", f"/CN=actionrec test CA {folder.name}"]
+        + ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+        ["req", "-x509", *ec, "-CA", files.ca, "-CAkey", ca_key, "-keyout", files.key, "-out", files.cert]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        + ["-addext", "basicConstraints=critical,CA:FALSE"],
+    ]
+    for arguments in commands:
+        subprocess.run(["openssl", *map(str, arguments)], check=True, capture_output=True, timeout=60)
+    return files
 
 
 # A stick figure in the vocabulary's joint names (x right, y down, in torso lengths): every other
@@ -163,6 +206,7 @@ class ServerProcess:
             command, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
         )
         self.logs: list[dict] = []
+        self.output: list[str] = []  # every stderr line, JSON or not
         self.port = int(self._wait_for("listening")["address"].rsplit(":", 1)[1])
         self._wait_for("serving")
         self.address = f"127.0.0.1:{self.port}"
@@ -173,6 +217,7 @@ class ServerProcess:
             line = self.process.stderr.readline()
             if not line:
                 raise RuntimeError(f"the server exited ({self.process.poll()}) before {message!r}: {self.logs}")
+            self.output.append(line)
             if line.startswith("{"):
                 entry = json.loads(line)
                 self.logs.append(entry)
@@ -193,7 +238,9 @@ class ServerProcess:
             self.process.kill()
         self.process.wait(30)
         if not self.process.stderr.closed:
-            self.logs += [json.loads(line) for line in self.process.stderr if line.startswith("{")]
+            rest = self.process.stderr.readlines()
+            self.output += rest
+            self.logs += [json.loads(line) for line in rest if line.startswith("{")]
             self.process.stderr.close()
 
     def __enter__(self) -> ServerProcess:

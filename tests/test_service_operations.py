@@ -27,7 +27,15 @@ from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.server import REPLICA_HEADER, SERVICE_NAME
-from service.testing import VIDEOS, ServerProcess, encoded_frames, models_for_development, running_server
+from service.testing import (
+    VIDEOS,
+    ServerProcess,
+    TlsFiles,
+    encoded_frames,
+    make_tls_files,
+    models_for_development,
+    running_server,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -40,28 +48,18 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
-        + ["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
+def tls_files(tmp_path_factory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
 def secured(models_dir: Path, tls_files, tmp_path_factory) -> Iterator:
     """A server with TLS, a token and metrics, all at once."""
-    cert, key = tls_files
     config = ServerConfig(
         models_dir=models_dir,
         actions_file=tmp_path_factory.mktemp("state") / "actions.json",
-        tls_cert=cert,
-        tls_key=key,
+        tls_cert=tls_files.cert,
+        tls_key=tls_files.key,
         auth_token=TOKEN,
         metrics_port=0,
     )
@@ -69,12 +67,12 @@ def secured(models_dir: Path, tls_files, tmp_path_factory) -> Iterator:
         yield server
 
 
-def _secure_stub(server, cert: Path) -> pb_grpc.ActionRecognitionStub:
-    return pb_grpc.ActionRecognitionStub(make_channel(f"127.0.0.1:{server.port}", tls_ca=cert))
+def _secure_stub(server, ca: Path) -> pb_grpc.ActionRecognitionStub:
+    return pb_grpc.ActionRecognitionStub(make_channel(f"127.0.0.1:{server.port}", tls_ca=ca))
 
 
 def test_token_auth_refuses_missing_and_wrong_tokens_but_not_health(secured, tls_files) -> None:
-    api = _secure_stub(secured, tls_files[0])
+    api = _secure_stub(secured, tls_files.ca)
     request = pb.GetModelInfoRequest()
     for metadata, message in (((), "missing authorization"), ((("authorization", "Bearer nope"),), "wrong token")):
         with pytest.raises(grpc.RpcError) as error:
@@ -85,7 +83,7 @@ def test_token_auth_refuses_missing_and_wrong_tokens_but_not_health(secured, tls
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
     info = api.GetModelInfo(request, metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=TIMEOUT)
     assert info.name == "sports2d"
-    health = health_pb2_grpc.HealthStub(make_channel(f"127.0.0.1:{secured.port}", tls_ca=tls_files[0]))
+    health = health_pb2_grpc.HealthStub(make_channel(f"127.0.0.1:{secured.port}", tls_ca=tls_files.ca))
     answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=TIMEOUT)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -98,7 +96,7 @@ def test_tls_server_refuses_a_plaintext_client(secured) -> None:
 
 
 def test_metrics_count_frames_streams_and_batches(secured, tls_files) -> None:
-    api = _secure_stub(secured, tls_files[0])
+    api = _secure_stub(secured, tls_files.ca)
     frames = encoded_frames(VIDEOS / "arm_wrestling.mp4", 56)
 
     def requests():

@@ -4,6 +4,7 @@ model registry and the enrolled-action store."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from service.actions import ActionStore
+from service.actions import ActionStore, open_store
 from service.batcher import Batcher
 from service.devmodel import build_model, sports2d_card
 from service.errors import NotFound, Overloaded
@@ -267,11 +268,28 @@ def test_action_store_survives_a_restart_and_keys_actions_by_model_version(tmp_p
     assert json.loads(path.read_text())["format"] == "actionrec-actions"
 
 
-def test_action_store_refuses_a_damaged_file_and_bad_names(tmp_path: Path) -> None:
+def test_a_damaged_action_store_is_refused_by_the_store_and_set_aside_at_start_up(tmp_path: Path, caplog) -> None:
     path = tmp_path / "actions.json"
-    path.write_text('{"format": "actionrec-actions", "version": 1, "actions": [{"model": 1}]}')
+    damaged = ['{"format": "actionrec-actions", "version": 1, "actions": [{"model": 1}]}', '{"format": "actionrec-']
+    path.write_text(damaged[0])
     with pytest.raises(InputError, match="unreadable enrolled actions"):
         ActionStore(path)
+    for content in damaged:  # twice, most likely within one second: two backups all the same
+        path.write_text(content)
+        with caplog.at_level(logging.WARNING, logger="service.actions"):
+            assert open_store(path).list() == []
+        assert not path.exists()
+    backups = sorted(tmp_path.glob("actions.json.corrupt-*"))
+    assert sorted(b.read_text() for b in backups) == sorted(damaged)
+    assert [r.message for r in caplog.records].count(
+        "enrolled actions file damaged: set aside, starting with no enrolled actions"
+    ) == 2
+    open_store(path).enroll("sports2d", "v1", "gym", "wave", np.ones((1, 4)))  # a fresh file
+    assert [a.action for a in ActionStore(path).list()] == ["wave"]
+    assert sorted(b.read_text() for b in tmp_path.glob("actions.json.corrupt-*")) == sorted(damaged)
+
+
+def test_action_store_refuses_bad_names(tmp_path: Path) -> None:
     store = ActionStore(tmp_path / "fresh.json")
     for bad in ("", " padded", "x" * 65, "tab\there"):
         with pytest.raises(InputError, match="must be 1 to 64 printable"):

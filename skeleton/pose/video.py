@@ -28,7 +28,7 @@ def resize_to_width(rgb: np.ndarray, width: int) -> np.ndarray:
     """Shrink to ``width`` pixels (aspect kept); pose runs faster and landmarks are normalised."""
     if width <= 0 or rgb.shape[1] <= width:
         return rgb
-    height = round(rgb.shape[0] * width / rgb.shape[1])
+    height = max(1, round(rgb.shape[0] * width / rgb.shape[1]))  # a very wide strip keeps one row
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
 
