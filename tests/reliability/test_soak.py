@@ -1,0 +1,76 @@
+"""Soak: eight real-clip camera streams through a server process, in real time.
+
+Short run 2 minutes, full run (``ACTIONREC_RELIABILITY=full``) 30 minutes. No stream may fail,
+every frame that entered must be accounted for (processed, skipped by design, or dropped with a
+reason), and the server's resident memory may grow by less than 5 % after the warm-up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.loadgen import StreamResult, frame_stream, run_stream
+from service.testing import VIDEOS, ServerProcess, encoded_frames
+from tests.reliability.conftest import FULL
+
+STREAMS = 8
+SOAK_S = 1800.0 if FULL else 120.0
+WARMUP_S = 60.0 if FULL else 30.0  # sessions, landmarkers, batch shapes and allocator pools settle
+SAMPLE_S = 5.0
+
+
+def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_dir: Path, tmp_path: Path) -> None:
+    frames = encoded_frames(VIDEOS / "arm_wrestling.mp4", 280)
+    results = [StreamResult() for _ in range(STREAMS)]
+    with ServerProcess(models_dir, tmp_path) as server:
+        threads = [
+            threading.Thread(
+                target=run_stream,
+                args=(
+                    server.address,
+                    frame_stream(
+                        frames,
+                        pb.StreamConfig(stream_id=f"soak-{i}", max_people=2),
+                        result,
+                        realtime=True,
+                        seconds=SOAK_S,
+                    ),
+                    result,
+                ),
+                kwargs={"deadline_s": SOAK_S + 300},
+            )
+            for i, result in enumerate(results)
+        ]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        samples: list[tuple[float, float]] = []  # (seconds since start, RSS MiB) while every stream is open
+        while all(thread.is_alive() for thread in threads) and time.monotonic() - started < SOAK_S - SAMPLE_S:
+            time.sleep(SAMPLE_S)
+            samples.append((time.monotonic() - started, server.rss_mib()))
+        for thread in threads:
+            thread.join(SOAK_S + 300)
+        assert server.process.poll() is None, "the server died during the soak"
+
+    for result in results:
+        assert not result.error, result.error
+        final = result.final
+        assert final is not None and final.final
+        assert final.frames_received == result.sent  # nothing lost between client and server
+        dropped = sum(final.frames_dropped.values())
+        assert final.frames_processed + final.frames_skipped + dropped == final.frames_received
+        assert set(final.frames_dropped) <= {"queue_full"}, dict(final.frames_dropped)  # load, never a failure
+        assert result.events > 0
+    after_warmup = next(rss for t, rss in samples if t >= WARMUP_S)
+    at_end = samples[-1][1]
+    growth = (at_end - after_warmup) / after_warmup
+    received = sum(r.final.frames_received for r in results)
+    dropped = sum(sum(r.final.frames_dropped.values()) for r in results)
+    print(
+        f"soak: {STREAMS} streams x {SOAK_S:.0f} s; RSS {after_warmup:.0f} MiB after {WARMUP_S:.0f} s,"
+        f" {at_end:.0f} MiB at {samples[-1][0]:.0f} s ({growth:+.1%}); frames received {received}, dropped {dropped}"
+    )
+    assert growth < 0.05
