@@ -23,7 +23,7 @@ import torch
 from export.config import TrainConfig, load_config
 from export.data import clips_from_dataset, evaluation_windows
 from export.encoder import Classifier, SkeletonEncoder
-from skeleton.artifact import INPUT_NAME
+from skeleton.artifact import INPUT_NAME, ModelCard
 from skeleton.dataset import SkeletonDataset
 from skeleton.readers import read_source
 
@@ -52,10 +52,12 @@ def _median_rates(runners: dict, batch: np.ndarray, repeats: int) -> dict[str, f
 
 
 def benchmark(name: str, repeats: int, data_dir: Path | None = None) -> list[dict]:
-    config = load_config(ROOT / "configs" / "train" / f"{name}.toml", TrainConfig)
+    config = load_config(ROOT / "configs" / "train" / f"{name}.toml", TrainConfig)  # the architecture
+    shipped = onnxruntime.InferenceSession(str(ROOT / "models" / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    window = ModelCard.from_metadata(shipped.get_modelmeta().custom_metadata_map, name).window  # what it takes
     fmt, folder, converted = SOURCES[name]
     dataset = SkeletonDataset.load(data_dir / converted) if data_dir else read_source(fmt, DATA / folder)
-    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, range(64)), config.window)
+    windows, _ = evaluation_windows(clips_from_dataset(dataset, window, range(64)), window)
     windows = np.concatenate([windows] * (1 + 128 // len(windows)))[:128]
     torch_model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
     options = onnxruntime.SessionOptions()
