@@ -8,7 +8,6 @@ else: each bad-input test ends by checking that the server still serves a good s
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,9 @@ from service.testing import (
     models_for_development,
     running_server,
     skeleton_frames,
+    skeleton_requests,
     stub,
+    wait_until,
     waving_person,
 )
 
@@ -109,12 +110,6 @@ def waving_skeletons(seconds: float = 4.0, fps: float = 30.0, people: int = 2, s
     times = np.round(np.arange(round(seconds * fps)) * 1000 / fps).astype(int)
     persons = [waving_person("mediapipe33", times, speed, offset=(150.0 + 300 * p, 240.0)) for p in range(people)]
     return skeleton_frames(persons, times)
-
-
-def skeleton_requests(config: pb.SkeletonStreamConfig, frames) -> Iterator[pb.StreamSkeletonsRequest]:
-    yield pb.StreamSkeletonsRequest(config=config)
-    for frame in frames:
-        yield pb.StreamSkeletonsRequest(frame=frame)
 
 
 def assert_still_serving(api) -> None:
@@ -426,20 +421,11 @@ class _HeldOpen:
         self.stop.wait(TIMEOUT)
 
 
-def _wait_for(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_one_stream_too_many_gets_resource_exhausted(api, server: ActionServer) -> None:
     held = [_HeldOpen(pb.StreamSkeletonsRequest(config=pb.SkeletonStreamConfig())) for _ in range(MAX_STREAMS)]
     calls = [api.StreamSkeletons(iter(h), timeout=TIMEOUT) for h in held]
     try:
-        assert _wait_for(lambda: server.runtime.slots.open == MAX_STREAMS)
+        assert wait_until(lambda: server.runtime.slots.open == MAX_STREAMS)
         code, details = status_of(_skeleton_stream(api, pb.SkeletonStreamConfig(), []))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and f"{MAX_STREAMS} streams open" in details
     finally:
@@ -455,11 +441,11 @@ def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, server: ActionS
     held = _HeldOpen(pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="vanishing")), frames)
     call = api.StreamFrames(iter(held), timeout=TIMEOUT)
     try:
-        assert _wait_for(
+        assert wait_until(
             lambda: len(server.sessions) == 1 and next(iter(server.sessions)).stats().frames_received == 10
         )
         call.cancel()  # the client goes away without closing its stream
-        assert _wait_for(lambda: not server.sessions and server.runtime.slots.open == 0)
+        assert wait_until(lambda: not server.sessions and server.runtime.slots.open == 0)
     finally:
         held.stop.set()
     assert_still_serving(api)
