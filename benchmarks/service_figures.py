@@ -33,6 +33,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -193,29 +194,44 @@ def _sustained(results: list[StreamResult], last_sent_lag: float = 1.0) -> bool:
     return bool(latencies) and percentile(latencies, 99) < 1000
 
 
-def cameras(models_dir: Path, state: Path, frames, base, seconds: float) -> dict:
-    """30 fps camera streams on a server pinned to one core (the client runs on the others)."""
+def _most_sustained_on_one_core(
+    models_dir: Path, state: Path, counts, trial: Callable[[ServerProcess, int], bool], *serve_flags: str
+) -> int:
+    """The largest of ``counts`` (tried in order, stopping at the first failure) for which
+    ``trial(server, count)`` keeps up, with the server pinned to the first core and one pose
+    worker, and this process (the clients) on the others."""
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, set(cores[1:]) or set(cores))
-    rows, best = {}, 0
+    best = 0
     try:
-        with ServerProcess(models_dir, state, "--workers", "1", prefix=["taskset", "-c", str(cores[0])]) as server:
-            config = stream_config(base, frame_rate_hint=30)
-            for count in range(1, 9):
-                results, _ = run_streams(
-                    server.address, lambda r: frame_stream(frames, config, r, 30.0, True, seconds), count
-                )
-                ok = _sustained(results)
-                dropped = sum(sum(r.final.frames_dropped.values()) for r in results if r.final)
-                latencies = [v for r in results for v in r.latencies_ms]
-                rows[count] = {"sustained": ok, "dropped": dropped, "p99_ms": percentile(latencies, 99)}
-                verdict = "kept up" if ok else "fell behind"
-                print(f"  {count} camera streams: {verdict} (dropped {dropped}, p99 {rows[count]['p99_ms']:.0f} ms)")
-                if not ok:
+        with ServerProcess(
+            models_dir, state, "--workers", "1", *serve_flags, prefix=["taskset", "-c", str(cores[0])]
+        ) as server:
+            for count in counts:
+                if not trial(server, count):
                     break
                 best = count
     finally:
         os.sched_setaffinity(0, set(cores))
+    return best
+
+
+def cameras(models_dir: Path, state: Path, frames, base, seconds: float) -> dict:
+    """30 fps camera streams on a server pinned to one core (the client runs on the others)."""
+    config = stream_config(base, frame_rate_hint=30)
+    rows = {}
+
+    def trial(server: ServerProcess, count: int) -> bool:
+        results, _ = run_streams(server.address, lambda r: frame_stream(frames, config, r, 30.0, True, seconds), count)
+        ok = _sustained(results)
+        dropped = sum(sum(r.final.frames_dropped.values()) for r in results if r.final)
+        latencies = [v for r in results for v in r.latencies_ms]
+        rows[count] = {"sustained": ok, "dropped": dropped, "p99_ms": percentile(latencies, 99)}
+        verdict = "kept up" if ok else "fell behind"
+        print(f"  {count} camera streams: {verdict} (dropped {dropped}, p99 {rows[count]['p99_ms']:.0f} ms)")
+        return ok
+
+    best = _most_sustained_on_one_core(models_dir, state, range(1, 9), trial)
     return {"streams": best, "trials": rows}
 
 
@@ -246,30 +262,23 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
         f"  StreamSkeletons: {service_rate:.0f} windows/s (4 streams, a window every model frame, {refused} refused"
         f" at the full queue); onnxruntime alone {raw_windows_per_s:.0f}: {service_rate / raw_windows_per_s:.2f}"
     )
-    cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, set(cores[1:]) or set(cores))
-    trials, best = {}, 0
-    try:
-        with ServerProcess(
-            models_dir, state, "--workers", "1", "--max-streams", "512", prefix=["taskset", "-c", str(cores[0])]
-        ) as server:
-            messages, times = skeleton_messages(seconds, people=1)
-            for count in (8, 16, 32, 64, 96, 128, 192, 256):
-                results, _ = run_streams(
-                    server.address,
-                    lambda r: _skeleton_requests(messages, times, True, 0, r),
-                    count,
-                    skeletons=True,
-                    deadline_s=3 * seconds + 10,
-                )
-                ok = _sustained(results, last_sent_lag=0.5)
-                trials[count] = ok
-                print(f"  {count} skeleton streams at 30 fps on one core: {'kept up' if ok else 'fell behind'}")
-                if not ok:
-                    break
-                best = count
-    finally:
-        os.sched_setaffinity(0, set(cores))
+    messages, times = skeleton_messages(seconds, people=1)
+    trials = {}
+
+    def trial(server: ServerProcess, count: int) -> bool:
+        results, _ = run_streams(
+            server.address,
+            lambda r: _skeleton_requests(messages, times, True, 0, r),
+            count,
+            skeletons=True,
+            deadline_s=3 * seconds + 10,
+        )
+        ok = trials[count] = _sustained(results, last_sent_lag=0.5)
+        print(f"  {count} skeleton streams at 30 fps on one core: {'kept up' if ok else 'fell behind'}")
+        return ok
+
+    counts = (8, 16, 32, 64, 96, 128, 192, 256)
+    best = _most_sustained_on_one_core(models_dir, state, counts, trial, "--max-streams", "512")
     return {
         "windows_per_s": service_rate,
         "windows_refused": refused,
