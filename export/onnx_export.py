@@ -11,7 +11,7 @@ PyTorch on real windows before it is written.
 
 INT8 is static (QDQ, per-channel weights, activations calibrated on real training windows),
 not dynamic: dynamic quantisation turns this encoder's convolutions into ConvInteger with a
-quantisation of every activation at run time, which measured 3-6x slower than FP32 on the CPU
+quantisation of every activation at run time, which measured 2-7x slower than FP32 on the CPU
 (``results/onnx-vs-torch.md``); static INT8 runs the convolutions as integer kernels with fixed
 scales and is faster than FP32.
 """
