@@ -26,6 +26,7 @@ import numpy as np
 from service.errors import Overloaded
 from service.metrics import Metrics
 from service.models import Classified, LoadedModel
+from service.scheduling import become_io_thread
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Batcher:
         self._queue: deque[_Job] = deque()
         self._ready = threading.Condition()
         self._closed = False
-        self._deliver = ThreadPoolExecutor(1, thread_name_prefix=f"deliver-{model.name}")
+        self._deliver = ThreadPoolExecutor(1, thread_name_prefix=f"deliver-{model.name}", initializer=become_io_thread)
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{model.name}", daemon=True)
         self._thread.start()
 

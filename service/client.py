@@ -97,6 +97,8 @@ def event_json(event: pb.ActionEvent) -> dict:
         "custom_labels": [{"label": s.label, "score": round(s.score, 4)} for s in event.custom_labels],
         "model": event.model,
         "latency_ms": round(event.stats.latency_ms, 1),
+        "pose_ms": round(event.timing.pose_ms, 1),
+        "classify_ms": round(event.timing.classify_ms, 1),
     }
 
 

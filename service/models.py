@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ class Classified:
 
     probabilities: np.ndarray  # (classes,)
     embedding: np.ndarray  # (E,)
+    batch_ms: float  # the model call of the batch it was in
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,14 @@ class LoadedModel:
 
     def run(self, batch: np.ndarray) -> list[Classified]:
         """Classify a batch (N, length, joints, dims) of prepared windows."""
+        started = time.perf_counter()
         scores, embeddings = self.session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: batch})
+        batch_ms = (time.perf_counter() - started) * 1000.0
         scores = np.asarray(scores, dtype=np.float64)
         exp = np.exp(scores - scores.max(axis=1, keepdims=True))  # the card's scores are logits
         probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        return [Classified(p, e) for p, e in zip(probabilities, embeddings)]
+        return [Classified(p, e, batch_ms) for p, e in zip(probabilities, embeddings)]
 
 
 def resolve_model_path(name_or_path: str, models_dir: Path) -> Path:

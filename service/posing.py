@@ -43,6 +43,7 @@ class PosedFrame:
     image_xy: np.ndarray  # (P, 33, 2) pixels of the frame as sent
     visibility: np.ndarray  # (P, 33)
     model_coords: np.ndarray  # (P, joints, dims) in the model's layout
+    pose_ms: float  # decoding and pose estimation of this frame
 
     def people(self) -> dict[int, np.ndarray]:
         return dict(zip(self.track_ids, self.model_coords))
@@ -76,7 +77,7 @@ class FramePoser:
             stage = self._metrics.stage_seconds
             stage.labels(stage="decode").observe(decoded - started)
             stage.labels(stage="pose").observe(posed - decoded)
-        return PosedFrame(frame.timestamp_ms, ids, image_xy, visibility, model_coords)
+        return PosedFrame(frame.timestamp_ms, ids, image_xy, visibility, model_coords, (posed - started) * 1000.0)
 
     def _estimate(self, rgb: np.ndarray, timestamp_ms: int, frame_size: tuple[int, int]):
         try:

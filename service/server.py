@@ -34,6 +34,7 @@ from service.labels import custom_labels, top_labels
 from service.metrics import Metrics
 from service.models import LoadedModel, ModelRegistry
 from service.runtime import Runtime, StreamSlots, mediapipe_factory
+from service.scheduling import become_io_thread
 from service.session import DEFAULT_TOP_K, FrameSession, SkeletonSession, StreamSession, stream_options
 from service.skeletons import resolve_format
 from service.workers import PoseWorkers
@@ -284,7 +285,9 @@ class ActionServer:
         interceptors = [TokenAuth(config.auth_token)] if config.auth_token else []
         # One handler thread per open stream, plus room for unary calls, health checks and
         # refusing streams beyond the limit.
-        self._handlers = ThreadPoolExecutor(config.max_streams + 8, thread_name_prefix="grpc")
+        self._handlers = ThreadPoolExecutor(
+            config.max_streams + 8, thread_name_prefix="grpc", initializer=become_io_thread
+        )
         self.grpc = grpc.server(
             self._handlers,
             interceptors=interceptors,

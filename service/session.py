@@ -32,9 +32,10 @@ from service.frames import IncomingFrame, check_frame
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.labels import custom_labels, top_labels
 from service.lanes import Lane
-from service.models import LoadedModel
+from service.models import Classified, LoadedModel
 from service.posing import FramePoser, pose_coordinate_space
 from service.runtime import Runtime
+from service.scheduling import become_io_thread
 from service.skeletons import SkeletonFormat, SkeletonParser
 from service.windowing import FrameGate, StreamWindower, Window
 from skeleton.errors import InputError
@@ -177,6 +178,7 @@ class StreamSession:
 
     def read(self, requests: Iterator) -> None:
         """Take the stream's messages until it ends, fails, or the call goes away."""
+        become_io_thread()
         iterator = iter(requests)
         while True:
             try:
@@ -242,15 +244,17 @@ class StreamSession:
 
     # ------------------------------------------------------------------ windows and events
 
-    def _submit(self, windows: list[Window], arrived: float) -> None:
+    def _submit(self, windows: list[Window], arrived: float, pose_ms: float = 0.0) -> None:
+        """Classify ``windows``, completed by a frame that arrived at ``arrived`` and took
+        ``pose_ms`` to pose (0: no posing, as for skeletons and the windows an end flushes)."""
         for window in windows:
             prepared = prepare_window(window.samples, self.spec, self.coordinate_space)
             with self._lock:
                 self._pending_windows += 1
             future = self.batcher.submit(prepared)
-            future.add_done_callback(partial(self._classified_window, window, arrived))
+            future.add_done_callback(partial(self._classified_window, window, arrived, pose_ms))
 
-    def _classified_window(self, window: Window, arrived: float, future) -> None:
+    def _classified_window(self, window: Window, arrived: float, pose_ms: float, future) -> None:
         try:
             result = future.result()
         except Overloaded:
@@ -258,13 +262,13 @@ class StreamSession:
         except Exception:
             self._count_window_dropped("classify_error")
         else:
-            self._emit_event(window, result, arrived)
+            self._emit_event(window, result, arrived, pose_ms)
         finally:
             with self._lock:
                 self._pending_windows -= 1
             self._maybe_finish()
 
-    def _emit_event(self, window: Window, result, arrived: float) -> None:
+    def _emit_event(self, window: Window, result: Classified, arrived: float, pose_ms: float) -> None:
         options, card = self.options, self.options.model.card
         prototypes = (
             self.runtime.actions.prototypes(options.model.name, options.model.version, options.action_set)
@@ -280,6 +284,7 @@ class StreamSession:
             custom_labels=custom_labels(prototypes, result.embedding, options.top_k),
             embedding=result.embedding.tolist() if options.include_embedding else [],
             model=options.model.name,
+            timing=pb.EventTiming(pose_ms=pose_ms, classify_ms=result.batch_ms),
         )
         with self._lock:
             self._classified += 1
@@ -495,7 +500,7 @@ class FrameSession(StreamSession):
             ]
             poses = pb.FramePoses(timestamp_ms=frame.timestamp_ms, people=people)
             self._outbox.put(_Outgoing(pb.StreamResponse(poses=poses)))
-        self._submit(windows, frame.arrived)
+        self._submit(windows, frame.arrived, posed.pose_ms)
 
     def _release(self, reason: str) -> None:
         self.lane.close(reason)

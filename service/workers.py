@@ -46,6 +46,9 @@ class PoseWorkers:
             executor = ThreadPoolExecutor(
                 1, thread_name_prefix=f"pose{i}", initializer=_pin if pin else None, initargs=(core,) if pin else ()
             )
+            # Start the thread now, from this (the loading) thread: a thread started later by a
+            # stream's handler would inherit that I/O thread's lower priority (service.scheduling).
+            executor.submit(lambda: None).result()
             self.workers.append(PoseWorker(i, core, executor))
 
     def assign(self) -> PoseWorker:

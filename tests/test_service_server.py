@@ -195,6 +195,13 @@ def test_frame_stream_poses_the_models_frames_and_accounts_for_every_frame(api, 
         assert event.labels[0].score >= event.labels[1].score and 0 < event.labels[0].score <= 1
         assert event.track_id in {p.track_id for p in people}
         assert event.stats.latency_ms > 0
+        # the compute behind the event is part of its latency
+        assert event.timing.classify_ms > 0
+        assert event.timing.pose_ms == 0 or event.timing.pose_ms + event.timing.classify_ms < event.stats.latency_ms
+    # the windows that the stream's end completed had no frame posed for them: all others did
+    assert sum(e.timing.pose_ms > 0 for e in outcome.events) >= len(outcome.events) - len(
+        {e.track_id for e in outcome.events}
+    )
 
 
 def test_a_live_stream_faster_than_pose_drops_the_oldest_frames_and_counts_them(api, arm_wrestling) -> None:
@@ -234,6 +241,7 @@ def test_skeleton_stream_gives_events_for_each_person(api) -> None:
     expected = (4.0 * info.frame_rate - info.window_length) // (info.window_length // 2) + 1
     assert len(per_person) >= expected
     assert all(len(e.labels) == 3 for e in outcome.events)
+    assert all(e.timing.pose_ms == 0 and e.timing.classify_ms > 0 for e in outcome.events)  # no pose here
 
 
 def test_skeletons_with_caller_track_ids_and_other_layouts(api) -> None:

@@ -116,7 +116,7 @@ class StreamResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[ActionEvent, _Mapping]] = ..., stats: _Optional[_Union[StreamStats, _Mapping]] = ..., poses: _Optional[_Union[FramePoses, _Mapping]] = ...) -> None: ...
 
 class ActionEvent(_message.Message):
-    __slots__ = ("stream_id", "track_id", "start_ms", "end_ms", "labels", "custom_labels", "embedding", "model", "stats")
+    __slots__ = ("stream_id", "track_id", "start_ms", "end_ms", "labels", "custom_labels", "embedding", "model", "stats", "timing")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class ActionEvent(_message.Message):
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     track_id: int
     start_ms: int
@@ -135,7 +136,16 @@ class ActionEvent(_message.Message):
     embedding: _containers.RepeatedScalarFieldContainer[float]
     model: str
     stats: StreamStats
-    def __init__(self, stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., custom_labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ..., model: _Optional[str] = ..., stats: _Optional[_Union[StreamStats, _Mapping]] = ...) -> None: ...
+    timing: EventTiming
+    def __init__(self, stream_id: _Optional[str] = ..., track_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., custom_labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ..., model: _Optional[str] = ..., stats: _Optional[_Union[StreamStats, _Mapping]] = ..., timing: _Optional[_Union[EventTiming, _Mapping]] = ...) -> None: ...
+
+class EventTiming(_message.Message):
+    __slots__ = ("pose_ms", "classify_ms")
+    POSE_MS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFY_MS_FIELD_NUMBER: _ClassVar[int]
+    pose_ms: float
+    classify_ms: float
+    def __init__(self, pose_ms: _Optional[float] = ..., classify_ms: _Optional[float] = ...) -> None: ...
 
 class LabelScore(_message.Message):
     __slots__ = ("label", "score")

@@ -1,0 +1,50 @@
+"""Which threads the kernel favours: the compute threads (pose, the model) over the I/O ones.
+
+Every frame or skeleton that arrives wakes a few Python threads (gRPC's handler, the stream's
+reader, the thread handing results to the streams), and each wake-up may preempt whatever runs on
+that core. On a machine with few cores that is MediaPipe's or the model's thread: measured on the
+2-core development machine with four skeleton streams sent as fast as taken, the batcher's thread
+was preempted about 4,000 times a second and spent 30 % of each onnxruntime call waiting for a
+core, so the skeleton path ran at 0.67 of onnxruntime alone.
+
+So the service's I/O threads run ``IO_NICENESS`` steps below the process's priority: they still
+run whenever a core is free, but they preempt the compute threads far less often (the skeleton
+path then ran at 0.80-0.85 of onnxruntime alone, and the frame path lost nothing). Lowering a
+thread's priority needs no privilege; raising it back does, and a thread starts with the priority
+of the thread that starts it, so compute threads must be started by a thread that is not an I/O
+thread (``service.workers`` starts the pose threads while the server loads).
+
+``SCHED_BATCH`` for the I/O threads gave the same skeleton figure but cost the frame path 3 %:
+an I/O thread holding the GIL waited for a core while the pose threads waited for the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+
+IO_NICENESS = 10
+_LINUX = sys.platform.startswith("linux")
+# The niceness of the thread that imported this module: the process's own, which compute threads keep.
+_PROCESS_NICENESS = os.getpriority(os.PRIO_PROCESS, 0) if _LINUX else 0
+
+
+def io_thread_niceness() -> int:
+    """The niceness an I/O thread takes: ``IO_NICENESS`` steps below the process (at most 19)."""
+    return min(19, _PROCESS_NICENESS + IO_NICENESS)
+
+
+def become_io_thread() -> None:
+    """Lower the calling thread's priority to ``io_thread_niceness()``. Linux only: elsewhere a
+    thread has no priority of its own to set, and it is left as it is."""
+    if not _LINUX:
+        return
+    try:
+        # On Linux, PRIO_PROCESS with a thread's id sets that thread alone.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), io_thread_niceness())
+    except OSError as e:  # already lower than that (started by an I/O thread): nothing to lower
+        log.debug("I/O thread priority left as it is", extra={"fields": {"error": str(e)}})
