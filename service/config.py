@@ -45,9 +45,10 @@ class ServerConfig:
     max_batch_queue: int = 256
     onnx_threads: int = 1  # intra-op threads per model; pose needs the cores more
     # Per stream: frames waiting for pose beyond this are dropped, oldest first (docs/service.md).
-    # Four frames (about 270 ms at 15 fps) absorb the stall of another stream opening on a busy
-    # core; a stream that is behind for longer is behind for good, and dropping is right.
-    max_pending_frames: int = 4
+    # Eight frames (about 530 ms at 15 fps) absorb the stall of several streams opening at once on
+    # a busy core (about 55 ms each for its landmarker: cameras reconnecting after a restart); a
+    # stream that is behind for longer is behind for good, and dropping is right.
+    max_pending_frames: int = 8
     max_pending_events: int = 256
     # Input limits (bad input gets INVALID_ARGUMENT, not a crash or an allocation bomb).
     max_image_bytes: int = 8 << 20

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -195,6 +196,10 @@ def skeleton_frames(people: list[np.ndarray], timestamps_ms, with_ids: bool = Fa
 class ServerProcess:
     """``actionrec serve`` in its own process on a free loopback port, its JSON logs collected.
 
+    Its stderr is read all the time it runs: a pipe nobody reads fills up (64 KiB), and then the
+    server's next log line (MediaPipe writes a few for every stream it opens) blocks whichever
+    thread writes it, a pose worker included, and every stream on that worker hangs.
+
     ``prefix`` goes before the command (``["taskset", "-c", "0"]`` pins it to one core)."""
 
     def __init__(
@@ -207,9 +212,24 @@ class ServerProcess:
         )
         self.logs: list[dict] = []
         self.output: list[str] = []  # every stderr line, JSON or not
+        self._reader: threading.Thread | None = None
         self.port = int(self._wait_for("listening")["address"].rsplit(":", 1)[1])
         self._wait_for("serving")
         self.address = f"127.0.0.1:{self.port}"
+        self._reader = threading.Thread(target=self._read_until_exit, name="server-stderr", daemon=True)
+        self._reader.start()
+
+    def _take(self, line: str) -> dict | None:
+        self.output.append(line)
+        if not line.startswith("{"):
+            return None
+        entry = json.loads(line)
+        self.logs.append(entry)
+        return entry
+
+    def _read_until_exit(self) -> None:
+        for line in self.process.stderr:
+            self._take(line)
 
     def _wait_for(self, message: str, seconds: float = 120) -> dict:
         deadline = time.monotonic() + seconds
@@ -217,12 +237,9 @@ class ServerProcess:
             line = self.process.stderr.readline()
             if not line:
                 raise RuntimeError(f"the server exited ({self.process.poll()}) before {message!r}: {self.logs}")
-            self.output.append(line)
-            if line.startswith("{"):
-                entry = json.loads(line)
-                self.logs.append(entry)
-                if entry["message"] == message:
-                    return entry
+            entry = self._take(line)
+            if entry is not None and entry["message"] == message:
+                return entry
         raise RuntimeError(f"no {message!r} from the server within {seconds} s")
 
     def rss_mib(self) -> float:
@@ -237,11 +254,9 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(30)
-        if not self.process.stderr.closed:
-            rest = self.process.stderr.readlines()
-            self.output += rest
-            self.logs += [json.loads(line) for line in rest if line.startswith("{")]
-            self.process.stderr.close()
+        if self._reader is not None:
+            self._reader.join(30)  # the rest of its stderr, up to the end the exit closed
+        self.process.stderr.close()
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -26,6 +26,7 @@ from service.channels import make_channel
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.loadgen import frame_stream, run_streams
 from service.server import REPLICA_HEADER, SERVICE_NAME
 from service.testing import (
     VIDEOS,
@@ -186,6 +187,21 @@ def replicas(models_dir: Path, tmp_path: Path) -> Iterator[list[ServerProcess]]:
     finally:
         for replica in started:
             replica.stop()
+
+
+def test_a_server_process_keeps_serving_past_a_pipes_worth_of_logs(models_dir: Path, tmp_path: Path) -> None:
+    # Each stream opened makes the server (and MediaPipe) log a few lines; a stderr pipe nobody
+    # reads holds 64 KiB, after which the next line blocks a pose worker and its streams hang.
+    frames = encoded_frames(VIDEOS / "arm_wrestling.mp4", 8)
+    with ServerProcess(models_dir, tmp_path) as server:
+        opened = 0
+        while sum(map(len, server.output)) < 96 * 1024:
+            results, _ = run_streams(
+                server.address, lambda r: frame_stream(frames, pb.StreamConfig(), r), 8, deadline_s=TIMEOUT
+            )
+            assert all(r.final is not None for r in results), [r.error for r in results]
+            opened += len(results)
+            assert opened <= 400, "the server logs less than expected per stream"
 
 
 def test_two_replicas_share_the_calls_with_round_robin(replicas: list[ServerProcess]) -> None:
