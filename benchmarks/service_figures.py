@@ -155,13 +155,12 @@ def throughput(
     with ServerProcess(models_dir, state, *serve_flags) as server:
         config = stream_config(base, lossless=True)
         for count in (1, 2, 4, 8):
-            runs, errors = [], []
-            for _ in range(repeats):
-                results, seconds = run_streams(
-                    server.address, lambda r: frame_stream(frames, config, r, seconds=clip_seconds), count
-                )
-                runs.append(sum(r.final.frames_processed for r in results if r.final) / seconds)
-                errors += [r.error for r in results if r.error]
+            trials = [
+                run_streams(server.address, lambda r: frame_stream(frames, config, r, seconds=clip_seconds), count)
+                for _ in range(repeats)
+            ]
+            runs = [sum(r.final.frames_processed for r in results if r.final) / seconds for results, seconds in trials]
+            errors = [r.error for results, _ in trials for r in results if r.error]
             fps = float(np.median(runs))
             # One stream's frames are posed in order, one at a time: N streams can use min(N, cores) cores.
             usable = min(count, cores) * one_core_fps
@@ -199,7 +198,12 @@ def latency(
         )
     latencies = [v for r in results for v in r.latencies_ms]
     # Each event against its own compute (windows the stream's end completed had no pose: left out).
-    pairs = [(lat, c) for r in results for lat, c in zip(r.latencies_ms, r.compute_ms) if c > classify_ms / 2]
+    pairs = [
+        (latency_ms, timing.pose_ms + timing.classify_ms)
+        for r in results
+        for latency_ms, timing in zip(r.latencies_ms, r.timings)
+        if timing.pose_ms > 0
+    ]
     own = [lat / c for lat, c in pairs]
     budget = pose_ms + classify_ms
     row = {
@@ -266,14 +270,13 @@ def cameras(models_dir: Path, state: Path, frames, base, seconds: float, repeats
     rows = {}
 
     def trial(server: ServerProcess, count: int) -> bool:
-        kept, dropped, p99 = [], [], []
-        for _ in range(repeats):
-            results, _ = run_streams(
-                server.address, lambda r: frame_stream(frames, config, r, 30.0, True, seconds), count
-            )
-            kept.append(_sustained(results))
-            dropped.append(sum(sum(r.final.frames_dropped.values()) for r in results if r.final))
-            p99.append(percentile([v for r in results for v in r.latencies_ms], 99))
+        trials = [
+            run_streams(server.address, lambda r: frame_stream(frames, config, r, 30.0, True, seconds), count)[0]
+            for _ in range(repeats)
+        ]
+        kept = [_sustained(results) for results in trials]
+        dropped = [sum(sum(r.final.frames_dropped.values()) for r in results if r.final) for results in trials]
+        p99 = [percentile([v for r in results for v in r.latencies_ms], 99) for results in trials]
         ok = 2 * sum(kept) > repeats
         rows[count] = {"sustained": ok, "trials_kept_up": sum(kept), "dropped": dropped, "p99_ms": p99}
         verdict = "kept up" if ok else "fell behind"
@@ -300,15 +303,14 @@ def _skeleton_requests(messages, times, realtime: bool, stride: int, result: Str
 
 
 def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: float, repeats: int) -> dict:
-    rates, refused = [], 0
     with ServerProcess(models_dir, state) as server:
         messages, times = skeleton_messages(20, people=2)
-        for _ in range(repeats):
-            results, wall = run_streams(
-                server.address, lambda r: _skeleton_requests(messages, times, False, 1, r), 4, skeletons=True
-            )
-            rates.append(sum(r.final.windows_classified for r in results if r.final) / wall)
-            refused += sum(sum(r.final.windows_dropped.values()) for r in results if r.final)
+        trials = [
+            run_streams(server.address, lambda r: _skeleton_requests(messages, times, False, 1, r), 4, skeletons=True)
+            for _ in range(repeats)
+        ]
+    rates = [sum(r.final.windows_classified for r in results if r.final) / wall for results, wall in trials]
+    refused = sum(sum(r.final.windows_dropped.values()) for results, _ in trials for r in results if r.final)
     service_rate = float(np.median(rates))
     # The streams send faster than the model classifies: the batcher's queue stays full, and the
     # windows beyond it are refused (and counted), so the rate is the service's ceiling.

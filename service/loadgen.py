@@ -21,7 +21,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 class StreamResult:
     final: pb.StreamStats | None = None
     latencies_ms: list[float] = field(default_factory=list)
-    compute_ms: list[float] = field(default_factory=list)  # each event's pose + classify time, as latencies_ms
+    timings: list[pb.EventTiming] = field(default_factory=list)  # each event's compute, as latencies_ms
     events: int = 0
     send_lag_s: float = 0.0  # how far behind real time the sender fell (0 when not paced)
     finished: float = 0.0  # time.monotonic() of the final statistics
@@ -39,7 +39,7 @@ def run_stream(address: str, requests, result: StreamResult, skeletons: bool = F
             if kind == "event":
                 result.events += 1
                 result.latencies_ms.append(response.event.stats.latency_ms)
-                result.compute_ms.append(response.event.timing.pose_ms + response.event.timing.classify_ms)
+                result.timings.append(response.event.timing)
             elif kind == "stats" and response.stats.final:
                 result.final = response.stats
         result.finished = time.monotonic()
