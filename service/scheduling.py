@@ -5,12 +5,12 @@ reader, the thread handing results to the streams), and each wake-up may preempt
 that core. On a machine with few cores that is MediaPipe's or the model's thread: measured on the
 2-core development machine with four skeleton streams sent as fast as taken, the batcher's thread
 was preempted about 4,000 times a second and spent 30 % of each onnxruntime call waiting for a
-core, so the skeleton path ran at 0.67 of onnxruntime alone (0.67-0.72 over several runs).
+core, so the skeleton path ran at 0.67 of onnxruntime alone (0.63-0.72 over several runs).
 
 So the service's I/O threads run ``IO_NICENESS`` steps below the process's priority: they still
 run whenever a core is free, but they preempt the compute threads far less often (the batcher's
-thread was preempted about 1,100 times a second in the same benchmark; the skeleton path then ran
-at 0.72-0.82 of onnxruntime alone over a day's runs, and the frame path lost nothing). Lowering a
+thread was preempted about 1,100 times a second in the same benchmark; in back-to-back runs the
+skeleton path went from 573-617 to 715-757 windows/s, and the frame path lost nothing). Lowering a
 thread's priority needs no privilege; raising it back does, and a thread starts with the priority
 of the thread that starts it, so compute threads must be started by a thread that is not an I/O
 thread (``service.workers`` starts the pose threads while the server loads).
