@@ -16,7 +16,8 @@ of the thread that starts it, so compute threads must be started by a thread tha
 thread (``service.workers`` starts the pose threads while the server loads).
 
 ``SCHED_BATCH`` for the I/O threads gave the same skeleton figure but cost the frame path 3 %:
-an I/O thread holding the GIL waited for a core while the pose threads waited for the GIL.
+probably because an I/O thread holding the GIL waited for a core while the pose threads
+waited for the GIL (not measured).
 """
 
 from __future__ import annotations
