@@ -84,6 +84,35 @@ def test_tracker_starts_new_track_after_a_person_leaves_for_long() -> None:
     assert a == b != c
 
 
+def test_tracker_matches_on_the_joints_seen_in_both_and_takes_3d_joints() -> None:
+    rng = np.random.default_rng(1)
+    near, far = rng.uniform(0, 1, (17, 3)), rng.uniform(0, 1, (17, 3)) + 5.0
+    visible = np.ones(17)
+    tracker = PersonTracker()
+    first = tracker.update([near, far], [visible, visible], 0)
+    # Joints a person does not show may hold anything, NaN included: they are not compared.
+    hidden = np.ones(17)
+    hidden[:10] = 0.0
+    far_moved, near_moved = far + 0.05, near + 0.05
+    far_moved[:10] = np.nan
+    near_moved[:10] = 1000.0
+    assert tracker.update([far_moved, near_moved], [hidden, hidden], 33) == first[::-1]
+    # Nothing seen in common, so every joint is compared, and with NaN there is no distance: a
+    # new track rather than an error.
+    (new,) = tracker.update([far], [np.zeros(17)], 66)
+    assert new not in first
+
+
+def test_tracker_compares_all_joints_when_fewer_than_three_are_seen_in_both() -> None:
+    rng = np.random.default_rng(2)
+    people = [rng.uniform(0, 1, (33, 2)), rng.uniform(0, 1, (33, 2)) + 3.0]
+    tracker = PersonTracker()
+    first = tracker.update(people, [np.ones(33)] * 2, 0)
+    one = np.zeros(33)
+    one[0] = 1.0
+    assert tracker.update([p + 0.1 for p in people[::-1]], [one, one], 33) == first[::-1]
+
+
 def test_pose_refuses_non_increasing_timestamps() -> None:
     frame = np.zeros((64, 64, 3), dtype=np.uint8)
     with MediaPipePose(max_people=1) as pose:

@@ -5,6 +5,9 @@ the tracks of recent frames by the mean distance between their visible joints, m
 units of the track's size (so near and far people are treated alike), with the Hungarian
 method for a globally best assignment. A person matching no track starts a new one; a track
 unseen for ``max_age_ms`` ends.
+
+It runs on every frame of every stream, so the distances of all people to all tracks are one
+array computation, and a track's size is worked out once when it moves, not once per pair.
 """
 
 from __future__ import annotations
@@ -14,13 +17,32 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+# Fewer joints seen in both a person and a track than this, and all joints are compared.
+MIN_COMMON_JOINTS = 3
+# The cost of a pair with no distance (a compared joint is NaN): never a match.
+NO_MATCH = 1e9
+
+
+def _size(joints: np.ndarray, visible: np.ndarray) -> float:
+    """The diagonal of the bounding box of the visible joints (all when none is); 1 when 0."""
+    seen = joints[visible] if visible.any() else joints
+    return float(np.linalg.norm(seen.max(axis=0) - seen.min(axis=0))) or 1.0
+
 
 @dataclass
 class _Track:
     track_id: int
-    joints: np.ndarray  # (J, 2) last seen position
+    joints: np.ndarray  # (J, D) last seen position
     visible: np.ndarray  # (J,) bool
     last_seen_ms: float
+    size: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = _size(self.joints, self.visible)
+
+    def see(self, joints: np.ndarray, visible: np.ndarray, timestamp_ms: float) -> None:
+        self.joints, self.visible, self.last_seen_ms = joints, visible, timestamp_ms
+        self.size = _size(joints, visible)
 
 
 @dataclass
@@ -34,18 +56,17 @@ class PersonTracker:
     _next_id: int = 0
 
     def update(self, joints: list[np.ndarray], visibility: list[np.ndarray], timestamp_ms: float) -> list[int]:
-        """Track ids for the people of this frame (``joints[i]``: (J, 2) image positions)."""
+        """Track ids for the people of this frame (``joints[i]``: (J, D) positions)."""
         self._tracks = [t for t in self._tracks if timestamp_ms - t.last_seen_ms <= self.max_age_ms]
-        visible = [v >= self.min_visibility for v in visibility]
+        visible = [np.asarray(v) >= self.min_visibility for v in visibility]
         ids = [-1] * len(joints)
         if self._tracks and joints:
-            cost = np.array([[self._distance(j, v, t) for t in self._tracks] for j, v in zip(joints, visible)])
+            cost = self._costs(np.stack(joints), np.stack(visible))
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] <= self.max_distance:
                     ids[r] = self._tracks[c].track_id
-                    self._tracks[c].joints, self._tracks[c].visible = joints[r], visible[r]
-                    self._tracks[c].last_seen_ms = timestamp_ms
+                    self._tracks[c].see(joints[r], visible[r], timestamp_ms)
         for i, track_id in enumerate(ids):
             if track_id < 0:
                 ids[i] = self._next_id
@@ -53,14 +74,17 @@ class PersonTracker:
                 self._next_id += 1
         return ids
 
-    @staticmethod
-    def _distance(joints: np.ndarray, visible: np.ndarray, track: _Track) -> float:
-        both = visible & track.visible
-        if both.sum() < 3:
-            both = np.ones_like(visible)
-        seen = track.joints[track.visible] if track.visible.any() else track.joints
-        size = float(np.linalg.norm(seen.max(axis=0) - seen.min(axis=0))) or 1.0
-        return float(np.linalg.norm(joints[both] - track.joints[both], axis=-1).mean()) / size
+    def _costs(self, joints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """(people, tracks): the mean distance of the joints seen in both, in track sizes."""
+        track_joints = np.stack([t.joints for t in self._tracks])  # (T, J, D)
+        track_visible = np.stack([t.visible for t in self._tracks])  # (T, J)
+        sizes = np.array([t.size for t in self._tracks])
+        both = visible[:, None, :] & track_visible[None, :, :]  # (P, T, J)
+        both |= both.sum(axis=-1, keepdims=True) < MIN_COMMON_JOINTS
+        apart = np.linalg.norm(joints[:, None] - track_joints[None], axis=-1)  # (P, T, J)
+        # where(), not a product: a joint left out may be NaN, and must not count.
+        cost = np.where(both, apart, 0.0).sum(axis=-1) / both.sum(axis=-1) / sizes
+        return np.where(np.isfinite(cost), cost, NO_MATCH)
 
     @property
     def active_tracks(self) -> int:
