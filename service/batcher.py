@@ -77,6 +77,11 @@ class Batcher:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def has_room(self) -> bool:
+        """Whether a window submitted now would be queued (a hint: ``submit`` decides)."""
+        return not self._closed and len(self._queue) < self.max_queue
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Run what is queued, then stop."""
         with self._ready:

@@ -248,6 +248,11 @@ class StreamSession:
         """Classify ``windows``, completed by a frame that arrived at ``arrived`` and took
         ``pose_ms`` to pose (0: no posing, as for skeletons and the windows an end flushes)."""
         for window in windows:
+            if not self.batcher.has_room:
+                # Refused before it is prepared: under overload the input threads' time goes to
+                # the windows that can still be classified, not to ones the queue would refuse.
+                self._count_window_dropped("batch_queue_full")
+                continue
             prepared = prepare_window(window.samples, self.spec, self.coordinate_space)
             with self._lock:
                 self._pending_windows += 1

@@ -21,6 +21,7 @@ from service.errors import NotFound, Overloaded
 from service.frames import FrameLimits, check_frame, decode_frame, encoded_image_size
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.lanes import Lane
+from service.loadgen import StreamResult, steady_rate
 from service.models import ModelRegistry, load_model
 from service.testing import VIDEOS
 from service.windowing import FrameGate, StreamWindower
@@ -188,6 +189,20 @@ def test_batcher_gathers_windows_into_batches_and_refuses_beyond_its_queue(model
     assert np.allclose([r.probabilities.sum() for r in results], 1.0, atol=1e-5)
 
 
+def test_batcher_says_whether_it_has_room(model_path: Path) -> None:
+    model = load_model(model_path)
+    window = np.zeros(model.input_shape, dtype=np.float32)
+    batcher = Batcher(model, max_batch=4, max_delay_ms=10_000, max_queue=2)
+    try:
+        assert batcher.has_room
+        futures = [batcher.submit(window) for _ in range(2)]
+        assert not batcher.has_room  # both wait for a fuller batch
+    finally:
+        batcher.close()
+    assert not batcher.has_room  # closed
+    assert all(f.result(5) for f in futures)  # closing ran what was queued
+
+
 def test_batcher_sends_a_lonely_window_after_the_delay(model_path: Path) -> None:
     batcher = Batcher(load_model(model_path), max_batch=8, max_delay_ms=30, max_queue=8)
     try:
@@ -294,3 +309,25 @@ def test_action_store_refuses_bad_names(tmp_path: Path) -> None:
     for bad in ("", " padded", "x" * 65, "tab\there"):
         with pytest.raises(InputError, match="must be 1 to 64 printable"):
             store.enroll("m", "v", "set", bad, np.ones((1, 4)))
+
+
+# ---------------------------------------------------------------- load generation
+
+
+def _progress(start: float, end: float, rate: float, warmup: float) -> StreamResult:
+    """A stream that reports every 0.1 s, processes nothing for ``warmup`` s, then ``rate`` frames/s."""
+    result = StreamResult(final=pb.StreamStats(final=True))
+    for t in np.arange(start, end + 1e-9, 0.1):
+        done = max(0.0, t - start - warmup) * rate
+        result.progress.append((float(t), round(done), round(done / 2)))
+    return result
+
+
+def test_steady_rate_counts_only_while_every_stream_runs() -> None:
+    # The second stream starts late and ends early; the first's slow start is left out.
+    results = [_progress(0.0, 10.0, 100.0, warmup=1.0), _progress(2.0, 8.0, 50.0, warmup=0.5)]
+    assert steady_rate(results, "frames") == pytest.approx(150.0, rel=0.02)
+    assert steady_rate(results, "windows") == pytest.approx(75.0, rel=0.03)
+    # Too short to have two reports inside, or a stream without its final statistics: no rate.
+    assert np.isnan(steady_rate([_progress(0.0, 10.0, 100.0, 1.0), _progress(9.9, 10.0, 50.0, 0.0)]))
+    assert np.isnan(steady_rate([StreamResult()]))

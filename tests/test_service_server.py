@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -242,6 +242,22 @@ def test_skeleton_stream_gives_events_for_each_person(api) -> None:
     assert len(per_person) >= expected
     assert all(len(e.labels) == 3 for e in outcome.events)
     assert all(e.timing.pose_ms == 0 and e.timing.classify_ms > 0 for e in outcome.events)  # no pose here
+
+
+def test_windows_a_full_batch_queue_refuses_are_counted(api, config: ServerConfig) -> None:
+    """Windows beyond the batcher's queue are refused before they are prepared, and counted:
+    classified + refused is every window the stream made (as a roomy server classifies them)."""
+    frames = waving_skeletons(4.0)
+    config_message = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="tight", window_stride=1))
+    reference = collect(api.StreamSkeletons(skeleton_requests(config_message, frames), timeout=TIMEOUT)).final
+    assert not reference.windows_dropped
+    with running_server(replace(config, max_batch=1, max_batch_queue=1)) as tight:
+        tight_api = stub(f"127.0.0.1:{tight.port}")
+        final = collect(tight_api.StreamSkeletons(skeleton_requests(config_message, frames), timeout=TIMEOUT)).final
+    assert set(final.windows_dropped) <= {"batch_queue_full"}
+    assert final.windows_classified + final.windows_dropped["batch_queue_full"] == reference.windows_classified
+    # Two people: each frame completes two windows at once, and a queue of one takes one of them.
+    assert final.windows_classified > 0 and final.windows_dropped["batch_queue_full"] > 0
 
 
 def test_skeletons_with_caller_track_ids_and_other_layouts(api) -> None:
