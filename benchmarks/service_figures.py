@@ -21,6 +21,9 @@ are measured in the same run. Sections:
 
 Each throughput, camera and skeleton figure is the median of ``--repeats`` trials (3), since the
 machine's speed drifts between seconds; MediaPipe alone is timed on the clip looped 5 times.
+Throughput and windows/s are steady-state rates (``service.loadgen.steady_rate``: while every
+stream is under way, from the statistics the server reports every ``STATS_INTERVAL_MS``); the
+whole run's count over its wall time, start-up and drain included, is printed beside them.
 
     python -m benchmarks.service_figures [--only throughput latency ...] [--soak-minutes 10]
         [--repeats 3] [--model-depth 0] [--json]
@@ -44,11 +47,12 @@ from pathlib import Path
 import numpy as np
 
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.loadgen import StreamResult, frame_stream, paced, run_stream, run_streams
+from service.loadgen import StreamResult, frame_stream, paced, run_stream, run_streams, steady_rate
 from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_frames, waving_person
 
 CLIP = VIDEOS / "arm_wrestling.mp4"
 SECTIONS = ("throughput", "latency", "cameras", "skeletons", "memory")
+STATS_INTERVAL_MS = 200  # how often the throughput streams report their progress
 
 
 # ---------------------------------------------------------------- clients
@@ -153,13 +157,14 @@ def throughput(
     rows = {}
     cores = len(os.sched_getaffinity(0))
     with ServerProcess(models_dir, state, *serve_flags) as server:
-        config = stream_config(base, lossless=True)
+        config = stream_config(base, lossless=True, stats_interval_ms=STATS_INTERVAL_MS)
         for count in (1, 2, 4, 8):
             trials = [
                 run_streams(server.address, lambda r: frame_stream(frames, config, r, seconds=clip_seconds), count)
                 for _ in range(repeats)
             ]
-            runs = [sum(r.final.frames_processed for r in results if r.final) / seconds for results, seconds in trials]
+            runs = [steady_rate(results, "frames") for results, _ in trials]
+            whole = [sum(r.final.frames_processed for r in results if r.final) / wall for results, wall in trials]
             errors = [r.error for results, _ in trials for r in results if r.error]
             fps = float(np.median(runs))
             # One stream's frames are posed in order, one at a time: N streams can use min(N, cores) cores.
@@ -167,6 +172,7 @@ def throughput(
             rows[count] = {
                 "posed_fps": fps,
                 "runs": runs,
+                "whole_run_fps": whole,
                 "ratio": fps / (cores * one_core_fps),
                 "ratio_usable_cores": fps / usable,
                 "ratio_all_cores_at_once": fps / all_cores_fps,
@@ -176,7 +182,8 @@ def throughput(
                 f"  {count} streams: {fps:6.1f} posed frames/s = {rows[count]['ratio']:.2f} of the ceiling"
                 f" {cores * one_core_fps:.1f} ({rows[count]['ratio_usable_cores']:.2f} of {min(count, cores)} core(s));"
                 f" {rows[count]['ratio_all_cores_at_once']:.2f} of every core posing at once; runs"
-                f" {', '.join(f'{v:.1f}' for v in runs)}"
+                f" {', '.join(f'{v:.1f}' for v in runs)} (whole runs, start and drain included:"
+                f" {', '.join(f'{v:.1f}' for v in whole)})"
             )
     return rows
 
@@ -304,20 +311,22 @@ def _skeleton_requests(messages, times, realtime: bool, stride: int, result: Str
 
 def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: float, repeats: int) -> dict:
     with ServerProcess(models_dir, state) as server:
-        messages, times = skeleton_messages(20, people=2)
+        messages, times = skeleton_messages(60, people=2)
         trials = [
             run_streams(server.address, lambda r: _skeleton_requests(messages, times, False, 1, r), 4, skeletons=True)
             for _ in range(repeats)
         ]
-    rates = [sum(r.final.windows_classified for r in results if r.final) / wall for results, wall in trials]
+    rates = [steady_rate(results, "windows") for results, _ in trials]
+    whole = [sum(r.final.windows_classified for r in results if r.final) / wall for results, wall in trials]
     refused = sum(sum(r.final.windows_dropped.values()) for results, _ in trials for r in results if r.final)
     service_rate = float(np.median(rates))
     # The streams send faster than the model classifies: the batcher's queue stays full, and the
     # windows beyond it are refused (and counted), so the rate is the service's ceiling.
     print(
         f"  StreamSkeletons: {service_rate:.0f} windows/s, median of {', '.join(f'{v:.0f}' for v in rates)} (4 streams,"
-        f" a window every model frame, {refused} refused at the full queue); onnxruntime alone"
-        f" {raw_windows_per_s:.0f}: {service_rate / raw_windows_per_s:.2f}"
+        f" a window every model frame, {refused} refused at the full queue; whole runs, start and drain included:"
+        f" {', '.join(f'{v:.0f}' for v in whole)}); onnxruntime alone {raw_windows_per_s:.0f}:"
+        f" {service_rate / raw_windows_per_s:.2f}"
     )
     messages, times = skeleton_messages(seconds, people=1)
     trials = {}
@@ -339,6 +348,7 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
     return {
         "windows_per_s": service_rate,
         "runs": rates,
+        "whole_runs": whole,
         "windows_refused": refused,
         "ratio": service_rate / raw_windows_per_s,
         "one_core_streams": best,
@@ -392,7 +402,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--frames", type=int, default=140, help="frames of the clip per stream")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each real-time trial")
-    parser.add_argument("--clip-seconds", type=float, default=10.0, help="clip time per stream in 'throughput'")
+    parser.add_argument("--clip-seconds", type=float, default=20.0, help="clip time per stream in 'throughput'")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3, help="trials per figure (medians; cameras: most trials)")
     parser.add_argument("--max-people", type=int, default=1, help="people posed per frame, streams and baseline")

@@ -3,6 +3,11 @@
 For the benchmarks (``benchmarks.service_figures``) and the reliability suite's soak: each
 stream runs in its own thread and channel, is sent in real time or as fast as the server takes
 it, and records its events, latencies and final statistics rather than raising.
+
+Rates are taken in the steady state (``steady_rate``): while every stream is running, from the
+statistics each event and each periodic report carries. A whole run's count over its wall
+time would also hold the channels' set-up, the first window filling, and the last stream's
+drain, which on a run of a few seconds is a tenth of it or more.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ class StreamResult:
     finished: float = 0.0  # time.monotonic() of the final statistics
     error: str = ""
     sent: int = 0  # frames (or skeleton frames) handed to gRPC, the configuration not counted
+    # (time.monotonic(), frames processed, windows classified): from every statistics received
+    progress: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def record(self, stats: pb.StreamStats) -> None:
+        self.progress.append((time.monotonic(), stats.frames_processed, stats.windows_classified))
 
 
 def run_stream(address: str, requests, result: StreamResult, skeletons: bool = False, deadline_s=3600.0) -> None:
@@ -40,8 +50,11 @@ def run_stream(address: str, requests, result: StreamResult, skeletons: bool = F
                 result.events += 1
                 result.latencies_ms.append(response.event.stats.latency_ms)
                 result.timings.append(response.event.timing)
-            elif kind == "stats" and response.stats.final:
-                result.final = response.stats
+                result.record(response.event.stats)
+            elif kind == "stats":
+                result.record(response.stats)
+                if response.stats.final:
+                    result.final = response.stats
         result.finished = time.monotonic()
     except Exception as e:  # a failed stream is reported in the figures, not raised
         result.error = str(e)
@@ -89,3 +102,23 @@ def run_streams(
     for t in threads:
         t.join()
     return results, time.monotonic() - started
+
+
+def steady_rate(results: list[StreamResult], what: str = "frames") -> float:
+    """Frames processed (``what="frames"``) or windows classified (``"windows"``) per second,
+    all streams together, while every stream was under way: from the moment the last stream
+    to start had processed something to the first final statistics. NaN when that span holds
+    fewer than two reports of some stream (too short a run)."""
+    column = {"frames": 1, "windows": 2}[what]
+    started = [next((t for t, *values in r.progress if values[column - 1] > 0), None) for r in results]
+    if not results or None in started or any(r.final is None for r in results):
+        return float("nan")
+    begin, end = max(started), min(r.progress[-1][0] for r in results)
+    total = 0.0
+    for r in results:
+        inside = [(p[0], p[column]) for p in r.progress if begin <= p[0] <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return float("nan")
+        (t0, v0), (t1, v1) = inside[0], inside[-1]
+        total += (v1 - v0) / (t1 - t0)
+    return total
