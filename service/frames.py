@@ -4,10 +4,16 @@ Every frame is checked when it arrives (image bytes present and not too big, a J
 whose header gives a sane size and whose end is there, raw pixels of the declared size), so a
 bad frame is refused even when the frame-rate gate would skip it. Only admitted frames are
 decoded, in a pose worker, and a frame that still fails to decode is refused then.
+
+Pose runs on frames shrunk to a set width, and the decoder shrinks them: a JPEG at least twice
+that wide is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg scales in the DCT and skips most of
+the work of a full decode), and the colours are converted last, on the fewest pixels
+(``python -m benchmarks.frame_decode`` measures it on the real clips).
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from dataclasses import dataclass
@@ -16,6 +22,7 @@ import cv2
 import numpy as np
 
 from skeleton.errors import InputError
+from skeleton.pose.video import resize_to, shrunk_size
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOI = b"\xff\xd8"
@@ -26,6 +33,8 @@ _TRAILER_SLACK = 64  # bytes some encoders leave after the end marker
 # MediaPipe keeps time in int64 microseconds, the windower in float64 milliseconds, and events
 # report int64 milliseconds: within 2**53 ms either way (285,000 years) all hold a timestamp exactly.
 MAX_TIMESTAMP_MS = 2**53
+# libjpeg's DCT scales, largest first, and the flags that ask OpenCV for them.
+_JPEG_SCALES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
 @dataclass(frozen=True)
@@ -126,16 +135,35 @@ def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = 
     return IncomingFrame(index, frame.timestamp_ms, width, height, data, kind == "raw", arrived)
 
 
-def decode_frame(frame: IncomingFrame) -> np.ndarray:
-    """RGB uint8 (height, width, 3) of a checked frame."""
+def decode_scale(frame: IncomingFrame, min_width: int) -> int:
+    """The largest of 1, 2, 4, 8 to divide the frame's size by in decoding that leaves it at
+    least ``min_width`` wide (0: no limit given, full size). Only JPEGs decode scaled cheaply."""
+    if frame.raw or min_width <= 0 or not frame.data.startswith(_JPEG_SOI):
+        return 1
+    return next((scale for scale, _ in _JPEG_SCALES if math.ceil(frame.width / scale) >= min_width), 1)
+
+
+def decode_frame(frame: IncomingFrame, width: int = 0) -> np.ndarray:
+    """RGB uint8 of a checked frame, of ``shrunk_size((frame.width, frame.height), width)``: shrunk
+    to ``width`` pixels wide (aspect kept) when it is wider; 0: full size. A JPEG is decoded scaled
+    (``decode_scale``) where it can be, and the colours are converted after shrinking."""
+    full = (frame.width, frame.height)
+    size = shrunk_size(full, width)
     if frame.raw:
-        return np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3).copy()
-    bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        rgb = np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
+        return rgb.copy() if size == full else resize_to(rgb, size)  # never a view of the message
+    scale = decode_scale(frame, width)
+    flag = dict(_JPEG_SCALES).get(scale, cv2.IMREAD_COLOR)
+    bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), flag)
     if bgr is None:
         raise InputError(f"frame {frame.index} (t={frame.timestamp_ms} ms): image bytes could not be decoded")
-    if bgr.shape[:2] != (frame.height, frame.width):
+    expected = (math.ceil(frame.height / scale), math.ceil(frame.width / scale))
+    if bgr.shape[:2] != expected:
         raise InputError(
             f"frame {frame.index} (t={frame.timestamp_ms} ms): decoded to {bgr.shape[1]}x{bgr.shape[0]},"
             f" its header says {frame.width}x{frame.height}"
+            + (f" (at 1/{scale}: {expected[1]}x{expected[0]})" if scale > 1 else "")
         )
+    if (bgr.shape[1], bgr.shape[0]) != size:
+        bgr = resize_to(bgr, size)  # the frame's own aspect: a scaled decode rounds its size up
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

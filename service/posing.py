@@ -20,7 +20,6 @@ from service.metrics import Metrics
 from skeleton.errors import InputError
 from skeleton.pose.estimator import POSE_LAYOUT, PoseEstimator
 from skeleton.pose.tracker import PersonTracker
-from skeleton.pose.video import resize_to_width
 from skeleton.windows import WindowSpec, to_model_space
 
 log = logging.getLogger(__name__)
@@ -59,10 +58,10 @@ class FramePoser:
 
     def pose(self, frame: IncomingFrame) -> PosedFrame:
         started = time.monotonic()
-        rgb = decode_frame(frame)
+        small = decode_frame(frame, self.pose_width)
         decoded = time.monotonic()
-        small = resize_to_width(rgb, self.pose_width)
-        people = self._estimate(small, frame.timestamp_ms, (rgb.shape[1], rgb.shape[0]))
+        # Landmarks in pixels of the frame as sent, whatever size it was decoded and posed at.
+        people = self._estimate(small, frame.timestamp_ms, (frame.width, frame.height))
         posed = time.monotonic()
         ids = self.tracker.update([p.image_xy for p in people], [p.visibility for p in people], frame.timestamp_ms)
         count = len(people)

@@ -113,6 +113,34 @@ def test_tracker_compares_all_joints_when_fewer_than_three_are_seen_in_both() ->
     assert tracker.update([p + 0.1 for p in people[::-1]], [one, one], 33) == first[::-1]
 
 
+def test_a_1080p_frame_decoded_at_half_size_gives_the_landmarks_of_a_full_decode() -> None:
+    """Scaled JPEG decoding (service.frames) poses the same people, in the frame's own pixels."""
+    from service.frames import FrameLimits, check_frame
+    from service.generated.actionrec.v1 import actionrec_pb2 as pb
+    from service.posing import FramePoser
+    from skeleton.windows import WindowSpec
+
+    capture = cv2.VideoCapture(str(VIDEOS / "hugging_ntu_style.mp4"))
+    frames = [capture.read()[1] for _ in range(8)]
+    capture.release()
+    spec = WindowSpec(length=32, fps=15.0, layout="mediapipe33", dims=2, normalization="centre-torso")
+    scaled, full = FramePoser(MediaPipePose(max_people=2), spec, 640), FramePoser(MediaPipePose(max_people=2), spec, 0)
+    try:
+        for i, bgr in enumerate(frames):
+            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            frame = check_frame(pb.Frame(timestamp_ms=i * 36, encoded=jpeg.tobytes()), i, FrameLimits())
+            a, b = scaled.pose(frame), full.pose(frame)
+    finally:
+        scaled.close()
+        full.close()
+    assert len(a.track_ids) == len(b.track_ids) >= 1
+    # Match the people by their centres, then compare their visible joints.
+    order = [int(np.argmin([np.linalg.norm(p.mean(0) - q.mean(0)) for q in b.image_xy])) for p in a.image_xy]
+    visible = (a.visibility > 0.5) & (b.visibility[order] > 0.5)
+    error = np.linalg.norm(a.image_xy - b.image_xy[order], axis=-1)[visible]
+    assert np.median(error) < 0.01 * 1920  # under 20 pixels of a 1920-pixel frame
+
+
 def test_pose_refuses_non_increasing_timestamps() -> None:
     frame = np.zeros((64, 64, 3), dtype=np.uint8)
     with MediaPipePose(max_people=1) as pose:

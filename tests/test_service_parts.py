@@ -18,7 +18,7 @@ from service.actions import ActionStore, open_store
 from service.batcher import Batcher
 from service.devmodel import build_model, sports2d_card
 from service.errors import NotFound, Overloaded
-from service.frames import FrameLimits, check_frame, decode_frame, encoded_image_size
+from service.frames import FrameLimits, check_frame, decode_frame, decode_scale, encoded_image_size
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.lanes import Lane
 from service.loadgen import StreamResult, steady_rate
@@ -52,6 +52,49 @@ def test_real_png_and_jpeg_are_checked_and_decoded(png_bytes: bytes) -> None:
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert encoded_image_size(jpeg.tobytes()) == ("jpeg", 640, 480)
     assert decode_frame(check_frame(pb.Frame(encoded=jpeg.tobytes()), 1, FrameLimits())).shape == (480, 640, 3)
+
+
+def hd_frame() -> np.ndarray:
+    """A 1920x1080 RGB frame of a real clip."""
+    capture = cv2.VideoCapture(str(VIDEOS / "hugging_ntu_style.mp4"))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok and bgr.shape == (1080, 1920, 3)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_frame(rgb: np.ndarray) -> pb.Frame:
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return pb.Frame(timestamp_ms=0, encoded=jpeg.tobytes())
+
+
+@pytest.mark.parametrize(
+    "width, pose_width, scale", [(1920, 640, 2), (1280, 640, 2), (2600, 640, 4), (768, 640, 1), (1920, 0, 1)]
+)
+def test_jpeg_is_decoded_scaled_and_shrunk_to_the_pose_width(width: int, pose_width: int, scale: int) -> None:
+    rgb = cv2.resize(hd_frame(), (width, round(width * 9 / 16)), interpolation=cv2.INTER_AREA)
+    frame = check_frame(jpeg_frame(rgb), 0, FrameLimits())
+    assert decode_scale(frame, pose_width) == scale
+    decoded = decode_frame(frame, pose_width)
+    out_width = pose_width or width
+    assert decoded.shape == (round(rgb.shape[0] * out_width / width), out_width, 3)
+    # The same picture as a full decode shrunk by area averaging.
+    shrunk = cv2.resize(rgb, decoded.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(decoded.astype(int) - shrunk).mean() < 4
+
+
+def test_odd_sized_jpeg_scales_round_up_and_png_and_raw_are_shrunk_without_scaling(png_bytes: bytes) -> None:
+    odd = hd_frame()[:723, :1283]
+    frame = check_frame(jpeg_frame(odd), 0, FrameLimits())
+    assert decode_scale(frame, 300) == 4  # decoded at 321 x 181 (rounded up), then shrunk
+    assert decode_frame(frame, 300).shape == (169, 300, 3)
+    png = check_frame(pb.Frame(encoded=png_bytes), 0, FrameLimits())
+    assert decode_scale(png, 100) == 1 and decode_frame(png, 320).shape == (240, 320, 3)
+    pixels = np.arange(2 * 640 * 3, dtype=np.uint8).reshape(2, 640, 3)
+    raw = check_frame(pb.Frame(raw=pb.RawImage(width=640, height=2, rgb=pixels.tobytes())), 0, FrameLimits())
+    assert decode_scale(raw, 100) == 1 and decode_frame(raw, 320).shape == (1, 320, 3)
+    full = decode_frame(raw)
+    assert full.flags.writeable and np.array_equal(full, pixels)
 
 
 @pytest.mark.parametrize(

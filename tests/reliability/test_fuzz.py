@@ -29,6 +29,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.testing import VIDEOS, encoded_frames, frame_requests, running_server, skeleton_requests, wait_until
 from skeleton.errors import InputError
 from skeleton.layouts import LAYOUTS
+from skeleton.pose.video import shrunk_size
 
 from .conftest import CASES, STATUSES, TIMEOUT, assert_still_serving, fuzz_settings
 
@@ -375,20 +376,26 @@ def skeleton_streams(
 
 
 def test_frame_decoder_takes_any_bytes(real_images) -> None:
-    """check_frame, then decode_frame: an image of the size its header claims, or InputError."""
+    """check_frame, then decode_frame (in full, or shrunk to a pose width, which decodes a JPEG
+    scaled): an image of the size its header claims (shrunk to that width), or InputError."""
 
     @fuzz_settings(short=300, full=4000)
-    @given(picture=encoded_images(real_images) | raw_images(), timestamp=timestamps_anywhere)
-    def case(picture: Blob | Raw, timestamp: int) -> None:
+    @given(
+        picture=encoded_images(real_images) | raw_images(),
+        timestamp=timestamps_anywhere,
+        width=st.sampled_from([0, 1, 7, 64]),
+    )
+    def case(picture: Blob | Raw, timestamp: int, width: int) -> None:
         CASES["decoder"] += 1
         try:
             incoming = check_frame(FrameSpec(timestamp, picture).message(), 0, LIMITS)
-            rgb = decode_frame(incoming)
+            rgb = decode_frame(incoming, width)
         except InputError as e:
             assert str(e).startswith("frame 0 "), f"the message does not name the frame: {e}"
             return
-        assert rgb.dtype == np.uint8 and rgb.shape == (incoming.height, incoming.width, 3)
         assert incoming.width * incoming.height <= LIMITS.max_image_pixels
+        assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
+        assert (rgb.shape[1], rgb.shape[0]) == shrunk_size((incoming.width, incoming.height), width)
 
     case()
 
