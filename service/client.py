@@ -3,6 +3,12 @@
 A file is sent at its own frame rate (as a camera would), or as fast as the server takes it
 with ``--fast`` (then losslessly: the server slows the sender instead of dropping). Frames go
 as JPEG with their capture timestamps; events come back as they happen.
+
+Only the frames the model uses are encoded and sent: the client asks the server for the
+model's frame rate and runs the server's own frame-rate gate, so a 30 fps camera feeding a
+15 fps model costs half the JPEG encoding and half the bandwidth, and the server's answers are
+the same (``--all-frames`` sends every frame; the server then skips the same ones). The
+annotated video (``--out``) still has every frame.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 from service.channels import call_metadata, make_channel
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.windowing import FrameGate
 from skeleton.errors import InputError
 from skeleton.pose.video import probe_video, read_frames
 
@@ -45,6 +52,7 @@ class ClientOptions:
     width: int = 0  # shrink frames to this width before sending (0: as they are)
     jpeg_quality: int = 90
     max_frames: int = 0  # 0: the whole source
+    all_frames: bool = False  # send the frames beyond the model's frame rate too
 
 
 @dataclass
@@ -112,6 +120,14 @@ def event_line(event: pb.ActionEvent) -> str:
     )
 
 
+def model_frame_gate(api: pb_grpc.ActionRecognitionStub, options: ClientOptions, source_fps: float) -> FrameGate | None:
+    """The server's gate for the stream's model (None with ``--all-frames``): the frames it admits."""
+    if options.all_frames:
+        return None
+    info = api.GetModelInfo(pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token))
+    return FrameGate(info.frame_rate, source_fps)
+
+
 def stats_line(stats: pb.StreamStats) -> str:
     dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.frames_dropped.items())) or "none"
     return (
@@ -141,8 +157,10 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
     )
     sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
     sent_lock = threading.Lock()
+    not_sent = 0  # frames the model's frame rate leaves out
 
-    def requests() -> Iterator[pb.StreamFramesRequest]:
+    def requests(gate: FrameGate | None) -> Iterator[pb.StreamFramesRequest]:
+        nonlocal not_sent
         yield pb.StreamFramesRequest(config=config)
         started = time.monotonic()
         quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
@@ -156,18 +174,23 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 delay = started + timestamp / 1000.0 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            ok, jpeg = cv2.imencode(".jpg", bgr, quality)
-            if not ok:
-                raise InputError(f"{options.source}: frame {count} could not be encoded")
             if annotator is not None:
                 with sent_lock:
                     sent.append((timestamp, bgr))
+            if gate is not None and not gate.admit(timestamp):
+                not_sent += 1
+                continue
+            ok, jpeg = cv2.imencode(".jpg", bgr, quality)
+            if not ok:
+                raise InputError(f"{options.source}: frame {count} could not be encoded")
             yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
 
     channel = make_channel(options.server, options.tls_ca, options.lb_policy)
     final = None
     try:
-        call = pb_grpc.ActionRecognitionStub(channel).StreamFrames(requests(), metadata=call_metadata(options.token))
+        api = pb_grpc.ActionRecognitionStub(channel)
+        gate = model_frame_gate(api, options, source.fps)
+        call = api.StreamFrames(requests(gate), metadata=call_metadata(options.token))
         for response in call:
             if annotator is not None:
                 with sent_lock:
@@ -201,6 +224,8 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
             annotator.close()
     if final is not None:
         print(stats_line(final), file=err)
+    if not_sent:
+        print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
     if annotator is not None:
         print(f"wrote {options.out} ({annotator.written} frames)", file=err)
     return 0

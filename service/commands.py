@@ -102,7 +102,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     client.add_argument("--action-set", default="", help="also match this set of enrolled custom actions")
     client.add_argument("--stream-id", default="", help="the stream's name in events (default: the source's)")
     client.add_argument("--width", type=int, default=0, help="shrink frames to this width before sending")
-    client.add_argument("--max-frames", type=int, default=0, help="send at most this many frames")
+    client.add_argument("--max-frames", type=int, default=0, help="read at most this many frames of the source")
+    client.add_argument(
+        "--all-frames", action="store_true", help="also send the frames beyond the model's frame rate (it skips them)"
+    )
     _env_option(client, "--token", "auth token (sent as 'authorization: Bearer TOKEN')")
     _env_option(client, "--tls-ca", "CA certificate (PEM) to verify a TLS server with", type=Path)
     client.add_argument("--lb", default="", help="client-side load balancing policy, e.g. round_robin")
@@ -196,5 +199,6 @@ def _client(args: argparse.Namespace) -> int:
             lb_policy=args.lb,
             width=args.width,
             max_frames=args.max_frames,
+            all_frames=args.all_frames,
         )
     )

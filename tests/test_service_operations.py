@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,7 +142,11 @@ def test_client_prints_json_events_and_writes_the_annotated_video(plain_server, 
     for event in events:
         assert {"label", "score", "track_id", "start_ms", "end_ms"} <= set(event)
         assert event["label"] in labels and 0 < event["score"] <= 1 and event["start_ms"] < event["end_ms"]
-    assert "112 received" in captured.err and "dropped: none" in captured.err
+    # Only the frames the 15 fps model uses were sent, and the server skipped none of them.
+    received = int(re.search(r"(\d+) received", captured.err).group(1))
+    not_sent = int(re.search(r"(\d+) frames not sent", captured.err).group(1))
+    assert received + not_sent == 112 and 55 <= received <= 65
+    assert " 0 skipped" in captured.err and "dropped: none" in captured.err
     capture = cv2.VideoCapture(str(out))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 112
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (340, 256)
@@ -160,9 +165,12 @@ def test_client_prints_json_events_and_writes_the_annotated_video(plain_server, 
 def test_client_streams_at_the_sources_own_frame_rate(plain_server, capsys) -> None:
     started = time.monotonic()
     argv = ["client", str(VIDEOS / "arm_wrestling.mp4"), "--server", f"127.0.0.1:{plain_server.port}"]
-    assert main(argv + ["--max-frames", "42"]) == 0
+    assert main(argv + ["--max-frames", "42", "--all-frames"]) == 0
     assert time.monotonic() - started >= 41 / 28  # 42 frames of a 28 fps video take 1.5 s to happen
-    assert "42 received" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "42 received" in err and "not sent" not in err
+    skipped = int(re.search(r"(\d+) skipped", err).group(1))
+    assert 18 <= skipped <= 22  # the server's gate: 15 of 28 frames a second
 
 
 def test_client_reports_a_missing_source_and_a_refused_call(plain_server, tmp_path: Path, capsys) -> None:
