@@ -30,7 +30,7 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.windowing import FrameGate
 from skeleton.errors import InputError
-from skeleton.pose.video import probe_video, read_frames
+from skeleton.pose.video import probe_video, read_frames, resize_to_width
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,24 @@ def event_line(event: pb.ActionEvent) -> str:
     )
 
 
-def model_frame_gate(api: pb_grpc.ActionRecognitionStub, options: ClientOptions, source_fps: float) -> FrameGate | None:
-    """The server's gate for the stream's model (None with ``--all-frames``): the frames it admits."""
+def model_frame_gate(
+    api: pb_grpc.ActionRecognitionStub, options: ClientOptions, config: pb.StreamConfig
+) -> FrameGate | None:
+    """The server's gate for the stream's model: the frames it would admit. None (send every
+    frame) with ``--all-frames``, or when the server does not say the model's frame rate. The
+    stream is pinned to the model asked about, so that behind a load balancer it gets the same."""
     if options.all_frames:
         return None
-    info = api.GetModelInfo(pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token))
-    return FrameGate(info.frame_rate, source_fps)
+    try:
+        info = api.GetModelInfo(pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token))
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return None
+        raise
+    if info.frame_rate <= 0:
+        return None
+    config.model = info.name
+    return FrameGate(info.frame_rate, config.frame_rate_hint)
 
 
 def stats_line(stats: pb.StreamStats) -> str:
@@ -167,17 +179,19 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
         for count, (bgr, timestamp) in enumerate(source.frames):
             if options.max_frames and count >= options.max_frames:
                 break
-            if options.width and bgr.shape[1] > options.width:
-                height = round(bgr.shape[0] * options.width / bgr.shape[1])
-                bgr = cv2.resize(bgr, (options.width, height), interpolation=cv2.INTER_AREA)
             if not (source.live or options.fast):
                 delay = started + timestamp / 1000.0 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            admitted = gate is None or gate.admit(timestamp)
+            if not admitted and annotator is None:
+                not_sent += 1
+                continue
+            bgr = resize_to_width(bgr, options.width)
             if annotator is not None:
                 with sent_lock:
                     sent.append((timestamp, bgr))
-            if gate is not None and not gate.admit(timestamp):
+            if not admitted:
                 not_sent += 1
                 continue
             ok, jpeg = cv2.imencode(".jpg", bgr, quality)
@@ -185,11 +199,17 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 raise InputError(f"{options.source}: frame {count} could not be encoded")
             yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
 
+    def report(final: pb.StreamStats | None) -> None:
+        if final is not None:
+            print(stats_line(final), file=err)
+        if not_sent:
+            print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
+
     channel = make_channel(options.server, options.tls_ca, options.lb_policy)
     final = None
     try:
         api = pb_grpc.ActionRecognitionStub(channel)
-        gate = model_frame_gate(api, options, source.fps)
+        gate = model_frame_gate(api, options, config)
         call = api.StreamFrames(requests(gate), metadata=call_metadata(options.token))
         for response in call:
             if annotator is not None:
@@ -212,8 +232,7 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
             elif kind == "stats" and response.stats.final:
                 final = response.stats
     except grpc.RpcError as e:
-        if final is not None:
-            print(stats_line(final), file=err)
+        report(final)
         raise InputError(f"{options.server}: {e.code().name}: {e.details()}") from None
     finally:
         channel.close()
@@ -222,10 +241,7 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 for timestamp, bgr in sent:
                     annotator.add_frame(timestamp, bgr)
             annotator.close()
-    if final is not None:
-        print(stats_line(final), file=err)
-    if not_sent:
-        print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
+    report(final)
     if annotator is not None:
         print(f"wrote {options.out} ({annotator.written} frames)", file=err)
     return 0

@@ -36,6 +36,9 @@ class FrameGate:
     """
 
     def __init__(self, fps: float, source_fps: float = 0.0) -> None:
+        # Rates travel as float32 in the protocol (frame_rate_hint, ModelInfo.frame_rate): the gate
+        # runs on those values, so a client's gate on what the server reports admits the same frames.
+        fps, source_fps = float(np.float32(fps)), float(np.float32(source_fps))
         self.period = 1000.0 / fps
         self._interval = 1000.0 / source_fps if source_fps > 0 else None
         self._measure = source_fps <= 0

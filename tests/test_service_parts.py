@@ -16,6 +16,7 @@ import pytest
 
 from service.actions import ActionStore, open_store
 from service.batcher import Batcher
+from service.client import ClientOptions, model_frame_gate
 from service.devmodel import build_model, sports2d_card
 from service.errors import NotFound, Overloaded
 from service.frames import FrameLimits, check_frame, decode_frame, decode_scale, encoded_image_size
@@ -146,6 +147,33 @@ def test_gate_admits_the_models_frame_rate(camera_fps: float, expected: int) -> 
 
 def _people(value: float) -> dict[int, np.ndarray]:
     return {7: np.full((SPEC.num_joints, 2), value, dtype=np.float32)}
+
+
+class _ModelInfoOnly:
+    """A stub whose GetModelInfo reports ``frame_rate``."""
+
+    def __init__(self, frame_rate: float) -> None:
+        self.frame_rate = frame_rate
+
+    def GetModelInfo(self, request, metadata=None) -> pb.ModelInfo:  # noqa: N802 (the gRPC method's name)
+        return pb.ModelInfo(name="sports2d", frame_rate=self.frame_rate)
+
+
+@pytest.mark.parametrize("model_fps, camera_fps", [(15.0, 500 / 13), (29.97, 59.94), (10.0, 30.0), (20.0, 25.0)])
+def test_the_clients_gate_sends_only_frames_the_servers_gate_admits(model_fps: float, camera_fps: float) -> None:
+    """The client's gate runs on what the protocol carries (ModelInfo.frame_rate and the stream's
+    frame_rate_hint, both float32), the server's on the model's own rate and the hint it got:
+    fed only what the client sent, the server's gate admits every frame, from a jittery camera too."""
+    rng = np.random.default_rng(0)
+    timestamps = np.cumsum(np.round(1000 / camera_fps + rng.normal(0, 3, 3000)).clip(1)).astype(int)
+    config = pb.StreamConfig(frame_rate_hint=camera_fps)
+    client = model_frame_gate(_ModelInfoOnly(model_fps), ClientOptions(source="cam", server="x"), config)
+    server = FrameGate(model_fps, float(config.frame_rate_hint))  # as service.session builds it
+    sent = [t for t in timestamps if client.admit(t)]
+    assert config.model == "sports2d"  # the stream asks for the model the rate came from
+    assert len(sent) < len(timestamps) and all(server.admit(t) for t in sent)
+    assert model_frame_gate(_ModelInfoOnly(0.0), ClientOptions(source="cam", server="x"), config) is None
+    assert model_frame_gate(None, ClientOptions(source="cam", server="x", all_frames=True), config) is None
 
 
 def test_windower_hands_out_full_windows_every_stride_at_the_models_rate() -> None:
