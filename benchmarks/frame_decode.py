@@ -4,7 +4,7 @@ For each real clip (the first ``--frames`` frames, JPEG-encoded at quality 90 be
 starts), the median time of
 
 * full:    decode the whole frame, shrink it to ``--width`` (what pose needs) by area averaging;
-* service: ``service.frames.decode_frame(frame, width)``: a JPEG at least twice as wide as the
+* service: ``service.frames.decode_frame(frame, max_width)``: a JPEG at least twice as wide as the
            pose width decoded at 1/2, 1/4 or 1/8 scale by libjpeg, shrunk the rest of the way
            (bilinear below a factor of 2), colours converted last.
 
@@ -24,6 +24,7 @@ from benchmarks.pose_throughput import CLIPS, DATA
 from service.frames import FrameLimits, check_frame, decode_frame, decode_scale
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.testing import encoded_frames
+from skeleton.pose.video import shrunk_size
 
 
 def median_ms(function, items, repeats: int = 3) -> float:
@@ -42,7 +43,7 @@ def measure(clip: str, frames: int, width: int) -> dict:
         for i, (data, t) in enumerate(encoded_frames(DATA / "videos" / clip, frames))
     ]
     first = checked[0]
-    size = (width, round(first.height * width / first.width)) if first.width > width else (first.width, first.height)
+    size = shrunk_size((first.width, first.height), width)
     full = median_ms(lambda f: cv2.resize(decode_frame(f), size, interpolation=cv2.INTER_AREA), checked)
     scaled = median_ms(lambda f: decode_frame(f, width), checked)
     return {

@@ -6,9 +6,9 @@ bad frame is refused even when the frame-rate gate would skip it. Only admitted 
 decoded, in a pose worker, and a frame that still fails to decode is refused then.
 
 Pose runs on frames shrunk to a set width, and the decoder shrinks them: a JPEG at least twice
-that wide is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg scales in the DCT and skips most of
-the work of a full decode), and the colours are converted last, on the fewest pixels
-(``python -m benchmarks.frame_decode`` measures it on the real clips).
+that wide is decoded at 1/2, 1/4 or 1/8 of its size, never narrower than the pose width (libjpeg
+scales in the DCT and skips most of the work of a full decode), and the colours are converted
+last, on the fewest pixels (``python -m benchmarks.frame_decode`` measures it on the real clips).
 """
 
 from __future__ import annotations
@@ -135,24 +135,25 @@ def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = 
     return IncomingFrame(index, frame.timestamp_ms, width, height, data, kind == "raw", arrived)
 
 
-def decode_scale(frame: IncomingFrame, min_width: int) -> int:
-    """The largest of 1, 2, 4, 8 to divide the frame's size by in decoding that leaves it at
-    least ``min_width`` wide (0: no limit given, full size). Only JPEGs decode scaled cheaply."""
-    if frame.raw or min_width <= 0 or not frame.data.startswith(_JPEG_SOI):
+def decode_scale(frame: IncomingFrame, max_width: int) -> int:
+    """The largest of 1, 2, 4, 8 to divide the frame's size by in decoding that leaves it no
+    narrower than ``max_width`` (0: no limit given, full size), so that it is only ever shrunk
+    after. Only JPEGs decode scaled cheaply."""
+    if frame.raw or max_width <= 0 or not frame.data.startswith(_JPEG_SOI):
         return 1
-    return next((scale for scale, _ in _JPEG_SCALES if math.ceil(frame.width / scale) >= min_width), 1)
+    return next((scale for scale, _ in _JPEG_SCALES if frame.width / scale >= max_width), 1)
 
 
-def decode_frame(frame: IncomingFrame, width: int = 0) -> np.ndarray:
-    """RGB uint8 of a checked frame, of ``shrunk_size((frame.width, frame.height), width)``: shrunk
-    to ``width`` pixels wide (aspect kept) when it is wider; 0: full size. A JPEG is decoded scaled
-    (``decode_scale``) where it can be, and the colours are converted after shrinking."""
+def decode_frame(frame: IncomingFrame, max_width: int = 0) -> np.ndarray:
+    """RGB uint8 of a checked frame, of ``shrunk_size((frame.width, frame.height), max_width)``:
+    shrunk to ``max_width`` pixels wide (aspect kept) when it is wider; 0: full size. A JPEG is
+    decoded scaled (``decode_scale``) where it can be, and the colours are converted after shrinking."""
     full = (frame.width, frame.height)
-    size = shrunk_size(full, width)
+    size = shrunk_size(full, max_width)
     if frame.raw:
         rgb = np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
         return rgb.copy() if size == full else resize_to(rgb, size)  # never a view of the message
-    scale = decode_scale(frame, width)
+    scale = decode_scale(frame, max_width)
     flag = dict(_JPEG_SCALES).get(scale, cv2.IMREAD_COLOR)
     bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), flag)
     if bgr is None:

@@ -36,6 +36,7 @@ def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` shrunk to ``size`` (width, height)."""
     # Area averaging never aliases but is slow at a ratio that is not whole (2.2 ms for 768 -> 640
     # pixels here); shrinking by less than half, bilinear already reads every pixel, at a third.
+    # Pose extraction (skeleton.pose.extract) and the service both shrink frames here.
     interpolation = cv2.INTER_AREA if image.shape[1] >= 2 * size[0] else cv2.INTER_LINEAR
     return cv2.resize(image, size, interpolation=interpolation)
 
