@@ -105,16 +105,22 @@ def test_tracker_matches_on_the_joints_seen_in_both_and_takes_3d_joints() -> Non
 
 def test_tracker_compares_all_joints_when_fewer_than_three_are_seen_in_both() -> None:
     rng = np.random.default_rng(2)
-    people = [rng.uniform(0, 1, (33, 2)), rng.uniform(0, 1, (33, 2)) + 3.0]
+    a = rng.uniform(0, 1, (33, 2))
+    b = a + 3.0
     tracker = PersonTracker()
-    first = tracker.update(people, [np.ones(33)] * 2, 0)
+    first = tracker.update([a, b], [np.ones(33)] * 2, 0)
+    # Each person's one visible joint lies on the other's track; all their other joints on their own.
+    near_a, near_b = a + 0.05, b + 0.05
+    near_a[0], near_b[0] = b[0], a[0]
     one = np.zeros(33)
     one[0] = 1.0
-    assert tracker.update([p + 0.1 for p in people[::-1]], [one, one], 33) == first[::-1]
+    assert tracker.update([near_a, near_b], [one, one], 33) == first
 
 
-def test_a_1080p_frame_decoded_at_half_size_gives_the_landmarks_of_a_full_decode() -> None:
-    """Scaled JPEG decoding (service.frames) poses the same people, in the frame's own pixels."""
+def test_a_1080p_frame_decoded_at_half_size_gives_the_landmarks_of_a_full_decode(monkeypatch) -> None:
+    """Scaled JPEG decoding (service.frames) poses the same people at the same pose width as a
+    full decode, in the frame's own pixels."""
+    import service.frames
     from service.frames import FrameLimits, check_frame
     from service.generated.actionrec.v1 import actionrec_pb2 as pb
     from service.posing import FramePoser
@@ -124,21 +130,30 @@ def test_a_1080p_frame_decoded_at_half_size_gives_the_landmarks_of_a_full_decode
     frames = [capture.read()[1] for _ in range(8)]
     capture.release()
     spec = WindowSpec(length=32, fps=15.0, layout="mediapipe33", dims=2, normalization="centre-torso")
-    scaled, full = FramePoser(MediaPipePose(max_people=2), spec, 640), FramePoser(MediaPipePose(max_people=2), spec, 0)
-    try:
-        for i, bgr in enumerate(frames):
-            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            frame = check_frame(pb.Frame(timestamp_ms=i * 36, encoded=jpeg.tobytes()), i, FrameLimits())
-            a, b = scaled.pose(frame), full.pose(frame)
-    finally:
-        scaled.close()
-        full.close()
-    assert len(a.track_ids) == len(b.track_ids) >= 1
-    # Match the people by their centres, then compare their visible joints.
-    order = [int(np.argmin([np.linalg.norm(p.mean(0) - q.mean(0)) for q in b.image_xy])) for p in a.image_xy]
-    visible = (a.visibility > 0.5) & (b.visibility[order] > 0.5)
-    error = np.linalg.norm(a.image_xy - b.image_xy[order], axis=-1)[visible]
-    assert np.median(error) < 0.01 * 1920  # under 20 pixels of a 1920-pixel frame
+    checked = [
+        check_frame(pb.Frame(timestamp_ms=i * 36, encoded=cv2.imencode(".jpg", bgr)[1].tobytes()), i, FrameLimits())
+        for i, bgr in enumerate(frames)
+    ]
+
+    def pose_all() -> list:
+        poser = FramePoser(MediaPipePose(max_people=2), spec, 640)
+        try:
+            return [poser.pose(frame) for frame in checked]
+        finally:
+            poser.close()
+
+    assert service.frames.decode_scale(checked[0], 640) == 2
+    scaled = pose_all()
+    monkeypatch.setattr(service.frames, "decode_scale", lambda frame, max_width: 1)
+    full = pose_all()
+    errors = []
+    for a, b in zip(scaled, full):
+        assert len(a.track_ids) == len(b.track_ids) >= 1
+        # Match the people by their centres, then compare their visible joints.
+        order = [int(np.argmin([np.linalg.norm(p.mean(0) - q.mean(0)) for q in b.image_xy])) for p in a.image_xy]
+        visible = (a.visibility > 0.5) & (b.visibility[order] > 0.5)
+        errors.extend(np.linalg.norm(a.image_xy - b.image_xy[order], axis=-1)[visible])
+    assert np.median(errors) < 0.005 * 1920  # under 10 pixels of a 1920-pixel frame
 
 
 def test_pose_refuses_non_increasing_timestamps() -> None:
