@@ -67,6 +67,13 @@ def stream_config(base: pb.StreamConfig, **fields) -> pb.StreamConfig:
     return config
 
 
+def steady_median(rates: list[float]) -> float:
+    """The median of the trials that had a steady state (a trial with a failed stream has none:
+    NaN, reported in its row)."""
+    kept = [r for r in rates if not np.isnan(r)]
+    return float(np.median(kept)) if kept else float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -166,7 +173,7 @@ def throughput(
             runs = [steady_rate(results, "frames") for results, _ in trials]
             whole = [sum(r.final.frames_processed for r in results if r.final) / wall for results, wall in trials]
             errors = [r.error for results, _ in trials for r in results if r.error]
-            fps = float(np.median(runs))
+            fps = steady_median(runs)
             # One stream's frames are posed in order, one at a time: N streams can use min(N, cores) cores.
             usable = min(count, cores) * one_core_fps
             rows[count] = {
@@ -319,7 +326,7 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
     rates = [steady_rate(results, "windows") for results, _ in trials]
     whole = [sum(r.final.windows_classified for r in results if r.final) / wall for results, wall in trials]
     refused = sum(sum(r.final.windows_dropped.values()) for results, _ in trials for r in results if r.final)
-    service_rate = float(np.median(rates))
+    service_rate = steady_median(rates)
     # The streams send faster than the model classifies: the batcher's queue stays full, and the
     # windows beyond it are refused (and counted), so the rate is the service's ceiling.
     print(
