@@ -7,7 +7,8 @@ are measured in the same run. Sections:
 
 * throughput  N = 1, 2, 4, 8 concurrent streams of a real clip sent as fast as the server takes
               them: posed frames/s against the raw MediaPipe ceiling (cores x one-core rate on
-              the same frames);
+              the same frames); streams sending every frame (pose workers pinned, then not),
+              and streams sending only the model's frames, as ``actionrec client`` does;
 * latency     two streams at the clip's real frame rate, a window every model frame: from a
               window's last frame arriving to its event leaving, p50 / p99, against the pose +
               classify time behind each event (the server reports it in the event) and against
@@ -48,6 +49,7 @@ import numpy as np
 
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.loadgen import StreamResult, frame_stream, paced, run_stream, run_streams, steady_rate
+from service.models import load_model
 from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_frames, waving_person
 
 CLIP = VIDEOS / "arm_wrestling.mp4"
@@ -126,8 +128,6 @@ def mediapipe_alone(frames, max_people: int, cores: list[int], loops: int = 5) -
 def onnxruntime_alone(models_dir: Path, max_batch: int = 16) -> dict:
     """Windows/s of the model alone (batches of ``max_batch``, the server's settings) and the
     time of one window alone."""
-    from service.models import load_model
-
     model = load_model(models_dir / "sports2d.onnx", threads=1)
     rng = np.random.default_rng(0)
     batch = rng.normal(size=(max_batch, *model.input_shape)).astype(np.float32)
@@ -158,8 +158,10 @@ def throughput(
     clip_seconds: float,
     repeats: int,
     *serve_flags: str,
+    model_fps: float = 0.0,
 ) -> dict:
-    """Each stream is ``clip_seconds`` of the clip (looped), sent as fast as the server takes it;
+    """Each stream is ``clip_seconds`` of the clip (looped), sent as fast as the server takes it
+    (every frame, or with ``model_fps`` only those the model uses, as ``actionrec client`` sends);
     each count ``repeats`` times, the median kept."""
     rows = {}
     cores = len(os.sched_getaffinity(0))
@@ -167,7 +169,11 @@ def throughput(
         config = stream_config(base, lossless=True, stats_interval_ms=STATS_INTERVAL_MS)
         for count in (1, 2, 4, 8):
             trials = [
-                run_streams(server.address, lambda r: frame_stream(frames, config, r, seconds=clip_seconds), count)
+                run_streams(
+                    server.address,
+                    lambda r: frame_stream(frames, config, r, seconds=clip_seconds, model_fps=model_fps),
+                    count,
+                )
                 for _ in range(repeats)
             ]
             runs = [steady_rate(results, "frames") for results, _ in trials]
@@ -469,6 +475,18 @@ def main() -> None:
                 args.clip_seconds,
                 args.repeats,
                 "--no-pin-workers",
+            )
+            print("throughput, streams sending only the model's frames (as actionrec client does):")
+            figures["throughput_model_frames"] = throughput(
+                models_dir,
+                state,
+                frames,
+                base,
+                one_core_fps,
+                all_cores_fps,
+                args.clip_seconds,
+                args.repeats,
+                model_fps=load_model(models_dir / "sports2d.onnx").card.window.fps,
             )
         if "latency" in args.only:
             print("latency (two streams in real time):")

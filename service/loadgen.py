@@ -20,6 +20,7 @@ import grpc
 
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.windowing import FrameGate
 
 
 @dataclass
@@ -78,15 +79,21 @@ def paced(items, timestamps_ms, realtime: bool, result: StreamResult, first=None
         yield item
 
 
-def frame_stream(frames, config: pb.StreamConfig, result: StreamResult, fps=28.0, realtime=False, seconds=0.0):
-    """The clip's frames, looped for ``seconds``, stamped at ``fps``; sent in real time or as fast as taken."""
+def frame_stream(
+    frames, config: pb.StreamConfig, result: StreamResult, fps=28.0, realtime=False, seconds=0.0, model_fps=0.0
+):
+    """The clip's frames, looped for ``seconds``, stamped at ``fps``; sent in real time or as fast
+    as taken. With ``model_fps``, only the frames a model at that rate uses are sent, as
+    ``actionrec client`` sends them."""
     count = max(len(frames), round(seconds * fps))
-    timestamps = [round(i * 1000.0 / fps) for i in range(count)]
+    stamped = [(i, round(i * 1000.0 / fps)) for i in range(count)]
+    if model_fps > 0:
+        gate = FrameGate(model_fps, fps)
+        stamped = [(i, t) for i, t in stamped if gate.admit(t)]
     messages = (
-        pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=t, encoded=frames[i % len(frames)][0]))
-        for i, t in enumerate(timestamps)
+        pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=t, encoded=frames[i % len(frames)][0])) for i, t in stamped
     )
-    return paced(messages, timestamps, realtime, result, pb.StreamFramesRequest(config=config))
+    return paced(messages, [t for _, t in stamped], realtime, result, pb.StreamFramesRequest(config=config))
 
 
 def run_streams(
