@@ -460,34 +460,34 @@ def main() -> None:
         }
         figures["pose_p99_ms"] = pose_p99_ms
         if "throughput" in args.only:
-            print("throughput (whole service, streams as fast as taken; pose workers pinned to cores):")
-            figures["throughput"] = throughput(
-                models_dir, state, frames, base, one_core_fps, all_cores_fps, args.clip_seconds, args.repeats
-            )
-            print("throughput, pose workers not pinned (--no-pin-workers):")
-            figures["throughput_unpinned"] = throughput(
-                models_dir,
-                state,
-                frames,
-                base,
-                one_core_fps,
-                all_cores_fps,
-                args.clip_seconds,
-                args.repeats,
-                "--no-pin-workers",
-            )
-            print("throughput, streams sending only the model's frames (as actionrec client does):")
-            figures["throughput_model_frames"] = throughput(
-                models_dir,
-                state,
-                frames,
-                base,
-                one_core_fps,
-                all_cores_fps,
-                args.clip_seconds,
-                args.repeats,
-                model_fps=load_model(models_dir / "sports2d.onnx").card.window.fps,
-            )
+            model_fps = load_model(models_dir / "sports2d.onnx").card.window.fps
+            passes = {  # figure: (what it is, server flags, the rate the streams send at: 0 every frame)
+                "throughput": ("streams sending every frame; pose workers pinned to cores", (), 0.0),
+                "throughput_unpinned": (
+                    "the same, pose workers not pinned (--no-pin-workers)",
+                    ("--no-pin-workers",),
+                    0.0,
+                ),
+                "throughput_model_frames": (
+                    "streams sending only the model's frames, as actionrec client does",
+                    (),
+                    model_fps,
+                ),
+            }
+            for figure, (title, flags, send_fps) in passes.items():
+                print(f"throughput (whole service, streams as fast as taken; {title}):")
+                figures[figure] = throughput(
+                    models_dir,
+                    state,
+                    frames,
+                    base,
+                    one_core_fps,
+                    all_cores_fps,
+                    args.clip_seconds,
+                    args.repeats,
+                    *flags,
+                    model_fps=send_fps,
+                )
         if "latency" in args.only:
             print("latency (two streams in real time):")
             figures["latency"] = latency(models_dir, state, frames, base, pose_ms, pose_p99_ms, raw["one_window_ms"])
