@@ -30,6 +30,8 @@ _JPEG_EOI = b"\xff\xd9"
 # Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _TRAILER_SLACK = 64  # bytes some encoders leave after the end marker
+_EXIF = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
 # MediaPipe keeps time in int64 microseconds, the windower in float64 milliseconds, and events
 # report int64 milliseconds: within 2**53 ms either way (285,000 years) all hold a timestamp exactly.
 MAX_TIMESTAMP_MS = 2**53
@@ -76,7 +78,10 @@ def encoded_image_size(data: bytes) -> tuple[str, int, int]:
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    position = 2
+    """(width, height) as the JPEG is shown and decoded: its frame header's size, turned a
+    quarter when its EXIF orientation (5-8) says the picture is stored on its side (a phone's
+    portrait photo); OpenCV decodes such a JPEG upright. None when there is no frame header."""
+    position, orientation = 2, 1
     while position + 4 <= len(data):
         if data[position] != 0xFF:
             return None
@@ -92,11 +97,34 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             if position + 9 > len(data):
                 return None
             height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return width, height
+            return (height, width) if orientation >= 5 else (width, height)
         if marker == 0xDA or length < 2:  # start of scan before any frame header
             return None
+        if marker == 0xE1 and orientation == 1:  # APP1: EXIF, when it is the first one
+            orientation = _exif_orientation(data[position + 4 : position + 2 + length])
         position += 2 + length
     return None
+
+
+def _exif_orientation(segment: bytes) -> int:
+    """The orientation (1-8) in an APP1 segment's EXIF, 1 (upright) when there is none or it is
+    malformed (then OpenCV decodes the JPEG as stored, and the sizes still agree)."""
+    if not segment.startswith(_EXIF):
+        return 1
+    tiff = segment[len(_EXIF) :]
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
+    if order is None or len(tiff) < 10:
+        return 1
+    (first,) = struct.unpack(order + "I", tiff[4:8])
+    if first + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[first : first + 2])
+    for entry in range(first + 2, min(first + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, _, _, value = struct.unpack(order + "HHIH", tiff[entry : entry + 10])
+        if tag == _ORIENTATION_TAG:
+            # The value's first two bytes, whatever type the entry declares: as OpenCV reads it.
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def check_timestamp(timestamp_ms: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from service.models import ModelRegistry, load_model
 from service.testing import VIDEOS
 from service.windowing import FrameGate, StreamWindower
 from skeleton.errors import InputError
+from skeleton.pose.video import shrunk_size
 from skeleton.windows import WindowSpec
 
 SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=10.0, normalization="centre-torso")
@@ -96,6 +98,53 @@ def test_odd_sized_jpeg_scales_round_up_and_png_and_raw_are_shrunk_without_scali
     assert decode_scale(raw, 100) == 1 and decode_frame(raw, 320).shape == (1, 320, 3)
     full = decode_frame(raw)
     assert full.flags.writeable and np.array_equal(full, pixels)
+
+
+def with_exif_orientation(jpeg: bytes, value: int, byte_order: str = ">") -> bytes:
+    """``jpeg`` with an APP1 EXIF segment whose first IFD holds only an orientation tag."""
+    tiff = (b"MM\x00*" if byte_order == ">" else b"II*\x00") + struct.pack(byte_order + "IH", 8, 1)
+    tiff += struct.pack(byte_order + "HHIHH", 0x0112, 3, 1, value, 0) + struct.pack(byte_order + "I", 0)
+    segment = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[2:]
+
+
+UPRIGHT = {  # EXIF orientation: how the stored picture is turned to be shown
+    1: lambda a: a,
+    3: lambda a: np.rot90(a, 2),
+    5: lambda a: np.transpose(a, (1, 0, 2)),
+    6: lambda a: np.rot90(a, -1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@pytest.mark.parametrize("orientation, byte_order", [(1, ">"), (3, "<"), (5, ">"), (6, ">"), (6, "<"), (8, "<")])
+def test_a_jpeg_stored_on_its_side_is_sized_and_decoded_upright(orientation: int, byte_order: str) -> None:
+    """A phone's portrait JPEG (EXIF orientation) is decoded upright, as it is shown, and its
+    size is the upright one: pose sees people standing, and landmarks are in shown pixels."""
+    stored = hd_frame()
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(stored, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    frame = check_frame(
+        pb.Frame(encoded=with_exif_orientation(jpeg.tobytes(), orientation, byte_order)), 0, FrameLimits()
+    )
+    plain = decode_frame(check_frame(pb.Frame(encoded=jpeg.tobytes()), 0, FrameLimits()))
+    upright = UPRIGHT[orientation](plain)
+    assert (frame.height, frame.width) == upright.shape[:2]
+    assert np.array_equal(decode_frame(frame), upright)
+    # Scaled decoding turns it too (a 1/2 or 1/4-scale decode, then shrunk to 320 wide).
+    assert decode_scale(frame, 320) == (2 if orientation >= 5 else 4)
+    shrunk = decode_frame(frame, 320)
+    assert (shrunk.shape[1], shrunk.shape[0]) == shrunk_size((frame.width, frame.height), 320)
+
+
+def test_a_malformed_or_unknown_exif_orientation_is_taken_as_upright() -> None:
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((30, 50, 3), np.uint8))
+    for data in (
+        with_exif_orientation(jpeg.tobytes(), 9),  # not an orientation
+        with_exif_orientation(jpeg.tobytes(), 0x0600, byte_order="<"),  # 6 in the wrong byte order
+        jpeg.tobytes()[:2] + b"\xff\xe1\x00\x0cExif\x00\x00MM\x00*" + jpeg.tobytes()[2:],  # cut short
+    ):
+        frame = check_frame(pb.Frame(encoded=data), 0, FrameLimits())
+        assert (frame.width, frame.height) == (50, 30) and decode_frame(frame).shape == (30, 50, 3)
 
 
 @pytest.mark.parametrize(
