@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.loadgen import StreamResult, frame_stream, paced, run_stream, run_streams, steady_rate
+from service.loadgen import StreamResult, frame_stream, paced, run_stream, run_streams, steady_rate, whole_run_rate
 from service.models import load_model
 from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_frames, waving_person
 
@@ -177,7 +177,7 @@ def throughput(
                 for _ in range(repeats)
             ]
             runs = [steady_rate(results, "frames") for results, _ in trials]
-            whole = [sum(r.final.frames_processed for r in results if r.final) / wall for results, wall in trials]
+            whole = [whole_run_rate(results, wall, "frames") for results, wall in trials]
             errors = [r.error for results, _ in trials for r in results if r.error]
             fps = steady_median(runs)
             # One stream's frames are posed in order, one at a time: N streams can use min(N, cores) cores.
@@ -330,7 +330,7 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
             for _ in range(repeats)
         ]
     rates = [steady_rate(results, "windows") for results, _ in trials]
-    whole = [sum(r.final.windows_classified for r in results if r.final) / wall for results, wall in trials]
+    whole = [whole_run_rate(results, wall, "windows") for results, wall in trials]
     refused = sum(sum(r.final.windows_dropped.values()) for results, _ in trials for r in results if r.final)
     service_rate = steady_median(rates)
     # The streams send faster than the model classifies: the batcher's queue stays full, and the

@@ -184,10 +184,8 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 if delay > 0:
                     time.sleep(delay)
             admitted = gate is None or gate.admit(timestamp)
-            if not admitted and annotator is None:
-                not_sent += 1
-                continue
-            bgr = resize_to_width(bgr, options.width)
+            if admitted or annotator is not None:  # every frame is drawn, sent or not
+                bgr = resize_to_width(bgr, options.width)
             if annotator is not None:
                 with sent_lock:
                     sent.append((timestamp, bgr))

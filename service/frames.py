@@ -36,7 +36,7 @@ _ORIENTATION_TAG = 0x0112
 # report int64 milliseconds: within 2**53 ms either way (285,000 years) all hold a timestamp exactly.
 MAX_TIMESTAMP_MS = 2**53
 # libjpeg's DCT scales, largest first, and the flags that ask OpenCV for them.
-_JPEG_SCALES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+_JPEG_SCALES = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def decode_scale(frame: IncomingFrame, max_width: int) -> int:
     after. Only JPEGs decode scaled cheaply."""
     if frame.raw or max_width <= 0 or not frame.data.startswith(_JPEG_SOI):
         return 1
-    return next((scale for scale, _ in _JPEG_SCALES if frame.width / scale >= max_width), 1)
+    return next((scale for scale in _JPEG_SCALES if frame.width / scale >= max_width), 1)
 
 
 def decode_frame(frame: IncomingFrame, max_width: int = 0) -> np.ndarray:
@@ -182,7 +182,7 @@ def decode_frame(frame: IncomingFrame, max_width: int = 0) -> np.ndarray:
         rgb = np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
         return rgb.copy() if size == full else resize_to(rgb, size)  # never a view of the message
     scale = decode_scale(frame, max_width)
-    flag = dict(_JPEG_SCALES).get(scale, cv2.IMREAD_COLOR)
+    flag = _JPEG_SCALES.get(scale, cv2.IMREAD_COLOR)
     bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), flag)
     if bgr is None:
         raise InputError(f"frame {frame.index} (t={frame.timestamp_ms} ms): image bytes could not be decoded")

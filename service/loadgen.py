@@ -111,13 +111,24 @@ def run_streams(
     return results, time.monotonic() - started
 
 
+# Where StreamResult.progress keeps each count, by what rates are taken of.
+_PROGRESS_COLUMN = {"frames": 1, "windows": 2}
+
+
+def whole_run_rate(results: list[StreamResult], wall_s: float, what: str = "frames") -> float:
+    """The same count over the whole run's wall time, start-up and drain included (from each
+    stream's final statistics, the last of its reports)."""
+    column = _PROGRESS_COLUMN[what]
+    return sum(r.progress[-1][column] for r in results if r.final) / wall_s
+
+
 def steady_rate(results: list[StreamResult], what: str = "frames") -> float:
     """Frames processed (``what="frames"``) or windows classified (``"windows"``) per second,
     all streams together, while every stream was under way: from the moment the last stream
     to start had processed something to the first final statistics. NaN when that span holds
     fewer than two reports of some stream (too short a run)."""
-    column = {"frames": 1, "windows": 2}[what]
-    started = [next((t for t, *values in r.progress if values[column - 1] > 0), None) for r in results]
+    column = _PROGRESS_COLUMN[what]
+    started = [next((p[0] for p in r.progress if p[column] > 0), None) for r in results]
     if not results or None in started or any(r.final is None for r in results):
         return float("nan")
     begin, end = max(started), min(r.progress[-1][0] for r in results)

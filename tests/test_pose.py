@@ -124,15 +124,13 @@ def test_a_1080p_frame_decoded_at_half_size_gives_the_landmarks_of_a_full_decode
     from service.frames import FrameLimits, check_frame
     from service.generated.actionrec.v1 import actionrec_pb2 as pb
     from service.posing import FramePoser
+    from service.testing import encoded_frames
     from skeleton.windows import WindowSpec
 
-    capture = cv2.VideoCapture(str(VIDEOS / "hugging_ntu_style.mp4"))
-    frames = [capture.read()[1] for _ in range(8)]
-    capture.release()
     spec = WindowSpec(length=32, fps=15.0, layout="mediapipe33", dims=2, normalization="centre-torso")
     checked = [
-        check_frame(pb.Frame(timestamp_ms=i * 36, encoded=cv2.imencode(".jpg", bgr)[1].tobytes()), i, FrameLimits())
-        for i, bgr in enumerate(frames)
+        check_frame(pb.Frame(timestamp_ms=t, encoded=jpeg), i, FrameLimits())
+        for i, (jpeg, t) in enumerate(encoded_frames(VIDEOS / "hugging_ntu_style.mp4", 8))
     ]
 
     def pose_all() -> list:

@@ -23,12 +23,12 @@ from service.errors import NotFound, Overloaded
 from service.frames import FrameLimits, check_frame, decode_frame, decode_scale, encoded_image_size
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.lanes import Lane
-from service.loadgen import StreamResult, steady_rate
+from service.loadgen import StreamResult, steady_rate, whole_run_rate
 from service.models import ModelRegistry, load_model
 from service.testing import VIDEOS
 from service.windowing import FrameGate, StreamWindower
 from skeleton.errors import InputError
-from skeleton.pose.video import shrunk_size
+from skeleton.pose.video import read_frames, shrunk_size
 from skeleton.windows import WindowSpec
 
 SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=10.0, normalization="centre-torso")
@@ -59,11 +59,9 @@ def test_real_png_and_jpeg_are_checked_and_decoded(png_bytes: bytes) -> None:
 
 def hd_frame() -> np.ndarray:
     """A 1920x1080 RGB frame of a real clip."""
-    capture = cv2.VideoCapture(str(VIDEOS / "hugging_ntu_style.mp4"))
-    ok, bgr = capture.read()
-    capture.release()
-    assert ok and bgr.shape == (1080, 1920, 3)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    rgb, _ = next(read_frames(VIDEOS / "hugging_ntu_style.mp4"))
+    assert rgb.shape == (1080, 1920, 3)
+    return rgb
 
 
 def jpeg_frame(rgb: np.ndarray) -> pb.Frame:
@@ -448,6 +446,8 @@ def test_steady_rate_counts_only_while_every_stream_runs() -> None:
     results = [_progress(0.0, 10.0, 100.0, warmup=1.0), _progress(2.0, 8.0, 50.0, warmup=0.5)]
     assert steady_rate(results, "frames") == pytest.approx(150.0, rel=0.02)
     assert steady_rate(results, "windows") == pytest.approx(75.0, rel=0.03)
+    # Over the whole run instead: the slow start and the idle ends count too.
+    assert whole_run_rate(results, 10.0, "frames") == pytest.approx((900 + 275) / 10.0, rel=0.01)
     # Too short to have two reports inside, or a stream without its final statistics: no rate.
     assert np.isnan(steady_rate([_progress(0.0, 10.0, 100.0, 1.0), _progress(9.9, 10.0, 50.0, 0.0)]))
     assert np.isnan(steady_rate([StreamResult()]))

@@ -7,7 +7,7 @@ method for a globally best assignment. A person matching no track starts a new o
 unseen for ``max_age_ms`` ends.
 
 It runs on every frame of every stream, so the distances of all people to all tracks are one
-array computation, and a track's size is worked out once when it moves, not once per pair.
+array computation, with each track's size worked out once, not once per pair.
 """
 
 from __future__ import annotations
@@ -35,14 +35,6 @@ class _Track:
     joints: np.ndarray  # (J, D) last seen position
     visible: np.ndarray  # (J,) bool
     last_seen_ms: float
-    size: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.size = _size(self.joints, self.visible)
-
-    def see(self, joints: np.ndarray, visible: np.ndarray, timestamp_ms: float) -> None:
-        self.joints, self.visible, self.last_seen_ms = joints, visible, timestamp_ms
-        self.size = _size(joints, visible)
 
 
 @dataclass
@@ -66,7 +58,8 @@ class PersonTracker:
             for r, c in zip(rows, cols):
                 if cost[r, c] <= self.max_distance:
                     ids[r] = self._tracks[c].track_id
-                    self._tracks[c].see(joints[r], visible[r], timestamp_ms)
+                    self._tracks[c].joints, self._tracks[c].visible = joints[r], visible[r]
+                    self._tracks[c].last_seen_ms = timestamp_ms
         for i, track_id in enumerate(ids):
             if track_id < 0:
                 ids[i] = self._next_id
@@ -78,7 +71,7 @@ class PersonTracker:
         """(people, tracks): the mean distance of the joints seen in both, in track sizes."""
         track_joints = np.stack([t.joints for t in self._tracks])  # (T, J, D)
         track_visible = np.stack([t.visible for t in self._tracks])  # (T, J)
-        sizes = np.array([t.size for t in self._tracks])
+        sizes = np.array([_size(t.joints, t.visible) for t in self._tracks])
         both = visible[:, None, :] & track_visible[None, :, :]  # (P, T, J)
         both |= both.sum(axis=-1, keepdims=True) < MIN_COMMON_JOINTS
         apart = np.linalg.norm(joints[:, None] - track_joints[None], axis=-1)  # (P, T, J)
