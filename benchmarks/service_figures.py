@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,19 @@ def onnxruntime_alone(models_dir: Path, max_batch: int = 16) -> dict:
 # ---------------------------------------------------------------- sections
 
 
+@dataclass(frozen=True)
+class CpuUse:
+    server_s: float  # CPU seconds of the server process
+    loadgen_s: float  # of this process, which sends the streams
+
+
+def _timed_trial(server: ServerProcess, make_requests, count: int) -> tuple[list[StreamResult], float, CpuUse]:
+    """``run_streams`` against ``server``, with the CPU time the server and the streams' sender used."""
+    server_before, loadgen_before = server.cpu_seconds(), time.process_time()
+    results, wall = run_streams(server.address, make_requests, count)
+    return results, wall, CpuUse(server.cpu_seconds() - server_before, time.process_time() - loadgen_before)
+
+
 def throughput(
     models_dir: Path,
     state: Path,
@@ -169,19 +183,26 @@ def throughput(
         config = stream_config(base, lossless=True, stats_interval_ms=STATS_INTERVAL_MS)
         for count in (1, 2, 4, 8):
             trials = [
-                run_streams(
-                    server.address,
+                _timed_trial(
+                    server,
                     lambda r: frame_stream(frames, config, r, seconds=clip_seconds, model_fps=model_fps),
                     count,
                 )
                 for _ in range(repeats)
             ]
-            runs = [steady_rate(results, "frames") for results, _ in trials]
-            whole = [whole_run_rate(results, wall, "frames") for results, wall in trials]
-            errors = [r.error for results, _ in trials for r in results if r.error]
+            runs = [steady_rate(results, "frames") for results, _, _ in trials]
+            whole = [whole_run_rate(results, wall, "frames") for results, wall, _ in trials]
+            errors = [r.error for results, _, _ in trials for r in results if r.error]
             fps = steady_median(runs)
             # One stream's frames are posed in order, one at a time: N streams can use min(N, cores) cores.
             usable = min(count, cores) * one_core_fps
+            # Where a shortfall comes from: the cores the server got (the load generator runs on
+            # the same machine) and what it posed with each core-second it got.
+            server_cores = float(np.median([cpu.server_s / wall for _, wall, cpu in trials]))
+            loadgen_cores = float(np.median([cpu.loadgen_s / wall for _, wall, cpu in trials]))
+            per_core_second = float(
+                np.median([rate * wall / cpu.server_s for (_, wall, cpu), rate in zip(trials, whole)])
+            )
             rows[count] = {
                 "posed_fps": fps,
                 "runs": runs,
@@ -189,6 +210,10 @@ def throughput(
                 "ratio": fps / (cores * one_core_fps),
                 "ratio_usable_cores": fps / usable,
                 "ratio_all_cores_at_once": fps / all_cores_fps,
+                "server_cores": server_cores,
+                "loadgen_cores": loadgen_cores,
+                "posed_per_server_core_second": per_core_second,
+                "ratio_per_server_core_second": per_core_second / one_core_fps,
                 "errors": errors,
             }
             print(
@@ -196,7 +221,10 @@ def throughput(
                 f" {cores * one_core_fps:.1f} ({rows[count]['ratio_usable_cores']:.2f} of {min(count, cores)} core(s));"
                 f" {rows[count]['ratio_all_cores_at_once']:.2f} of every core posing at once; runs"
                 f" {', '.join(f'{v:.1f}' for v in runs)} (whole runs, start and drain included:"
-                f" {', '.join(f'{v:.1f}' for v in whole)})"
+                f" {', '.join(f'{v:.1f}' for v in whole)})\n"
+                f"     server used {server_cores:.2f} cores, the load generator {loadgen_cores:.2f};"
+                f" {per_core_second:.1f} posed frames per server core-second ="
+                f" {rows[count]['ratio_per_server_core_second']:.2f} of MediaPipe alone on one core"
             )
     return rows
 

@@ -7,6 +7,7 @@ reason), and the server's resident memory may grow by less than 5 % after the wa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
             )
             for i, result in enumerate(results)
         ]
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), server.cpu_seconds()
         for thread in threads:
             thread.start()
         samples: list[tuple[float, float]] = []  # (seconds since start, RSS MiB) while every stream is open
@@ -54,6 +55,8 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
         for thread in threads:
             thread.join(SOAK_S + 300)
         assert server.process.poll() is None, "the server died during the soak"
+        cores_used = (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
+        assert 0 < cores_used <= len(os.sched_getaffinity(server.process.pid)) * 1.05  # CPU seconds, not ticks
 
     for result in results:
         assert not result.error, result.error
@@ -71,6 +74,7 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
     dropped = sum(sum(r.final.frames_dropped.values()) for r in results)
     print(
         f"soak: {STREAMS} streams x {SOAK_S:.0f} s; RSS {after_warmup:.0f} MiB after {WARMUP_S:.0f} s,"
-        f" {at_end:.0f} MiB at {samples[-1][0]:.0f} s ({growth:+.1%}); frames received {received}, dropped {dropped}"
+        f" {at_end:.0f} MiB at {samples[-1][0]:.0f} s ({growth:+.1%}); frames received {received}, dropped {dropped};"
+        f" the server used {cores_used:.2f} cores"
     )
     assert growth < 0.05
