@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.errors import NotFound
+from service.errors import NotFound, ServiceError
 from skeleton.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,13 @@ def _fsync_directory(folder: Path) -> None:
         os.close(directory)
 
 
+class StoreUnwritable(ServiceError):
+    """The store file could not be written (disk full, read-only, permissions): the server's
+    problem, not the caller's; the change was not made."""
+
+    code = "UNAVAILABLE"
+
+
 class ActionStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -128,25 +135,33 @@ class ActionStore:
             raise DamagedStore(f"{self.path}: unreadable enrolled actions ({type(e).__name__}: {e})") from None
         self._actions = {(a.model, a.action_set, a.action): a for a in actions}
 
-    def _save(self) -> None:
-        """Write the whole store to a temporary file beside it, then rename it into place."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _commit(self, actions: dict[tuple[str, str, str], EnrolledAction]) -> None:
+        """Make ``actions`` the store: written to a temporary file beside it, renamed into place,
+        and only then taken in memory. A failed write changes nothing, on disk or in memory."""
         data = {
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
-            "actions": [a.to_json() for _, a in sorted(self._actions.items())],
+            "actions": [a.to_json() for _, a in sorted(actions.items())],
         }
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        temporary = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
             with os.fdopen(handle, "w") as f:
                 json.dump(data, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.path.parent)
+            temporary = None
+            _fsync_directory(self.path.parent)
+        except OSError as e:
+            raise StoreUnwritable(
+                f"{self.path}: the enrolled actions could not be stored ({e.strerror or e}); nothing was changed"
+            ) from None
+        finally:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+        self._actions = actions
         self._prototypes.clear()
 
     def enroll(
@@ -166,16 +181,16 @@ class ActionStore:
             enrolled = EnrolledAction(
                 model, model_version, action_set, action, embeddings, datetime.now(UTC).isoformat(timespec="seconds")
             )
-            self._actions[key] = enrolled
-            self._save()
+            self._commit({**self._actions, key: enrolled})
         return enrolled, float(np.mean(embeddings @ enrolled.prototype))
 
     def delete(self, model: str, action_set: str, action: str) -> EnrolledAction:
+        key = (model, action_set, action)
         with self._lock:
-            enrolled = self._actions.pop((model, action_set, action), None)
+            enrolled = self._actions.get(key)
             if enrolled is None:
                 raise NotFound(f"no action {action!r} in set {action_set!r} for model {model!r}")
-            self._save()
+            self._commit({k: a for k, a in self._actions.items() if k != key})
         return enrolled
 
     def list(self, model: str = "", action_set: str = "") -> list[EnrolledAction]:
