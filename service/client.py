@@ -20,12 +20,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import grpc
 import numpy as np
 
 from service.channels import call_metadata, make_channel
+from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.windowing import FrameGate
@@ -148,6 +150,21 @@ def stats_line(stats: pb.StreamStats) -> str:
     )
 
 
+def default_stream_id(source: str) -> str:
+    """The stream's name when none is given: the file's name, ``camera-N``, or a URL's host and
+    path. Never a URL's user name, password or query (the server logs the id and echoes it in
+    every event), and within the server's limit on its length."""
+    if source.isdigit():
+        name = f"camera-{source}"
+    elif "://" in source:
+        parts = urlsplit(source)
+        host = parts.hostname or ""
+        name = f"{host}:{parts.port}{parts.path}" if parts.port else f"{host}{parts.path}"
+    else:
+        name = Path(source).name
+    return name[:MAX_STREAM_ID]
+
+
 def run_client(options: ClientOptions, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     source = open_source(options.source)
@@ -157,7 +174,7 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
 
         annotator = Annotator(options.out, source.fps)
     config = pb.StreamConfig(
-        stream_id=options.stream_id or Path(options.source).name,
+        stream_id=options.stream_id or default_stream_id(options.source),
         model=options.model,
         frame_rate_hint=source.fps,
         max_people=options.max_people,
