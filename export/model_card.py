@@ -14,7 +14,7 @@ LIMITS_2D = """\
   hips slightly differently, so expect some loss on camera streams (see the domain check).
 - One person per window; people are classified independently. Needs the whole body in view: a
   close-up of hands or face (no hips, no legs) gives windows of mostly missing joints.
-- Only the classes below are known; anything else is forced into one of them (use the service's
+- Only the classes listed above are known; anything else is forced into one of them (use the service's
   enrolled actions and score thresholds for open-set use)."""
 
 LIMITS_3D = """\
@@ -22,7 +22,7 @@ LIMITS_3D = """\
   into Kinect axes by the shared core). Trained on Kinect v1 skeletons; MediaPipe world landmarks are
   rougher in depth and hip-centred per frame, so expect some loss on them.
 - One person per window; the sensor's left/right conventions are handled by the joint layouts.
-- Only the classes below are known; anything else is forced into one of them."""
+- Only the classes listed above are known; anything else is forced into one of them."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(serve, "--default-model", "the model of streams that name none", DEFAULT_MODEL)
     _env_option(serve, "--pose-model", "MediaPipe pose landmarker .task (default: the shipped full model)", type=Path)
     _env_option(serve, "--max-streams", "open streams at most; more get RESOURCE_EXHAUSTED", "8", type=int)
+    _env_option(
+        serve,
+        "--max-clip-calls",
+        "ClassifyClip and EnrollAction calls at once; more get RESOURCE_EXHAUSTED",
+        str(defaults["max_clip_calls"].default),
+        type=int,
+    )
     _env_option(serve, "--workers", "pose worker threads (default: the cores available)", type=int)
     serve.add_argument(
         "--no-pin-workers",
@@ -57,6 +64,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "--max-pending-frames",
         "frames a stream may have waiting for pose; beyond, the oldest is dropped",
         str(defaults["max_pending_frames"].default),
+        type=int,
+    )
+    _env_option(
+        serve,
+        "--pose-width",
+        "frames wider than this are shrunk to it before pose (0: posed as they come)",
+        str(defaults["pose_width"].default),
         type=int,
     )
     _env_option(serve, "--max-batch", "windows per model call at most", str(defaults["max_batch"].default), type=int)
@@ -141,10 +155,12 @@ def _serve(args: argparse.Namespace) -> int:
         default_model=args.default_model,
         pose_model=args.pose_model,
         max_streams=args.max_streams,
+        max_clip_calls=args.max_clip_calls,
         workers=args.workers or available_cores(),
         pin_workers=args.pin_workers,
         max_people=args.max_people,
         max_pending_frames=args.max_pending_frames,
+        pose_width=args.pose_width,
         max_batch=args.max_batch,
         max_queue_delay_ms=args.max_queue_delay_ms,
         onnx_threads=args.onnx_threads,

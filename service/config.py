@@ -12,6 +12,7 @@ from skeleton.errors import InputError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = "sports2d"
+MAX_STREAM_ID = 128  # characters of a stream's id (it is logged and echoed in every event)
 
 
 def default_actions_file() -> Path:
@@ -33,6 +34,8 @@ class ServerConfig:
     default_model: str = DEFAULT_MODEL  # streams that name no model get this one (or the only one loaded)
     pose_model: Path | None = None  # MediaPipe .task; None = the shipped full model
     max_streams: int = 8
+    max_clip_calls: int = 4  # ClassifyClip / EnrollAction calls at once (each holds a handler thread)
+    config_seconds: float = 10.0  # a stream that sends no configuration within this is cancelled
     workers: int = field(default_factory=available_cores)  # pose threads
     pin_workers: bool = True  # each pose thread (and its streams' MediaPipe threads) on its own core
     max_people: int = 4  # the most people a stream may ask to pose per frame
@@ -71,6 +74,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         positive = {
             "max_streams": self.max_streams,
+            "max_clip_calls": self.max_clip_calls,
             "workers": self.workers,
             "max_people": self.max_people,
             "max_batch": self.max_batch,
@@ -91,6 +95,8 @@ class ServerConfig:
             raise InputError(f"port {self.port} is out of range")
         if self.max_queue_delay_ms < 0 or self.max_gap_ms <= 0 or self.drain_seconds < 0 or self.pose_width < 0:
             raise InputError("max-queue-delay-ms, drain-seconds and pose-width must be >= 0, max-gap-ms > 0")
+        if not self.config_seconds > 0:
+            raise InputError(f"config-seconds must be positive, not {self.config_seconds}")
         if not 0 < self.min_presence <= 1:
             raise InputError(f"min-presence must be in (0, 1], not {self.min_presence}")
         if (self.tls_cert is None) != (self.tls_key is None):

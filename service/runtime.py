@@ -17,11 +17,14 @@ from service.workers import PoseWorkers
 from skeleton.pose.estimator import MediaPipePose, PoseEstimator
 
 
-class StreamSlots:
-    """At most ``limit`` open streams; one more is refused with RESOURCE_EXHAUSTED."""
+class Slots:
+    """At most ``limit`` at once of what holds a gRPC handler thread for long (open streams, clip
+    calls); one more is refused with RESOURCE_EXHAUSTED, so the handler pool always keeps threads
+    for health checks and quick calls."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str) -> None:
         self.limit = limit
+        self.what = what
         self._open = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -29,13 +32,22 @@ class StreamSlots:
     def acquire(self) -> None:
         with self._lock:
             if self._open >= self.limit:
-                raise Overloaded(f"the server has {self._open} streams open, its limit; try another replica or later")
+                raise Overloaded(
+                    f"the server has {self._open} {self.what} open, its limit; try another replica or later"
+                )
             self._open += 1
 
     def release(self) -> None:
         with self._lock:
             self._open -= 1
             self._idle.notify_all()
+
+    def __enter__(self) -> Slots:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
     @property
     def open(self) -> int:
@@ -64,7 +76,8 @@ class Runtime:
     actions: ActionStore
     metrics: Metrics
     make_estimator: Callable[[int], PoseEstimator]  # max people -> a fresh estimator for one stream
-    slots: StreamSlots
+    slots: Slots  # open streams (a stream holds its slot from its first message on)
+    call_slots: Slots  # ClassifyClip and EnrollAction calls in progress (each poses and classifies clips)
 
     @property
     def limits(self) -> FrameLimits:

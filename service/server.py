@@ -33,7 +33,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.labels import custom_labels, top_labels
 from service.metrics import Metrics
 from service.models import LoadedModel, ModelRegistry
-from service.runtime import Runtime, StreamSlots, mediapipe_factory
+from service.runtime import Runtime, Slots, mediapipe_factory
 from service.scheduling import become_io_thread
 from service.session import DEFAULT_TOP_K, FrameSession, SkeletonSession, StreamSession, stream_options
 from service.skeletons import resolve_format
@@ -46,17 +46,19 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ActionRecognition"].full_name
 REPLICA_HEADER = "actionrec-replica"
 MAX_CALL_SECONDS = 120.0  # a unary call without a deadline still ends
+QUICK_CALL_THREADS = 8  # handler threads beyond the streams' and clip calls' own
 # Once the streams have drained, calls still running get this long; long-lived watches (health)
 # would otherwise hold the exit up for the whole drain time.
 STOP_GRACE_SECONDS = 3.0
 
 
-def _abort(context: grpc.ServicerContext, error: BaseException, method: str) -> None:
+def _status(error: BaseException, method: str) -> tuple[str, str]:
+    """The status a failed call ends with; a bug is logged and becomes INTERNAL."""
     status = status_of(error)
     if status is None:
         log.error("call failed", exc_info=error, extra={"fields": {"method": method}})
         status = ("INTERNAL", "internal error")
-    context.abort(getattr(grpc.StatusCode, status[0]), status[1])
+    return status
 
 
 def _call(method: Callable) -> Callable:
@@ -65,10 +67,14 @@ def _call(method: Callable) -> Callable:
     @functools.wraps(method)
     def handler(self: Servicer, request, context: grpc.ServicerContext):
         context.set_trailing_metadata(((REPLICA_HEADER, self.server.config.replica_id),))
+        code = "OK"
         try:
             return method(self, request, context)
         except Exception as e:
-            _abort(context, e, method.__name__)
+            code, message = _status(e, method.__name__)
+            context.abort(getattr(grpc.StatusCode, code), message)
+        finally:
+            self.server.metrics.rpcs.labels(method=method.__name__, code=code).inc()
 
     return handler
 
@@ -123,36 +129,63 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         def open_session(config: pb.StreamConfig, runtime: Runtime) -> StreamSession:
             return FrameSession(stream_options(config, runtime), runtime)
 
-        return self._stream(request_iterator, context, open_session)
+        return self._stream("StreamFrames", request_iterator, context, open_session)
 
     def StreamSkeletons(self, request_iterator, context):
         def open_session(config: pb.SkeletonStreamConfig, runtime: Runtime) -> StreamSession:
             options = stream_options(config.stream, runtime)
             return SkeletonSession(options, runtime, resolve_format(config.format, options.model.card.window))
 
-        return self._stream(request_iterator, context, open_session)
+        return self._stream("StreamSkeletons", request_iterator, context, open_session)
 
-    def _stream(self, requests, context: grpc.ServicerContext, open_session):
+    def _stream(self, method: str, requests, context: grpc.ServicerContext, open_session):
         context.set_trailing_metadata(((REPLICA_HEADER, self.server.config.replica_id),))
+        code = "OK"
         try:
             runtime = self.server.runtime_for_calls()
-            try:
-                first = next(requests, None)
-            except grpc.RpcError:  # the client went away (cancelled, or its deadline passed) before a word
-                return
-            if first is None:  # the client closed before configuring anything
-                return
-            if first.WhichOneof("kind") != "config":
-                raise InputError("the first message of a stream must be its configuration")
+            # The slot is taken before the first message: a stream waiting for its configuration
+            # holds a handler thread too, so it counts against the limit.
             runtime.slots.acquire()
             try:
+                first = self._first_message(requests, context)
+                if first is None:
+                    runtime.slots.release()
+                    code = "CANCELLED"
+                    return
+                if first.WhichOneof("kind") != "config":
+                    raise InputError("the first message of a stream must be its configuration")
                 session = open_session(first.config, runtime)
             except BaseException:
                 runtime.slots.release()
                 raise
             yield from self._run_session(session, requests, context, runtime)
+        except GeneratorExit:  # the client went away: gRPC closes the response generator
+            code = "CANCELLED"
+            raise
         except Exception as e:
-            _abort(context, e, "stream")
+            code, message = _status(e, method)
+            context.abort(getattr(grpc.StatusCode, code), message)
+        finally:
+            self.server.metrics.rpcs.labels(method=method, code=code).inc()
+
+    def _first_message(self, requests, context: grpc.ServicerContext):
+        """The stream's first message, or None when the client closed or went away first, or sent
+        nothing within ``config_seconds`` (then the call is cancelled, freeing its thread)."""
+        seconds = self.server.config.config_seconds
+
+        def give_up() -> None:
+            log.warning("stream sent no configuration; cancelled", extra={"fields": {"seconds": seconds}})
+            context.cancel()
+
+        timer = threading.Timer(seconds, give_up)
+        timer.daemon = True
+        timer.start()
+        try:
+            return next(requests, None)
+        except grpc.RpcError:  # cancelled (by the client, its deadline, or the timer) before a word
+            return None
+        finally:
+            timer.cancel()
 
     def _run_session(self, session: StreamSession, requests, context, runtime: Runtime):
         fields = {"stream_id": session.options.stream_id, "kind": session.kind, "model": session.options.model.name}
@@ -168,10 +201,12 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         try:
             yield from session.responses()
         finally:
-            session.close("cancelled")
-            self.server.sessions.discard(session)
-            runtime.slots.release()
-            active.dec()
+            try:
+                session.close("cancelled")
+            finally:  # whatever closing raised, the stream's slot is given back
+                self.server.sessions.discard(session)
+                runtime.slots.release()
+                active.dec()
             stats = session.stats()
             log.info(
                 "stream closed",
@@ -197,7 +232,8 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         model = runtime.models.get(request.model)
         if request.action_set:
             runtime.actions.require(model.name, model.version, request.action_set)
-        answer = answer_clip(request.clip, model, runtime, _timeout(context))
+        with runtime.call_slots:
+            answer = answer_clip(request.clip, model, runtime, _timeout(context))
         top_k = min(request.top_k or DEFAULT_TOP_K, len(model.card.labels))
         prototypes = (
             runtime.actions.prototypes(model.name, model.version, request.action_set) if request.action_set else None
@@ -239,11 +275,12 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         if len(request.examples) > 32:
             raise InputError(f"{len(request.examples)} example clips; at most 32 a call")
         embeddings = []
-        for i, clip in enumerate(request.examples):
-            try:
-                embeddings.append(answer_clip(clip, model, runtime, _timeout(context)).embedding)
-            except InputError as e:
-                raise InputError(f"example {i}: {e}") from None
+        with runtime.call_slots:
+            for i, clip in enumerate(request.examples):
+                try:
+                    embeddings.append(answer_clip(clip, model, runtime, _timeout(context)).embedding)
+                except InputError as e:
+                    raise InputError(f"example {i}: {e}") from None
         enrolled, similarity = runtime.actions.enroll(
             model.name, model.version, action_set, request.action, np.stack(embeddings)
         )
@@ -283,10 +320,12 @@ class ActionServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         interceptors = [TokenAuth(config.auth_token)] if config.auth_token else []
-        # One handler thread per open stream, plus room for unary calls, health checks and
-        # refusing streams beyond the limit.
+        # One handler thread per open stream and per clip call (both bounded by their slots), plus
+        # threads that nothing holds for long: health checks, quick calls, refusals.
         self._handlers = ThreadPoolExecutor(
-            config.max_streams + 8, thread_name_prefix="grpc", initializer=become_io_thread
+            config.max_streams + config.max_clip_calls + QUICK_CALL_THREADS,
+            thread_name_prefix="grpc",
+            initializer=become_io_thread,
         )
         self.grpc = grpc.server(
             self._handlers,
@@ -367,7 +406,8 @@ class ActionServer:
             actions=actions,
             metrics=self.metrics,
             make_estimator=self._estimator_factory,
-            slots=StreamSlots(config.max_streams),
+            slots=Slots(config.max_streams, "streams"),
+            call_slots=Slots(config.max_clip_calls, "clip calls"),
         )
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

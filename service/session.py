@@ -27,6 +27,7 @@ from functools import partial
 
 import numpy as np
 
+from service.config import MAX_STREAM_ID
 from service.errors import Overloaded, ServiceError, status_of
 from service.frames import IncomingFrame, check_frame
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 # find, which doubles the pose cost of a one-person camera asked for two; so one unless asked.
 DEFAULT_MAX_PEOPLE = 1
 DEFAULT_TOP_K = 3
-MAX_STREAM_ID = 128
 # Frames a pose worker takes from one stream before it serves the next (see service.lanes).
 FRAMES_PER_TURN = 2
 
@@ -291,9 +291,11 @@ class StreamSession:
             model=options.model.name,
             timing=pb.EventTiming(pose_ms=pose_ms, classify_ms=result.batch_ms),
         )
-        with self._lock:
-            self._classified += 1
-        if not self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived)):
+        # A window counts once: classified when its event is on its way, dropped when it is not.
+        if self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived)):
+            with self._lock:
+                self._classified += 1
+        else:
             self._count_window_dropped("client_slow")
 
     def _maybe_finish(self) -> None:
@@ -421,8 +423,14 @@ class FrameSession(StreamSession):
         )
 
     def _lane_closed(self) -> None:
-        self.poser.close()
-        self.runtime.pose_workers.release(self.worker)
+        try:
+            self.poser.close()
+        except BaseException as e:
+            # Nobody up the call can act on it (this runs on a pose worker or the closing
+            # thread); the stream's share of its worker must be given back all the same.
+            log.error("closing a stream's pose estimator failed", exc_info=e)
+        finally:
+            self.runtime.pose_workers.release(self.worker)
 
     def take(self, message) -> bool:
         if self.options.lossless:

@@ -3,8 +3,10 @@ model registry and the enrolled-action store."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import struct
 import threading
 import time
@@ -15,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from service.actions import ActionStore, open_store
+from service.actions import ActionStore, StoreUnwritable, open_store
 from service.batcher import Batcher
-from service.client import ClientOptions, model_frame_gate
+from service.client import ClientOptions, default_stream_id, model_frame_gate
 from service.devmodel import build_model, sports2d_card
 from service.errors import NotFound, Overloaded
 from service.frames import FrameLimits, check_frame, decode_frame, decode_scale, encoded_image_size
@@ -401,6 +403,36 @@ def test_action_store_survives_a_restart_and_keys_actions_by_model_version(tmp_p
     assert json.loads(path.read_text())["format"] == "actionrec-actions"
 
 
+def test_an_action_store_write_that_fails_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Disk full while storing: the call fails with UNAVAILABLE and a message naming the file,
+    and memory, cached prototypes and the file all keep the state before the call."""
+    path = tmp_path / "actions.json"
+    store = ActionStore(path)
+    rng = np.random.default_rng(1)
+    wave = rng.normal(size=(2, 16))
+    store.enroll("sports2d", "v1", "gym", "wave", wave)
+    before = path.read_bytes()
+    assert store.prototypes("sports2d", "v1", "gym").match(wave[0], 1)[0][0] == "wave"  # cached now
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    for change in (
+        lambda: store.enroll("sports2d", "v1", "gym", "clap", rng.normal(size=(2, 16))),
+        lambda: store.delete("sports2d", "gym", "wave"),
+    ):
+        with pytest.raises(StoreUnwritable, match="No space left on device") as error:
+            change()
+        assert error.value.code == "UNAVAILABLE" and str(path) in str(error.value)
+        assert [a.action for a in store.list()] == ["wave"]
+        assert store.prototypes("sports2d", "v1", "gym").names == ("wave",)
+        assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.undo()
+    store.delete("sports2d", "gym", "wave")  # and once the disk has room, changes go through
+    assert ActionStore(path).list() == []
+
+
 def test_a_damaged_action_store_is_refused_by_the_store_and_set_aside_at_start_up(tmp_path: Path, caplog) -> None:
     path = tmp_path / "actions.json"
     damaged = ['{"format": "actionrec-actions", "version": 1, "actions": [{"model": 1}]}', '{"format": "actionrec-']
@@ -451,3 +483,18 @@ def test_steady_rate_counts_only_while_every_stream_runs() -> None:
     # Too short to have two reports inside, or a stream without its final statistics: no rate.
     assert np.isnan(steady_rate([_progress(0.0, 10.0, 100.0, 1.0), _progress(9.9, 10.0, 50.0, 0.0)]))
     assert np.isnan(steady_rate([StreamResult()]))
+
+
+@pytest.mark.parametrize(
+    "source, stream_id",
+    [
+        ("../shared/data/videos/arm_wrestling.mp4", "arm_wrestling.mp4"),
+        ("0", "camera-0"),
+        ("rtsp://admin:secret@192.168.1.10:8554/live/1?user=admin&password=secret", "192.168.1.10:8554/live/1"),
+        ("rtsp://admin:secret@cam.local/stream", "cam.local/stream"),
+        ("http://cam/" + "x" * 300, ("cam/" + "x" * 300)[:128]),
+    ],
+)
+def test_the_clients_default_stream_id_never_carries_credentials(source: str, stream_id: str) -> None:
+    assert default_stream_id(source) == stream_id
+    assert "secret" not in default_stream_id(source) and len(default_stream_id(source)) <= 128

@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.actions import ActionStore
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.lanes import Lane
 from service.runtime import mediapipe_factory
+from service.server import SERVICE_NAME
 from service.testing import (
     ROOT,
     VIDEOS,
@@ -63,17 +66,22 @@ class CountedPose:
     fail_after: int | None = None
     error: BaseException | None = None
     frames: int = 0
+    close_error: BaseException | None = None  # raised by ``close``, after closing
+    seconds_a_frame: float = 0.0  # a slow backend
 
     def estimate(self, rgb: np.ndarray, timestamp_ms: int, frame_size=None):
         self.frames += 1
         if self.fail_after is not None and self.frames > self.fail_after:
             raise self.error
+        time.sleep(self.seconds_a_frame)
         return self.inner.estimate(rgb, timestamp_ms, frame_size)
 
     def close(self) -> None:
         self.inner.close()
         with self.owner.lock:
             self.owner.open -= 1
+        if self.close_error is not None:
+            raise self.close_error
 
 
 @dataclass
@@ -85,13 +93,16 @@ class EstimatorFactory:
     open: int = 0
     made: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    close_error: BaseException | None = None  # every estimator made raises it when closed
+    seconds_a_frame: float = 0.0
     _failure: tuple[int, BaseException] | None = None
 
     def fail_next(self, after: int, error: BaseException) -> None:
         self._failure = after, error
 
     def __call__(self, max_people: int) -> CountedPose:
-        estimator = CountedPose(self.make(max_people), self)
+        estimator = CountedPose(self.make(max_people), self, close_error=self.close_error)
+        estimator.seconds_a_frame = self.seconds_a_frame
         if self._failure is not None:
             (estimator.fail_after, estimator.error), self._failure = self._failure, None
         with self.lock:
@@ -172,6 +183,26 @@ def test_a_stream_whose_pose_fails_ends_alone(make_config, footage, error: BaseE
         assert final.final and final.frames_received == len(footage) and not final.frames_dropped
         assert any(r.WhichOneof("kind") == "event" for r in responses)
         assert_no_stream_left(server, factory)
+        assert_still_serving(channel)
+
+
+def test_an_estimator_that_fails_to_close_leaks_no_stream_slot(make_config, footage, service_warnings) -> None:
+    """Closing a stream's pose backend raises: the error is logged, and the stream's slot, its
+    share of its pose worker and its session are given back (with one slot, the next stream
+    would otherwise be refused for good)."""
+    config = make_config(workers=1, max_streams=1)
+    factory = EstimatorFactory(mediapipe_factory(config))
+    with running_server(config, factory) as server:
+        factory.close_error = PoseCrashed("close failed")  # the streams' estimators, not the warm-up's
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        api = pb_grpc.ActionRecognitionStub(channel)
+        for name in ("first", "second"):
+            stream = pb.StreamConfig(stream_id=name, lossless=True)
+            code, details, responses = _outcome(api.StreamFrames(frame_requests(stream, footage[:20]), timeout=TIMEOUT))
+            assert code == grpc.StatusCode.OK, (name, code, details)
+            assert responses[-1].stats.final and responses[-1].stats.frames_received == 20
+        assert_no_stream_left(server, factory)
+        assert sum("closing a stream's pose estimator failed" in r.getMessage() for r in service_warnings) == 2
         assert_still_serving(channel)
 
 
@@ -382,3 +413,72 @@ def test_clients_that_vanish_at_any_point_leak_nothing(make_config, footage, ser
     }
     assert not service_warnings, [r.getMessage() for r in service_warnings[:3]]
     REPORT.append(f"{disconnects} streams abandoned at random points, nothing leaked ({int(cancelled)} frames cut off)")
+
+
+# ---------------------------------------------------------------- (e) calls that hold handler threads
+
+
+def _silent_requests(stop: threading.Event) -> Iterator[pb.StreamSkeletonsRequest]:
+    """A stream that opens and never says a word."""
+    stop.wait(TIMEOUT)
+    return
+    yield
+
+
+def test_streams_that_never_configure_cannot_starve_health_checks(make_config, service_warnings) -> None:
+    """More silent streams than the server has handler threads: one holds the one stream slot
+    until it is cancelled after ``config_seconds``, the rest are refused at once, and health
+    checks and a real stream are answered all the while."""
+    config = make_config(max_streams=1, max_clip_calls=1, config_seconds=2.0)
+    silent_count = 16  # handler threads: 1 stream + 1 clip call + 8
+    with running_server(config) as server:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        api = pb_grpc.ActionRecognitionStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        stop = threading.Event()
+        outcomes: list[tuple] = []
+        with ThreadPoolExecutor(silent_count) as pool:
+            calls = [
+                pool.submit(lambda: _outcome(api.StreamSkeletons(_silent_requests(stop), timeout=TIMEOUT)))
+                for _ in range(silent_count)
+            ]
+            began = time.monotonic()
+            answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            outcomes = [call.result(TIMEOUT) for call in calls]
+            stop.set()
+        took = time.monotonic() - began
+        codes = sorted(code.name for code, _, _ in outcomes)
+        assert codes == ["CANCELLED"] + ["RESOURCE_EXHAUSTED"] * (silent_count - 1), codes
+        assert all("1 streams open" in details for code, details, _ in outcomes if code.name == "RESOURCE_EXHAUSTED")
+        assert 1.5 < took < 10, took  # the silent one was cancelled after its 2 s, not at its deadline
+        assert any("sent no configuration" in r.getMessage() for r in service_warnings)
+        sample = server.metrics.registry.get_sample_value
+        assert sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": "CANCELLED"}) == 1
+        assert sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": "RESOURCE_EXHAUSTED"}) == 15
+        assert wait_until(lambda: server.runtime.slots.open == 0, seconds=5)
+        assert_still_serving(channel)
+
+
+def test_clip_calls_beyond_their_limit_are_refused_not_queued(make_config, footage) -> None:
+    """A slow ClassifyClip holds the one clip-call slot: a second is refused with
+    RESOURCE_EXHAUSTED at once, and the first still gets its answer."""
+    config = make_config(max_clip_calls=1)
+    factory = EstimatorFactory(mediapipe_factory(config), seconds_a_frame=0.2)
+    clip = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(encoded=data, timestamp_ms=t) for data, t in footage[:20]]))
+    with running_server(config, factory) as server:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        api = pb_grpc.ActionRecognitionStub(channel)
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(api.ClassifyClip, pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
+            assert wait_until(lambda: server.runtime.call_slots.open == 1, seconds=10)
+            with pytest.raises(grpc.RpcError) as refused:
+                api.ClassifyClip(pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "1 clip calls open" in refused.value.details()
+            assert slow.result(TIMEOUT).labels
+        assert server.runtime.call_slots.open == 0
+        sample = server.metrics.registry.get_sample_value
+        assert sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "OK"}) == 1
+        assert sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "RESOURCE_EXHAUSTED"}) == 1
+        assert_still_serving(channel)
