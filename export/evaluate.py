@@ -10,6 +10,8 @@ train part and scores its test part.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class LoadedModel:
     window: WindowSpec
     labels: tuple[str, ...]  # empty for an encoder without a head
     run: object  # windows (N, T, J, C) -> (scores or None, embeddings)
+    training_data: str = ""  # the card's "FILE, split SPLIT" (ONNX models)
 
 
 def _torch_model(path: Path) -> LoadedModel:
@@ -71,7 +74,7 @@ def _onnx_model(path: Path) -> LoadedModel:
         scores, embeddings = session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: windows})
         return scores, embeddings
 
-    return LoadedModel(card.name, card.window, card.labels, run)
+    return LoadedModel(card.name, card.window, card.labels, run, card.training_data)
 
 
 def shipped_models() -> list[dict]:
@@ -119,6 +122,15 @@ def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np
     raise InputError(f"{split}: this dataset has neither {split} splits nor the {what} to make them")
 
 
+def seen_in_training(model: LoadedModel, data: Path, dataset: SkeletonDataset, test: np.ndarray) -> int:
+    """How many of ``test`` are in the split the model was trained on, when its card names this
+    dataset file and that split (a score on them is not a held-out score)."""
+    match = re.fullmatch(r"(?P<file>[^,]+), split (?P<split>\S+)", model.training_data)
+    if match is None or match["file"] != data.name or match["split"] not in dataset.splits:
+        return 0
+    return int(np.isin(test, dataset.splits[match["split"]]).sum())
+
+
 def clip_outputs(
     model: LoadedModel, dataset: SkeletonDataset, indices: np.ndarray
 ) -> tuple[torch.Tensor | None, torch.Tensor, list[str]]:
@@ -145,6 +157,8 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
     if not dataset.is_labelled:
         raise InputError(f"{data}: has no labels to evaluate against")
     model = load_model(model_name)
+    if dataset.dims != model.window.dims:
+        raise InputError(f"{model.name} takes {model.window.dims}-D joints; {data} holds {dataset.dims}-D joints")
     train, test = protocol_parts(dataset, split)
     if probe and len(train) == 0:
         raise InputError(f"a {probe} probe is fitted on a train part; split {split!r} has none")
@@ -168,6 +182,13 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
         predicted_names = [classes[p] for p in predicted]
     else:
         predicted_names = [model.labels[i] for i in test_scores.argmax(1).numpy()]
+    seen = seen_in_training(model, data, dataset, test)
+    if seen:
+        print(
+            f"warning: {seen} of the {len(test)} test sequences are in {model.name}'s training data"
+            f" ({model.training_data}): this is not a held-out score",
+            file=sys.stderr,
+        )
     correct = np.array([p == t for p, t in zip(predicted_names, test_names)])
     per_class = {name: float(correct[[t == name for t in test_names]].mean()) for name in sorted(set(test_names))}
     return {
@@ -178,6 +199,7 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
         "accuracy": float(correct.mean()),
         "n_train": int(len(train)) if probe else 0,
         "n_test": len(test_names),
+        "test_seen_in_training": seen,
         "per_class_accuracy": per_class,
     }
 

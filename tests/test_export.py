@@ -80,6 +80,26 @@ def test_shipped_3d_models_on_their_real_test_splits(model: str, data: str, spli
     read_source(fmt[0], DATA / fmt[1]).save(tmp_path / data)
     result = evaluate(tmp_path / data, split, None, model)
     assert result["accuracy"] >= floor, result
+    assert result["test_seen_in_training"] == 0  # its own test split: nothing it was trained on
+
+
+def test_evaluate_says_when_the_test_part_was_trained_on(tmp_path, capsys) -> None:
+    """daily3d was trained on NW-UCLA's views 1 and 2 of every subject: an odd/even-subject
+    split of the same file scores mostly clips it has seen, and the result says how many."""
+    from skeleton.readers import read_source
+
+    read_source("nw-ucla", DATA / "nw-ucla").save(tmp_path / "nw-ucla.npz")
+    result = evaluate(tmp_path / "nw-ucla.npz", "cross-subject", None, "daily3d")
+    assert 0 < result["test_seen_in_training"] < result["n_test"]
+    assert "not a held-out score" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_data_of_other_dimensions(tmp_path) -> None:
+    from skeleton.readers import read_source
+
+    read_source("msr-action3d", DATA / "msr-action3d").save(tmp_path / "msr.npz")
+    with pytest.raises(InputError, match="sports2d takes 2-D joints; .* holds 3-D joints"):
+        evaluate(tmp_path / "msr.npz", "cross-subject", "knn", "sports2d")
 
 
 def test_unknown_model_names_the_shipped_ones() -> None:
