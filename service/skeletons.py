@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.frames import check_timestamp
+from skeleton.dataset import COORDINATE_SPACES
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
 from skeleton.mapping import layout_mapping
 from skeleton.pose.tracker import PersonTracker
 from skeleton.windows import WindowSpec, to_model_space
 
-COORDINATE_SPACES = ("image", "camera", "world")
 # Far beyond any pixel or metre a skeleton is given in; larger values overflow float32 distances
 # in the tracker and normalisation (the answer would be NaN), so they are refused as bad input.
 MAX_COORDINATE = 1e6

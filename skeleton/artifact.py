@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from skeleton.dataset import COORDINATE_SPACES
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -39,6 +40,15 @@ class ModelCard:
     def __post_init__(self) -> None:
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise InputError(f"model {self.name!r}: labels must be non-empty and distinct")
+        if not all(isinstance(label, str) and label.strip() for label in self.labels):
+            raise InputError(f"model {self.name!r}: every label must be a non-empty name")
+        # 2-D models take image points; 3-D ones positions in space (a sensor's or mocap's).
+        spaces = ("image",) if self.window.dims == 2 else tuple(s for s in COORDINATE_SPACES if s != "image")
+        if self.input_space not in spaces:
+            raise InputError(
+                f"model {self.name!r}: input space {self.input_space!r} does not fit {self.window.dims}-D"
+                f" windows (expected {' or '.join(spaces)})"
+            )
         if self.embedding_size < 1:
             raise InputError(f"model {self.name!r}: embedding size {self.embedding_size}")
 

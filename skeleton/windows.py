@@ -14,6 +14,7 @@ live camera alike:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +41,8 @@ class WindowSpec:
             raise InputError(f"window dims must be 2 or 3, not {self.dims}")
         if self.length < 2:
             raise InputError(f"window length must be at least 2 frames, not {self.length}")
-        if not self.fps > 0:
-            raise InputError(f"window frame rate must be positive, not {self.fps}")
+        if not (self.fps > 0 and math.isfinite(self.fps)):
+            raise InputError(f"window frame rate must be positive and finite, not {self.fps}")
         if self.normalization not in NORMALIZATIONS:
             raise InputError(f"unknown normalisation {self.normalization!r}; known: {', '.join(NORMALIZATIONS)}")
 

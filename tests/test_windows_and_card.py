@@ -49,7 +49,15 @@ def test_prepare_window_fills_missing_joints_with_zeros() -> None:
 
 
 def test_window_spec_rejects_nonsense() -> None:
-    for bad in (dict(dims=4), dict(length=1), dict(fps=0), dict(normalization="zscore"), dict(layout="nope")):
+    for bad in (
+        dict(dims=4),
+        dict(length=1),
+        dict(fps=0),
+        dict(fps=float("inf")),
+        dict(fps=float("nan")),
+        dict(normalization="zscore"),
+        dict(layout="nope"),
+    ):
         with pytest.raises(InputError):
             WindowSpec(**{**SPEC.__dict__, **bad})
 
@@ -70,6 +78,11 @@ def test_card_round_trips_through_metadata() -> None:
         (lambda m: {**m, "actionrec.card_version": "7"}, "version 7"),
         (lambda m: {**m, "actionrec.labels": '["a", "a"]'}, "distinct"),
         (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("penn13", "nope")}, "unknown joint layout"),
+        (lambda m: {**m, "actionrec.labels": "[0, 1, 2]"}, "every label must be a non-empty name"),
+        (lambda m: {**m, "actionrec.labels": '["run", " "]'}, "every label must be a non-empty name"),
+        (lambda m: {**m, "actionrec.input_space": "camera"}, "input space 'camera' does not fit 2-D windows"),
+        (lambda m: {**m, "actionrec.input_space": "pixels"}, "input space 'pixels' does not fit"),
+        (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("15.0", "Infinity")}, "positive and finite"),
     ],
 )
 def test_card_refuses_missing_or_inconsistent_metadata(damage, message) -> None:
