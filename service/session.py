@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # find, which doubles the pose cost of a one-person camera asked for two; so one unless asked.
 DEFAULT_MAX_PEOPLE = 1
 DEFAULT_TOP_K = 3
+MIN_STATS_INTERVAL_MS = 50  # periodic statistics at most 20 times a second a stream
 # Frames a pose worker takes from one stream before it serves the next (see service.lanes).
 FRAMES_PER_TURN = 2
 
@@ -87,6 +88,11 @@ def stream_options(message: pb.StreamConfig, runtime: Runtime) -> StreamOptions:
     stride = message.window_stride or max(1, card.window.length // 2)
     if stride > 4 * card.window.length:
         raise InputError(f"window_stride {stride} is over 4 windows ({4 * card.window.length} frames)")
+    if 0 < message.stats_interval_ms < MIN_STATS_INTERVAL_MS:
+        raise InputError(
+            f"stats_interval_ms {message.stats_interval_ms} is under {MIN_STATS_INTERVAL_MS}"
+            " (0: statistics only with events and at the end)"
+        )
     if not (0 <= message.frame_rate_hint <= 1000) or not np.isfinite(message.frame_rate_hint):
         raise InputError(f"frame_rate_hint {message.frame_rate_hint} is not a frame rate")
     if message.action_set:

@@ -390,6 +390,7 @@ def _frame(timestamp: int, **image) -> pb.StreamFramesRequest:
         ([CONFIG, _frame(0, encoded=PNG), _frame(0, encoded=PNG)], "does not follow the previous frame's 0 ms"),
         ([CONFIG, _frame(10, encoded=PNG), _frame(5, encoded=PNG)], "does not follow"),
         ([pb.StreamFramesRequest(config=pb.StreamConfig(max_people=99))], "over this server's limit"),
+        ([pb.StreamFramesRequest(config=pb.StreamConfig(stats_interval_ms=1))], "stats_interval_ms 1 is under 50"),
     ],
     ids=[
         "frame-before-config",
@@ -402,6 +403,7 @@ def _frame(timestamp: int, **image) -> pb.StreamFramesRequest:
         "repeated-timestamp",
         "decreasing-timestamp",
         "too-many-people",
+        "statistics-too-often",
     ],
 )
 def test_bad_frame_streams_get_invalid_argument(api, messages, message: str) -> None:

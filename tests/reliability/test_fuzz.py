@@ -278,7 +278,7 @@ def stream_configs(draw) -> pb.StreamConfig:
         window_stride=draw(st.integers(0, 128)),
         include_embedding=draw(st.booleans()),
         include_poses=draw(st.booleans()),
-        stats_interval_ms=draw(mostly(st.just(0), st.integers(1, 500))),
+        stats_interval_ms=draw(mostly(st.just(0), st.integers(50, 500))),
         lossless=draw(st.booleans()),
     )
     faults = {
