@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+CALIBRATION_CLIPS_PER_CLASS = 4  # export: training clips of each class for parity and INT8 calibration
+
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     pretrain = subcommands.add_parser(
@@ -97,7 +99,7 @@ def _export(args: argparse.Namespace) -> int:
     import numpy as np
 
     from export.config import TrainConfig, load_config
-    from export.data import clips_from_dataset, evaluation_windows
+    from export.data import clips_from_dataset, evaluation_windows, label_budget
     from export.evaluate import head_accuracy, load_model
     from export.model_card import Variant, write_card
     from export.onnx_export import export_model
@@ -109,7 +111,10 @@ def _export(args: argparse.Namespace) -> int:
     config = load_config(run / "config.toml", TrainConfig)
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
     parts = choose_parts(dataset, config)
-    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, parts.fit[:48]), config.window)
+    # Parity and INT8 calibration windows from every class (4 clips each), not the first clips
+    # of the file, which hold one class or a few.
+    sample = parts.fit[label_budget(dataset.labels[parts.fit], seed=0, per_class=CALIBRATION_CLIPS_PER_CLASS)]
+    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, sample), config.window)
     budget = config.labels
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
     output = args.output or Path("models") / f"{args.name}.onnx"
