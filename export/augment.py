@@ -49,3 +49,23 @@ def random_linear_views(
     scaling = torch.diag_embed(uniform(1 - scale, 1 + scale, n, dims))
     matrix = (rotation @ shearing @ scaling).to(windows.dtype)
     return torch.einsum("ntjc,ndc->ntjd", windows, matrix)
+
+
+def mirror(windows: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """Windows (N, T, J, C) seen in a mirror: each left joint swapped with its right one
+    (``permutation``, from ``Layout.mirror_permutation``) and x negated. Windows are centred on
+    the body, so x = 0 is its middle; missing joints (zeros) stay zero. Traceable to ONNX."""
+    swapped = windows.index_select(2, permutation)
+    return torch.cat([-swapped[..., :1], swapped[..., 1:]], dim=-1)
+
+
+def random_mirror(
+    windows: torch.Tensor, permutation: tuple[int, ...], probability: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Mirror each window (N, T, J, C) with ``probability``: a right-handed throw becomes a
+    left-handed one, the same action."""
+    if probability <= 0:
+        return windows
+    chosen = torch.rand(windows.shape[0], generator=generator) < probability
+    mirrored = mirror(windows, torch.as_tensor(permutation, dtype=torch.long))
+    return torch.where(chosen.view(-1, 1, 1, 1), mirrored, windows)

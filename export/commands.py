@@ -118,6 +118,8 @@ def _export(args: argparse.Namespace) -> int:
     budget = config.labels
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
     output = args.output or Path("models") / f"{args.name}.onnx"
+    augmentation = f", mirrored windows {config.mirror:.0%}" if config.mirror else ""
+    augmentation += ", answers the mean of a window and its mirror image" if config.mirror_average else ""
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the run was scored on.
         model, window, _ = classifier_from_checkpoint(read_checkpoint(run / "model.pt", ("classifier",)))
@@ -137,7 +139,7 @@ def _export(args: argparse.Namespace) -> int:
         training_data=f"{Path(config.benchmark.path).name}, split {config.benchmark.train_split}"
         + (" less a validation part" if config.validation else ""),
         protocol=f"{config.mode} of the CFSEM encoder ({labels}, seed {config.experiment.seed}, "
-        f"{config.optim.epochs} epochs)",
+        f"{config.optim.epochs} epochs{augmentation})",
         accuracy=accuracy,
         fp16=args.fp16,
         int8=args.int8,

@@ -79,14 +79,21 @@ class TrainConfig:
     pretrained: str = ""  # encoder checkpoint for finetune / linear
     labels: LabelBudget = field(default_factory=LabelBudget)
     validation: bool = False  # hold out part of the train split and report on it (choosing settings)
+    validation_holds_out: str = "subjects"  # or "views": a new camera angle, for cross-view benchmarks
     optim: Optimisation = field(default_factory=Optimisation)
     encoder_lr_scale: float = 1.0  # fine-tuning: the encoder's learning rate relative to the head's
+    mirror: float = 0.0  # probability of mirroring a training window (left and right swapped)
+    mirror_average: bool = False  # the trained model answers with the mean of a window and its mirror image
 
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "scratch", "linear", "knn"):
             raise InputError(f"mode {self.mode!r} is not finetune, scratch, linear or knn")
         if self.mode != "scratch" and not self.pretrained:
             raise InputError(f"mode {self.mode} needs a pretrained encoder checkpoint")
+        if self.validation_holds_out not in ("subjects", "views"):
+            raise InputError(f"validation_holds_out is subjects or views, not {self.validation_holds_out!r}")
+        if not 0.0 <= self.mirror <= 1.0:
+            raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")
 
 
 def _build(cls: type, values: object, where: str, origin: str):

@@ -172,13 +172,24 @@ def label_budget(
 
 
 def carve_validation(
-    dataset: SkeletonDataset, train: np.ndarray, fraction: float = 0.2, seed: int = 0
+    dataset: SkeletonDataset, train: np.ndarray, fraction: float = 0.2, seed: int = 0, by: str = "subjects"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split a train part into (fit, validation), never touching the test part.
 
-    With known subjects, whole subjects are held out (a validation set of new people, like the
-    test set); otherwise a class-stratified random ``fraction``.
+    ``by="subjects"``: with known subjects, whole subjects are held out (a validation set of new
+    people, like a cross-subject test set); otherwise a class-stratified random ``fraction``.
+    ``by="views"``: the train part's last camera view is held out (a validation set seen from a
+    new angle, like a cross-view test set).
     """
+    if by == "views":
+        views = np.unique(dataset.views[train])
+        views = views[views >= 0]
+        if len(views) < 2:
+            raise InputError("holding out a view for validation needs a train part of two views or more")
+        validation = train[dataset.views[train] == views[-1]]
+        return np.setdiff1d(train, validation), np.sort(validation)
+    if by != "subjects":
+        raise InputError(f"validation holds out subjects or views, not {by!r}")
     subjects = np.unique(dataset.subjects[train])
     subjects = subjects[subjects >= 0]
     if len(subjects) >= 3:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.augment import mirror
 from skeleton.layouts import Layout, get_layout
 
 
@@ -136,12 +137,22 @@ class SkeletonEncoder(nn.Module):
 class Classifier(nn.Module):
     """Encoder plus a linear head; returns (scores, embedding), the exported model's outputs."""
 
-    def __init__(self, encoder: SkeletonEncoder, num_classes: int, dropout: float = 0.3) -> None:
+    def __init__(
+        self, encoder: SkeletonEncoder, num_classes: int, dropout: float = 0.3, mirror_average: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.embedding_size, num_classes)
+        self.mirror_average = mirror_average
+        permutation = torch.tensor(get_layout(encoder.config.layout).mirror_permutation, dtype=torch.long)
+        self.register_buffer("mirror_permutation", permutation, persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.encoder(x)
+        if self.mirror_average and not self.training:
+            # A person seen in a mirror does the same action: the embedding is the mean of the
+            # window's and its mirror image's, so the scores (a linear head of it) are the mean of
+            # both views' scores, and an enrolled action matches either handedness.
+            embedding = (embedding + self.encoder(mirror(x, self.mirror_permutation))) / 2
         return self.head(self.dropout(embedding)), embedding

@@ -111,6 +111,7 @@ def classifier_checkpoint(model: Classifier, window: WindowSpec, labels: tuple[s
         "encoder_config": dataclasses.asdict(model.encoder.config),
         "window": dataclasses.asdict(window),
         "labels": list(labels),
+        "mirror_average": model.mirror_average,
         "state_dict": model.state_dict(),
         "source_commit": source_commit(),
     }
@@ -133,7 +134,11 @@ def read_checkpoint(path: Path, kinds: tuple[str, ...] = ("encoder", "classifier
 def classifier_from_checkpoint(checkpoint: dict) -> tuple[Classifier, WindowSpec, tuple[str, ...]]:
     """The classifier (eval mode), its window and its labels, from a classifier checkpoint."""
     labels = tuple(checkpoint["labels"])
-    model = Classifier(SkeletonEncoder(EncoderConfig.from_dict(checkpoint["encoder_config"])), len(labels))
+    model = Classifier(
+        SkeletonEncoder(EncoderConfig.from_dict(checkpoint["encoder_config"])),
+        len(labels),
+        mirror_average=checkpoint.get("mirror_average", False),  # older checkpoints: plain
+    )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), WindowSpec(**checkpoint["window"]), labels
 

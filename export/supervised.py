@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from export.augment import random_linear_views
+from export.augment import random_linear_views, random_mirror
 from export.config import TrainConfig, dump_config
 from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, evaluation_windows, label_budget
 from export.encoder import Classifier, SkeletonEncoder
@@ -46,6 +46,7 @@ from export.runtime import (
 )
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
+from skeleton.layouts import get_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
     train = split_indices(dataset, config.benchmark.train_split, origin)
     if config.validation:
         # Seed 0 always: every seed and every setting is compared on the same held-out part.
-        fit, scored, name = *carve_validation(dataset, train, seed=0), "validation"
+        fit, scored, name = *carve_validation(dataset, train, seed=0, by=config.validation_holds_out), "validation"
     else:
         fit, scored, name = train, split_indices(dataset, config.benchmark.test_split, origin), "test"
     budget = config.labels
@@ -108,7 +109,7 @@ def run_train(config: TrainConfig) -> dict:
             else:
                 predicted = knn_predict(fit_x, fit_y, scored_x, k=1)
         else:
-            model = Classifier(encoder, classes)
+            model = Classifier(encoder, classes, mirror_average=config.mirror_average)
             history = _fit(config, runtime, model, fit_clips, scored_clips if config.validation else None)
             # A held-back test split (Penn Action's) is empty here: the model is trained, not scored.
             predicted = predict_clips(model, scored_clips, config.window) if scored_clips else np.zeros(0, dtype=int)
@@ -190,6 +191,7 @@ def _fit(
     optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(optim, len(loader)))
     generator = torch.Generator().manual_seed(config.experiment.seed)
+    mirror = get_layout(config.window.layout).mirror_permutation
     history = []
     for epoch in tqdm(
         range(optim.epochs), desc=config.experiment.name, disable=not runtime.is_main, dynamic_ncols=True, leave=False
@@ -200,6 +202,7 @@ def _fit(
             sampler.set_epoch(epoch)
         losses, correct, seen = [], 0, 0
         for windows, labels in loader:
+            windows = random_mirror(windows, mirror, config.mirror, generator)
             windows = random_linear_views(windows, generator).to(runtime.device)
             labels = labels.to(runtime.device)
             scores, _ = network(windows)

@@ -15,11 +15,13 @@ from export.onnx_export import export_model
 from export.runtime import classifier_checkpoint, save_atomic
 from skeleton.artifact import INPUT_NAME, ModelCard
 from skeleton.errors import InputError
+from skeleton.layouts import get_layout
 from skeleton.windows import WindowSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 WINDOW = WindowSpec(layout="penn13", dims=2, length=16, fps=15.0, normalization="centre-torso")
+WINDOW_LAYOUT_MIRROR = get_layout("penn13").mirror_permutation
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,39 @@ def test_export_matches_pytorch_and_describes_itself(checkpoint: Path, tmp_path:
         for batch in (1, 7):  # the batch axis is dynamic
             scores, embedding = session.run(None, {INPUT_NAME: windows[:batch]})
             assert scores.shape == (batch, 3) and embedding.shape == (batch, 16)
+
+
+def test_a_mirror_averaged_classifier_answers_alike_for_a_window_and_its_mirror_image(tmp_path: Path) -> None:
+    """``mirror_average``: in PyTorch (evaluation) and in the exported ONNX model, a window and
+    its mirror image get the same scores and embedding; training runs the plain network."""
+    from export.augment import mirror
+    from export.runtime import classifier_from_checkpoint, read_checkpoint
+
+    torch.manual_seed(1)
+    config = EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16))
+    model = Classifier(SkeletonEncoder(config), 3, mirror_average=True).eval()
+    path = tmp_path / "model.pt"
+    save_atomic(classifier_checkpoint(model, WINDOW, ("a", "b", "c")), path)
+    reloaded, _, _ = classifier_from_checkpoint(read_checkpoint(path))
+    assert reloaded.mirror_average
+
+    windows = torch.from_numpy(np.random.default_rng(2).normal(size=(5, 16, 13, 2)).astype(np.float32))
+    permutation = torch.tensor(WINDOW_LAYOUT_MIRROR, dtype=torch.long)
+    mirrored = mirror(windows, permutation)
+    with torch.no_grad():
+        (scores, embedding), (m_scores, m_embedding) = reloaded(windows), reloaded(mirrored)
+        plain_scores, _ = Classifier(reloaded.encoder, 3).eval()(windows)
+    torch.testing.assert_close(scores, m_scores, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(embedding, m_embedding, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(scores, plain_scores, atol=1e-4)  # the plain network differs with the view
+
+    _, reports = export_model(path, tmp_path / "m.onnx", "m", windows.numpy(), "toy data", "toy", {"test": 0.5})
+    assert reports[0].max_abs_difference < 1e-4
+    session = onnxruntime.InferenceSession(str(reports[0].path), providers=["CPUExecutionProvider"])
+    onnx_scores, _ = session.run(None, {INPUT_NAME: windows.numpy()})
+    onnx_mirrored, _ = session.run(None, {INPUT_NAME: mirrored.numpy()})
+    np.testing.assert_allclose(onnx_scores, onnx_mirrored, atol=1e-5)
+    np.testing.assert_allclose(onnx_scores, scores.numpy(), atol=1e-4)
 
 
 def test_export_refuses_windows_that_do_not_fit(checkpoint: Path, tmp_path: Path) -> None:

@@ -22,8 +22,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 from conftest import joint
 
+from export.augment import random_mirror
 from skeleton.dataset import SkeletonDataset
 from skeleton.layouts import LAYOUTS, PART_NAMES, Layout
 
@@ -424,3 +426,27 @@ def test_hand_joints_present(layout: Layout) -> None:
     assert hands
     sides = {layout.joints[i].split("_", 1)[0] for i in hands}
     assert sides == {"left", "right"}
+
+
+def test_mirror_augmentation_keeps_the_persons_left_on_their_left(nw_ucla: SkeletonDataset) -> None:
+    """A mirrored person is still a person: with x negated and the sides swapped, the joints
+    named left are on the left of where the toes point, as on the recordings. Negating x alone
+    would put them on the right."""
+    layout = LAYOUTS[nw_ucla.layout]
+    frames = torch.from_numpy(np.nan_to_num(nw_ucla.coords[:, 0]).astype(np.float32))[:, None]  # (F, 1, J, 3)
+    mirrored = random_mirror(frames, layout.mirror_permutation, 1.0)[:, 0].numpy()
+
+    def agreement(x: np.ndarray, pair: str) -> float:
+        at = {n: x[:, layout.index(n)] for n in layout.joints}
+        facing = at["left_foot"] - at["left_ankle"] + at["right_foot"] - at["right_ankle"]
+        facing[:, 1] = 0.0
+        return left_agreement(at[f"left_{pair}"] - at[f"right_{pair}"], facing)
+
+    original = frames[:, 0].numpy()
+    negated_only = original * np.array([-1.0, 1.0, 1.0], dtype=np.float32)
+    for pair in ("hip", "shoulder"):
+        assert agreement(mirrored, pair) == pytest.approx(agreement(original, pair))
+        assert agreement(original, pair) > 0.85 and agreement(negated_only, pair) < 0.15
+    twice = random_mirror(torch.from_numpy(mirrored)[:, None], layout.mirror_permutation, 1.0)[:, 0]
+    assert torch.equal(twice, frames[:, 0])
+    assert random_mirror(frames, layout.mirror_permutation, 0.0) is frames

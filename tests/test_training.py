@@ -70,8 +70,8 @@ def _pretrain_config(folder: Path, msr: Path, epochs: int = 2, extra: str = "") 
     return path
 
 
-def _train_config(folder: Path, msr: Path, mode: str, pretrained: Path | None, extra: str = "") -> Path:
-    head = f'mode = "{mode}"\n' + (f'pretrained = "{pretrained}"\n' if pretrained else "")
+def _train_config(folder: Path, msr: Path, mode: str, pretrained: Path | None, extra: str = "", top: str = "") -> Path:
+    head = f'mode = "{mode}"\n' + (f'pretrained = "{pretrained}"\n' if pretrained else "") + top
     body = TINY.format(out=folder / mode, epochs=2)
     bench = f'\n[benchmark]\npath = "{msr}"\ntrain_split = "cross-subject/train"\ntest_split = "cross-subject/test"\n'
     path = folder / f"{mode}.toml"
@@ -90,7 +90,12 @@ def test_pretrain_then_every_protocol_on_real_msr(tmp_path: Path, msr: Path) -> 
     assert [h["epoch"] for h in json.loads((tmp_path / "pretrain" / "history.json").read_text())] == [1, 2, 3]
     for mode in ("finetune", "scratch", "linear", "knn"):
         config = _train_config(
-            tmp_path, msr, mode, None if mode == "scratch" else encoder, "[labels]\nfraction = 0.1\n"
+            tmp_path,
+            msr,
+            mode,
+            None if mode == "scratch" else encoder,
+            "[labels]\nfraction = 0.1\n",
+            top="mirror = 0.5\nmirror_average = true\n" if mode == "finetune" else "",
         )
         assert main(["train", "--config", str(config)]) == 0
         results = json.loads((tmp_path / mode / "results.json").read_text())
@@ -123,6 +128,14 @@ def test_bad_config_is_refused_before_training(tmp_path: Path, msr: Path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and str(config) in err[0]
     assert not (tmp_path / "pretrain").exists()
+
+
+@pytest.mark.parametrize("mirror", ["-0.1", "1.5"])
+def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr: Path, capsys, mirror: str) -> None:
+    config = _train_config(tmp_path, msr, "scratch", None, top=f"mirror = {mirror}\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert f"mirror is a probability, from 0 to 1, not {float(mirror)}" in capsys.readouterr().err
+    assert not (tmp_path / "scratch").exists()
 
 
 def test_supervised_protocol_needs_labels(tmp_path: Path, capsys) -> None:
@@ -224,3 +237,17 @@ def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr: P
     assert main(["export", str(tmp_path / "scratch"), "--name", "held", "-o", str(tmp_path / "held.onnx")]) == 2
     assert "--accuracy-from" in capsys.readouterr().err
     assert not (tmp_path / "held.onnx").exists()
+
+
+def test_validation_can_hold_out_a_view_never_the_test_view(nw_ucla) -> None:
+    """For a cross-view benchmark the validation part is a new camera angle, as its test part is:
+    NW-UCLA's train part (views 1 and 2) gives view 2 to validation, and view 3 stays untouched."""
+    from export.data import carve_validation
+
+    train = nw_ucla.splits["cross-view/train"]
+    fit, validation = carve_validation(nw_ucla, train, by="views")
+    assert set(nw_ucla.views[fit]) == {1} and set(nw_ucla.views[validation]) == {2}
+    assert len(fit) + len(validation) == len(train) and not np.intersect1d(fit, validation).size
+    assert not np.isin(np.concatenate([fit, validation]), nw_ucla.splits["cross-view/test"]).any()
+    with pytest.raises(InputError, match="two views or more"):
+        carve_validation(nw_ucla, fit, by="views")
