@@ -52,14 +52,18 @@ def _median_rates(runners: dict, batch: np.ndarray, repeats: int) -> dict[str, f
 
 
 def benchmark(name: str, repeats: int, data_dir: Path | None = None) -> list[dict]:
-    config = load_config(ROOT / "configs" / "train" / f"{name}.toml", TrainConfig)  # the architecture
+    configs = ROOT / "configs" / "train"
+    shipped_config = configs / f"{name}-ship.toml"  # what the shipped model was trained with, when it has its own
+    config = load_config(shipped_config if shipped_config.is_file() else configs / f"{name}.toml", TrainConfig)
     shipped = onnxruntime.InferenceSession(str(ROOT / "models" / f"{name}.onnx"), providers=["CPUExecutionProvider"])
     window = ModelCard.from_metadata(shipped.get_modelmeta().custom_metadata_map, name).window  # what it takes
     fmt, folder, converted = SOURCES[name]
     dataset = SkeletonDataset.load(data_dir / converted) if data_dir else read_source(fmt, DATA / folder)
     windows, _ = evaluation_windows(clips_from_dataset(dataset, window, range(64)), window)
     windows = np.concatenate([windows] * (1 + 128 // len(windows)))[:128]
-    torch_model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
+    torch_model = Classifier(
+        SkeletonEncoder(config.encoder), len(dataset.label_names), mirror_average=config.mirror_average
+    ).eval()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     runners = {"pytorch eager": lambda b: torch_model(torch.from_numpy(b))}
@@ -69,7 +73,11 @@ def benchmark(name: str, repeats: int, data_dir: Path | None = None) -> list[dic
         )
         runners[f"onnxruntime cpu {variant[1:] or 'fp32'}"] = lambda b, s=session: s.run(None, {INPUT_NAME: b})
     if torch.cuda.is_available():
-        gpu_model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval().cuda()
+        gpu_model = (
+            Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names), mirror_average=config.mirror_average)
+            .eval()
+            .cuda()
+        )
 
         def on_gpu(b: np.ndarray) -> None:
             gpu_model(torch.from_numpy(b).cuda())
