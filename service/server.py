@@ -148,9 +148,9 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             runtime.slots.acquire()
             try:
                 first = self._first_message(requests, context)
-                if first is None:
+                if first is None:  # closed before a word (OK), or went away or was cancelled
                     runtime.slots.release()
-                    code = "CANCELLED"
+                    code = "OK" if context.is_active() else "CANCELLED"
                     return
                 if first.WhichOneof("kind") != "config":
                     raise InputError("the first message of a stream must be its configuration")
