@@ -151,9 +151,8 @@ class ActionStore:
                 json.dump(data, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(temporary, self.path)
+            os.replace(temporary, self.path)  # the change is made here, on disk and then in memory
             temporary = None
-            _fsync_directory(self.path.parent)
         except OSError as e:
             raise StoreUnwritable(
                 f"{self.path}: the enrolled actions could not be stored ({e.strerror or e}); nothing was changed"
@@ -163,6 +162,13 @@ class ActionStore:
                 Path(temporary).unlink(missing_ok=True)
         self._actions = actions
         self._prototypes.clear()
+        try:
+            _fsync_directory(self.path.parent)  # so that the rename itself survives a power cut
+        except OSError as e:
+            log.warning(
+                "enrolled actions stored, but their folder could not be synced",
+                extra={"fields": {"path": str(self.path), "error": e.strerror or str(e)}},
+            )
 
     def enroll(
         self, model: str, model_version: str, action_set: str, action: str, embeddings: np.ndarray
