@@ -147,10 +147,10 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             # holds a handler thread too, so it counts against the limit.
             runtime.slots.acquire()
             try:
-                first = self._first_message(requests, context)
+                first, cancelled = self._first_message(requests, context)
                 if first is None:  # closed before a word (OK), or went away or was cancelled
                     runtime.slots.release()
-                    code = "OK" if context.is_active() else "CANCELLED"
+                    code = "CANCELLED" if cancelled else "OK"
                     return
                 if first.WhichOneof("kind") != "config":
                     raise InputError("the first message of a stream must be its configuration")
@@ -168,12 +168,15 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         finally:
             self.server.metrics.rpcs.labels(method=method, code=code).inc()
 
-    def _first_message(self, requests, context: grpc.ServicerContext):
-        """The stream's first message, or None when the client closed or went away first, or sent
-        nothing within ``config_seconds`` (then the call is cancelled, freeing its thread)."""
+    def _first_message(self, requests, context: grpc.ServicerContext) -> tuple[object | None, bool]:
+        """(the stream's first message, False); or (None, False) when the client closed first;
+        or (None, True) when it went away or sent nothing within ``config_seconds`` (then the
+        call is cancelled, freeing its thread)."""
         seconds = self.server.config.config_seconds
+        gave_up = threading.Event()
 
         def give_up() -> None:
+            gave_up.set()
             log.warning("stream sent no configuration; cancelled", extra={"fields": {"seconds": seconds}})
             context.cancel()
 
@@ -181,9 +184,10 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         timer.daemon = True
         timer.start()
         try:
-            return next(requests, None)
+            first = next(requests, None)
+            return first, first is None and (gave_up.is_set() or not context.is_active())
         except grpc.RpcError:  # cancelled (by the client, its deadline, or the timer) before a word
-            return None
+            return None, True
         finally:
             timer.cancel()
 

@@ -454,8 +454,14 @@ def test_streams_that_never_configure_cannot_starve_health_checks(make_config, s
         assert 1.5 < took < 10, took  # the silent one was cancelled after its 2 s, not at its deadline
         assert any("sent no configuration" in r.getMessage() for r in service_warnings)
         sample = server.metrics.registry.get_sample_value
-        assert sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": "CANCELLED"}) == 1
-        assert sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": "RESOURCE_EXHAUSTED"}) == 15
+
+        def counted() -> dict:
+            codes = ("OK", "CANCELLED", "RESOURCE_EXHAUSTED")
+            return {c: sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": c}) for c in codes}
+
+        # Counted when each handler ends, which may be just after its client has its status.
+        wait_until(lambda: counted()["CANCELLED"] == 1 and counted()["RESOURCE_EXHAUSTED"] == 15, seconds=5)
+        assert counted() == {"OK": None, "CANCELLED": 1, "RESOURCE_EXHAUSTED": 15}, counted()
         assert wait_until(lambda: server.runtime.slots.open == 0, seconds=5)
         assert_still_serving(channel)
 
@@ -477,8 +483,13 @@ def test_clip_calls_beyond_their_limit_are_refused_not_queued(make_config, foota
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "1 clip calls open" in refused.value.details()
             assert slow.result(TIMEOUT).labels
-        assert server.runtime.call_slots.open == 0
         sample = server.metrics.registry.get_sample_value
-        assert sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "OK"}) == 1
-        assert sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "RESOURCE_EXHAUSTED"}) == 1
+        assert wait_until(
+            lambda: (
+                server.runtime.call_slots.open == 0
+                and sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "OK"}) == 1
+                and sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "RESOURCE_EXHAUSTED"}) == 1
+            ),
+            seconds=5,
+        )
         assert_still_serving(channel)
