@@ -60,12 +60,12 @@ def mirror(windows: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
 
 
 def random_mirror(
-    windows: torch.Tensor, permutation: tuple[int, ...], probability: float, generator: torch.Generator | None = None
+    windows: torch.Tensor, permutation: torch.Tensor, probability: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Mirror each window (N, T, J, C) with ``probability``: a right-handed throw becomes a
     left-handed one, the same action."""
     if probability <= 0:
         return windows
     chosen = torch.rand(windows.shape[0], generator=generator) < probability
-    mirrored = mirror(windows, torch.as_tensor(permutation, dtype=torch.long))
+    mirrored = mirror(windows, permutation)
     return torch.where(chosen.view(-1, 1, 1, 1), mirrored, windows)

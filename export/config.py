@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from export.data import VALIDATION_HOLDOUTS
 from export.encoder import EncoderConfig
 from export.masking import MaskingConfig
 from skeleton.errors import InputError
@@ -90,8 +91,10 @@ class TrainConfig:
             raise InputError(f"mode {self.mode!r} is not finetune, scratch, linear or knn")
         if self.mode != "scratch" and not self.pretrained:
             raise InputError(f"mode {self.mode} needs a pretrained encoder checkpoint")
-        if self.validation_holds_out not in ("subjects", "views"):
-            raise InputError(f"validation_holds_out is subjects or views, not {self.validation_holds_out!r}")
+        if self.validation_holds_out not in VALIDATION_HOLDOUTS:
+            raise InputError(
+                f"validation_holds_out is {' or '.join(VALIDATION_HOLDOUTS)}, not {self.validation_holds_out!r}"
+            )
         if not 0.0 <= self.mirror <= 1.0:
             raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")
 

@@ -171,6 +171,9 @@ def label_budget(
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+VALIDATION_HOLDOUTS = ("subjects", "views")  # what a validation part holds out of a train part
+
+
 def carve_validation(
     dataset: SkeletonDataset, train: np.ndarray, fraction: float = 0.2, seed: int = 0, by: str = "subjects"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +191,8 @@ def carve_validation(
             raise InputError("holding out a view for validation needs a train part of two views or more")
         validation = train[dataset.views[train] == views[-1]]
         return np.setdiff1d(train, validation), np.sort(validation)
-    if by != "subjects":
-        raise InputError(f"validation holds out subjects or views, not {by!r}")
+    if by not in VALIDATION_HOLDOUTS:
+        raise InputError(f"validation holds out {' or '.join(VALIDATION_HOLDOUTS)}, not {by!r}")
     subjects = np.unique(dataset.subjects[train])
     subjects = subjects[subjects >= 0]
     if len(subjects) >= 3:

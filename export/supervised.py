@@ -46,7 +46,6 @@ from export.runtime import (
 )
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
-from skeleton.layouts import get_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +190,7 @@ def _fit(
     optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(optim, len(loader)))
     generator = torch.Generator().manual_seed(config.experiment.seed)
-    mirror = get_layout(config.window.layout).mirror_permutation
+    mirror_permutation = model.mirror_permutation.cpu()  # windows are augmented on the CPU
     history = []
     for epoch in tqdm(
         range(optim.epochs), desc=config.experiment.name, disable=not runtime.is_main, dynamic_ncols=True, leave=False
@@ -202,7 +201,7 @@ def _fit(
             sampler.set_epoch(epoch)
         losses, correct, seen = [], 0, 0
         for windows, labels in loader:
-            windows = random_mirror(windows, mirror, config.mirror, generator)
+            windows = random_mirror(windows, mirror_permutation, config.mirror, generator)
             windows = random_linear_views(windows, generator).to(runtime.device)
             labels = labels.to(runtime.device)
             scores, _ = network(windows)

@@ -146,18 +146,19 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             # The slot is taken before the first message: a stream waiting for its configuration
             # holds a handler thread too, so it counts against the limit.
             runtime.slots.acquire()
+            session = None
             try:
                 first, cancelled = self._first_message(requests, context)
-                if first is None:  # closed before a word (OK), or went away or was cancelled
+                if first is not None:
+                    if first.WhichOneof("kind") != "config":
+                        raise InputError("the first message of a stream must be its configuration")
+                    session = open_session(first.config, runtime)
+            finally:
+                if session is None:  # no session to hold the slot: no word, bad input or a failure
                     runtime.slots.release()
-                    code = "CANCELLED" if cancelled else "OK"
-                    return
-                if first.WhichOneof("kind") != "config":
-                    raise InputError("the first message of a stream must be its configuration")
-                session = open_session(first.config, runtime)
-            except BaseException:
-                runtime.slots.release()
-                raise
+            if session is None:  # closed before a word (OK), or went away or was cancelled
+                code = "CANCELLED" if cancelled else "OK"
+                return
             yield from self._run_session(session, requests, context, runtime)
         except GeneratorExit:  # the client went away: gRPC closes the response generator
             code = "CANCELLED"

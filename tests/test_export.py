@@ -15,13 +15,11 @@ from export.onnx_export import export_model
 from export.runtime import classifier_checkpoint, save_atomic
 from skeleton.artifact import INPUT_NAME, ModelCard
 from skeleton.errors import InputError
-from skeleton.layouts import get_layout
 from skeleton.windows import WindowSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 WINDOW = WindowSpec(layout="penn13", dims=2, length=16, fps=15.0, normalization="centre-torso")
-WINDOW_LAYOUT_MIRROR = get_layout("penn13").mirror_permutation
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +70,7 @@ def test_a_mirror_averaged_classifier_answers_alike_for_a_window_and_its_mirror_
     assert reloaded.mirror_average
 
     windows = torch.from_numpy(np.random.default_rng(2).normal(size=(5, 16, 13, 2)).astype(np.float32))
-    permutation = torch.tensor(WINDOW_LAYOUT_MIRROR, dtype=torch.long)
-    mirrored = mirror(windows, permutation)
+    mirrored = mirror(windows, reloaded.mirror_permutation)
     with torch.no_grad():
         (scores, embedding), (m_scores, m_embedding) = reloaded(windows), reloaded(mirrored)
         plain_scores, _ = Classifier(reloaded.encoder, 3).eval()(windows)

@@ -101,8 +101,9 @@ class EstimatorFactory:
         self._failure = after, error
 
     def __call__(self, max_people: int) -> CountedPose:
-        estimator = CountedPose(self.make(max_people), self, close_error=self.close_error)
-        estimator.seconds_a_frame = self.seconds_a_frame
+        estimator = CountedPose(
+            self.make(max_people), self, close_error=self.close_error, seconds_a_frame=self.seconds_a_frame
+        )
         if self._failure is not None:
             (estimator.fail_after, estimator.error), self._failure = self._failure, None
         with self.lock:
