@@ -3,8 +3,9 @@
     python -m export.sweep [--jobs N] [--data-dir data] [--only SUBSTR] [--epochs N] [--report-only]
 
 Every run has ``validation = true``: it trains on part of the benchmark's train split and is
-scored on a validation part carved from the same split (whole subjects where known, always the
-same part), so no test split is read. Seed 0 throughout. Runs are derived from
+scored on a validation part carved from the same split (what the base config's
+``validation_holds_out`` says: a camera view for the cross-view ``daily3d``, otherwise whole
+subjects where known; always the same part), so no test split is read. Seed 0 throughout. Runs are derived from
 ``configs/train/*.toml`` and go under ``runs/sweep/`` (``--runs``), each with its effective
 ``config.toml``; they are run, and resumed, by the results table's machinery
 (``export.results_table.run_all``). Planned:
@@ -139,8 +140,9 @@ def report(planned: dict[Run, Setting], out: Path) -> str:
     lines = [
         "# Validation sweep: window and training settings",
         "",
-        "Accuracy (%) on a validation part carved from each benchmark's train split (whole subjects "
-        "where known; the same part for every setting), never on a test split. One run per setting, "
+        "Accuracy (%) on a validation part carved from each benchmark's train split (a held-out "
+        "camera view for daily3d, whole subjects where known otherwise; the same part for every "
+        "setting), never on a test split. One run per setting, "
         "seed 0, so differences of a clip or two are noise: each table gives what one validation "
         "clip is worth. ★ = the base config's current choice. Made by `python -m export.sweep`.",
         "",

@@ -251,3 +251,15 @@ def test_validation_can_hold_out_a_view_never_the_test_view(nw_ucla) -> None:
     assert not np.isin(np.concatenate([fit, validation]), nw_ucla.splits["cross-view/test"]).any()
     with pytest.raises(InputError, match="two views or more"):
         carve_validation(nw_ucla, fit, by="views")
+
+
+def test_the_sweep_validates_each_benchmark_as_its_test_split_asks() -> None:
+    """NW-UCLA's test part is a new camera view, so its sweep runs hold out a view; the others
+    hold out subjects. Every run is scored on validation, never on a test split."""
+    from export.sweep import plan
+
+    holdouts = {}
+    for run, setting in plan("data").items():
+        assert run.config.validation
+        holdouts.setdefault(setting.benchmark, set()).add(run.config.validation_holds_out)
+    assert holdouts == {"daily3d": {"views"}, "msr3d": {"subjects"}, "sports2d": {"subjects"}}
