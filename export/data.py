@@ -18,11 +18,8 @@ import torch
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.mapping import layout_mapping
-from skeleton.resample import resample, resample_to_fps
+from skeleton.resample import MAX_INTERPOLATED_GAP_MS, resample, resample_to_fps
 from skeleton.windows import WindowSpec, fit_length, prepare_window, window_starts
-
-# Gaps longer than this inside a recording are left empty rather than bridged by interpolation.
-MAX_GAP_MS = 500.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ def clips_from_dataset(
         persons = range(sequence.num_persons) if all_persons else [_main_person(sequence.coords)]
         for person in persons:
             mapped, _ = mapping.apply(sequence.coords[:, person])
-            frames, _ = resample_to_fps(mapped, sequence.timestamps_ms, spec.fps, MAX_GAP_MS)
+            frames, _ = resample_to_fps(mapped, sequence.timestamps_ms, spec.fps, MAX_INTERPOLATED_GAP_MS)
             if np.isfinite(frames).all(axis=(1, 2)).sum() < min_frames:
                 continue
             clips.append(

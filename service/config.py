@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from skeleton.errors import InputError
+from skeleton.resample import MAX_INTERPOLATED_GAP_MS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
@@ -61,7 +62,7 @@ class ServerConfig:
     max_skeleton_people: int = 16
     # Windowing: a person unseen for longer than max_gap_ms is missing, not interpolated; a window
     # is classified when the person is present in at least min_presence of its frames.
-    max_gap_ms: float = 300.0
+    max_gap_ms: float = MAX_INTERPOLATED_GAP_MS  # as the models' training data
     min_presence: float = 0.5
     actions_file: Path = field(default_factory=default_actions_file)
     tls_cert: Path | None = None

@@ -11,6 +11,11 @@ import numpy as np
 
 from skeleton.errors import InputError
 
+# A person unseen for longer than this is missing, not bridged by interpolation: in training
+# data (a sensor that lost the person) and in live streams alike, so that a model meets gaps
+# in service as it met them in training.
+MAX_INTERPOLATED_GAP_MS = 300.0
+
 
 def sample_times(start_ms: float, end_ms: float, fps: float) -> np.ndarray:
     """Times (ms) at ``fps`` from ``start_ms`` up to and including ``end_ms``."""

@@ -6,10 +6,12 @@ import numpy as np
 
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.mapping import layout_mapping
-from skeleton.resample import resample_to_fps
+from skeleton.resample import MAX_INTERPOLATED_GAP_MS, resample_to_fps
 
 
-def remap(dataset: SkeletonDataset, layout: str, fps: float, max_gap_ms: float = 500.0) -> SkeletonDataset:
+def remap(
+    dataset: SkeletonDataset, layout: str, fps: float, max_gap_ms: float = MAX_INTERPOLATED_GAP_MS
+) -> SkeletonDataset:
     """Every sequence mapped to ``layout`` and resampled to ``fps`` (labels, splits kept).
 
     What a model sees of the result is exactly what it would see of the original, since

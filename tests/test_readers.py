@@ -45,6 +45,9 @@ def test_msr_action3d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "a13_s09_e02" not in names
     # 1,113 all-zero frames in 20 files (38 of them the dropped sequence) are gone.
     assert ds.num_frames == 23478 - 1113
+    # The frames kept keep their capture times: a sensor loss mid-sequence stays a gap.
+    lost = ds[[str(n) for n in ds.names].index("a13_s02_e02_skeleton3D")]
+    assert np.allclose(np.diff(lost.timestamps_ms), np.where(np.arange(17) == 12, 13, 1) * 1000 / 15)
     assert not np.isnan(ds.coords).any()
     assert (np.abs(ds.coords).sum(axis=(1, 2, 3)) > 0).all()
     assert len(ds.label_names) == 20 and ds.label_names[0] == "high arm wave"

@@ -1,7 +1,10 @@
 """MSR Action3D skeletons (``aNN_sMM_eKK_skeleton3D.txt``: 20 joints of ``x y z confidence``).
 
 Frames that are all zeros (the sensor lost the person) are dropped, since they would teach a
-model that people collapse to a point; a sequence with no valid frame is skipped and reported.
+model that people collapse to a point; the frames kept keep their capture times, so a loss in
+the middle of a sequence stays a gap of that length (missing, not squeezed out: the motion
+before and after it is not joined as if no time had passed). A sequence with no valid frame is
+skipped and reported.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ def read_msr_action3d(source: Path) -> SkeletonDataset:
         fields = name_fields(path, NAME_PATTERN, "MSR Action3D")
         label = label_from_number(path, fields["a"], label_names)
         frames = _read_file(path)
-        frames = frames[np.abs(frames[..., :3]).sum(axis=(1, 2)) > 0]
+        seen = np.abs(frames[..., :3]).sum(axis=(1, 2)) > 0
+        timestamps = uniform_timestamps(len(frames), FPS)[seen]
+        frames = frames[seen]
         if len(frames) == 0:
             skipped.append(path.name)
             continue
@@ -63,7 +68,7 @@ def read_msr_action3d(source: Path) -> SkeletonDataset:
                 name=path.name.removesuffix(".txt"),
                 coords=one_person(frames[..., :3]),
                 confidence=one_person(frames[..., 3]),
-                timestamps_ms=uniform_timestamps(len(frames), FPS),
+                timestamps_ms=timestamps,
                 label=label,
                 subject=fields["s"],
                 view=1,
