@@ -19,7 +19,7 @@ from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.mapping import layout_mapping
 from skeleton.resample import MAX_INTERPOLATED_GAP_MS, resample, resample_to_fps
-from skeleton.windows import WindowSpec, fit_length, prepare_window, window_starts
+from skeleton.windows import MIN_WINDOW_PRESENCE, WindowSpec, fit_length, prepare_window, presence, window_starts
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,24 @@ def project_to_image(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return (focal * np.concatenate([-camera[..., 0:1], -camera[..., 1:2]], axis=-1) / depth).astype(np.float32)
 
 
+def _present_starts(frames: np.ndarray, span: int) -> np.ndarray:
+    """The starts of the ``span``-frame pieces of ``frames`` whose person is present in at least
+    ``MIN_WINDOW_PRESENCE`` of them; the best start alone when no piece is (a clip is never
+    left without a window)."""
+    if frames.shape[0] <= span:
+        return np.zeros(1, dtype=np.int64)
+    seen = np.concatenate([[0], np.cumsum(np.isfinite(frames).any(axis=(1, 2)))])
+    shares = (seen[span:] - seen[:-span]) / span
+    kept = np.flatnonzero(shares >= MIN_WINDOW_PRESENCE)
+    return kept if len(kept) else np.array([int(np.argmax(shares))])
+
+
 def crop_resize(frames: np.ndarray, length: int, scale: float, rng: np.random.Generator) -> np.ndarray:
     """A random span of ``scale * length`` frames stretched or squeezed to ``length`` frames:
-    a different speed and a different moment of the clip."""
+    a different speed and a different moment of the clip (one its person is seen in enough of)."""
     span = max(2, int(round(length * scale)))
-    start = int(rng.integers(0, max(frames.shape[0] - span, 0) + 1))
+    starts = _present_starts(frames, span)
+    start = int(starts[rng.integers(0, len(starts))])
     piece = fit_length(frames, span, start)
     targets = np.linspace(0, span - 1, length)
     return resample(piece, np.arange(span, dtype=np.float64), targets)
@@ -140,14 +153,22 @@ def evaluation_windows(clips: list[Clip], spec: WindowSpec, stride: int | None =
     """Every window of every clip, (W, T, J, C), and the clip each belongs to, (W,).
 
     A clip's prediction is the mean over its windows: the same windows the service would
-    classify if the clip streamed past it.
+    classify if the clip streamed past it, so none whose person is seen in under
+    ``MIN_WINDOW_PRESENCE`` of it, unless the clip has no other (then its best one).
     """
     stride = stride or max(1, spec.length // 2)
     windows, owners = [], []
     for c, clip in enumerate(clips):
         frames, space = clip.frames, clip.coordinate_space
-        for start in window_starts(frames.shape[0], spec.length, stride):
-            windows.append(prepare_window(fit_length(frames, spec.length, start), spec, space))
+        pieces = [
+            fit_length(frames, spec.length, start) for start in window_starts(frames.shape[0], spec.length, stride)
+        ]
+        shares = [presence(piece) for piece in pieces]
+        kept = [p for p, share in zip(pieces, shares) if share >= MIN_WINDOW_PRESENCE] or [
+            pieces[int(np.argmax(shares))]
+        ]
+        for piece in kept:
+            windows.append(prepare_window(piece, spec, space))
             owners.append(c)
     return np.stack(windows), np.asarray(owners)
 
@@ -168,7 +189,11 @@ def label_budget(
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-VALIDATION_HOLDOUTS = ("subjects", "views")  # what a validation part holds out of a train part
+# What a validation part can hold out of a train part, and how reports say it.
+VALIDATION_HOLDOUTS = {
+    "subjects": "whole subjects held out where known",
+    "views": "a camera view held out",
+}
 
 
 def carve_validation(

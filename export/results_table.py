@@ -64,7 +64,22 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return (self.folder / ("encoder.pt" if self.kind == "pretrain" else "results.json")).is_file()
+        if self.kind == "pretrain":
+            return (self.folder / "encoder.pt").is_file()
+        results = self.folder / "results.json"
+        if not results.is_file():
+            return False
+        if not self.config.validation:
+            return True
+        # A validation run scored on another held-out part than its config now asks for (it was
+        # made before the config changed) is not done: it is run again, and not reported.
+        return held_out_by(json.loads(results.read_text())) == self.config.validation_holds_out
+
+
+def held_out_by(result: dict) -> str:
+    """What a validation result's part held out (results from before this was recorded held out
+    subjects, the only choice then)."""
+    return result.get("validation_holds_out") or "subjects"
 
 
 def slug(text: str) -> str:

@@ -123,6 +123,8 @@ def run_train(config: TrainConfig) -> dict:
             "seed": config.experiment.seed,
             "benchmark": config.benchmark.path,
             "scored": scored,
+            # What the validation part held out: a result scored on another part is not comparable.
+            "validation_holds_out": config.validation_holds_out if config.validation else None,
             "accuracy": accuracy,
             "n_train": len(fit_clips),
             "n_test": len(scored_clips),

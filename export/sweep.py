@@ -30,6 +30,7 @@ from pathlib import Path
 
 from export import results_table as table
 from export.config import TrainConfig, load_config
+from export.data import VALIDATION_HOLDOUTS
 from export.results_table import BENCHMARKS, BUDGETS, ROOT, Run, run_all
 
 RUNS = Path("runs/sweep")
@@ -129,10 +130,11 @@ def _pct(value: float) -> str:
 
 
 def report(planned: dict[Run, Setting], out: Path) -> str:
-    rows = []
+    rows, held_out = [], {}
     for run, s in planned.items():
+        held_out[s.benchmark] = VALIDATION_HOLDOUTS[run.config.validation_holds_out]
         path = run.folder / "results.json"
-        if path.is_file():
+        if run.done:  # scored on the validation part its config asks for
             result = json.loads(path.read_text())
             if result["scored"] != "validation":
                 raise SystemExit(f"{path}: scored on {result['scored']}, not validation; not reported")
@@ -140,9 +142,9 @@ def report(planned: dict[Run, Setting], out: Path) -> str:
     lines = [
         "# Validation sweep: window and training settings",
         "",
-        "Accuracy (%) on a validation part carved from each benchmark's train split (a held-out "
-        "camera view for daily3d, whole subjects where known otherwise; the same part for every "
-        "setting), never on a test split. One run per setting, "
+        "Accuracy (%) on a validation part carved from each benchmark's train split ("
+        + "; ".join(f"{benchmark}: {words}" for benchmark, words in held_out.items())
+        + "; the same part for every setting), never on a test split. One run per setting, "
         "seed 0, so differences of a clip or two are noise: each table gives what one validation "
         "clip is worth. ★ = the base config's current choice. Made by `python -m export.sweep`.",
         "",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from skeleton.errors import InputError
 from skeleton.resample import MAX_INTERPOLATED_GAP_MS
+from skeleton.windows import MIN_WINDOW_PRESENCE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
@@ -62,8 +63,8 @@ class ServerConfig:
     max_skeleton_people: int = 16
     # Windowing: a person unseen for longer than max_gap_ms is missing, not interpolated; a window
     # is classified when the person is present in at least min_presence of its frames.
-    max_gap_ms: float = MAX_INTERPOLATED_GAP_MS  # as the models' training data
-    min_presence: float = 0.5
+    max_gap_ms: float = MAX_INTERPOLATED_GAP_MS  # the limit training reads its data with
+    min_presence: float = MIN_WINDOW_PRESENCE  # the floor training and evaluation use
     actions_file: Path = field(default_factory=default_actions_file)
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skeleton.resample import resample
-from skeleton.windows import WindowSpec, fit_length
+from skeleton.windows import MIN_WINDOW_PRESENCE, WindowSpec, fit_length
 
 
 class FrameGate:
@@ -81,7 +81,9 @@ class _Track:
 
 
 class StreamWindower:
-    def __init__(self, spec: WindowSpec, stride: int, max_gap_ms: float, min_presence: float = 0.5) -> None:
+    def __init__(
+        self, spec: WindowSpec, stride: int, max_gap_ms: float, min_presence: float = MIN_WINDOW_PRESENCE
+    ) -> None:
         self.spec = spec
         self.stride = stride
         self.max_gap_ms = max_gap_ms

@@ -24,6 +24,11 @@ from skeleton.layouts import get_layout
 from skeleton.mapping import layout_mapping
 from skeleton.normalize import NORMALIZATIONS, normalize
 
+# A window is classified only when its person is present in at least this share of its frames:
+# the service skips emptier ones, and training and evaluation leave them out the same way, so
+# that a model neither learns from nor is scored on windows it would never be shown.
+MIN_WINDOW_PRESENCE = 0.5
+
 
 @dataclass(frozen=True)
 class WindowSpec:
@@ -84,6 +89,11 @@ def fit_length(frames: np.ndarray, length: int, start: int | None = None) -> np.
     before = (length - count) // 2
     index = np.clip(np.arange(length) - before, 0, count - 1)
     return frames[index]
+
+
+def presence(frames: np.ndarray) -> float:
+    """The share of ``frames`` (T, J, C) in which the person is seen (any joint not NaN)."""
+    return float(np.isfinite(frames).any(axis=(1, 2)).mean()) if len(frames) else 0.0
 
 
 def window_starts(count: int, length: int, stride: int) -> list[int]:

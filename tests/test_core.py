@@ -438,3 +438,32 @@ def test_resample_edge_cases() -> None:
     assert sample_times(0.0, 100.0, 30.0).tolist() == pytest.approx([0.0, 100 / 3, 200 / 3, 100.0])
     with pytest.raises(InputError, match="not positive"):
         sample_times(0.0, 100.0, 0.0)
+
+
+def test_remap_gives_a_model_the_clips_the_original_gives_it_gaps_included() -> None:
+    """``remap`` stores a dataset at a model's layout and rate; a sensor loss in a sequence (its
+    frames dropped, the others keeping their times) must stay a gap, not be bridged."""
+    from export.data import clips_from_dataset
+    from skeleton.resample import MAX_INTERPOLATED_GAP_MS
+    from skeleton.transform import remap
+    from skeleton.windows import WindowSpec
+
+    lost = sequence("lost", 40, 1, label=0)
+    kept = np.r_[0:10, 25:40]  # 15 frames at 30 fps (500 ms) unseen: over the limit
+    assert (kept[10] - kept[9]) * 1000 / 30 > MAX_INTERPOLATED_GAP_MS
+    lost = SkeletonSequence(
+        name="lost",
+        coords=lost.coords[kept],
+        confidence=lost.confidence[kept],
+        timestamps_ms=lost.timestamps_ms[kept],
+        label=0,
+    )
+    original = SkeletonDataset.from_sequences(
+        [lost], layout="kinect20", coordinate_space="camera", units="m", fps=30.0, label_names=["wave"]
+    )
+    spec = WindowSpec(layout="kinect20", dims=3, length=8, fps=15.0, normalization="centre-torso")
+    [direct] = clips_from_dataset(original, spec)
+    [stored] = clips_from_dataset(remap(original, "kinect20", 15.0), spec)
+    np.testing.assert_allclose(stored.frames, direct.frames, equal_nan=True, atol=1e-6)
+    seen = np.isfinite(direct.frames).all(axis=(1, 2))
+    assert not seen.all() and seen[:5].all() and seen[-7:].all()

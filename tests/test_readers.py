@@ -146,6 +146,9 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str)
     assert summary["layout"] == ds.layout
     assert summary["fps"] == ds.fps
     assert list(summary["classes"]) == list(ds.label_names)
+    # Hours span each sequence's first to last timestamp: a stretch the sensor lost counts.
+    spans = [(s.timestamps_ms[-1] - s.timestamps_ms[0]) / 1000 + 1 / ds.fps for s in ds]
+    assert summary["hours"] == pytest.approx(sum(spans) / 3600, abs=1e-3)
     assert len(out) > 1  # the readable summary comes first
 
 

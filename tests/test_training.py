@@ -263,3 +263,21 @@ def test_the_sweep_validates_each_benchmark_as_its_test_split_asks() -> None:
         assert run.config.validation
         holdouts.setdefault(setting.benchmark, set()).add(run.config.validation_holds_out)
     assert holdouts == {"daily3d": {"views"}, "msr3d": {"subjects"}, "sports2d": {"subjects"}}
+
+
+def test_a_sweep_result_scored_on_another_held_out_part_is_redone_not_reported(tmp_path: Path) -> None:
+    from export.sweep import plan, report
+
+    planned = plan("data", runs_root=tmp_path / "runs")
+    daily, msr = (next(r for r, s in planned.items() if s.benchmark == b and s.current) for b in ("daily3d", "msr3d"))
+    result = {"scored": "validation", "accuracy": 0.8, "n_test": 50, "n_train": 200}
+    for run in (daily, msr):
+        run.folder.mkdir(parents=True)
+        # Written before results said what was held out: subjects, then the only choice.
+        (run.folder / "results.json").write_text(json.dumps(result))
+    assert msr.done and not daily.done  # daily3d's config now holds out a view
+    text = report(planned, tmp_path / "report")
+    assert "## msr3d" in text and "## daily3d" not in text
+    assert "daily3d: a camera view held out" in text
+    (daily.folder / "results.json").write_text(json.dumps({**result, "validation_holds_out": "views"}))
+    assert daily.done and "## daily3d" in report(planned, tmp_path / "report")

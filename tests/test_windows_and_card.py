@@ -89,3 +89,39 @@ def test_card_refuses_missing_or_inconsistent_metadata(damage, message) -> None:
     with pytest.raises(InputError, match=message) as error:
         ModelCard.from_metadata(damage(_card().to_metadata()), "toy.onnx")
     assert str(error.value).startswith("toy.onnx: ")
+
+
+def _clip_with_a_loss(frames: int, lost: slice) -> np.ndarray:
+    clip = np.random.default_rng(2).normal(size=(frames, 13, 2)).astype(np.float32) * 50 + 300
+    clip[lost] = np.nan  # the person unseen
+    return clip
+
+
+def test_evaluation_leaves_out_windows_the_service_would_not_classify() -> None:
+    from export.data import Clip, evaluation_windows
+    from skeleton.windows import MIN_WINDOW_PRESENCE, presence
+
+    clip = _clip_with_a_loss(24, slice(6, 20))  # windows of 8, stride 4: starts 0, 4, 8, 12, 16
+    shares = [presence(fit_length(clip, 8, start)) for start in window_starts(24, 8, 4)]
+    assert shares == [0.75, 0.25, 0.0, 0.0, 0.5]
+    windows, owners = evaluation_windows([Clip(clip, "image", 0, "lost")], SPEC, stride=4)
+    assert len(windows) == sum(share >= MIN_WINDOW_PRESENCE for share in shares) == 2
+    # A clip with no window seen enough still gets its best one: every clip is scored.
+    sparse = _clip_with_a_loss(24, slice(1, 23))
+    windows, owners = evaluation_windows([Clip(sparse, "image", 0, "sparse")], SPEC, stride=4)
+    assert owners.tolist() == [0]
+
+
+def test_training_crops_skip_stretches_the_person_is_missing_from() -> None:
+    from export.data import crop_resize
+    from skeleton.windows import MIN_WINDOW_PRESENCE, presence
+
+    clip = _clip_with_a_loss(40, slice(5, 35))
+    rng = np.random.default_rng(0)
+    crops = [crop_resize(clip, 8, 1.0, rng) for _ in range(200)]
+    assert min(presence(crop) for crop in crops) >= MIN_WINDOW_PRESENCE
+    # Both ends of the clip are still used.
+    assert {float(clip[0, 0, 0]), float(clip[39, 0, 0])} <= {float(c[i, 0, 0]) for c in crops for i in (0, -1)}
+    # A clip seen too little anywhere still gives its best stretch.
+    sparse = _clip_with_a_loss(40, slice(1, 39))
+    assert presence(crop_resize(sparse, 8, 1.0, rng)) > 0
