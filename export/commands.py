@@ -105,6 +105,7 @@ def _export(args: argparse.Namespace) -> int:
     from export.onnx_export import export_model
     from export.runtime import classifier_from_checkpoint, read_checkpoint
     from export.supervised import choose_parts, predict_clips
+    from skeleton.artifact import training_data_text
     from skeleton.dataset import SkeletonDataset
 
     run = args.run
@@ -136,8 +137,9 @@ def _export(args: argparse.Namespace) -> int:
         output,
         args.name,
         parity_windows=windows[:128],
-        training_data=f"{Path(config.benchmark.path).name}, split {config.benchmark.train_split}"
-        + (" less a validation part" if config.validation else ""),
+        training_data=training_data_text(
+            Path(config.benchmark.path).name, config.benchmark.train_split, less_validation=config.validation
+        ),
         protocol=f"{config.mode} of the CFSEM encoder ({labels}, seed {config.experiment.seed}, "
         f"{config.optim.epochs} epochs{augmentation})",
         accuracy=accuracy,

@@ -10,7 +10,6 @@ train part and scores its test part.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from export.data import clips_from_dataset, evaluation_windows
 from export.probe import clip_probabilities, knn_predict, linear_probe, per_clip_mean
-from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard, training_data_split
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.pose.estimator import PROJECT_ROOT
@@ -125,10 +124,10 @@ def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np
 def seen_in_training(model: LoadedModel, data: Path, dataset: SkeletonDataset, test: np.ndarray) -> int:
     """How many of ``test`` are in the split the model was trained on, when its card names this
     dataset file and that split (a score on them is not a held-out score)."""
-    match = re.fullmatch(r"(?P<file>[^,]+), split (?P<split>\S+)", model.training_data)
-    if match is None or match["file"] != data.name or match["split"] not in dataset.splits:
+    trained_on = training_data_split(model.training_data)
+    if trained_on is None or trained_on[0] != data.name or trained_on[1] not in dataset.splits:
         return 0
-    return int(np.isin(test, dataset.splits[match["split"]]).sum())
+    return int(np.isin(test, dataset.splits[trained_on[1]]).sum())
 
 
 def clip_outputs(

@@ -11,6 +11,7 @@ data unlike its training data. Neither side needs torch for this.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from skeleton.dataset import COORDINATE_SPACES
@@ -22,6 +23,21 @@ CARD_VERSION = 1
 INPUT_NAME = "skeleton"  # (batch, length, joints, dims) float32, prepared by skeleton.windows
 SCORES_NAME = "scores"  # (batch, classes) logits
 EMBEDDING_NAME = "embedding"  # (batch, embedding_size)
+
+_LESS_VALIDATION = " less a validation part"
+_TRAINING_DATA = re.compile(rf"(?P<file>[^,]+), split (?P<split>\S+)(?:{_LESS_VALIDATION})?")
+
+
+def training_data_text(file: str, split: str, less_validation: bool = False) -> str:
+    """A card's ``training_data``: the dataset file and split a model was trained on."""
+    return f"{file}, split {split}" + (_LESS_VALIDATION if less_validation else "")
+
+
+def training_data_split(text: str) -> tuple[str, str] | None:
+    """(file, split) of a ``training_data`` that ``training_data_text`` wrote; None for any other
+    text (a card written by hand, or none)."""
+    match = _TRAINING_DATA.fullmatch(text)
+    return (match["file"], match["split"]) if match else None
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,13 @@ def test_training_crops_skip_stretches_the_person_is_missing_from() -> None:
     # A clip seen too little anywhere still gives its best stretch.
     sparse = _clip_with_a_loss(40, slice(1, 39))
     assert presence(crop_resize(sparse, 8, 1.0, rng)) > 0
+
+
+def test_a_cards_training_data_names_its_file_and_split_both_ways() -> None:
+    from skeleton.artifact import training_data_split, training_data_text
+
+    for less_validation in (False, True):
+        text = training_data_text("nw-ucla.npz", "cross-view/train", less_validation)
+        assert training_data_split(text) == ("nw-ucla.npz", "cross-view/train")
+    assert training_data_text("msr.npz", "cross-subject/train") == "msr.npz, split cross-subject/train"
+    assert training_data_split("recorded by hand in the lab") is None and training_data_split("") is None
