@@ -10,7 +10,9 @@ core, so the skeleton path ran at 0.67 of onnxruntime alone (0.63-0.72 over seve
 So the service's I/O threads run ``IO_NICENESS`` steps below the process's priority: they still
 run whenever a core is free, but they preempt the compute threads far less often (the batcher's
 thread was preempted about 1,100 times a second in the same benchmark; in back-to-back runs the
-skeleton path went from 573-617 to 715-757 windows/s, and the frame path lost nothing). Lowering a
+skeleton path went from 573-617 to 715-757 windows/s, and the frame path lost nothing: measured
+again with two camera streams as fast as taken, four runs each way in A-B-B-A order, 175.3 posed
+frames/s with the I/O threads lowered against 175.2 with none lowered). Lowering a
 thread's priority needs no privilege; raising it back does, and a thread starts with the priority
 of the thread that starts it, so compute threads must be started by a thread that is not an I/O
 thread (``service.workers`` starts the pose threads while the server loads).
