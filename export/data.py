@@ -19,7 +19,15 @@ from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.mapping import layout_mapping
 from skeleton.resample import MAX_INTERPOLATED_GAP_MS, resample, resample_to_fps
-from skeleton.windows import MIN_WINDOW_PRESENCE, WindowSpec, fit_length, prepare_window, presence, window_starts
+from skeleton.windows import (
+    WindowSpec,
+    fit_length,
+    prepare_window,
+    presence,
+    present_enough,
+    seen_frames,
+    window_starts,
+)
 
 
 @dataclass(frozen=True)
@@ -89,14 +97,11 @@ def project_to_image(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 def _present_starts(frames: np.ndarray, span: int) -> np.ndarray:
     """The starts of the ``span``-frame pieces of ``frames`` whose person is present in at least
-    ``MIN_WINDOW_PRESENCE`` of them; the best start alone when no piece is (a clip is never
-    left without a window)."""
+    ``MIN_WINDOW_PRESENCE`` of them (``present_enough``)."""
     if frames.shape[0] <= span:
         return np.zeros(1, dtype=np.int64)
-    seen = np.concatenate([[0], np.cumsum(np.isfinite(frames).any(axis=(1, 2)))])
-    shares = (seen[span:] - seen[:-span]) / span
-    kept = np.flatnonzero(shares >= MIN_WINDOW_PRESENCE)
-    return kept if len(kept) else np.array([int(np.argmax(shares))])
+    seen = np.concatenate([[0], np.cumsum(seen_frames(frames))])
+    return present_enough((seen[span:] - seen[:-span]) / span)  # piece i starts at frame i
 
 
 def crop_resize(frames: np.ndarray, length: int, scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -163,12 +168,8 @@ def evaluation_windows(clips: list[Clip], spec: WindowSpec, stride: int | None =
         pieces = [
             fit_length(frames, spec.length, start) for start in window_starts(frames.shape[0], spec.length, stride)
         ]
-        shares = [presence(piece) for piece in pieces]
-        kept = [p for p, share in zip(pieces, shares) if share >= MIN_WINDOW_PRESENCE] or [
-            pieces[int(np.argmax(shares))]
-        ]
-        for piece in kept:
-            windows.append(prepare_window(piece, spec, space))
+        for i in present_enough([presence(piece) for piece in pieces]):
+            windows.append(prepare_window(pieces[i], spec, space))
             owners.append(c)
     return np.stack(windows), np.asarray(owners)
 

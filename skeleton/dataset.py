@@ -83,7 +83,7 @@ class SkeletonDataset:
     view_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])[:-1].astype(np.int64)  # one per sequence
         self.validate()
 
     # -- building -------------------------------------------------------------------------

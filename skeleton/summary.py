@@ -13,8 +13,7 @@ def summarize(dataset: SkeletonDataset) -> dict:
     persons = dataset.persons_per_sequence()
     counts = Counter(int(label) for label in dataset.labels if label >= 0)
     # From the timestamps, so that a stretch a sensor lost (frames dropped, times kept) counts.
-    firsts = dataset.offsets[: len(dataset)]
-    lasts = firsts + dataset.lengths - 1
+    firsts, lasts = dataset.offsets, dataset.offsets + dataset.lengths - 1
     durations = (dataset.timestamps_ms[lasts] - dataset.timestamps_ms[firsts] + 1000.0 / dataset.fps) / 1000.0
     known = lambda values: sorted(int(v) for v in set(values.tolist()) if v >= 0)  # noqa: E731
     return {

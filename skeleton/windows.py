@@ -91,9 +91,22 @@ def fit_length(frames: np.ndarray, length: int, start: int | None = None) -> np.
     return frames[index]
 
 
+def seen_frames(frames: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frames of ``frames`` (T, J, C) in which the person is seen (any joint not NaN)."""
+    return np.isfinite(frames).any(axis=(1, 2))
+
+
 def presence(frames: np.ndarray) -> float:
-    """The share of ``frames`` (T, J, C) in which the person is seen (any joint not NaN)."""
-    return float(np.isfinite(frames).any(axis=(1, 2)).mean()) if len(frames) else 0.0
+    """The share of ``frames`` (T, J, C) in which the person is seen."""
+    return float(seen_frames(frames).mean()) if len(frames) else 0.0
+
+
+def present_enough(shares: np.ndarray) -> np.ndarray:
+    """The indices of the windows whose presence ``shares`` reach ``MIN_WINDOW_PRESENCE``; the
+    best one alone when none does (a clip is never left without a window)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    kept = np.flatnonzero(shares >= MIN_WINDOW_PRESENCE)
+    return kept if len(kept) else np.array([int(np.argmax(shares))])
 
 
 def window_starts(count: int, length: int, stride: int) -> list[int]:
