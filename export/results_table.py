@@ -66,14 +66,19 @@ class Run:
     def done(self) -> bool:
         if self.kind == "pretrain":
             return (self.folder / "encoder.pt").is_file()
-        results = self.folder / "results.json"
-        if not results.is_file():
-            return False
-        if not self.config.validation:
-            return True
+        return self.result() is not None
+
+    def result(self) -> dict | None:
+        """A training run's results, or None while it is not done."""
+        path = self.folder / "results.json"
+        if self.kind == "pretrain" or not path.is_file():
+            return None
+        result = json.loads(path.read_text())
         # A validation run scored on another held-out part than its config now asks for (it was
         # made before the config changed) is not done: it is run again, and not reported.
-        return held_out_by(json.loads(results.read_text())) == self.config.validation_holds_out
+        if self.config.validation and held_out_by(result) != self.config.validation_holds_out:
+            return None
+        return result
 
 
 def held_out_by(result: dict) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 from pathlib import Path
 
@@ -133,11 +132,10 @@ def report(planned: dict[Run, Setting], out: Path) -> str:
     rows, held_out = [], {}
     for run, s in planned.items():
         held_out[s.benchmark] = VALIDATION_HOLDOUTS[run.config.validation_holds_out]
-        path = run.folder / "results.json"
-        if run.done:  # scored on the validation part its config asks for
-            result = json.loads(path.read_text())
+        result = run.result()  # None unless scored on the validation part its config asks for
+        if result is not None:
             if result["scored"] != "validation":
-                raise SystemExit(f"{path}: scored on {result['scored']}, not validation; not reported")
+                raise SystemExit(f"{run.folder}: scored on {result['scored']}, not validation; not reported")
             rows.append((s, result))
     lines = [
         "# Validation sweep: window and training settings",
