@@ -17,6 +17,14 @@ thread's priority needs no privilege; raising it back does, and a thread starts 
 of the thread that starts it, so compute threads must be started by a thread that is not an I/O
 thread (``service.workers`` starts the pose threads while the server loads).
 
+An event's way out (the hand-over of results, the gRPC handler) crosses two lowered threads, so
+lowering could add to events' latency when both cores are posing. Measured by leaving those two
+at the process's priority and lowering only the readers of skeleton streams (two camera streams
+in real time, an event every model frame, four servers each way in A-B-B-A order, twice): the
+p99 of latency over the event's own pose + classify time went 1.50 -> 1.475 in one series and
+1.49 -> 1.50 in the other, nothing to tell from noise, while the skeleton path lost 5.6 % (754
+-> 712 windows/s, same order). So every I/O thread stays lowered.
+
 ``SCHED_BATCH`` for the I/O threads gave the same skeleton figure but cost the frame path 3 %:
 probably because an I/O thread holding the GIL waited for a core while the pose threads
 waited for the GIL (not measured).
