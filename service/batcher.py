@@ -9,7 +9,11 @@ queue is bounded: when it is full a window is refused at once (``Overloaded``), 
 counts it, rather than every stream's latency growing without limit.
 
 Results are handed to the streams by a second thread, so that the model's thread goes straight
-on to the next batch while the streams' Python work (events) runs beside it.
+on to the next batch while the streams' Python work (events) runs beside it. Handing them over
+on the model's thread when no window waits (one thread wake-up less an event) was measured with
+two camera streams in real time, an event every model frame, four servers each way in A-B-B-A
+order: latency over the event's own compute went 1.175x -> 1.15x at p50 and 1.50x -> 1.49x at
+p99, within the noise of such runs, so the one way stays.
 """
 
 from __future__ import annotations
