@@ -181,11 +181,7 @@ def run_all(runs: list[Run], jobs: int, log_dir: Path | None = None) -> None:
 
 
 def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
-    results = {}
-    for run in runs:
-        path = run.folder / "results.json"
-        if path.is_file():
-            results[run.name] = json.loads(path.read_text())
+    results = {run.name: result for run in runs if (result := run.result()) is not None}
 
     def cell(benchmark: str, mode: str, budget: str, encoder: str) -> str:
         values = [
