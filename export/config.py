@@ -83,6 +83,7 @@ class TrainConfig:
     validation_holds_out: str = "subjects"  # or "views": a new camera angle, for cross-view benchmarks
     optim: Optimisation = field(default_factory=Optimisation)
     encoder_lr_scale: float = 1.0  # fine-tuning: the encoder's learning rate relative to the head's
+    head_warmup_epochs: int = 0  # fine-tuning: epochs that train the head alone on the frozen encoder first
     mirror: float = 0.0  # probability of mirroring a training window (left and right swapped)
     mirror_average: bool = False  # the trained model answers with the mean of a window and its mirror image
 
@@ -94,6 +95,13 @@ class TrainConfig:
         if self.validation_holds_out not in VALIDATION_HOLDOUTS:
             raise InputError(
                 f"validation_holds_out is {' or '.join(VALIDATION_HOLDOUTS)}, not {self.validation_holds_out!r}"
+            )
+        if self.head_warmup_epochs and self.mode != "finetune":
+            raise InputError(f"head_warmup_epochs is for mode finetune, not {self.mode}")
+        if not 0 <= self.head_warmup_epochs < self.optim.epochs:
+            raise InputError(
+                f"head_warmup_epochs must be from 0 to fewer than the {self.optim.epochs} epochs, "
+                f"not {self.head_warmup_epochs}"
             )
         if not 0.0 <= self.mirror <= 1.0:
             raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")

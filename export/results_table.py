@@ -147,6 +147,7 @@ def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None 
                     base,
                     mode=mode,
                     pretrained=str(encoder.folder / "encoder.pt") if mode != "scratch" else "",
+                    head_warmup_epochs=base.head_warmup_epochs if mode == "finetune" else 0,
                     labels=BUDGETS[budget],
                     experiment=dataclasses.replace(
                         base.experiment, name=run_name, seed=seed, output=str(RUNS / "train" / run_name)
@@ -249,18 +250,29 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--stage", choices=("pretrain", "protocols", "all", "report"), default="all")
     parser.add_argument("--data-dir", default="data", help="where the dataset files are")
-    parser.add_argument("--only", default="", help="run only runs whose name contains this")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only runs whose name contains this (repeatable: any of them)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override every run's epochs (smoke tests)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
     pretrained = pretrain_runs(args.data_dir, args.epochs)
     protocols = protocol_runs(args.data_dir, pretrained, args.epochs)
     if args.stage in ("pretrain", "all"):
-        run_all([r for r in pretrained.values() if args.only in r.name], args.jobs)
+        run_all([r for r in pretrained.values() if chosen_by_name(r, args.only)], args.jobs)
     if args.stage in ("protocols", "all"):
-        ready = [r for r in protocols if args.only in r.name and (not r.needs or _encoder_ready(pretrained, r.needs))]
+        ready = [
+            r
+            for r in protocols
+            if chosen_by_name(r, args.only) and (not r.needs or _encoder_ready(pretrained, r.needs))
+        ]
         run_all(ready, args.jobs)
     report(pretrained, protocols, ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", "results"))
+
+
+def chosen_by_name(run: Run, only: list[str]) -> bool:
+    """Whether ``--only`` picks this run: its name contains any of them (all runs when none)."""
+    return not only or any(part in run.name for part in only)
 
 
 def _encoder_ready(pretrained: dict[str, Run], name: str) -> bool:

@@ -190,7 +190,13 @@ def _fit(
         {"params": list(model.head.parameters()), "lr": optim.lr},
     ]
     optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(optim, len(loader)))
+    schedule = warmup_cosine(optim, len(loader))
+    frozen_steps = config.head_warmup_epochs * len(loader)
+
+    def encoder_schedule(step: int) -> float:
+        return 0.0 if step < frozen_steps else schedule(step)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [encoder_schedule, schedule])
     generator = torch.Generator().manual_seed(config.experiment.seed)
     mirror_permutation = model.mirror_permutation.cpu()  # windows are augmented on the CPU
     history = []
@@ -198,6 +204,11 @@ def _fit(
         range(optim.epochs), desc=config.experiment.name, disable=not runtime.is_main, dynamic_ncols=True, leave=False
     ):
         network.train()
+        if epoch < config.head_warmup_epochs:
+            # The head learns on the pretrained features as they are (batch statistics and dropout
+            # included) before the encoder moves: with few labels, a random head's gradients would
+            # otherwise pull the encoder away from what pretraining learned.
+            model.encoder.eval()
         dataset.set_epoch(epoch)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)

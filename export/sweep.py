@@ -105,6 +105,7 @@ def plan(data_dir: str, runs_root: Path = RUNS, epochs: int | None = None) -> di
                 # The encoder reads the window's joints and coordinates: keep the two in step.
                 encoder=dataclasses.replace(base.encoder, layout=spec.layout, dims=spec.dims),
                 pretrained=str(PRETRAINED / encoder / "encoder.pt") if s.mode == "finetune" else "",
+                head_warmup_epochs=base.head_warmup_epochs if s.mode == "finetune" else 0,
                 labels=BUDGETS[s.budget],
                 encoder_lr_scale=s.encoder_lr_scale,
                 optim=dataclasses.replace(base.optim, epochs=s.epochs if epochs is None else epochs),
@@ -198,7 +199,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--data-dir", default="data", help="where the dataset files are")
-    parser.add_argument("--only", default="", help="run only runs whose name contains this")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only runs whose name contains this (repeatable: any of them)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override every run's epochs (smoke tests)")
     parser.add_argument("--runs", type=Path, default=RUNS, help="where the runs go")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="where the report goes")
@@ -210,7 +213,7 @@ def main() -> None:
         missing = sorted({r.needs for r in planned if r.needs and not (PRETRAINED / r.needs / "encoder.pt").is_file()})
         if missing:
             print(f"no encoder for {', '.join(missing)} under {PRETRAINED}: those fine-tuning runs are skipped")
-        chosen = [r for r in planned if args.only in r.name and r.needs not in missing]
+        chosen = [r for r in planned if table.chosen_by_name(r, args.only) and r.needs not in missing]
         run_all(sorted(chosen, key=_cost, reverse=True), args.jobs, log_dir=args.runs / "logs")
     print(report(planned, args.results))
 

@@ -138,6 +138,66 @@ def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr: Path, c
     assert not (tmp_path / "scratch").exists()
 
 
+@pytest.mark.parametrize(
+    "mode, warmup, message",
+    [
+        ("scratch", 1, "head_warmup_epochs is for mode finetune, not scratch"),
+        ("finetune", 2, "head_warmup_epochs must be from 0 to fewer than the 2 epochs, not 2"),
+        ("finetune", -1, "head_warmup_epochs must be from 0 to fewer than the 2 epochs, not -1"),
+    ],
+)
+def test_head_warmup_out_of_place_is_refused(
+    tmp_path: Path, msr: Path, capsys, mode: str, warmup: int, message: str
+) -> None:
+    pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
+    config = _train_config(tmp_path, msr, mode, pretrained, top=f"head_warmup_epochs = {warmup}\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / mode).exists()
+
+
+def test_head_warmup_keeps_the_encoder_frozen_then_fine_tunes_it(
+    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the warm-up epochs no encoder weight or batch statistic moves while the head learns;
+    afterwards both move."""
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
+    config = _train_config(
+        tmp_path, msr, "finetune", tmp_path / "pretrain" / "encoder.pt", top="head_warmup_epochs = 1\n"
+    )
+    steps: list[tuple[bool, bool]] = []  # per optimiser step: (encoder moved, head moved)
+
+    class Recording(torch.optim.AdamW):
+        def step(self, closure=None):  # type: ignore[override]
+            encoder, head = (group["params"] for group in self.param_groups)
+            before = [[p.detach().clone() for p in params] for params in (encoder, head)]
+            result = super().step(closure)
+            moved = [any(not torch.equal(b, p) for b, p in zip(bs, ps)) for bs, ps in zip(before, (encoder, head))]
+            steps.append((moved[0], moved[1]))
+            return result
+
+    import export.supervised
+
+    statistics: list[torch.Tensor] = []
+    original_fit = export.supervised._fit
+
+    def fit_and_watch(config, runtime, model, clips, validation):
+        norm = model.encoder.input_norm
+        norm.register_forward_hook(lambda module, args, out: statistics.append(module.running_mean.clone()))
+        return original_fit(config, runtime, model, clips, validation)
+
+    monkeypatch.setattr(export.supervised.torch.optim, "AdamW", Recording)
+    monkeypatch.setattr(export.supervised, "_fit", fit_and_watch)
+    assert main(["train", "--config", str(config)]) == 0
+    per_epoch = len(steps) // 2
+    assert len(steps) == 2 * per_epoch and per_epoch >= 1
+    assert all(head and not encoder for encoder, head in steps[:per_epoch])
+    assert all(encoder and head for encoder, head in steps[per_epoch:])
+    warm = statistics[:per_epoch]
+    assert all(torch.equal(warm[0], s) for s in warm)
+    assert not torch.equal(warm[0], statistics[2 * per_epoch - 1])
+
+
 def test_supervised_protocol_needs_labels(tmp_path: Path, capsys) -> None:
     unlabelled = tmp_path / "cmu.npz"
     read_source("bvh", DATA / "cmu-mocap").save(unlabelled)
@@ -251,6 +311,21 @@ def test_validation_can_hold_out_a_view_never_the_test_view(nw_ucla) -> None:
     assert not np.isin(np.concatenate([fit, validation]), nw_ucla.splits["cross-view/test"]).any()
     with pytest.raises(InputError, match="two views or more"):
         carve_validation(nw_ucla, fit, by="views")
+
+
+def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
+    """daily3d fine-tunes with a head warm-up (chosen on its validation part); the table's and the
+    sweep's runs derived from it keep it when they fine-tune and drop it for every other protocol."""
+    from export.results_table import pretrain_runs, protocol_runs
+    from export.sweep import plan
+
+    warmup = load_config(ROOT / "configs/train/daily3d.toml", TrainConfig).head_warmup_epochs
+    assert warmup > 0
+    configs = [r.config for r in protocol_runs("data", pretrain_runs("data"))] + [r.config for r in plan("data")]
+    daily = [c for c in configs if Path(c.benchmark.path).name == "nw-ucla.npz"]
+    assert {c.mode for c in daily} == {"finetune", "scratch", "linear", "knn"}
+    for config in daily:
+        assert config.head_warmup_epochs == (warmup if config.mode == "finetune" else 0)
 
 
 def test_the_sweep_validates_each_benchmark_as_its_test_split_asks() -> None:
