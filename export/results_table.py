@@ -205,32 +205,39 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
     ]
     for benchmark, title in BENCHMARKS.items():
         main = pretrained["cfsem-2d" if benchmark == "sports2d" else "cfsem"].name
+        # Rows (and whole tables) with no result yet are left out: a partial run, such as the
+        # 10 % rows alone, reports what it has.
+        rows = [
+            ("CFSEM + fine-tuning", [cell(benchmark, "finetune", b, main) for b in BUDGETS]),
+            ("from scratch", [cell(benchmark, "scratch", b, "none") for b in BUDGETS]),
+            ("CFSEM linear probe (frozen)", [cell(benchmark, "linear", "100%", main), "", ""]),
+            ("CFSEM kNN (k=1, frozen)", [cell(benchmark, "knn", "100%", main), "", ""]),
+        ]
+        rows = [(name, cells) for name, cells in rows if any(c not in ("—", "") for c in cells)]
+        if not rows:
+            continue
         lines += [
             f"## {benchmark}: {title}",
             "",
             "| protocol | " + " | ".join(BUDGETS) + " |",
             "|---|" + "---|" * len(BUDGETS),
         ]
-        lines.append(
-            "| CFSEM + fine-tuning | " + " | ".join(cell(benchmark, "finetune", b, main) for b in BUDGETS) + " |"
-        )
-        lines.append("| from scratch | " + " | ".join(cell(benchmark, "scratch", b, "none") for b in BUDGETS) + " |")
-        lines.append(f"| CFSEM linear probe (frozen) | {cell(benchmark, 'linear', '100%', main)} | | |")
-        lines.append(f"| CFSEM kNN (k=1, frozen) | {cell(benchmark, 'knn', '100%', main)} | | |")
+        lines += ["|" + "|".join(f" {c} " if c else " " for c in (name, *cells)) + "|" for name, cells in rows]
         lines.append("")
-        if benchmark != "sports2d":
+        ablations = [
+            (label, cell(benchmark, "finetune", "10%", run.name), cell(benchmark, "linear", "100%", run.name))
+            for label, run in pretrained.items()
+            if label not in ("cfsem", "cfsem-2d")
+        ]
+        if benchmark != "sports2d" and any(c != "—" for _, *cells in ablations for c in cells):
             lines += [
                 "Ablations (pretraining variant → fine-tuning with 10% labels; linear probe with all labels):",
                 "",
                 "| pretraining | fine-tune 10% | linear probe |",
                 "|---|---|---|",
+                f"| cfsem | {cell(benchmark, 'finetune', '10%', main)} | {cell(benchmark, 'linear', '100%', main)} |",
             ]
-            for label, run in pretrained.items():
-                if label != "cfsem-2d":
-                    lines.append(
-                        f"| {label} | {cell(benchmark, 'finetune', '10%', run.name)} | "
-                        f"{cell(benchmark, 'linear', '100%', run.name)} |"
-                    )
+            lines += [f"| {label} | {tuned} | {linear} |" for label, tuned, linear in ablations]
             lines.append("")
     lines += ["## Pretraining runs", "", "| run | epochs | final loss | minutes |", "|---|---|---|---|"]
     for run in pretrained.values():

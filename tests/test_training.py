@@ -328,6 +328,25 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
         assert config.head_warmup_epochs == (warmup if config.mode == "finetune" else 0)
 
 
+def test_the_table_reports_only_the_rows_it_has(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import export.results_table as table
+
+    monkeypatch.setattr(table, "RUNS", tmp_path / "runs")
+    pretrained = table.pretrain_runs("data")
+    runs = table.protocol_runs("data", pretrained)
+    for run in runs:
+        if run.name.startswith(("msr3d-finetune-10-3d-cfsem-", "msr3d-scratch-10-none-")):
+            run.folder.mkdir(parents=True)
+            accuracy = 0.6 if run.config.mode == "finetune" else 0.5
+            (run.folder / "results.json").write_text(json.dumps({"accuracy": accuracy, "scored": "test"}))
+    table.report(pretrained, runs, tmp_path / "out")
+    text = (tmp_path / "out" / "cfsem.md").read_text()
+    assert "| CFSEM + fine-tuning | — | 60.0 ± 0.0 (n=3) | — |" in text
+    assert "| from scratch | — | 50.0 ± 0.0 (n=3) | — |" in text
+    assert "linear probe" not in text and "Ablations" not in text
+    assert "## msr3d" in text and "## daily3d" not in text and "## sports2d" not in text
+
+
 def test_the_sweep_validates_each_benchmark_as_its_test_split_asks() -> None:
     """NW-UCLA's test part is a new camera view, so its sweep runs hold out a view; the others
     hold out subjects. Every run is scored on validation, never on a test split."""
