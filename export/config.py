@@ -56,6 +56,9 @@ class PretrainConfig:
     off_diagonal_weight: float = 0.005
     projector_width: int = 1024
 
+    def with_epochs(self, epochs: int) -> PretrainConfig:
+        return dataclasses.replace(self, optim=dataclasses.replace(self.optim, epochs=epochs))
+
 
 @dataclass(frozen=True)
 class LabelBudget:
@@ -105,6 +108,19 @@ class TrainConfig:
             )
         if not 0.0 <= self.mirror <= 1.0:
             raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")
+
+    def with_epochs(self, epochs: int) -> TrainConfig:
+        """The same run over ``epochs`` (a short smoke run): the head warm-up stays below them."""
+        warmup = min(self.head_warmup_epochs, epochs - 1)
+        return dataclasses.replace(
+            self, optim=dataclasses.replace(self.optim, epochs=epochs), head_warmup_epochs=warmup
+        )
+
+    def under_protocol(self, mode: str, pretrained: str) -> TrainConfig:
+        """This config run by another protocol (the results table, the sweep): settings that only
+        fine-tuning has are dropped for the other protocols, which would refuse them."""
+        warmup = self.head_warmup_epochs if mode == "finetune" else 0
+        return dataclasses.replace(self, mode=mode, pretrained=pretrained, head_warmup_epochs=warmup)
 
 
 def _build(cls: type, values: object, where: str, origin: str):

@@ -96,11 +96,7 @@ def relocate(path: str, data_dir: str) -> str:
 
 
 def _with_epochs(config, epochs: int | None):
-    return (
-        config
-        if epochs is None
-        else dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=epochs))
-    )
+    return config if epochs is None else config.with_epochs(epochs)
 
 
 def pretrain_runs(data_dir: str, epochs: int | None = None) -> dict[str, Run]:
@@ -144,10 +140,7 @@ def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None 
                     f"{benchmark}-{mode}-{slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
                 )
                 config = dataclasses.replace(
-                    base,
-                    mode=mode,
-                    pretrained=str(encoder.folder / "encoder.pt") if mode != "scratch" else "",
-                    head_warmup_epochs=base.head_warmup_epochs if mode == "finetune" else 0,
+                    base.under_protocol(mode, str(encoder.folder / "encoder.pt") if mode != "scratch" else ""),
                     labels=BUDGETS[budget],
                     experiment=dataclasses.replace(
                         base.experiment, name=run_name, seed=seed, output=str(RUNS / "train" / run_name)
@@ -227,15 +220,15 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
         ablations = [
             (label, cell(benchmark, "finetune", "10%", run.name), cell(benchmark, "linear", "100%", run.name))
             for label, run in pretrained.items()
-            if label not in ("cfsem", "cfsem-2d")
+            if label != "cfsem-2d"
         ]
-        if benchmark != "sports2d" and any(c != "—" for _, *cells in ablations for c in cells):
+        variants_reported = any(c != "—" for label, *cells in ablations if label != "cfsem" for c in cells)
+        if benchmark != "sports2d" and variants_reported:
             lines += [
                 "Ablations (pretraining variant → fine-tuning with 10% labels; linear probe with all labels):",
                 "",
                 "| pretraining | fine-tune 10% | linear probe |",
                 "|---|---|---|",
-                f"| cfsem | {cell(benchmark, 'finetune', '10%', main)} | {cell(benchmark, 'linear', '100%', main)} |",
             ]
             lines += [f"| {label} | {tuned} | {linear} |" for label, tuned, linear in ablations]
             lines.append("")

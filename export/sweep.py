@@ -98,17 +98,14 @@ def plan(data_dir: str, runs_root: Path = RUNS, epochs: int | None = None) -> di
             name = _name(s)
             spec = dataclasses.replace(window, fps=s.fps, length=s.length, normalization=s.normalization)
             encoder = ENCODERS[dims]
+            pretrained = str(PRETRAINED / encoder / "encoder.pt") if s.mode == "finetune" else ""
             config = dataclasses.replace(
-                base,
-                mode=s.mode,
+                base.under_protocol(s.mode, pretrained).with_epochs(s.epochs if epochs is None else epochs),
                 window=spec,
                 # The encoder reads the window's joints and coordinates: keep the two in step.
                 encoder=dataclasses.replace(base.encoder, layout=spec.layout, dims=spec.dims),
-                pretrained=str(PRETRAINED / encoder / "encoder.pt") if s.mode == "finetune" else "",
-                head_warmup_epochs=base.head_warmup_epochs if s.mode == "finetune" else 0,
                 labels=BUDGETS[s.budget],
                 encoder_lr_scale=s.encoder_lr_scale,
-                optim=dataclasses.replace(base.optim, epochs=s.epochs if epochs is None else epochs),
                 experiment=dataclasses.replace(base.experiment, name=name, seed=0, output=str(runs_root / name)),
             )
             planned[Run("train", name, config, needs="" if s.mode == "scratch" else encoder)] = s

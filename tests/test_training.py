@@ -326,6 +326,12 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
     assert {c.mode for c in daily} == {"finetune", "scratch", "linear", "knn"}
     for config in daily:
         assert config.head_warmup_epochs == (warmup if config.mode == "finetune" else 0)
+    # A smoke run of two epochs keeps one warm-up epoch instead of refusing the config.
+    smoke = [r.config for r in protocol_runs("data", pretrain_runs("data", 2), 2)] + [
+        r.config for r in plan("data", epochs=2)
+    ]
+    for config in (c for c in smoke if Path(c.benchmark.path).name == "nw-ucla.npz"):
+        assert config.optim.epochs == 2 and config.head_warmup_epochs == (1 if config.mode == "finetune" else 0)
 
 
 def test_the_table_reports_only_the_rows_it_has(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
