@@ -231,12 +231,18 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr: Path
     assert "length 16 -> 32" in said and "normalization centre-torso-align -> centre-torso" in said
 
 
-def test_configs_round_trip_through_toml(tmp_path: Path) -> None:
-    for path, cls in [("configs/pretrain/cfsem-3d.toml", PretrainConfig), ("configs/train/sports2d.toml", TrainConfig)]:
-        config = load_config(ROOT / path, cls)
-        copy = tmp_path / "roundtrip.toml"
-        copy.write_text(dump_config(config))
-        assert load_config(copy, cls) == config
+@pytest.mark.parametrize(
+    ("path", "cls"),
+    [(p, PretrainConfig) for p in sorted((ROOT / "configs/pretrain").glob("*.toml"))]
+    + [(p, TrainConfig) for p in sorted((ROOT / "configs/train").glob("*.toml"))],
+    ids=lambda value: value.name if isinstance(value, Path) else "",
+)
+def test_committed_configs_load_and_round_trip_through_toml(path: Path, cls: type, tmp_path: Path) -> None:
+    """Every committed experiment config is valid, and what it says survives a dump and reload."""
+    config = load_config(path, cls)
+    copy = tmp_path / "roundtrip.toml"
+    copy.write_text(dump_config(config))
+    assert load_config(copy, cls) == config
 
 
 def test_masking_schedule_is_coarse_to_fine() -> None:
