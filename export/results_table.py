@@ -35,6 +35,7 @@ RUNS = Path(os.environ.get("ACTIONREC_TABLE_RUNS", "runs/table"))
 SEEDS = (0, 1, 2)
 BUDGETS = {"100%": LabelBudget(1.0, 0), "10%": LabelBudget(0.1, 0), "1 per class": LabelBudget(1.0, 1)}
 MOCAP = ("bandai1.npz", "bandai2.npz", "cmu.npz")
+NO_RESULT = "—"  # a cell none of whose runs has finished
 # Ablations of the 3-D pretraining: what each removes from CFSEM.
 ABLATIONS = {
     "cfsem": {},
@@ -184,7 +185,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
             if n.startswith(f"{benchmark}-{mode}-{slug(budget)}-{encoder}-seed")
         ]
         if not values:
-            return "—"
+            return NO_RESULT
         return (
             f"{np.mean(values):.1f} ± {np.std(values):.1f} (n={len(values)})" if len(values) > 1 else f"{values[0]:.1f}"
         )
@@ -206,7 +207,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
             ("CFSEM linear probe (frozen)", [cell(benchmark, "linear", "100%", main), "", ""]),
             ("CFSEM kNN (k=1, frozen)", [cell(benchmark, "knn", "100%", main), "", ""]),
         ]
-        rows = [(name, cells) for name, cells in rows if any(c not in ("—", "") for c in cells)]
+        rows = [(name, cells) for name, cells in rows if any(c not in (NO_RESULT, "") for c in cells)]
         if not rows:
             continue
         lines += [
@@ -222,7 +223,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
             for label, run in pretrained.items()
             if label != "cfsem-2d"
         ]
-        variants_reported = any(c != "—" for label, *cells in ablations if label != "cfsem" for c in cells)
+        variants_reported = any(c != NO_RESULT for label, *cells in ablations if label != "cfsem" for c in cells)
         if benchmark != "sports2d" and variants_reported:
             lines += [
                 "Ablations (pretraining variant → fine-tuning with 10% labels; linear probe with all labels):",
