@@ -89,6 +89,10 @@ class TrainConfig:
     head_warmup_epochs: int = 0  # fine-tuning: epochs that train the head alone on the frozen encoder first
     mirror: float = 0.0  # probability of mirroring a training window (left and right swapped)
     mirror_average: bool = False  # the trained model answers with the mean of a window and its mirror image
+    # Few labels: when > 0, a second model trains on the labelled clips plus this share (per
+    # answered class, the most confident) of the train part's unlabelled clips, labelled by the
+    # first model's answers (export.self_training).
+    pseudo_label_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "scratch", "linear", "knn"):
@@ -108,6 +112,12 @@ class TrainConfig:
             )
         if not 0.0 <= self.mirror <= 1.0:
             raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")
+        if not 0.0 <= self.pseudo_label_share <= 1.0:
+            raise InputError(f"pseudo_label_share is a share, from 0 to 1, not {self.pseudo_label_share}")
+        if self.pseudo_label_share and self.mode not in ("finetune", "scratch"):
+            raise InputError(f"pseudo_label_share is for modes finetune and scratch, not {self.mode}")
+        if self.pseudo_label_share and self.labels.fraction >= 1.0 and not self.labels.per_class:
+            raise InputError("pseudo_label_share needs unlabelled clips: [labels] keeps every label")
 
     def with_epochs(self, epochs: int) -> TrainConfig:
         """The same run over ``epochs`` (a short smoke run): the head warm-up stays below them."""
@@ -120,7 +130,10 @@ class TrainConfig:
         """This config run by another protocol (the results table, the sweep): settings that only
         fine-tuning has are dropped for the other protocols, which would refuse them."""
         warmup = self.head_warmup_epochs if mode == "finetune" else 0
-        return dataclasses.replace(self, mode=mode, pretrained=pretrained, head_warmup_epochs=warmup)
+        share = self.pseudo_label_share if mode in ("finetune", "scratch") else 0.0
+        return dataclasses.replace(
+            self, mode=mode, pretrained=pretrained, head_warmup_epochs=warmup, pseudo_label_share=share
+        )
 
 
 def _build(cls: type, values: object, where: str, origin: str):

@@ -5,7 +5,9 @@
 * ``linear``: the pretrained encoder frozen, a linear classifier on its clip embeddings;
 * ``knn``: the pretrained encoder frozen, 1-nearest-neighbour (cosine) on its clip embeddings.
 
-Each may use only part of the labels (a class-stratified fraction, or N per class). With
+Each may use only part of the labels (a class-stratified fraction, or N per class); with
+``pseudo_label_share`` fine-tuning and training from scratch then also learn from the rest of the
+train part, unlabelled, by self-training (``export.self_training``). With
 ``validation = true`` part of the train split is held out (whole subjects where known) and
 the result is the validation accuracy, for choosing settings; otherwise the model trains on
 the whole train split and is scored once, at the end, on the test split.
@@ -44,6 +46,7 @@ from export.runtime import (
     start,
     stop,
 )
+from export.self_training import pseudo_label
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 
@@ -55,6 +58,7 @@ class Parts:
     fit: np.ndarray
     scored: np.ndarray
     scored_name: str  # "validation" or "test"
+    unlabelled: np.ndarray  # the fit part's sequences whose labels the budget leaves out
 
 
 def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
@@ -68,6 +72,7 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
     else:
         fit, scored, name = train, split_indices(dataset, config.benchmark.test_split, origin), "test"
     budget = config.labels
+    unlabelled = fit[:0]
     if budget.per_class > 0 or budget.fraction < 1.0:
         positions = label_budget(
             dataset.labels[fit],
@@ -75,8 +80,8 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
             fraction=None if budget.per_class > 0 else budget.fraction,
             per_class=budget.per_class if budget.per_class > 0 else None,
         )
-        fit = fit[positions]
-    return Parts(fit=fit, scored=scored, scored_name=name)
+        fit, unlabelled = fit[positions], np.delete(fit, positions)
+    return Parts(fit=fit, scored=scored, scored_name=name, unlabelled=unlabelled)
 
 
 def run_train(config: TrainConfig) -> dict:
@@ -88,10 +93,7 @@ def run_train(config: TrainConfig) -> dict:
         if runtime.is_main:  # the run folder says how to reproduce it (and `export` reads it)
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.toml").write_text(dump_config(config))
-        if config.mode == "scratch":
-            encoder = SkeletonEncoder(config.encoder)
-        else:
-            encoder = load_encoder(Path(config.pretrained), config.encoder, config.window)
+        encoder = _starting_encoder(config)
         fit_clips = clips_from_dataset(dataset, config.window, parts.fit)
         scored_clips = clips_from_dataset(dataset, config.window, parts.scored)
         classes = len(dataset.label_names)
@@ -99,6 +101,7 @@ def run_train(config: TrainConfig) -> dict:
             raise InputError(f"{config.benchmark.test_split}: no sequences to score a {config.mode} probe on")
         began = time.perf_counter()
         history: list[dict[str, float]] = []
+        self_trained: dict[str, int] | None = None
         if config.mode in ("linear", "knn"):
             fit_x = clip_embeddings(encoder, fit_clips, config.window)
             fit_y = np.array([c.label for c in fit_clips])
@@ -109,7 +112,21 @@ def run_train(config: TrainConfig) -> dict:
                 predicted = knn_predict(fit_x, fit_y, scored_x, k=1)
         else:
             model = Classifier(encoder, classes, mirror_average=config.mirror_average)
-            history = _fit(config, runtime, model, fit_clips, scored_clips if config.validation else None)
+            validation = scored_clips if config.validation else None
+            history = _fit(config, runtime, model, fit_clips, validation)
+            if config.pseudo_label_share:
+                unlabelled = clips_from_dataset(dataset, config.window, parts.unlabelled)
+                pseudo = pseudo_label(model, unlabelled, config.window, config.pseudo_label_share)
+                if runtime.is_main:
+                    print(
+                        f"pseudo-labelled {len(pseudo.clips)} of {len(unlabelled)} unlabelled clips "
+                        f"({pseudo.correct / max(len(pseudo.clips), 1):.1%} right); training a second model",
+                        flush=True,
+                    )
+                self_trained = {"unlabelled": len(unlabelled), "kept": len(pseudo.clips), "right": pseudo.correct}
+                model = Classifier(_starting_encoder(config), classes, mirror_average=config.mirror_average)
+                second = _fit(config, runtime, model, fit_clips + pseudo.clips, validation)
+                history += [{**r, "epoch": r["epoch"] + config.optim.epochs} for r in second]
             # A held-back test split (Penn Action's) is empty here: the model is trained, not scored.
             predicted = predict_clips(model, scored_clips, config.window) if scored_clips else np.zeros(0, dtype=int)
             if runtime.is_main:
@@ -130,6 +147,7 @@ def run_train(config: TrainConfig) -> dict:
             "n_test": len(scored_clips),
             "seconds": time.perf_counter() - began,
             "labels": dataclasses.asdict(config.labels),
+            "pseudo_labels": self_trained,
             "source_commit": source_commit(),
         }
         if runtime.is_main:
@@ -155,6 +173,13 @@ def run_train(config: TrainConfig) -> dict:
         return results
     finally:
         stop(runtime)
+
+
+def _starting_encoder(config: TrainConfig) -> SkeletonEncoder:
+    """The encoder a model starts from: the pretrained one, or random weights from scratch."""
+    if config.mode == "scratch":
+        return SkeletonEncoder(config.encoder)
+    return load_encoder(Path(config.pretrained), config.encoder, config.window)
 
 
 def predict_clips(model: torch.nn.Module, clips: list[Clip], spec) -> np.ndarray:

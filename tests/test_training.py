@@ -198,6 +198,65 @@ def test_head_warmup_keeps_the_encoder_frozen_then_fine_tunes_it(
     assert not torch.equal(warm[0], statistics[2 * per_epoch - 1])
 
 
+@pytest.mark.parametrize(
+    "mode, share, fraction, message",
+    [
+        ("scratch", 1.5, 0.1, "pseudo_label_share is a share, from 0 to 1, not 1.5"),
+        ("finetune", 0.5, 1.0, "pseudo_label_share needs unlabelled clips"),
+        ("linear", 0.5, 0.1, "pseudo_label_share is for modes finetune and scratch, not linear"),
+    ],
+)
+def test_self_training_out_of_place_is_refused(
+    tmp_path: Path, msr: Path, capsys, mode: str, share: float, fraction: float, message: str
+) -> None:
+    pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
+    labels = f"[labels]\nfraction = {fraction}\n"
+    config = _train_config(tmp_path, msr, mode, pretrained, labels, top=f"pseudo_label_share = {share}\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / mode).exists()
+
+
+def test_pseudo_labels_keep_the_most_confident_share_of_each_answered_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per class the model answers, the top share by confidence is kept, relabelled with the
+    answer; a class answered once keeps its one clip; the true labels only count the right ones."""
+    import export.self_training as self_training
+    from export.data import Clip
+
+    # One window per clip: clip i's class probabilities are row i.
+    answers = torch.tensor(
+        [
+            [0.9, 0.1, 0.0],  # class 0, most confident
+            [0.6, 0.4, 0.0],  # class 0
+            [0.7, 0.3, 0.0],  # class 0
+            [0.5, 0.3, 0.2],  # class 0, least confident
+            [0.1, 0.8, 0.1],  # class 1, alone
+        ]
+    )
+    monkeypatch.setattr(self_training, "evaluation_windows", lambda clips, spec: (None, np.arange(len(clips))))
+    monkeypatch.setattr(self_training, "window_outputs", lambda model, windows: [answers.log(), None])
+    truth = [0, 1, 0, 0, 2]
+    clips = [Clip(np.zeros((4, 20, 3)), "camera", label, f"c{i}") for i, label in enumerate(truth)]
+    pseudo = self_training.pseudo_label(None, clips, None, share=0.5)
+    assert [(c.name, c.label) for c in pseudo.clips] == [("c0", 0), ("c2", 0), ("c4", 1)]
+    assert pseudo.correct == 2  # c0 and c2 are class 0; c4 is class 2, answered 1
+    assert self_training.pseudo_label(None, clips, None, share=0.0).clips == []
+
+
+def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(tmp_path: Path, msr: Path) -> None:
+    config = _train_config(
+        tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n", top="pseudo_label_share = 0.5\n"
+    )
+    assert main(["train", "--config", str(config)]) == 0
+    results = json.loads((tmp_path / "scratch" / "results.json").read_text())
+    pseudo = results["pseudo_labels"]
+    # MSR's cross-subject train part, less the labelled tenth, is the unlabelled pool.
+    assert pseudo["unlabelled"] + results["n_train"] == 284
+    assert pseudo["unlabelled"] / 2 - 20 <= pseudo["kept"] <= pseudo["unlabelled"] / 2 + 20
+    assert 0 <= pseudo["right"] <= pseudo["kept"] and results["scored"] == "test"
+    assert (tmp_path / "scratch" / "curves.png").is_file()
+
+
 def test_supervised_protocol_needs_labels(tmp_path: Path, capsys) -> None:
     unlabelled = tmp_path / "cmu.npz"
     read_source("bvh", DATA / "cmu-mocap").save(unlabelled)
