@@ -128,11 +128,12 @@ class TrainConfig:
 
     def under_protocol(self, mode: str, pretrained: str) -> TrainConfig:
         """This config run by another protocol (the results table, the sweep): settings that only
-        fine-tuning has are dropped for the other protocols, which would refuse them."""
+        fine-tuning has are dropped for the other protocols, which would refuse them, and
+        self-training for all of them, since the table and the sweep measure the protocols
+        themselves (and their 100 % rows leave nothing unlabelled)."""
         warmup = self.head_warmup_epochs if mode == "finetune" else 0
-        share = self.pseudo_label_share if mode in ("finetune", "scratch") else 0.0
         return dataclasses.replace(
-            self, mode=mode, pretrained=pretrained, head_warmup_epochs=warmup, pseudo_label_share=share
+            self, mode=mode, pretrained=pretrained, head_warmup_epochs=warmup, pseudo_label_share=0.0
         )
 
 

@@ -35,6 +35,13 @@ def clip_probabilities(scores: torch.Tensor, owners: np.ndarray, clips: int) -> 
     return per_clip_mean(torch.softmax(scores.float(), dim=1), owners, clips)
 
 
+def model_clip_probabilities(model: torch.nn.Module, clips: list[Clip], spec: WindowSpec) -> torch.Tensor:
+    """A classifier's class probabilities for each clip, (clips, classes), from all its windows."""
+    windows, owners = evaluation_windows(clips, spec)
+    scores, _ = window_outputs(model, windows)
+    return clip_probabilities(scores, owners, len(clips))
+
+
 def clip_embeddings(encoder: torch.nn.Module, clips: list[Clip], spec: WindowSpec) -> torch.Tensor:
     windows, owners = evaluation_windows(clips, spec)
     (embeddings,) = window_outputs(encoder, windows)

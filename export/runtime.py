@@ -66,6 +66,15 @@ def stop(runtime: Runtime) -> None:
         torch.distributed.destroy_process_group()
 
 
+def from_main(value: object, runtime: Runtime) -> object:
+    """The main process's ``value`` in every process (other processes pass anything, e.g. None)."""
+    if not runtime.distributed:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def distribute(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     model = model.to(runtime.device)
     if not runtime.distributed:

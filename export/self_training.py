@@ -3,9 +3,9 @@ train part become labels for a second model.
 
 The first model trains on the labelled clips alone. It then answers every unlabelled clip of
 the same train part; per answered class, the most confident ``share`` of them keep that answer
-as their label. A second model, started from the same point as the first (the pretrained
-encoder, or fresh random weights from scratch), trains on the labelled and the pseudo-labelled
-clips together. Keeping a share per class rather than everything above a threshold stops the
+as their label. A second model, started afresh the way the first was (the pretrained encoder,
+or new random weights from scratch; a new head either way), trains on the labelled and the
+pseudo-labelled clips together. Keeping a share per class rather than everything above a threshold stops the
 classes the first model favours from crowding out the others, and needs no calibrated scores.
 
 The unlabelled clips' own labels are never read for training; they only measure how right the
@@ -19,8 +19,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from export.data import Clip, evaluation_windows
-from export.probe import clip_probabilities, window_outputs
+from export.data import Clip
+from export.probe import model_clip_probabilities
 from skeleton.windows import WindowSpec
 
 
@@ -35,9 +35,7 @@ def pseudo_label(model: torch.nn.Module, unlabelled: list[Clip], spec: WindowSpe
     with the model's answer."""
     if not unlabelled or share <= 0.0:
         return PseudoLabels([], 0)
-    windows, owners = evaluation_windows(unlabelled, spec)
-    scores, _ = window_outputs(model, windows)
-    probabilities = clip_probabilities(scores, owners, len(unlabelled))
+    probabilities = model_clip_probabilities(model, unlabelled, spec)
     confidence, answer = (t.numpy() for t in probabilities.max(1))
     kept: list[Clip] = []
     correct = 0

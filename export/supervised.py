@@ -30,15 +30,16 @@ from tqdm import tqdm
 
 from export.augment import random_linear_views, random_mirror
 from export.config import TrainConfig, dump_config
-from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, evaluation_windows, label_budget
+from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, label_budget
 from export.encoder import Classifier, SkeletonEncoder
 from export.plots import plot_confusion, plot_curves
 from export.pretrain import split_indices, warmup_cosine
-from export.probe import clip_embeddings, clip_probabilities, knn_predict, linear_probe, window_outputs
+from export.probe import clip_embeddings, knn_predict, linear_probe, model_clip_probabilities
 from export.runtime import (
     Runtime,
     classifier_checkpoint,
     distribute,
+    from_main,
     load_encoder,
     loader_workers,
     save_atomic,
@@ -81,6 +82,8 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
             per_class=budget.per_class if budget.per_class > 0 else None,
         )
         fit, unlabelled = fit[positions], np.delete(fit, positions)
+    if config.pseudo_label_share and not len(unlabelled):
+        raise InputError(f"{origin}: pseudo_label_share needs unlabelled clips, and the label budget keeps them all")
     return Parts(fit=fit, scored=scored, scored_name=name, unlabelled=unlabelled)
 
 
@@ -116,17 +119,23 @@ def run_train(config: TrainConfig) -> dict:
             history = _fit(config, runtime, model, fit_clips, validation)
             if config.pseudo_label_share:
                 unlabelled = clips_from_dataset(dataset, config.window, parts.unlabelled)
-                pseudo = pseudo_label(model, unlabelled, config.window, config.pseudo_label_share)
+                # Every process must train on the same clips, but under DDP on CPUs each one's
+                # batch statistics differ a little, and so could its answers: the main one's go to all.
+                pseudo = from_main(
+                    pseudo_label(model, unlabelled, config.window, config.pseudo_label_share)
+                    if runtime.is_main
+                    else None,
+                    runtime,
+                )
                 if runtime.is_main:
                     print(
                         f"pseudo-labelled {len(pseudo.clips)} of {len(unlabelled)} unlabelled clips "
-                        f"({pseudo.correct / max(len(pseudo.clips), 1):.1%} right); training a second model",
+                        f"({pseudo.correct / max(len(pseudo.clips), 1):.1%} correct); training a second model",
                         flush=True,
                     )
-                self_trained = {"unlabelled": len(unlabelled), "kept": len(pseudo.clips), "right": pseudo.correct}
+                self_trained = {"unlabelled": len(unlabelled), "kept": len(pseudo.clips), "correct": pseudo.correct}
                 model = Classifier(_starting_encoder(config), classes, mirror_average=config.mirror_average)
-                second = _fit(config, runtime, model, fit_clips + pseudo.clips, validation)
-                history += [{**r, "epoch": r["epoch"] + config.optim.epochs} for r in second]
+                history += _fit(config, runtime, model, fit_clips + pseudo.clips, validation, config.optim.epochs)
             # A held-back test split (Penn Action's) is empty here: the model is trained, not scored.
             predicted = predict_clips(model, scored_clips, config.window) if scored_clips else np.zeros(0, dtype=int)
             if runtime.is_main:
@@ -143,20 +152,21 @@ def run_train(config: TrainConfig) -> dict:
             # What the validation part held out: a result scored on another part is not comparable.
             "validation_holds_out": config.validation_holds_out if config.validation else None,
             "accuracy": accuracy,
-            "n_train": len(fit_clips),
+            "n_train": len(fit_clips),  # labelled; pseudo-labelled clips are counted under pseudo_labels
             "n_test": len(scored_clips),
             "seconds": time.perf_counter() - began,
             "labels": dataclasses.asdict(config.labels),
             "pseudo_labels": self_trained,
             "source_commit": source_commit(),
         }
+        trained_on = f"{len(fit_clips)}" + (f" + {self_trained['kept']} pseudo-labelled" if self_trained else "")
         if runtime.is_main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.json").write_text(json.dumps(results, indent=1))
             if history:
                 plot_curves(history, out / "curves.png", f"{config.mode}: {config.experiment.name}")
             if accuracy is None:
-                print(f"{config.experiment.name}: trained on {len(fit_clips)} clips; scored {scored}")
+                print(f"{config.experiment.name}: trained on {trained_on} clips; scored {scored}")
             else:
                 matrix = np.zeros((classes, classes), dtype=np.int64)
                 np.add.at(matrix, (truth, predicted), 1)
@@ -168,7 +178,7 @@ def run_train(config: TrainConfig) -> dict:
                 )
                 print(
                     f"{config.experiment.name}: {scored} accuracy {accuracy:.2%} "
-                    f"({len(scored_clips)} clips; trained on {len(fit_clips)})"
+                    f"({len(scored_clips)} clips; trained on {trained_on})"
                 )
         return results
     finally:
@@ -183,14 +193,19 @@ def _starting_encoder(config: TrainConfig) -> SkeletonEncoder:
 
 
 def predict_clips(model: torch.nn.Module, clips: list[Clip], spec) -> np.ndarray:
-    windows, owners = evaluation_windows(clips, spec)
-    scores, _ = window_outputs(model, windows)
-    return clip_probabilities(scores, owners, len(clips)).argmax(1).numpy()
+    return model_clip_probabilities(model, clips, spec).argmax(1).numpy()
 
 
 def _fit(
-    config: TrainConfig, runtime: Runtime, model: Classifier, clips: list[Clip], validation: list[Clip] | None
+    config: TrainConfig,
+    runtime: Runtime,
+    model: Classifier,
+    clips: list[Clip],
+    validation: list[Clip] | None,
+    first_epoch: int = 0,
 ) -> list[dict[str, float]]:
+    """Train ``model`` on ``clips`` for the config's epochs; the history's and the progress
+    lines' epochs count from ``first_epoch`` (a second round continues the first's count)."""
     optim = config.optim
     dataset = WindowDataset(
         clips,
@@ -251,11 +266,15 @@ def _fit(
             losses.append(loss.item())
             correct += int((scores.argmax(1) == labels).sum())
             seen += len(labels)
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": correct / max(seen, 1)}
+        record = {
+            "epoch": first_epoch + epoch + 1,
+            "loss": float(np.mean(losses)),
+            "train_accuracy": correct / max(seen, 1),
+        }
         if validation is not None and ((epoch + 1) % 5 == 0 or epoch + 1 == optim.epochs):
             truth = np.array([c.label for c in validation])
             record["validation_accuracy"] = float((predict_clips(model, validation, config.window) == truth).mean())
             if runtime.is_main:
-                print(f"epoch {epoch + 1}: validation accuracy {record['validation_accuracy']:.2%}", flush=True)
+                print(f"epoch {record['epoch']}: validation accuracy {record['validation_accuracy']:.2%}", flush=True)
         history.append(record)
     return history

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import torch
 
 from actionrec.cli import main
 from export.cfsem import cross_correlation_loss
-from export.config import PretrainConfig, TrainConfig, dump_config, load_config
+from export.config import LabelBudget, PretrainConfig, TrainConfig, dump_config, load_config
 from export.encoder import EncoderConfig
 from export.masking import CoarseToFineMasker, MaskingConfig, masking_state
 from export.runtime import load_encoder
@@ -199,32 +200,49 @@ def test_head_warmup_keeps_the_encoder_frozen_then_fine_tunes_it(
 
 
 @pytest.mark.parametrize(
-    "mode, share, fraction, message",
+    "mode, share, labels, message",
     [
-        ("scratch", 1.5, 0.1, "pseudo_label_share is a share, from 0 to 1, not 1.5"),
-        ("finetune", 0.5, 1.0, "pseudo_label_share needs unlabelled clips"),
-        ("linear", 0.5, 0.1, "pseudo_label_share is for modes finetune and scratch, not linear"),
+        ("scratch", 1.5, "fraction = 0.1", "pseudo_label_share is a share, from 0 to 1, not 1.5"),
+        ("finetune", 0.5, "fraction = 1.0", "pseudo_label_share needs unlabelled clips"),
+        ("scratch", 0.5, "per_class = 100", "the label budget keeps them all"),
+        ("linear", 0.5, "fraction = 0.1", "pseudo_label_share is for modes finetune and scratch, not linear"),
     ],
 )
 def test_self_training_out_of_place_is_refused(
-    tmp_path: Path, msr: Path, capsys, mode: str, share: float, fraction: float, message: str
+    tmp_path: Path, msr: Path, capsys, mode: str, share: float, labels: str, message: str
 ) -> None:
     pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
-    labels = f"[labels]\nfraction = {fraction}\n"
-    config = _train_config(tmp_path, msr, mode, pretrained, labels, top=f"pseudo_label_share = {share}\n")
+    config = _train_config(
+        tmp_path, msr, mode, pretrained, f"[labels]\n{labels}\n", top=f"pseudo_label_share = {share}\n"
+    )
     assert main(["train", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / mode).exists()
 
 
+def test_the_unlabelled_part_is_the_rest_of_the_fit_part_never_the_scored_one(tmp_path: Path, msr: Path) -> None:
+    from export.supervised import choose_parts
+    from skeleton.dataset import SkeletonDataset
+
+    dataset = SkeletonDataset.load(msr)
+    train = dataset.splits["cross-subject/train"]
+    path = _train_config(tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n")
+    for validation in (False, True):
+        config = dataclasses.replace(load_config(path, TrainConfig), validation=validation)
+        parts = choose_parts(dataset, config)
+        assert not np.intersect1d(parts.fit, parts.unlabelled).size
+        assert not np.intersect1d(parts.scored, np.concatenate([parts.fit, parts.unlabelled])).size
+        whole = np.union1d(parts.fit, parts.unlabelled)
+        assert np.array_equal(whole, np.setdiff1d(train, parts.scored) if validation else np.sort(train))
+
+
 def test_pseudo_labels_keep_the_most_confident_share_of_each_answered_class(monkeypatch: pytest.MonkeyPatch) -> None:
     """Per class the model answers, the top share by confidence is kept, relabelled with the
-    answer; a class answered once keeps its one clip; the true labels only count the right ones."""
+    answer; a class answered once keeps its one clip; the true labels only count the correct ones."""
     import export.self_training as self_training
     from export.data import Clip
 
-    # One window per clip: clip i's class probabilities are row i.
-    answers = torch.tensor(
+    answers = torch.tensor(  # clip i's class probabilities are row i
         [
             [0.9, 0.1, 0.0],  # class 0, most confident
             [0.6, 0.4, 0.0],  # class 0
@@ -233,8 +251,7 @@ def test_pseudo_labels_keep_the_most_confident_share_of_each_answered_class(monk
             [0.1, 0.8, 0.1],  # class 1, alone
         ]
     )
-    monkeypatch.setattr(self_training, "evaluation_windows", lambda clips, spec: (None, np.arange(len(clips))))
-    monkeypatch.setattr(self_training, "window_outputs", lambda model, windows: [answers.log(), None])
+    monkeypatch.setattr(self_training, "model_clip_probabilities", lambda model, clips, spec: answers)
     truth = [0, 1, 0, 0, 2]
     clips = [Clip(np.zeros((4, 20, 3)), "camera", label, f"c{i}") for i, label in enumerate(truth)]
     pseudo = self_training.pseudo_label(None, clips, None, share=0.5)
@@ -243,7 +260,19 @@ def test_pseudo_labels_keep_the_most_confident_share_of_each_answered_class(monk
     assert self_training.pseudo_label(None, clips, None, share=0.0).clips == []
 
 
-def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(tmp_path: Path, msr: Path) -> None:
+def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(
+    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import export.supervised
+
+    rounds: list[tuple[int, int]] = []  # per call of _fit: (clips, first epoch)
+    original_fit = export.supervised._fit
+
+    def fit_and_count(config, runtime, model, clips, validation, first_epoch=0):
+        rounds.append((len(clips), first_epoch))
+        return original_fit(config, runtime, model, clips, validation, first_epoch)
+
+    monkeypatch.setattr(export.supervised, "_fit", fit_and_count)
     config = _train_config(
         tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n", top="pseudo_label_share = 0.5\n"
     )
@@ -253,8 +282,9 @@ def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(tmp_pa
     # MSR's cross-subject train part, less the labelled tenth, is the unlabelled pool.
     assert pseudo["unlabelled"] + results["n_train"] == 284
     assert pseudo["unlabelled"] / 2 - 20 <= pseudo["kept"] <= pseudo["unlabelled"] / 2 + 20
-    assert 0 <= pseudo["right"] <= pseudo["kept"] and results["scored"] == "test"
-    assert (tmp_path / "scratch" / "curves.png").is_file()
+    assert 0 <= pseudo["correct"] <= pseudo["kept"] and results["scored"] == "test"
+    # The second model trains on the labelled and the kept clips, its epochs after the first's.
+    assert rounds == [(results["n_train"], 0), (results["n_train"] + pseudo["kept"], 2)]
 
 
 def test_supervised_protocol_needs_labels(tmp_path: Path, capsys) -> None:
@@ -348,6 +378,21 @@ def test_distributed_pretraining_with_two_cpu_processes(tmp_path: Path, msr: Pat
     assert (tmp_path / "pretrain" / "encoder.pt").is_file()
 
 
+def test_distributed_self_training_with_two_cpu_processes(tmp_path: Path, msr: Path) -> None:
+    """Both processes train the second model on the main process's pseudo-labels (each one's
+    own could differ, and with them the number of batches an epoch: DDP would hang)."""
+    config = _train_config(
+        tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n", top="pseudo_label_share = 0.5\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "actionrec.cli", "train", "--config"]
+    result = subprocess.run([*command, str(config)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "scratch" / "results.json").read_text())
+    assert results["pseudo_labels"]["kept"] > 0 and 0.0 <= results["accuracy"] <= 1.0
+
+
 def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr: Path, capsys) -> None:
     from skeleton.dataset import SkeletonDataset
 
@@ -391,6 +436,11 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
     assert {c.mode for c in daily} == {"finetune", "scratch", "linear", "knn"}
     for config in daily:
         assert config.head_warmup_epochs == (warmup if config.mode == "finetune" else 0)
+    # Self-training is not a protocol of the table or the sweep: a base config's share is dropped.
+    base = dataclasses.replace(
+        load_config(ROOT / "configs/train/daily3d.toml", TrainConfig), labels=LabelBudget(0.1), pseudo_label_share=0.5
+    )
+    assert all(base.under_protocol(mode, "e.pt").pseudo_label_share == 0.0 for mode in ("finetune", "scratch"))
     # A smoke run of two epochs keeps one warm-up epoch instead of refusing the config.
     smoke = [r.config for r in protocol_runs("data", pretrain_runs("data", 2), 2)] + [
         r.config for r in plan("data", epochs=2)
