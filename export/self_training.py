@@ -5,8 +5,9 @@ The first model trains on the labelled clips alone. It then answers every unlabe
 the same train part; per answered class, the most confident ``share`` of them keep that answer
 as their label. A second model, started afresh the way the first was (the pretrained encoder,
 or new random weights from scratch; a new head either way), trains on the labelled and the
-pseudo-labelled clips together. Keeping a share per class rather than everything above a threshold stops the
-classes the first model favours from crowding out the others, and needs no calibrated scores.
+pseudo-labelled clips together. Keeping a share per class rather than everything above a
+threshold stops the classes the first model favours from crowding out the others, and needs no
+calibrated scores.
 
 The unlabelled clips' own labels are never read for training; they only measure how right the
 pseudo-labels were (a diagnostic in the results).
