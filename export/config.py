@@ -116,8 +116,6 @@ class TrainConfig:
             raise InputError(f"pseudo_label_share is a share, from 0 to 1, not {self.pseudo_label_share}")
         if self.pseudo_label_share and self.mode not in ("finetune", "scratch"):
             raise InputError(f"pseudo_label_share is for modes finetune and scratch, not {self.mode}")
-        if self.pseudo_label_share and self.labels.fraction >= 1.0 and not self.labels.per_class:
-            raise InputError("pseudo_label_share needs unlabelled clips: [labels] keeps every label")
 
     def with_epochs(self, epochs: int) -> TrainConfig:
         """The same run over ``epochs`` (a short smoke run): the head warm-up stays below them."""
