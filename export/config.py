@@ -55,6 +55,9 @@ class PretrainConfig:
     optim: Optimisation = field(default_factory=Optimisation)
     off_diagonal_weight: float = 0.005
     projector_width: int = 1024
+    # Another pretraining's checkpoint.pt to start from (encoder and projector): a second stage
+    # on another corpus, e.g. a benchmark's unlabelled train part. Empty: random weights.
+    initial: str = ""
 
     def with_epochs(self, epochs: int) -> PretrainConfig:
         return dataclasses.replace(self, optim=dataclasses.replace(self.optim, epochs=epochs))

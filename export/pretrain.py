@@ -1,8 +1,8 @@
 """``actionrec pretrain``: CFSEM self-supervised pretraining of the skeleton encoder.
 
 Writes into the experiment's output folder: ``checkpoint.pt`` after every epoch (``--resume``
-continues from it), ``encoder.pt`` at the end (what fine-tuning and probes load),
-``history.json`` and ``curves.png``.
+continues from it; another experiment's ``initial`` starts from it), ``encoder.pt`` at the end
+(what fine-tuning and probes load), ``history.json`` and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,16 @@ from export.data import Clip, WindowDataset, clips_from_dataset
 from export.encoder import SkeletonEncoder
 from export.masking import CoarseToFineMasker, masking_state
 from export.plots import plot_curves
-from export.runtime import Runtime, distribute, encoder_checkpoint, loader_workers, save_atomic, start, stop
+from export.runtime import (
+    Runtime,
+    distribute,
+    encoder_checkpoint,
+    load_checkpoint_file,
+    loader_workers,
+    save_atomic,
+    start,
+    stop,
+)
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
@@ -73,6 +82,22 @@ def _loader(dataset: torch.utils.data.Dataset, batch_size: int, runtime: Runtime
     return DataLoader(dataset, batch_size=per_process, sampler=sampler, drop_last=True, num_workers=loader_workers())
 
 
+def start_from(model: CFSEMModel, path: Path) -> None:
+    """Load another pretraining's encoder and projector (its ``checkpoint.pt``) into ``model``.
+
+    The second stage then starts where the first ended, with its own learning-rate and masking
+    schedules. The projector comes too, so that the loss starts where the first stage left it
+    rather than from a random projection."""
+    state = load_checkpoint_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise InputError(f"{path}: not a pretraining checkpoint (the checkpoint.pt of an `actionrec pretrain` run)")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise InputError(f"{path}: weights do not fit this experiment's encoder and projector ({first})") from None
+
+
 def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     runtime = start(config.experiment.seed)
     out = Path(config.experiment.output)
@@ -86,6 +111,8 @@ def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         dataset = WindowDataset(clips, config.window, views=2, scale_range=(0.7, 1.3), seed=config.experiment.seed)
         loader = _loader(dataset, config.optim.batch_size, runtime, config.experiment.seed)
         model = CFSEMModel(SkeletonEncoder(config.encoder), config.projector_width)
+        if config.initial:
+            start_from(model, Path(config.initial))
         network = distribute(model, runtime)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(config.optim, len(loader)))

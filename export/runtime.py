@@ -126,15 +126,21 @@ def classifier_checkpoint(model: Classifier, window: WindowSpec, labels: tuple[s
     }
 
 
-def read_checkpoint(path: Path, kinds: tuple[str, ...] = ("encoder", "classifier")) -> dict:
-    """A checkpoint of one of ``kinds``; InputError naming the file for anything else."""
+def load_checkpoint_file(path: Path) -> object:
+    """What a checkpoint file holds (tensors and plain values only); InputError naming the file
+    when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a foreign or damaged file
         raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+
+
+def read_checkpoint(path: Path, kinds: tuple[str, ...] = ("encoder", "classifier")) -> dict:
+    """A checkpoint of one of ``kinds``; InputError naming the file for anything else."""
+    checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in kinds:
         raise InputError(f"{path}: not a checkpoint of {' or '.join(kinds)} (train one with `actionrec`)")
     return checkpoint

@@ -105,6 +105,57 @@ def test_pretrain_then_every_protocol_on_real_msr(tmp_path: Path, msr: Path) -> 
         assert (tmp_path / mode / "confusion.png").is_file()
 
 
+def _second_stage_config(folder: Path, msr: Path, initial: Path, lr: str = "1e-3") -> Path:
+    """A pretraining that starts from ``initial`` (another run's checkpoint.pt)."""
+    text = f'initial = "{initial}"\n' + TINY.format(out=folder / "second", epochs=1).replace("lr = 1e-3", f"lr = {lr}")
+    path = folder / "second.toml"
+    path.write_text(text + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/test"\n')
+    return path
+
+
+def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(tmp_path: Path, msr: Path) -> None:
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
+    first = tmp_path / "pretrain"
+    # With a learning rate of 0 nothing is learnt in the second stage, so its encoder must be the
+    # first one's, weight for weight (batch-norm statistics do move: they are not learnt).
+    config = _second_stage_config(tmp_path, msr, first / "checkpoint.pt", lr="0.0")
+    assert main(["pretrain", "--config", str(config)]) == 0
+    before = torch.load(first / "encoder.pt", weights_only=True)["state_dict"]
+    after = torch.load(tmp_path / "second" / "encoder.pt", weights_only=True)["state_dict"]
+    learnt = [name for name in before if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert learnt and all(torch.equal(before[name], after[name]) for name in learnt)
+    projector = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)["model"]
+    started = torch.load(first / "checkpoint.pt", weights_only=True)["model"]
+    weights = [name for name in started if name.startswith("projector") and name.endswith("weight")]
+    assert weights and all(torch.equal(started[name], projector[name]) for name in weights)
+
+
+@pytest.mark.parametrize(
+    "initial, message",
+    [
+        ("missing.pt", "no such checkpoint"),
+        ("pretrain/encoder.pt", "not a pretraining checkpoint"),
+        ("wide/checkpoint.pt", "weights do not fit this experiment's encoder"),
+    ],
+)
+def test_a_second_stage_from_a_checkpoint_that_does_not_fit_is_refused(
+    tmp_path: Path, msr: Path, capsys, initial: str, message: str
+) -> None:
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
+    wide = (
+        _pretrain_config(tmp_path, msr, epochs=1)
+        .read_text()
+        .replace("[8, 8, 16, 16, 16, 16]", "[8, 8, 16, 16, 32, 32]")
+    )
+    (tmp_path / "wide.toml").write_text(wide.replace(str(tmp_path / "pretrain"), str(tmp_path / "wide")))
+    assert main(["pretrain", "--config", str(tmp_path / "wide.toml")]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(_second_stage_config(tmp_path, msr, tmp_path / initial))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / initial) in err
+    assert not (tmp_path / "second" / "history.json").exists()  # refused before any epoch
+
+
 def test_validation_never_scores_the_test_split(tmp_path: Path, msr: Path) -> None:
     config = _train_config(tmp_path, msr, "scratch", None, "")
     text = config.read_text().replace('mode = "scratch"', 'mode = "scratch"\nvalidation = true')
