@@ -105,17 +105,32 @@ def test_pretrain_then_every_protocol_on_real_msr(tmp_path: Path, msr: Path) -> 
         assert (tmp_path / mode / "confusion.png").is_file()
 
 
+@pytest.fixture(scope="module")
+def first_stages(tmp_path_factory: pytest.TempPathFactory, msr: Path) -> Path:
+    """Two finished one-epoch pretrainings, ``pretrain`` and ``wide`` (wider last layers), for
+    the second-stage tests to start from."""
+    folder = tmp_path_factory.mktemp("first-stages")
+    assert main(["pretrain", "--config", str(_pretrain_config(folder, msr, epochs=1))]) == 0
+    wide = (
+        _pretrain_config(folder, msr, epochs=1).read_text().replace("[8, 8, 16, 16, 16, 16]", "[8, 8, 16, 16, 32, 32]")
+    )
+    (folder / "wide.toml").write_text(wide.replace(str(folder / "pretrain"), str(folder / "wide")))
+    assert main(["pretrain", "--config", str(folder / "wide.toml")]) == 0
+    return folder
+
+
 def _second_stage_config(folder: Path, msr: Path, initial: Path, lr: str = "1e-3") -> Path:
     """A pretraining that starts from ``initial`` (another run's checkpoint.pt)."""
     text = f'initial = "{initial}"\n' + TINY.format(out=folder / "second", epochs=1).replace("lr = 1e-3", f"lr = {lr}")
     path = folder / "second.toml"
-    path.write_text(text + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/test"\n')
+    path.write_text(text + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/train"\n')
     return path
 
 
-def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(tmp_path: Path, msr: Path) -> None:
-    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
-    first = tmp_path / "pretrain"
+def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(
+    tmp_path: Path, msr: Path, first_stages: Path
+) -> None:
+    first = first_stages / "pretrain"
     # With a learning rate of 0 nothing is learnt in the second stage, so its encoder must be the
     # first one's, weight for weight (batch-norm statistics do move: they are not learnt).
     config = _second_stage_config(tmp_path, msr, first / "checkpoint.pt", lr="0.0")
@@ -139,20 +154,12 @@ def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(tmp_path:
     ],
 )
 def test_a_second_stage_from_a_checkpoint_that_does_not_fit_is_refused(
-    tmp_path: Path, msr: Path, capsys, initial: str, message: str
+    tmp_path: Path, msr: Path, first_stages: Path, capsys, initial: str, message: str
 ) -> None:
-    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
-    wide = (
-        _pretrain_config(tmp_path, msr, epochs=1)
-        .read_text()
-        .replace("[8, 8, 16, 16, 16, 16]", "[8, 8, 16, 16, 32, 32]")
-    )
-    (tmp_path / "wide.toml").write_text(wide.replace(str(tmp_path / "pretrain"), str(tmp_path / "wide")))
-    assert main(["pretrain", "--config", str(tmp_path / "wide.toml")]) == 0
     capsys.readouterr()
-    assert main(["pretrain", "--config", str(_second_stage_config(tmp_path, msr, tmp_path / initial))]) == 2
+    assert main(["pretrain", "--config", str(_second_stage_config(tmp_path, msr, first_stages / initial))]) == 2
     err = capsys.readouterr().err
-    assert message in err and str(tmp_path / initial) in err
+    assert message in err and str(first_stages / initial) in err
     assert not (tmp_path / "second" / "history.json").exists()  # refused before any epoch
 
 
