@@ -19,7 +19,10 @@ import torch
 from torch import nn
 
 from export.augment import mirror
+from skeleton.errors import InputError
 from skeleton.layouts import Layout, get_layout
+
+TEMPORALS = ("single", "multiscale")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class EncoderConfig:
     strides: tuple[int, ...] = (1, 1, 2, 1, 2, 1)
     temporal_kernel: int = 5
     dropout: float = 0.1
+    # "single": one temporal convolution a block; "multiscale": parallel branches of different
+    # reach (MultiScaleTemporal).
+    temporal: str = "single"
+
+    def __post_init__(self) -> None:
+        if self.temporal not in TEMPORALS:
+            raise InputError(f"encoder temporal is {' or '.join(TEMPORALS)}, not {self.temporal!r}")
 
     @property
     def embedding_size(self) -> int:
@@ -78,16 +88,62 @@ class GraphConv(nn.Module):
         return y @ (self.adjacency + self.learned).reshape(self.partitions * j, j)
 
 
+class MultiScaleTemporal(nn.Module):
+    """Temporal convolution in parallel branches (as in MS-G3D and CTR-GCN): two dilations of the
+    kernel, a max-pool and a pointwise branch, each on a share of the channels. The dilated
+    branch reaches twice as far in time for the same cost, which a short window's slow actions
+    (sitting down, donning) need."""
+
+    def __init__(self, channels: int, stride: int, kernel: int, dilations: tuple[int, ...] = (1, 2)) -> None:
+        super().__init__()
+        count = len(dilations) + 2
+        widths = [channels // count] * (count - 1)
+        widths.append(channels - sum(widths))
+
+        def squeeze(width: int) -> list[nn.Module]:
+            return [nn.Conv2d(channels, width, 1), nn.BatchNorm2d(width), nn.ReLU()]
+
+        branches = [
+            nn.Sequential(
+                *squeeze(width),
+                nn.Conv2d(width, width, (kernel, 1), (stride, 1), ((kernel - 1) * d // 2, 0), (d, 1)),
+                nn.BatchNorm2d(width),
+            )
+            for width, d in zip(widths, dilations)
+        ]
+        pool_width, point_width = widths[len(dilations)], widths[len(dilations) + 1]
+        branches.append(
+            nn.Sequential(*squeeze(pool_width), nn.MaxPool2d((3, 1), (stride, 1), (1, 0)), nn.BatchNorm2d(pool_width))
+        )
+        branches.append(nn.Sequential(nn.Conv2d(channels, point_width, 1, (stride, 1)), nn.BatchNorm2d(point_width)))
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
 class STBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, adjacency: np.ndarray, kernel: int, dropout: float) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        adjacency: np.ndarray,
+        kernel: int,
+        dropout: float,
+        temporal: str = "single",
+    ) -> None:
         super().__init__()
         self.gcn = GraphConv(c_in, c_out, adjacency)
         self.bn_spatial = nn.BatchNorm2d(c_out)
-        self.tcn = nn.Sequential(
-            nn.Conv2d(c_out, c_out, (kernel, 1), (stride, 1), (kernel // 2, 0)),
-            nn.BatchNorm2d(c_out),
-            nn.Dropout(dropout),
-        )
+        if temporal == "single":
+            temporal_conv: list[nn.Module] = [
+                nn.Conv2d(c_out, c_out, (kernel, 1), (stride, 1), (kernel // 2, 0)),
+                nn.BatchNorm2d(c_out),
+            ]
+        else:
+            temporal_conv = [MultiScaleTemporal(c_out, stride, kernel)]
+        self.tcn = nn.Sequential(*temporal_conv, nn.Dropout(dropout))
         if c_in == c_out and stride == 1:
             self.residual: nn.Module = nn.Identity()
         else:
@@ -113,7 +169,8 @@ class SkeletonEncoder(nn.Module):
         self.input_norm = nn.BatchNorm1d(features * layout.num_joints)
         blocks, c_in = [], features
         for c_out, stride in zip(config.channels, config.strides):
-            blocks.append(STBlock(c_in, c_out, stride, adjacency, config.temporal_kernel, config.dropout))
+            block = STBlock(c_in, c_out, stride, adjacency, config.temporal_kernel, config.dropout, config.temporal)
+            blocks.append(block)
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
 

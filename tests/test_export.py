@@ -22,10 +22,11 @@ DATA = ROOT.parent / "shared" / "data"
 WINDOW = WindowSpec(layout="penn13", dims=2, length=16, fps=15.0, normalization="centre-torso")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["single", "multiscale"])
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A toy classifier of each temporal convolution the encoder has."""
     torch.manual_seed(0)
-    config = EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16))
+    config = EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16), temporal=request.param)
     model = Classifier(SkeletonEncoder(config), 3).eval()
     path = tmp_path_factory.mktemp("run") / "model.pt"
     save_atomic(classifier_checkpoint(model, WINDOW, ("a", "b", "c")), path)

@@ -189,6 +189,16 @@ def test_bad_config_is_refused_before_training(tmp_path: Path, msr: Path, capsys
     assert not (tmp_path / "pretrain").exists()
 
 
+def test_an_unknown_temporal_convolution_is_refused_before_training(tmp_path: Path, msr: Path, capsys) -> None:
+    config = _pretrain_config(tmp_path, msr)
+    strides = "strides = [1, 1, 2, 1, 2, 1]"
+    config.write_text(config.read_text().replace(strides, strides + '\ntemporal = "wavelet"'))
+    assert main(["pretrain", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "encoder temporal is single or multiscale, not 'wavelet'" in err
+    assert not (tmp_path / "pretrain").exists()
+
+
 @pytest.mark.parametrize("mirror", ["-0.1", "1.5"])
 def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr: Path, capsys, mirror: str) -> None:
     config = _train_config(tmp_path, msr, "scratch", None, top=f"mirror = {mirror}\n")
@@ -367,6 +377,9 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr: Path
     window = WindowSpec("kinect20", 3, 16, 15.0, "centre-torso-align")
     with pytest.raises(InputError, match="another architecture"):
         load_encoder(tmp_path / "pretrain" / "encoder.pt", EncoderConfig("kinect20", 3, channels=(8,) * 6), window)
+    multiscale = EncoderConfig("kinect20", 3, channels=(8, 8, 16, 16, 16, 16), temporal="multiscale")
+    with pytest.raises(InputError, match="another architecture"):
+        load_encoder(tmp_path / "pretrain" / "encoder.pt", multiscale, window)
     # Another window length and normalisation is a fine-tuning choice: loaded, and said so.
     capsys.readouterr()
     load_encoder(
