@@ -224,6 +224,30 @@ def test_nw_ucla_throw_uses_right_wrist_more_than_symmetric_actions(nw_ucla: Ske
     assert throw > max(controls) + 0.15, f"throw {throw:.0%} vs symmetric actions {controls}"
 
 
+def _pelvis_falls(sequence) -> bool:
+    """The pelvis is highest before it is lowest: the person ends lower than they were."""
+    y = sequence.coords[:, 0, 0, 1]
+    return bool(np.nanargmax(y) < np.nanargmin(y))
+
+
+def test_nw_ucla_sitting_down_lowers_the_pelvis_and_standing_up_raises_it(nw_ucla: SkeletonDataset) -> None:
+    """Measured with the labels as converted: the pelvis falls in 142 of the 147 "sit down" takes
+    (96.6 %) and 2 of the 150 "stand up" ones. With the labels as the files give them, subject 4's
+    view-2 takes are the reverse (0 of 6 "sit down" fall, 4 of 5 "stand up" do): the reader's
+    ``REVERSED_TAKES``."""
+    from skeleton.readers.nw_ucla import corrected_label
+
+    sit, stand = label_of(nw_ucla, "sit down"), label_of(nw_ucla, "stand up")
+    assert np.mean([_pelvis_falls(s) for s in sequences_of(nw_ucla, sit)]) > 0.93
+    assert np.mean([_pelvis_falls(s) for s in sequences_of(nw_ucla, stand)]) < 0.05
+    as_filed = {sit: [], stand: []}
+    for i, s in enumerate(nw_ucla):
+        if (nw_ucla.subjects[i], nw_ucla.views[i]) == (4, 2) and s.label in as_filed:
+            as_filed[corrected_label(s.label, 4, 2)].append(_pelvis_falls(s))  # the swap is its own inverse
+    assert len(as_filed[sit]) == 6 and not any(as_filed[sit])
+    assert len(as_filed[stand]) == 5 and np.mean(as_filed[stand]) >= 0.8
+
+
 # -- NTU RGB+D sample (ntu25) -------------------------------------------------------------
 # 3-D camera joints. Kinect v2 camera space is documented as right-handed: X to the sensor's
 # left, Y up, Z away from the sensor. Measured: head 0.82 m, feet -0.49 m; torso 0.47 m; head

@@ -64,8 +64,9 @@ def test_msr_action3d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert set(ds.subjects[test].tolist()) == {2, 4, 6, 8, 10}
 
 
-def test_nw_ucla(tmp_path: Path) -> None:
+def test_nw_ucla(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ds = SkeletonDataset.load(convert("nw-ucla", tmp_path))
+    assert "relabelled 24 takes labelled as the reverse of their action" in capsys.readouterr().err
     assert (ds.layout, ds.dims, ds.units) == ("kinect20", 3, "m")
     assert len(ds) == 1484
     assert ds.num_frames == 58534
@@ -78,7 +79,29 @@ def test_nw_ucla(tmp_path: Path) -> None:
         reference = pickle.load(f)
     assert {str(ds.names[i]) for i in test} == {r["file_name"] for r in reference}
     by_name = {r["file_name"]: r["label"] - 1 for r in reference}
-    assert all(ds.labels[i] == by_name[str(ds.names[i])] for i in test)
+    assert all(ds.labels[i] == by_name[str(ds.names[i])] for i in test)  # no test label is corrected
+
+
+def test_nw_ucla_relabels_only_the_reversed_takes(tmp_path: Path) -> None:
+    """The 24 takes of ``REVERSED_TAKES`` get the reverse of their file label; every other file keeps its own."""
+    from skeleton.readers.nw_ucla import LABEL_NAMES
+
+    ds = SkeletonDataset.load(convert("nw-ucla", tmp_path))
+    changed = {}
+    for i, name in enumerate(ds.names):
+        record = json.loads((DATA / "nw-ucla" / "all_sqe" / f"{name}.json").read_text())
+        if ds.labels[i] != record["label"] - 1:
+            changed[str(name)] = (LABEL_NAMES[record["label"] - 1], ds.label_names[ds.labels[i]])
+    assert len(changed) == 24
+    takes = {f"s04_e{e:02d}_v02" for e in range(6)} | {f"s05_e{e:02d}_v02" for e in range(7)}
+    assert {n[4:] for n in changed} == takes
+    assert set(changed.values()) == {
+        ("sit down", "stand up"),
+        ("stand up", "sit down"),
+        ("donning", "doffing"),
+        ("doffing", "donning"),
+    }
+    assert not set(np.flatnonzero(np.isin(ds.names, list(changed)))) & set(ds.splits["cross-view/test"])
 
 
 def test_nw_ucla_has_no_joint_at_the_sensor(nw_ucla: SkeletonDataset) -> None:
