@@ -34,7 +34,9 @@ class EncoderConfig:
     temporal_kernel: int = 5
     dropout: float = 0.1
     # "single": one temporal convolution a block; "multiscale": parallel branches of different
-    # reach (MultiScaleTemporal).
+    # reach (MultiScaleTemporal). The shipped models use "single": "multiscale" gained from
+    # scratch on NW-UCLA's validation part but lost after CFSEM pretraining, and lost on MSR
+    # (results/README.md).
     temporal: str = "single"
 
     def __post_init__(self) -> None:
