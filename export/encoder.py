@@ -93,8 +93,8 @@ class GraphConv(nn.Module):
 class MultiScaleTemporal(nn.Module):
     """Temporal convolution in parallel branches (as in MS-G3D and CTR-GCN): two dilations of the
     kernel, a max-pool and a pointwise branch, each on a share of the channels. The dilated
-    branch reaches twice as far in time for the same cost, which a short window's slow actions
-    (sitting down, donning) need."""
+    branch reaches twice as far in time for the same cost (EncoderConfig.temporal says where
+    that helped)."""
 
     def __init__(self, channels: int, stride: int, kernel: int, dilations: tuple[int, ...] = (1, 2)) -> None:
         super().__init__()
