@@ -21,7 +21,7 @@ Pairs (model, actions it was not trained on):
 Each K (examples per action) is drawn ``--draws`` times with different seeds; the table gives the
 mean and standard deviation of the top-1 accuracy over the draws.
 
-    python -m benchmarks.enrolment [--shots 1 3 5 10] [--draws 5] [--json]
+    python -m benchmarks.enrolment [--shots 1 3 5 10] [--draws 5] [--models daily3d ...] [--json]
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5, 10], help="examples per action")
     parser.add_argument("--draws", type=int, default=5, help="random draws of the examples per K")
+    models = sorted({t.model for t in TASKS})
+    parser.add_argument("--models", nargs="+", choices=models, default=models, help="only these models' rows")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
     args = parser.parse_args()
     datasets = {
@@ -157,7 +159,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state, ServerProcess(ROOT / "models", Path(state)) as server:
         api = stub(server.address)
         with ThreadPoolExecutor(4) as pool:  # the server's default limit of clip calls at once
-            for task in TASKS:
+            for task in (t for t in TASKS if t.model in args.models):
                 results.append(run_task(api, task, datasets[task.dataset], args.shots, args.draws, pool))
     shots = "".join(f"{f'K={k}':>14}" for k in args.shots)
     print(f"{'model':10}{'enrols':>10}{'split':>15}{'actions':>8}{'test':>6}  {shots}")
