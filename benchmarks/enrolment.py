@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.testing import ServerProcess, stub
+from service.testing import ServerProcess, skeleton_frames, stub
 from skeleton.dataset import SkeletonDataset
 from skeleton.readers import read_source
 
@@ -81,18 +81,7 @@ def skeleton_clip(dataset: SkeletonDataset, index: int, dims: int) -> pb.Clip:
     coords = sequence.coords[:, 0]
     if dims == 2:
         coords = kinect_pixels(coords)
-    seen = np.isfinite(coords).all(axis=-1)
-    frames = []
-    for t, timestamp in enumerate(sequence.timestamps_ms):
-        people = []
-        if seen[t].any():
-            people.append(
-                pb.Skeleton(
-                    coords=np.nan_to_num(coords[t], nan=0.0).ravel().tolist(),
-                    confidence=seen[t].astype(np.float32).tolist(),
-                )
-            )
-        frames.append(pb.SkeletonFrame(timestamp_ms=int(round(timestamp)), people=people))
+    frames = skeleton_frames([coords], np.round(sequence.timestamps_ms))
     space = "image" if dims == 2 else dataset.coordinate_space
     fmt = pb.SkeletonFormat(layout=dataset.layout, dims=dims, coordinate_space=space)
     return pb.Clip(skeletons=pb.SkeletonClip(format=fmt, frames=frames))

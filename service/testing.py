@@ -180,12 +180,18 @@ def waving_person(
 
 
 def skeleton_frames(people: list[np.ndarray], timestamps_ms, with_ids: bool = False) -> list[pb.SkeletonFrame]:
-    """``people[p]`` (T, joints, dims) as SkeletonFrames."""
+    """``people[p]`` (T, joints, dims) as SkeletonFrames. NaN marks what a sensor did not see: a
+    joint sent with confidence 0, and a person with no joint seen is not in that frame."""
     frames = []
     for t, timestamp in enumerate(timestamps_ms):
         skeletons = []
         for p, person in enumerate(people):
-            skeleton = pb.Skeleton(coords=person[t].ravel().tolist())
+            seen = np.isfinite(person[t]).all(axis=-1)
+            if not seen.any():
+                continue
+            skeleton = pb.Skeleton(coords=np.nan_to_num(person[t], nan=0.0).ravel().tolist())
+            if not seen.all():  # no confidences means every joint is seen
+                skeleton.confidence.extend(seen.astype(np.float32).tolist())
             if with_ids:
                 skeleton.track_id = p
             skeletons.append(skeleton)

@@ -1,10 +1,12 @@
-"""The enrolment benchmark's own pieces: what it sends the service must be what the data holds."""
+"""The enrolment benchmark's pieces and the skeleton frames it sends: what reaches the service must be what
+the data holds."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from benchmarks.enrolment import KINECT_CENTRE_PX, KINECT_FOCAL_PX, examples_per_action, kinect_pixels, skeleton_clip
+from service.testing import skeleton_frames
 from skeleton.dataset import SkeletonDataset
 
 
@@ -49,6 +51,19 @@ def test_skeleton_clip_sends_every_frame_at_its_capture_time(msr: SkeletonDatase
         for t, frame in enumerate(clip.frames):
             for person in frame.people:
                 assert len(person.coords) == joints * dims and np.isfinite(person.coords).all()
-                assert person.confidence == seen[t].astype(np.float32).tolist()
+                # No confidences means every joint is seen (service.skeletons reads it so).
+                assert (list(person.confidence) or [1.0] * joints) == seen[t].astype(np.float32).tolist()
     sent = np.array(skeleton_clip(msr, index, 3).skeletons.frames[0].people[0].coords).reshape(joints, 3)
     np.testing.assert_allclose(sent, np.nan_to_num(sequence.coords[0, 0]), rtol=1e-6)
+
+
+def test_skeleton_frames_sends_what_a_sensor_missed_as_missing() -> None:
+    person = np.arange(3 * 4 * 2, dtype=np.float32).reshape(3, 4, 2)
+    person[1, 2] = np.nan  # one joint lost
+    person[2] = np.nan  # the whole person lost
+    frames = skeleton_frames([person], [0, 40, 80])
+    assert [len(f.people) for f in frames] == [1, 1, 0]
+    assert list(frames[0].people[0].confidence) == []  # every joint seen
+    assert list(frames[0].people[0].coords) == person[0].ravel().tolist()
+    assert list(frames[1].people[0].confidence) == [1.0, 1.0, 0.0, 1.0]
+    assert np.isfinite(frames[1].people[0].coords).all()
