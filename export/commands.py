@@ -121,6 +121,8 @@ def _export(args: argparse.Namespace) -> int:
     output = args.output or Path("models") / f"{args.name}.onnx"
     augmentation = f", mirrored windows {config.mirror:.0%}" if config.mirror else ""
     augmentation += ", answers the mean of a window and its mirror image" if config.mirror_average else ""
+    if config.weight_average_decay:
+        augmentation += f", weights averaged over steps (decay {config.weight_average_decay})"
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the run was scored on.
         model, window, _ = classifier_from_checkpoint(read_checkpoint(run / "model.pt", ("classifier",)))

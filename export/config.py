@@ -96,6 +96,9 @@ class TrainConfig:
     # answered class, the most confident) of the train part's unlabelled clips, labelled by the
     # first model's answers (export.self_training).
     pseudo_label_share: float = 0.0
+    # When > 0, the model kept (and validated) is an exponential moving average of the weights
+    # over the training steps with this decay a step (export.weight_average); 0: the last step's.
+    weight_average_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("finetune", "scratch", "linear", "knn"):
@@ -119,6 +122,10 @@ class TrainConfig:
             raise InputError(f"pseudo_label_share is a share, from 0 to 1, not {self.pseudo_label_share}")
         if self.pseudo_label_share and self.mode not in ("finetune", "scratch"):
             raise InputError(f"pseudo_label_share is for modes finetune and scratch, not {self.mode}")
+        if not 0.0 <= self.weight_average_decay < 1.0:
+            raise InputError(f"weight_average_decay is from 0 (off) to below 1, not {self.weight_average_decay}")
+        if self.weight_average_decay and self.mode not in ("finetune", "scratch"):
+            raise InputError(f"weight_average_decay is for modes finetune and scratch, not {self.mode}")
 
     def with_epochs(self, epochs: int) -> TrainConfig:
         """The same run over ``epochs`` (a short smoke run): the head warm-up stays below them."""
@@ -129,12 +136,19 @@ class TrainConfig:
 
     def under_protocol(self, mode: str, pretrained: str) -> TrainConfig:
         """This config run by another protocol (the results table, the sweep): settings that only
-        fine-tuning has are dropped for the other protocols, which would refuse them, and
-        self-training for all of them, since the table and the sweep measure the protocols
-        themselves (and their 100 % rows leave nothing unlabelled)."""
+        fine-tuning has (the head warm-up) or only trained models have (weight averaging) are
+        dropped for the protocols that would refuse them, and self-training for all of them, since
+        the table and the sweep measure the protocols themselves (and their 100 % rows leave
+        nothing unlabelled)."""
         warmup = self.head_warmup_epochs if mode == "finetune" else 0
+        averaging = self.weight_average_decay if mode in ("finetune", "scratch") else 0.0
         return dataclasses.replace(
-            self, mode=mode, pretrained=pretrained, head_warmup_epochs=warmup, pseudo_label_share=0.0
+            self,
+            mode=mode,
+            pretrained=pretrained,
+            head_warmup_epochs=warmup,
+            pseudo_label_share=0.0,
+            weight_average_decay=averaging,
         )
 
 

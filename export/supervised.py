@@ -18,6 +18,7 @@ Writes ``model.pt`` (fine-tune / scratch), ``results.json``, ``curves.png`` and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -48,6 +49,7 @@ from export.runtime import (
     stop,
 )
 from export.self_training import pseudo_label
+from export.weight_average import WeightAverage
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 
@@ -239,6 +241,8 @@ def _fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [encoder_schedule, schedule])
     generator = torch.Generator().manual_seed(config.experiment.seed)
     mirror_permutation = model.mirror_permutation.cpu()  # windows are augmented on the CPU
+    average = WeightAverage(model, config.weight_average_decay) if config.weight_average_decay else None
+    answering = copy.deepcopy(model) if average else model  # what validation scores: the average, if kept
     history = []
     for epoch in tqdm(
         range(optim.epochs), desc=config.experiment.name, disable=not runtime.is_main, dynamic_ncols=True, leave=False
@@ -263,6 +267,8 @@ def _fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if average:
+                average.update(model)
             losses.append(loss.item())
             correct += int((scores.argmax(1) == labels).sum())
             seen += len(labels)
@@ -273,8 +279,12 @@ def _fit(
         }
         if validation is not None and ((epoch + 1) % 5 == 0 or epoch + 1 == optim.epochs):
             truth = np.array([c.label for c in validation])
-            record["validation_accuracy"] = float((predict_clips(model, validation, config.window) == truth).mean())
+            if average:
+                average.copy_to(answering)
+            record["validation_accuracy"] = float((predict_clips(answering, validation, config.window) == truth).mean())
             if runtime.is_main:
                 print(f"epoch {record['epoch']}: validation accuracy {record['validation_accuracy']:.2%}", flush=True)
         history.append(record)
+    if average:
+        average.copy_to(model)
     return history

@@ -288,6 +288,74 @@ def test_self_training_out_of_place_is_refused(
     assert not (tmp_path / mode).exists()
 
 
+@pytest.mark.parametrize(
+    "mode, decay, message",
+    [
+        ("scratch", 1.0, "weight_average_decay is from 0 (off) to below 1, not 1.0"),
+        ("scratch", -0.5, "weight_average_decay is from 0 (off) to below 1, not -0.5"),
+        ("knn", 0.99, "weight_average_decay is for modes finetune and scratch, not knn"),
+    ],
+)
+def test_weight_averaging_out_of_place_is_refused(
+    tmp_path: Path, msr: Path, capsys, mode: str, decay: float, message: str
+) -> None:
+    pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
+    config = _train_config(tmp_path, msr, mode, pretrained, top=f"weight_average_decay = {decay}\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / mode).exists()
+
+
+def test_weight_average_follows_the_weights_and_copies_integer_buffers() -> None:
+    from export.weight_average import WeightAverage
+
+    model = torch.nn.BatchNorm1d(3)  # a float weight and an integer batch counter
+    average = WeightAverage(model, decay=0.5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+        model.num_batches_tracked.fill_(7)
+    average.update(model)  # the ramp's first step keeps 2/11 of the old weights, not the decay's half
+    assert torch.allclose(average.state["weight"], start * 2 / 11 + 3.0 * 9 / 11)
+    assert int(average.state["num_batches_tracked"]) == 7
+    for _ in range(40):
+        average.update(model)
+    average.copy_to(model)
+    assert torch.allclose(model.weight, torch.full((3,), 3.0))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_a_weight_averaged_run_keeps_the_average_not_the_last_step(
+    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import export.supervised
+    from export.runtime import classifier_from_checkpoint, read_checkpoint
+    from export.weight_average import WeightAverage
+
+    averages: list[WeightAverage] = []
+
+    class Recorded(WeightAverage):
+        def __init__(self, model: torch.nn.Module, decay: float) -> None:
+            super().__init__(model, decay)
+            self.last_step: dict[str, torch.Tensor] = {}
+            averages.append(self)
+
+        def update(self, model: torch.nn.Module) -> None:
+            super().update(model)
+            self.last_step = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    monkeypatch.setattr(export.supervised, "WeightAverage", Recorded)
+    config = _train_config(tmp_path, msr, "scratch", None, top="weight_average_decay = 0.9\n")
+    assert main(["train", "--config", str(config)]) == 0
+    (average,) = averages
+    assert average.steps >= 2
+    saved, _, _ = classifier_from_checkpoint(read_checkpoint(tmp_path / "scratch" / "model.pt", ("classifier",)))
+    for name, value in saved.state_dict().items():
+        assert torch.equal(value, average.state[name]), name
+    assert not torch.equal(saved.head.weight, average.last_step["head.weight"])  # the last step is not kept
+
+
 def test_the_unlabelled_part_is_the_rest_of_the_fit_part_never_the_scored_one(tmp_path: Path, msr: Path) -> None:
     from export.supervised import choose_parts
     from skeleton.dataset import SkeletonDataset
@@ -512,6 +580,11 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
         load_config(ROOT / "configs/train/daily3d.toml", TrainConfig), labels=LabelBudget(0.1), pseudo_label_share=0.5
     )
     assert all(base.under_protocol(mode, "e.pt").pseudo_label_share == 0.0 for mode in ("finetune", "scratch"))
+    # Weight averaging stays with the protocols that train a model; the probes would refuse it.
+    averaged = dataclasses.replace(base, pseudo_label_share=0.0, weight_average_decay=0.99)
+    assert {
+        m: averaged.under_protocol(m, "e.pt").weight_average_decay for m in ("finetune", "scratch", "linear", "knn")
+    } == {"finetune": 0.99, "scratch": 0.99, "linear": 0.0, "knn": 0.0}
     # A smoke run of two epochs keeps one warm-up epoch instead of refusing the config.
     smoke = [r.config for r in protocol_runs("data", pretrain_runs("data", 2), 2)] + [
         r.config for r in plan("data", epochs=2)
