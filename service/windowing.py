@@ -9,7 +9,8 @@ stream's first frame:
 * ``StreamWindower`` reads each person's posed positions at the grid times by the shared
   ``skeleton.resample.resample`` (linear between the frames around it; missing across a gap
   longer than ``max_gap_ms``) and, every ``stride`` grid steps, hands out the last ``length``
-  samples of every person present in enough of them.
+  samples of every person present in enough of them. A grid time a person was not seen at is
+  read when they are seen again; a window handed out before that lacks it.
 
 Windows are in the model's layout and still unnormalised (NaN where a joint or the person is
 missing); ``skeleton.windows.prepare_window`` turns them into model input.
@@ -76,6 +77,7 @@ class Window:
 class _Track:
     last_time: float
     last_coords: np.ndarray  # (J, C)
+    next_step: int  # the first grid step not yet read for this person
     samples: deque = field(default_factory=deque)  # (step, coords) of the grid steps the person was seen at
     emitted_step: int = -1  # the last step of the last window handed out
 
@@ -107,43 +109,50 @@ class StreamWindower:
         if self._origin is None:
             self._origin = timestamp_ms
         last_step = math.floor((timestamp_ms - self._origin) / self.period + 1e-9)
-        steps = self._steps_to_read(last_step)
-        windows: list[Window] = []
-        if steps.size:
-            # the last step may lie a rounding error past this frame: it is this frame
-            times = np.minimum(self._origin + steps * self.period, timestamp_ms)
-            for track_id, coords in people.items():
-                track = self._tracks.get(track_id)
-                if track is None:  # seen for the first time: only a grid time right at this frame is known
-                    track = self._tracks[track_id] = _Track(timestamp_ms, coords)
-                    values = np.where((np.abs(times - timestamp_ms) < 1e-3)[:, None, None], coords[None], np.nan)
-                else:
-                    observed = np.stack([track.last_coords, coords])
-                    values = resample(observed, np.array([track.last_time, timestamp_ms]), times, self.max_gap_ms)
-                for step, value in zip(steps, values):
-                    if np.isfinite(value).any():
-                        track.samples.append((int(step), value))
-            for step in steps:
-                if (step + 1) % self.stride == 0 and step + 1 >= self.spec.length:
-                    windows += self._windows_ending(int(step))
-            self._next_step = last_step + 1
+        # Windows still to come end at this frame's steps or later, so they hold no step before this.
+        oldest_useful = self._next_step - self.spec.length + 1
         for track_id, coords in people.items():
-            track = self._tracks.setdefault(track_id, _Track(timestamp_ms, coords))
-            track.last_time, track.last_coords = timestamp_ms, coords
+            track = self._tracks.get(track_id)
+            if track is None:  # seen for the first time: only a grid time right at this frame is known
+                track = self._tracks[track_id] = _Track(timestamp_ms, coords, next_step=self._next_step)
+            self._read(track, timestamp_ms, coords, max(track.next_step, oldest_useful), last_step)
+            track.last_time, track.last_coords, track.next_step = timestamp_ms, coords, last_step + 1
+        windows: list[Window] = []
+        for step in self._steps_between(self._next_step, last_step):
+            if (step + 1) % self.stride == 0 and step + 1 >= self.spec.length:
+                windows += self._windows_ending(int(step))
+        self._next_step = max(self._next_step, last_step + 1)
         self._forget(last_step)
         return windows
 
-    def _steps_to_read(self, last_step: int) -> np.ndarray:
-        """The grid steps from the next unread one to ``last_step``. After a long pause only two
-        stretches can matter (windows still holding earlier samples, and steps near the new
-        frame), so a timestamp far in the future costs no more than an ordinary frame."""
-        count = last_step - self._next_step + 1
+    def _read(self, track: _Track, timestamp_ms: float, coords: np.ndarray, first: int, last: int) -> None:
+        """The person's samples at grid steps ``first`` to ``last``, between their previous
+        frame and this one. Steps are read per person, so a person missing from the frame in
+        which a grid time passed is still read there, from the frames around it, when seen again
+        within the gap that interpolation may bridge."""
+        steps = self._steps_between(first, last)
+        if not steps.size:
+            return
+        # the last step may lie a rounding error past this frame: it is this frame
+        times = np.minimum(self._origin + steps * self.period, timestamp_ms)
+        if track.last_time == timestamp_ms:  # first seen in this frame: nothing to interpolate from
+            values = np.where((np.abs(times - timestamp_ms) < 1e-3)[:, None, None], coords[None], np.nan)
+        else:
+            observed = np.stack([track.last_coords, coords])
+            values = resample(observed, np.array([track.last_time, timestamp_ms]), times, self.max_gap_ms)
+        for step, value in zip(steps, values):
+            if np.isfinite(value).any():
+                track.samples.append((int(step), value))
+
+    def _steps_between(self, first: int, last: int) -> np.ndarray:
+        """The grid steps from ``first`` to ``last``. After a long pause only two stretches can
+        matter (windows still holding earlier samples, and steps near the new frame), so a
+        timestamp far in the future costs no more than an ordinary frame."""
+        count = last - first + 1
         reach = self.spec.length + math.ceil(self.max_gap_ms / self.period) + 1
         if count <= 2 * reach:
-            return np.arange(self._next_step, last_step + 1)
-        return np.concatenate(
-            [np.arange(self._next_step, self._next_step + reach), np.arange(last_step - reach + 1, last_step + 1)]
-        )
+            return np.arange(first, last + 1)
+        return np.concatenate([np.arange(first, first + reach), np.arange(last - reach + 1, last + 1)])
 
     def flush(self) -> list[Window]:
         """At the end of a stream: one more window for each person seen since their last one
