@@ -9,6 +9,11 @@ Pose runs on frames shrunk to a set width, and the decoder shrinks them: a JPEG 
 that wide is decoded at 1/2, 1/4 or 1/8 of its size, never narrower than the pose width (libjpeg
 scales in the DCT and skips most of the work of a full decode), and the colours are converted
 last, on the fewest pixels (``python -m benchmarks.frame_decode`` measures it on the real clips).
+
+A picture stored on its side (a phone's portrait photo: EXIF orientation 2-8, in a JPEG's APP1
+or a PNG's eXIf chunk) is posed as it is shown. The orientation is read here, once, and both the
+size checked on arrival and the turn after decoding come from it: OpenCV is told to ignore its
+own reading, so that the two can never disagree.
 """
 
 from __future__ import annotations
@@ -56,32 +61,48 @@ class IncomingFrame:
     data: bytes
     raw: bool  # data is height x width x 3 RGB bytes, not JPEG/PNG
     arrived: float  # time.monotonic() when it arrived
+    orientation: int = 1  # EXIF orientation of encoded bytes; width and height are as shown
 
 
-def encoded_image_size(data: bytes) -> tuple[str, int, int]:
-    """(format, width, height) of JPEG or PNG bytes, or InputError saying why they are not one."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an encoded image's header says: its size as shown (turned by the orientation)."""
+
+    format: str  # "jpeg" or "png"
+    width: int
+    height: int
+    orientation: int = 1  # EXIF: 1 upright, 2-8 mirrored and/or turned (5-8: stored on its side)
+
+
+def encoded_image_size(data: bytes) -> ImageHeader:
+    """The header of JPEG or PNG bytes, or InputError saying why they are not one."""
     if data.startswith(_PNG_SIGNATURE):
         if len(data) < 33 or data[12:16] != b"IHDR":
             raise InputError("truncated PNG (no image header)")
         width, height = struct.unpack(">II", data[16:24])
         if b"IEND" not in data[-_TRAILER_SLACK:]:
             raise InputError("truncated PNG (no end chunk)")
-        return "png", width, height
+        return _shown("png", width, height, _png_orientation(data))
     if data.startswith(_JPEG_SOI):
-        size = _jpeg_size(data)
-        if size is None:
+        header = _jpeg_header(data)
+        if header is None:
             raise InputError("truncated or corrupt JPEG (no frame header)")
         if _JPEG_EOI not in data[-_TRAILER_SLACK:]:
             raise InputError("truncated JPEG (no end marker)")
-        return "jpeg", *size
+        return _shown("jpeg", *header)
     raise InputError("image bytes are neither JPEG nor PNG")
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) as the JPEG is shown and decoded: its frame header's size, turned a
-    quarter when its EXIF orientation (5-8) says the picture is stored on its side (a phone's
-    portrait photo); OpenCV decodes such a JPEG upright. None when there is no frame header."""
-    position, orientation = 2, 1
+def _shown(kind: str, width: int, height: int, orientation: int) -> ImageHeader:
+    """The stored size turned a quarter when the orientation (5-8) says it is stored on its side."""
+    return ImageHeader(kind, *((height, width) if orientation >= 5 else (width, height)), orientation)
+
+
+def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
+    """(stored width, stored height, orientation) from the markers before the scan: the frame
+    header's size and the first EXIF APP1 segment's orientation, wherever it stands among them.
+    None when there is no frame header before the scan."""
+    position, size, orientation = 2, None, None
     while position + 4 <= len(data):
         if data[position] != 0xFF:
             return None
@@ -93,25 +114,36 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             position += 2
             continue
         (length,) = struct.unpack(">H", data[position + 2 : position + 4])
-        if marker in _JPEG_SOF:
+        if marker == 0xDA or length < 2:  # the scan: no more headers
+            break
+        if marker in _JPEG_SOF and size is None:
             if position + 9 > len(data):
                 return None
             height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return (height, width) if orientation >= 5 else (width, height)
-        if marker == 0xDA or length < 2:  # start of scan before any frame header
-            return None
-        if marker == 0xE1 and orientation == 1:  # APP1: EXIF, when it is the first one
-            orientation = _exif_orientation(data[position + 4 : position + 2 + length])
+            size = (width, height)
+        segment = data[position + 4 : position + 2 + length]
+        if marker == 0xE1 and orientation is None and segment.startswith(_EXIF):
+            orientation = _tiff_orientation(segment[len(_EXIF) :])
         position += 2 + length
-    return None
+    return None if size is None else (*size, orientation or 1)
 
 
-def _exif_orientation(segment: bytes) -> int:
-    """The orientation (1-8) in an APP1 segment's EXIF, 1 (upright) when there is none or it is
-    malformed (then OpenCV decodes the JPEG as stored, and the sizes still agree)."""
-    if not segment.startswith(_EXIF):
-        return 1
-    tiff = segment[len(_EXIF) :]
+def _png_orientation(data: bytes) -> int:
+    """The orientation in a PNG's eXIf chunk before its image data, 1 when there is none."""
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if kind == b"eXIf":
+            return _tiff_orientation(data[position + 8 : position + 8 + length])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        position += 12 + length  # length, type, data, CRC
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The orientation (1-8) in EXIF's TIFF structure, 1 (upright) when there is none or it is
+    malformed."""
     order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
     if order is None or len(tiff) < 10:
         return 1
@@ -122,9 +154,21 @@ def _exif_orientation(segment: bytes) -> int:
     for entry in range(first + 2, min(first + 2 + 12 * count, len(tiff) - 11), 12):
         tag, _, _, value = struct.unpack(order + "HHIH", tiff[entry : entry + 10])
         if tag == _ORIENTATION_TAG:
-            # The value's first two bytes, whatever type the entry declares: as OpenCV reads it.
+            # The value's first two bytes, whatever type the entry declares (as readers do).
             return value if 1 <= value <= 8 else 1
     return 1
+
+
+# EXIF orientation -> how the stored picture is turned to be shown.
+_UPRIGHT = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: cv2.transpose,
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
 
 
 def check_timestamp(timestamp_ms: int) -> None:
@@ -137,6 +181,7 @@ def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = 
     """Check one ``actionrec.v1.Frame`` on arrival (InputError naming the frame when it is bad)."""
     arrived = time.monotonic() if arrived is None else arrived
     kind = frame.WhichOneof("image")
+    orientation = 1
     try:
         check_timestamp(frame.timestamp_ms)
         if kind == "encoded":
@@ -145,7 +190,8 @@ def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = 
                 raise InputError("empty image bytes")
             if len(data) > limits.max_image_bytes:
                 raise InputError(f"image of {len(data)} bytes is over the limit of {limits.max_image_bytes}")
-            _, width, height = encoded_image_size(data)
+            header = encoded_image_size(data)
+            width, height, orientation = header.width, header.height, header.orientation
         elif kind == "raw":
             data, width, height = frame.raw.rgb, frame.raw.width, frame.raw.height
             if width < 1 or height < 1:
@@ -160,7 +206,7 @@ def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = 
             )
     except InputError as e:
         raise InputError(f"frame {index} (t={frame.timestamp_ms} ms): {e}") from None
-    return IncomingFrame(index, frame.timestamp_ms, width, height, data, kind == "raw", arrived)
+    return IncomingFrame(index, frame.timestamp_ms, width, height, data, kind == "raw", arrived, orientation)
 
 
 def decode_scale(frame: IncomingFrame, max_width: int) -> int:
@@ -182,17 +228,20 @@ def decode_frame(frame: IncomingFrame, max_width: int = 0) -> np.ndarray:
         rgb = np.frombuffer(frame.data, dtype=np.uint8).reshape(frame.height, frame.width, 3)
         return rgb.copy() if size == full else resize_to(rgb, size)  # never a view of the message
     scale = decode_scale(frame, max_width)
-    flag = _JPEG_SCALES.get(scale, cv2.IMREAD_COLOR)
+    flag = _JPEG_SCALES.get(scale, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     bgr = cv2.imdecode(np.frombuffer(frame.data, dtype=np.uint8), flag)
     if bgr is None:
         raise InputError(f"frame {frame.index} (t={frame.timestamp_ms} ms): image bytes could not be decoded")
-    expected = (math.ceil(frame.height / scale), math.ceil(frame.width / scale))
+    stored = (frame.height, frame.width) if frame.orientation < 5 else (frame.width, frame.height)
+    expected = (math.ceil(stored[0] / scale), math.ceil(stored[1] / scale))
     if bgr.shape[:2] != expected:
         raise InputError(
             f"frame {frame.index} (t={frame.timestamp_ms} ms): decoded to {bgr.shape[1]}x{bgr.shape[0]},"
-            f" its header says {frame.width}x{frame.height}"
+            f" its header says {stored[1]}x{stored[0]}"
             + (f" (at 1/{scale}: {expected[1]}x{expected[0]})" if scale > 1 else "")
         )
+    if frame.orientation in _UPRIGHT:
+        bgr = _UPRIGHT[frame.orientation](bgr)
     if (bgr.shape[1], bgr.shape[0]) != size:
         bgr = resize_to(bgr, size)  # the frame's own aspect: a scaled decode rounds its size up
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

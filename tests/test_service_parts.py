@@ -10,6 +10,7 @@ import os
 import struct
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from service.batcher import Batcher
 from service.client import ClientOptions, default_stream_id, model_frame_gate
 from service.devmodel import build_model, sports2d_card
 from service.errors import NotFound, Overloaded
-from service.frames import FrameLimits, check_frame, decode_frame, decode_scale, encoded_image_size
+from service.frames import FrameLimits, ImageHeader, check_frame, decode_frame, decode_scale, encoded_image_size
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.lanes import Lane
 from service.loadgen import StreamResult, steady_rate, whole_run_rate
@@ -30,7 +31,7 @@ from service.models import ModelRegistry, load_model
 from service.testing import VIDEOS
 from service.windowing import FrameGate, StreamWindower
 from skeleton.errors import InputError
-from skeleton.pose.video import read_frames, shrunk_size
+from skeleton.pose.video import read_frames, resize_to, shrunk_size
 from skeleton.windows import WindowSpec
 
 SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=10.0, normalization="centre-torso")
@@ -50,12 +51,12 @@ def png_bytes() -> bytes:
 
 
 def test_real_png_and_jpeg_are_checked_and_decoded(png_bytes: bytes) -> None:
-    assert encoded_image_size(png_bytes) == ("png", 640, 480)
+    assert encoded_image_size(png_bytes) == ImageHeader("png", 640, 480)
     frame = check_frame(pb.Frame(timestamp_ms=5, encoded=png_bytes), 0, FrameLimits())
     rgb = decode_frame(frame)
     assert rgb.shape == (480, 640, 3) and rgb.dtype == np.uint8
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert encoded_image_size(jpeg.tobytes()) == ("jpeg", 640, 480)
+    assert encoded_image_size(jpeg.tobytes()) == ImageHeader("jpeg", 640, 480)
     assert decode_frame(check_frame(pb.Frame(encoded=jpeg.tobytes()), 1, FrameLimits())).shape == (480, 640, 3)
 
 
@@ -100,40 +101,71 @@ def test_odd_sized_jpeg_scales_round_up_and_png_and_raw_are_shrunk_without_scali
     assert full.flags.writeable and np.array_equal(full, pixels)
 
 
-def with_exif_orientation(jpeg: bytes, value: int, byte_order: str = ">") -> bytes:
-    """``jpeg`` with an APP1 EXIF segment whose first IFD holds only an orientation tag."""
+def exif_tiff(value: int, byte_order: str = ">") -> bytes:
+    """EXIF's TIFF structure with one IFD that holds only an orientation tag."""
     tiff = (b"MM\x00*" if byte_order == ">" else b"II*\x00") + struct.pack(byte_order + "IH", 8, 1)
-    tiff += struct.pack(byte_order + "HHIHH", 0x0112, 3, 1, value, 0) + struct.pack(byte_order + "I", 0)
-    segment = b"Exif\x00\x00" + tiff
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[2:]
+    return tiff + struct.pack(byte_order + "HHIHH", 0x0112, 3, 1, value, 0) + struct.pack(byte_order + "I", 0)
 
 
-UPRIGHT = {  # EXIF orientation: how the stored picture is turned to be shown
-    1: lambda a: a,
-    3: lambda a: np.rot90(a, 2),
-    5: lambda a: np.transpose(a, (1, 0, 2)),
-    6: lambda a: np.rot90(a, -1),
-    8: lambda a: np.rot90(a, 1),
-}
+def app1(payload: bytes) -> bytes:
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
 
 
-@pytest.mark.parametrize("orientation, byte_order", [(1, ">"), (3, "<"), (5, ">"), (6, ">"), (6, "<"), (8, "<")])
+def with_exif_orientation(jpeg: bytes, value: int, byte_order: str = ">") -> bytes:
+    """``jpeg`` with an APP1 EXIF segment, right after the start marker, holding ``value``."""
+    return jpeg[:2] + app1(b"Exif\x00\x00" + exif_tiff(value, byte_order)) + jpeg[2:]
+
+
+def opencv_shown(data: bytes) -> np.ndarray:
+    """The picture as OpenCV shows it (it reads the EXIF orientation itself), RGB."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize("orientation, byte_order", [(o, ">") for o in range(1, 9)] + [(3, "<"), (6, "<"), (8, "<")])
 def test_a_jpeg_stored_on_its_side_is_sized_and_decoded_upright(orientation: int, byte_order: str) -> None:
-    """A phone's portrait JPEG (EXIF orientation) is decoded upright, as it is shown, and its
-    size is the upright one: pose sees people standing, and landmarks are in shown pixels."""
+    """A phone's portrait JPEG (EXIF orientation) is decoded as it is shown (as OpenCV shows
+    it), and its size is the shown one: pose sees people standing, landmarks are in shown pixels."""
     stored = hd_frame()
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(stored, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    frame = check_frame(
-        pb.Frame(encoded=with_exif_orientation(jpeg.tobytes(), orientation, byte_order)), 0, FrameLimits()
-    )
-    plain = decode_frame(check_frame(pb.Frame(encoded=jpeg.tobytes()), 0, FrameLimits()))
-    upright = UPRIGHT[orientation](plain)
-    assert (frame.height, frame.width) == upright.shape[:2]
-    assert np.array_equal(decode_frame(frame), upright)
+    data = with_exif_orientation(jpeg.tobytes(), orientation, byte_order)
+    frame = check_frame(pb.Frame(encoded=data), 0, FrameLimits())
+    shown = opencv_shown(data)
+    assert (frame.height, frame.width) == shown.shape[:2] == ((1080, 1920) if orientation < 5 else (1920, 1080))
+    assert np.array_equal(decode_frame(frame), shown)
     # Scaled decoding turns it too (a 1/2 or 1/4-scale decode, then shrunk to 320 wide).
     assert decode_scale(frame, 320) == (2 if orientation >= 5 else 4)
     shrunk = decode_frame(frame, 320)
     assert (shrunk.shape[1], shrunk.shape[0]) == shrunk_size((frame.width, frame.height), 320)
+    assert np.abs(shrunk.astype(int) - resize_to(shown, shrunk.shape[1::-1]).astype(int)).mean() < 3
+
+
+def test_the_orientation_is_read_wherever_readers_find_it() -> None:
+    """The first EXIF segment counts, also after the frame header, and a PNG's eXIf chunk
+    counts too: such images are sized and decoded as shown, never refused as inconsistent."""
+    rgb = np.zeros((30, 50, 3), np.uint8)
+    rgb[:5, :10] = (255, 0, 0)  # a mark in a corner shows how the picture was turned
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    jpeg = jpeg.tobytes()
+    sof = jpeg.index(b"\xff\xc0")
+    after_sof = sof + 2 + struct.unpack(">H", jpeg[sof + 2 : sof + 4])[0]
+    exif6, exif1 = app1(b"Exif\x00\x00" + exif_tiff(6)), app1(b"Exif\x00\x00" + exif_tiff(1))
+    xmp = app1(b"http://ns.adobe.com/xap/1.0/\x00<x/>")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    png = png.tobytes()
+    tiff = exif_tiff(6)
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+    ihdr_end = 8 + 12 + 13  # signature, then IHDR's length, type, 13 bytes of data and CRC
+    cases = {
+        "EXIF after the frame header": (jpeg[:after_sof] + exif6 + jpeg[after_sof:], (30, 50)),
+        "XMP, then EXIF": (jpeg[:2] + xmp + exif6 + jpeg[2:], (30, 50)),
+        "upright EXIF, then another on its side": (jpeg[:2] + exif1 + exif6 + jpeg[2:], (50, 30)),
+        "a PNG's eXIf chunk": (png[:ihdr_end] + chunk + png[ihdr_end:], (30, 50)),
+    }
+    for name, (data, shown_size) in cases.items():
+        frame = check_frame(pb.Frame(encoded=data), 0, FrameLimits())
+        shown = opencv_shown(data)
+        assert (frame.width, frame.height) == shown_size == shown.shape[1::-1], name
+        assert np.abs(decode_frame(frame).astype(int) - shown.astype(int)).max() <= 8, name
 
 
 def test_a_malformed_or_unknown_exif_orientation_is_taken_as_upright() -> None:
