@@ -222,6 +222,8 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
                         "processed": stats.frames_processed,
                         "skipped": stats.frames_skipped,
                         "dropped": dict(stats.frames_dropped),
+                        # a frame still in a pose worker when the stream ended is settled (dropped) after this
+                        "pending": stats.frames_pending,
                         "windows": stats.windows_classified,
                     }
                 },

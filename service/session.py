@@ -179,6 +179,7 @@ class StreamSession:
         self._last_timestamp: int | None = None
         self._last_arrival = time.monotonic()
         self._input_ended = self._flushed = self._finished = self._closed = False
+        self._close_reason = ""  # what a frame still pending when the stream closed is dropped as
 
     # ------------------------------------------------------------------ input (reader thread)
 
@@ -221,8 +222,11 @@ class StreamSession:
             index = self._frames_seen
             self._frames_seen += 1
             self._count_received()
+            # In hand from here: pending until it is processed, skipped or dropped (``_settle``),
+            # so that no snapshot of the statistics finds it in none of them.
+            self._pending_frames += 1
             if self._last_timestamp is not None and frame.timestamp_ms <= self._last_timestamp:
-                self._count_dropped("invalid")
+                self._settle("dropped", "invalid")
                 raise InputError(
                     f"frame {index}: timestamp {frame.timestamp_ms} ms does not follow the previous frame's"
                     f" {self._last_timestamp} ms (timestamps must increase strictly)"
@@ -231,13 +235,18 @@ class StreamSession:
         try:
             self._take_frame(frame, index, arrived)
         except InputError:
-            self._count_dropped("invalid")
+            self._settle("dropped", "invalid")
+            raise
+        except BaseException:
+            self._settle("dropped", "stream_failed")
             raise
         return True
 
     def _take_frame(self, frame, index: int, arrived: float) -> None:
-        """Take a counted frame on (outside the counters' lock: the batcher's callbacks for every
-        stream take it, and must not wait for this stream's work)."""
+        """Take a counted, pending frame on (outside the counters' lock: the batcher's callbacks
+        for every stream take it, and must not wait for this stream's work). It settles the frame
+        (``_settle``) or leaves it pending in a queue whose end settles it, and raises only
+        before settling it."""
         raise NotImplementedError
 
     def end_input(self) -> None:
@@ -373,6 +382,7 @@ class StreamSession:
             if self._closed:
                 return
             self._closed = True
+            self._close_reason = reason
             self._input_ended = True
         self._release(reason)
         self._outbox.put(_END, droppable=False)
@@ -386,15 +396,25 @@ class StreamSession:
         self._received += 1
         self._metrics.frames_received.labels(kind=self.kind).inc()
 
-    def _count_processed(self) -> None:
+    def _settle(self, outcome: str, reason: str = "") -> None:
+        """A pending frame's end: "processed", "skipped" (by design) or "dropped" with ``reason``,
+        counted in the same step as it leaves the pending ones."""
         with self._lock:
-            self._processed += 1
-        self._metrics.frames_processed.labels(kind=self.kind).inc()
-
-    def _count_dropped(self, reason: str) -> None:
-        with self._lock:
-            self._dropped[reason] += 1
-        self._metrics.frames_dropped.labels(reason=reason).inc()
+            self._pending_frames -= 1
+            if outcome == "processed":
+                self._processed += 1
+            elif outcome == "skipped":
+                self._skipped += 1
+            else:
+                self._dropped[reason] += 1
+            self._room.notify_all()
+        if outcome == "processed":
+            self._metrics.frames_processed.labels(kind=self.kind).inc()
+        elif outcome == "skipped":
+            self._metrics.frames_skipped.inc()
+        else:
+            self._metrics.frames_dropped.labels(reason=reason).inc()
+        self._maybe_finish()
 
     def _count_window_dropped(self, reason: str) -> None:
         with self._lock:
@@ -451,16 +471,11 @@ class FrameSession(StreamSession):
         incoming = check_frame(frame, index, self.runtime.limits, arrived)
         with self._lock:  # cheap from here on; under the lock, so that a drain's flush comes after it
             if self._input_ended:
-                self._count_dropped("stream_ended")
-                return
-            if not self.gate.admit(incoming.timestamp_ms):
-                self._skipped += 1
-                self._metrics.frames_skipped.inc()
-                return
-            self._pending_frames += 1
-            if not self.lane.put(incoming):
-                self._pending_frames -= 1
-                self._count_dropped("stream_ended")
+                self._settle("dropped", "stream_ended")
+            elif not self.gate.admit(incoming.timestamp_ms):
+                self._settle("skipped")
+            elif not self.lane.put(incoming):  # in the lane it stays pending, until posed or dropped
+                self._settle("dropped", "stream_ended")
 
     def end_input(self) -> None:
         with self._lock:
@@ -470,12 +485,8 @@ class FrameSession(StreamSession):
         self.lane.put(_FLUSH, droppable=False)
 
     def _lane_dropped(self, item, reason: str) -> None:
-        if item is _FLUSH:
-            return
-        with self._lock:
-            self._pending_frames -= 1
-            self._room.notify_all()
-        self._count_dropped(reason)
+        if item is not _FLUSH:
+            self._settle("dropped", reason)
 
     def _run(self, item) -> None:
         """One lane item, in a pose worker."""
@@ -501,17 +512,15 @@ class FrameSession(StreamSession):
             windows = self.windower.add(frame.timestamp_ms, posed.people())
             self.runtime.metrics.stage_seconds.labels(stage="window").observe(time.monotonic() - started)
         except BaseException as e:
-            with self._lock:
-                self._pending_frames -= 1
-                self._room.notify_all()
-            self._count_dropped("invalid" if isinstance(e, InputError) else "stream_failed")
+            self._settle("dropped", "invalid" if isinstance(e, InputError) else "stream_failed")
             raise
         with self._lock:
-            self._pending_frames -= 1
-            self._room.notify_all()
+            closed, reason = self._closed, self._close_reason
             self._last_arrival = frame.arrived
-        self._count_processed()
-        self._maybe_finish()
+        if closed:  # the stream ended while this frame was posed: nothing will be sent for it
+            self._settle("dropped", reason)
+            return
+        self._settle("processed")
         if self.options.include_poses:
             people = [
                 pb.TrackedPose(track_id=t, image_xy=xy.ravel().tolist(), visibility=v.tolist())
@@ -538,13 +547,13 @@ class SkeletonSession(StreamSession):
     def _take_frame(self, frame, index: int, arrived: float) -> None:
         with self._input_lock:
             if self._input_ended:  # a drain flushed the windows while this frame was arriving
-                self._count_dropped("stream_ended")
+                self._settle("dropped", "stream_ended")
                 return
             people = self.parser.parse(frame, index)
             windows = self.windower.add(frame.timestamp_ms, people)
-            self._count_processed()
             self._last_arrival = arrived
             self._submit(windows, arrived)
+            self._settle("processed")
 
     def end_input(self) -> None:
         with self._input_lock:

@@ -245,6 +245,18 @@ def test_skeleton_stream_gives_events_for_each_person(api) -> None:
     assert all(e.timing.pose_ms == 0 and e.timing.classify_ms > 0 for e in outcome.events)  # no pose here
 
 
+def test_every_statistics_snapshot_accounts_for_every_frame(api) -> None:
+    """Mid-stream snapshots too (periodic ones and those in events, taken while frames are
+    being parsed): each received frame is in exactly one of processed, skipped, dropped, pending."""
+    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="snap", window_stride=1, stats_interval_ms=50))
+    frames = waving_skeletons(6.0, people=8)
+    outcome = collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
+    snapshots = outcome.stats + [e.stats for e in outcome.events if e.HasField("stats")]
+    assert len(snapshots) > 50 and outcome.final.frames_received == len(frames)
+    unbalanced = [(s.frames_received, accounted(s)) for s in snapshots if accounted(s) != s.frames_received]
+    assert not unbalanced
+
+
 def test_windows_a_full_batch_queue_refuses_are_counted(api, config: ServerConfig, monkeypatch) -> None:
     """Windows beyond the batcher's queue are refused before they are prepared, and counted:
     classified + refused is every window the stream made (as a roomy server classifies them)."""
