@@ -241,7 +241,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             runtime.actions.require(model.name, model.version, request.action_set)
         with runtime.call_slots:
             answer = answer_clip(request.clip, model, runtime, _timeout(context))
-        top_k = min(request.top_k or DEFAULT_TOP_K, len(model.card.labels))
+        top_k = request.top_k or DEFAULT_TOP_K  # for classes and enrolled actions alike (stream_options)
         prototypes = (
             runtime.actions.prototypes(model.name, model.version, request.action_set) if request.action_set else None
         )

@@ -83,8 +83,9 @@ def stream_options(message: pb.StreamConfig, runtime: Runtime) -> StreamOptions:
     if len(message.stream_id) > MAX_STREAM_ID:
         raise InputError(f"stream id of {len(message.stream_id)} characters is over the limit of {MAX_STREAM_ID}")
     max_people = resolve_max_people(message.max_people, runtime.config.max_people)
+    # Not capped at the model's classes: the same number applies to enrolled actions, which may
+    # be more (each list simply ends where its names do).
     top_k = message.top_k or DEFAULT_TOP_K
-    top_k = min(top_k, len(card.labels))
     stride = message.window_stride or max(1, card.window.length // 2)
     if stride > 4 * card.window.length:
         raise InputError(f"window_stride {stride} is over 4 windows ({4 * card.window.length} frames)")

@@ -366,6 +366,26 @@ def test_enrolled_actions_are_recognised_listed_deleted_and_survive_a_restart(ap
     assert [(a.action_set, a.action, a.examples) for a in again.actions] == [("gym", "wave", 2)]
 
 
+def test_top_k_reaches_enrolled_actions_beyond_the_models_classes(api) -> None:
+    """An action set may hold more actions than the model has classes: top_k applies to each list."""
+    info = api.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
+    wave = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(3.0, people=1)))
+    actions = len(info.labels) + 2
+    for i in range(actions):
+        api.EnrollAction(pb.EnrollActionRequest(action_set="many", action=f"a{i}", examples=[wave]), timeout=TIMEOUT)
+    try:
+        answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=wave, action_set="many", top_k=100), timeout=TIMEOUT)
+        assert len(answer.labels) == len(info.labels) and len(answer.custom_labels) == actions
+        stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(action_set="many", top_k=100))
+        events = collect(
+            api.StreamSkeletons(skeleton_requests(stream, waving_skeletons(3.0, people=1)), timeout=TIMEOUT)
+        )
+        assert events.events and all(len(e.custom_labels) == actions for e in events.events)
+    finally:
+        for i in range(actions):
+            api.DeleteAction(pb.DeleteActionRequest(action_set="many", action=f"a{i}"), timeout=TIMEOUT)
+
+
 def test_bad_enrolments_are_refused(api) -> None:
     wave = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(1.0, people=1)))
     code, details = status_of(lambda: api.EnrollAction(pb.EnrollActionRequest(action="x"), timeout=TIMEOUT))
