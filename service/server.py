@@ -307,8 +307,10 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
     @_call
     def DeleteAction(self, request, context):
         runtime = self.server.runtime_for_calls()
-        model = runtime.models.get(request.model)
-        deleted = runtime.actions.delete(model.name, request.action_set or DEFAULT_SET, request.action)
+        # By name, loaded or not: actions enrolled with a model this server does not load (any
+        # more) are listed, so they can be deleted too.
+        model = request.model or runtime.models.get("").name
+        deleted = runtime.actions.delete(model, request.action_set or DEFAULT_SET, request.action)
         return pb.DeleteActionResponse(action=action_info(deleted))
 
 

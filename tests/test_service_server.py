@@ -364,6 +364,12 @@ def test_enrolled_actions_are_recognised_listed_deleted_and_survive_a_restart(ap
     with running_server(config) as restarted:  # a second server on the same store: a restart
         again = stub(f"127.0.0.1:{restarted.port}").ListActions(pb.ListActionsRequest(), timeout=TIMEOUT)
     assert [(a.action_set, a.action, a.examples) for a in again.actions] == [("gym", "wave", 2)]
+    # A server that does not load sports2d still lists its actions, and deletes them by its name.
+    with running_server(replace(config, models=("daily3d",), default_model="daily3d")) as other:
+        other_api = stub(f"127.0.0.1:{other.port}")
+        request = pb.DeleteActionRequest(action_set="gym", action="wave", model="sports2d")
+        assert other_api.DeleteAction(request, timeout=TIMEOUT).action.model == "sports2d"
+        assert not other_api.ListActions(pb.ListActionsRequest(), timeout=TIMEOUT).actions
 
 
 def test_top_k_reaches_enrolled_actions_beyond_the_models_classes(api) -> None:
