@@ -46,9 +46,10 @@ def resolve_format(message, spec: WindowSpec) -> SkeletonFormat:
 class SkeletonParser:
     """One stream's skeleton frames into {track id: joints in the model's layout}.
 
-    People come with the caller's track ids, or none and the server tracks them (all of one
-    frame, or none, must carry an id). A joint with confidence 0 is missing; NaN or infinite
-    coordinates and wrong lengths are refused.
+    People come with the caller's track ids, or none and the server tracks them: all of a
+    stream's people carry an id or none does (the first frame with people decides), since the
+    server's ids and the caller's would otherwise name different people alike. A joint with
+    confidence 0 is missing; NaN or infinite coordinates and wrong lengths are refused.
     """
 
     def __init__(self, fmt: SkeletonFormat, spec: WindowSpec, max_people: int) -> None:
@@ -56,6 +57,7 @@ class SkeletonParser:
         self.spec = spec
         self.max_people = max_people
         self.tracker = PersonTracker()
+        self.caller_ids: bool | None = None  # whether this stream's people carry track ids; None: no one yet
 
     def parse(self, frame, index: int) -> dict[int, np.ndarray]:
         try:
@@ -93,6 +95,14 @@ class SkeletonParser:
         with_id = [person.HasField("track_id") for person in people]
         if any(with_id) and not all(with_id):
             raise InputError("either every person of a frame has a track_id or none has")
+        if self.caller_ids is None:
+            self.caller_ids = all(with_id)
+        elif self.caller_ids != all(with_id):
+            raise InputError(
+                "people without a track_id in a stream whose people carry them"
+                if self.caller_ids
+                else "people with a track_id in a stream whose people the server tracks (they had none)"
+            )
         if all(with_id):
             ids = [person.track_id for person in people]
             if len(set(ids)) != len(ids):

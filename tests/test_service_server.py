@@ -459,8 +459,13 @@ def test_bad_skeletons_get_invalid_argument(api) -> None:
     nan = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[float("nan")] * 66)])
     short = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[1.0] * 65)])
     plain = pb.SkeletonStreamConfig()
+    with_id = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=good[0].people[0].coords, track_id=0)])
+    without_id = pb.SkeletonFrame(timestamp_ms=10_001, people=[pb.Skeleton(coords=good[0].people[0].coords)])
     cases = [
         (plain, good + [nan], "coordinates must be finite"),
+        # the server's ids and the caller's would name different people alike
+        (plain, good + [with_id], "people with a track_id in a stream whose people the server tracks"),
+        (plain, [with_id, without_id], "people without a track_id in a stream whose people carry them"),
         (plain, good + [short], "has 65 values; mediapipe33 in 2-D needs 33 x 2 = 66"),
         (pb.SkeletonStreamConfig(format=pb.SkeletonFormat(layout="kinect99")), good, "kinect99"),
         (pb.SkeletonStreamConfig(format=pb.SkeletonFormat(dims=3)), good, "takes 2-D skeletons"),
