@@ -43,7 +43,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     export = subcommands.add_parser("export", help="export a trained classifier to a self-describing ONNX model")
     export.add_argument("run", type=Path, help="training run folder (model.pt and config.toml)")
     export.add_argument("--name", required=True, help="model name (the service asks for models by name)")
-    export.add_argument("-o", "--output", type=Path, default=None, help="default: models/NAME.onnx")
+    export.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="default: the project's models/NAME.onnx (where models are read)",
+    )
     export.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (GPUs)")
     export.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (CPU edge boxes)")
     export.add_argument(
@@ -54,7 +60,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(handler=_export)
 
-    models = subcommands.add_parser("models", help="list the shipped models with their metadata")
+    models = subcommands.add_parser(
+        "models",
+        help="list the shipped models with their metadata",
+        description="List the models in models/ with their metadata. Each file there that is not a usable model"
+        " is named on stderr with the reason, the others are still listed, and the exit status is then 2:"
+        " `serve` without --models loads every file there and would refuse to start.",
+    )
     models.add_argument("--json", action="store_true", help="end with one line of JSON")
     models.set_defaults(handler=_models)
 
@@ -64,9 +76,12 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from export.config import PretrainConfig, load_config
     from export.pretrain import run_pretrain
+    from skeleton.errors import InputError
 
     config = load_config(args.config, PretrainConfig)
     if args.epochs is not None:
+        if args.epochs < 1:  # zero epochs would write an untrained encoder.pt
+            raise InputError(f"--epochs must be at least 1, not {args.epochs}")
         config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=args.epochs))
     run_pretrain(config, resume=args.resume)
     return 0
@@ -77,9 +92,12 @@ def _train(args: argparse.Namespace) -> int:
 
     from export.config import TrainConfig, load_config
     from export.supervised import run_train
+    from skeleton.errors import InputError
 
     config = load_config(args.config, TrainConfig)
     if args.seed is not None:
+        if args.seed < 0:
+            raise InputError(f"--seed must be 0 or more, not {args.seed}")
         experiment = dataclasses.replace(
             config.experiment, seed=args.seed, output=f"{config.experiment.output}-seed{args.seed}"
         )
@@ -100,7 +118,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from export.config import TrainConfig, load_config
     from export.data import clips_from_dataset, evaluation_windows, label_budget
-    from export.evaluate import head_accuracy, load_model
+    from export.evaluate import MODELS_DIR, head_accuracy, load_model
     from export.model_card import Variant, write_card
     from export.onnx_export import export_model
     from export.runtime import classifier_from_checkpoint, read_checkpoint
@@ -118,7 +136,8 @@ def _export(args: argparse.Namespace) -> int:
     windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, sample), config.window)
     budget = config.labels
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
-    output = args.output or Path("models") / f"{args.name}.onnx"
+    # By default where `models`, `evaluate --model NAME` and `serve` look names up, wherever it runs from.
+    output = args.output or MODELS_DIR / f"{args.name}.onnx"
     augmentation = f", mirrored windows {config.mirror:.0%}" if config.mirror else ""
     augmentation += ", answers the mean of a window and its mirror image" if config.mirror_average else ""
     if config.weight_average_decay:
@@ -173,18 +192,32 @@ def _reference_accuracy(reference: Path | None) -> dict[str, float]:
             "this run scored nothing (its test part is held back): name a run with the same settings,"
             " scored on a validation part, with --accuracy-from"
         )
-    results = json.loads((reference / "results.json").read_text())
+    path = reference if reference.is_file() else reference / "results.json"
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (--accuracy-from names a training run's folder)")
+    try:
+        results = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, dict):
+        raise InputError(f"{path}: not a training run's results (a JSON object)")
     if results.get("scored") != "validation":
-        raise InputError(f"{reference}: was scored on {results.get('scored')!r}, not on a validation part")
-    return {f"validation (same settings, {results['n_train']} training clips)": round(float(results["accuracy"]), 4)}
+        raise InputError(f"{path}: was scored on {results.get('scored')!r}, not on a validation part")
+    accuracy, n_train = results.get("accuracy"), results.get("n_train")
+    if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool) or not 0.0 <= accuracy <= 1.0:
+        raise InputError(f"{path}: accuracy must be a number from 0 to 1, not {accuracy!r}")
+    if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
+        raise InputError(f"{path}: n_train must be a number of training clips, not {n_train!r}")
+    return {f"validation (same settings, {n_train} training clips)": round(float(accuracy), 4)}
 
 
 def _models(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from export.evaluate import shipped_models
 
-    cards = shipped_models()
+    cards, problems = shipped_models()
     for card in cards:
         accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
         print(
@@ -192,6 +225,8 @@ def _models(args: argparse.Namespace) -> int:
             f"{card['window']['length']} frames @ {card['window']['fps']:g} fps  {len(card['labels'])} classes  "
             f"{accuracy}  ({card['file']})"
         )
+    for problem in problems:
+        print(f"actionrec models: error: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(cards))
-    return 0
+    return 2 if problems else 0

@@ -8,6 +8,7 @@ is loaded or any training starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -37,12 +38,40 @@ class Optimisation:
     warmup_epochs: int = 5
     min_samples_per_epoch: int = 0  # small label budgets: repeat clips so an epoch has this many windows
 
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise InputError(f"optim.epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise InputError(f"optim.batch_size must be at least 1, not {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"optim.lr must be positive and finite, not {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise InputError(f"optim.weight_decay must be 0 or more, not {self.weight_decay}")
+        if self.warmup_epochs < 0:
+            raise InputError(f"optim.warmup_epochs must be 0 or more, not {self.warmup_epochs}")
+        if self.min_samples_per_epoch < 0:
+            raise InputError(f"optim.min_samples_per_epoch must be 0 or more, not {self.min_samples_per_epoch}")
+
 
 @dataclass(frozen=True)
 class Experiment:
     name: str
     output: str
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:  # numpy's and torch's generators take no negative seed
+            raise InputError(f"experiment.seed must be 0 or more, not {self.seed}")
+
+
+def _same_input(window: WindowSpec, encoder: EncoderConfig) -> None:
+    """The encoder is built for its own layout and dims, the data is prepared for the window's:
+    the two must agree, or the first batch fails on a tensor shape."""
+    if (encoder.layout, encoder.dims) != (window.layout, window.dims):
+        raise InputError(
+            f"[encoder] takes {encoder.dims}-D {encoder.layout} joints, but [window] makes "
+            f"{window.dims}-D {window.layout} windows: give both the same layout and dims"
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,11 @@ class PretrainConfig:
     # on another corpus, e.g. a benchmark's unlabelled train part. Empty: random weights.
     initial: str = ""
 
+    def __post_init__(self) -> None:
+        _same_input(self.window, self.encoder)
+        if self.projector_width < 1:
+            raise InputError(f"projector_width must be at least 1, not {self.projector_width}")
+
     def with_epochs(self, epochs: int) -> PretrainConfig:
         return dataclasses.replace(self, optim=dataclasses.replace(self.optim, epochs=epochs))
 
@@ -67,6 +101,12 @@ class PretrainConfig:
 class LabelBudget:
     fraction: float = 1.0  # of each class's train sequences (at least one each)
     per_class: int = 0  # when > 0, this many per class instead of a fraction
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction <= 1.0:
+            raise InputError(f"labels.fraction is a share, above 0 and at most 1, not {self.fraction}")
+        if self.per_class < 0:
+            raise InputError(f"labels.per_class must be 0 (off) or more, not {self.per_class}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +141,7 @@ class TrainConfig:
     weight_average_decay: float = 0.0
 
     def __post_init__(self) -> None:
+        _same_input(self.window, self.encoder)
         if self.mode not in ("finetune", "scratch", "linear", "knn"):
             raise InputError(f"mode {self.mode!r} is not finetune, scratch, linear or knn")
         if self.mode != "scratch" and not self.pretrained:

@@ -42,6 +42,21 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.temporal not in TEMPORALS:
             raise InputError(f"encoder temporal is {' or '.join(TEMPORALS)}, not {self.temporal!r}")
+        if not self.channels or min(self.channels) < 1:
+            raise InputError(f"encoder.channels lists each block's width, 1 or more, not {list(self.channels)}")
+        if len(self.strides) != len(self.channels) or min(self.strides) < 1:
+            raise InputError(
+                f"encoder.strides lists each block's stride, 1 or more, as many as the {len(self.channels)} "
+                f"channels, not {list(self.strides)}"
+            )
+        # Odd only: the temporal convolutions pad (kernel - 1) / 2 frames a side to keep a block's
+        # length equal to its residual branch's.
+        if self.temporal_kernel < 1 or self.temporal_kernel % 2 == 0:
+            raise InputError(
+                f"encoder.temporal_kernel must be an odd number of frames, 1 or more, not {self.temporal_kernel}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"encoder.dropout is a probability, from 0 to below 1, not {self.dropout}")
 
     @property
     def embedding_size(self) -> int:

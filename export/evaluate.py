@@ -19,7 +19,16 @@ import torch
 
 from export.data import clips_from_dataset, evaluation_windows
 from export.probe import clip_probabilities, knn_predict, linear_probe, per_clip_mean
-from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard, training_data_split
+from skeleton.artifact import (
+    EMBEDDING_NAME,
+    INPUT_NAME,
+    SCORES_NAME,
+    model_names,
+    open_model,
+    read_models,
+    resolve_model_path,
+    training_data_split,
+)
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.pose.estimator import PROJECT_ROOT
@@ -61,13 +70,7 @@ def _torch_model(path: Path) -> LoadedModel:
 
 
 def _onnx_model(path: Path) -> LoadedModel:
-    import onnxruntime
-
-    try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise InputError(f"{path}: not a loadable ONNX model ({type(e).__name__})") from None
-    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+    card, session = open_model(path)  # checked as the service checks it: card and graph agree
 
     def run(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, embeddings = session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: windows})
@@ -76,33 +79,32 @@ def _onnx_model(path: Path) -> LoadedModel:
     return LoadedModel(card.name, card.window, card.labels, run, card.training_data)
 
 
-def shipped_models() -> list[dict]:
-    """The description (model card) of every model in models/, FP32 files only."""
+def shipped_models() -> tuple[list[dict], list[str]]:
+    """The description (model card) of every usable FP32 model in models/, with its usable
+    variants, and one line for each file there that is not a usable model."""
     import dataclasses
 
-    import onnxruntime
-
-    cards = []
-    for path in sorted(MODELS_DIR.glob("*.onnx")):
-        if path.name.count(".") > 1:  # NAME.fp16.onnx / NAME.int8.onnx are variants of NAME.onnx
-            continue
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-        variants = sorted(p.name for p in MODELS_DIR.glob(f"{path.stem}.*.onnx"))
-        cards.append({**dataclasses.asdict(card), "file": str(path.relative_to(PROJECT_ROOT)), "variants": variants})
-    return cards
+    usable, problems = read_models(MODELS_DIR)
+    files = [path.name for path, _ in usable]
+    cards = [
+        {
+            **dataclasses.asdict(card),
+            "file": str(path.relative_to(PROJECT_ROOT)),
+            "variants": [name for name in files if name.startswith(f"{path.stem}.") and name != path.name],
+        }
+        for path, card in usable
+        if path.name.count(".") == 1  # NAME.fp16.onnx / NAME.int8.onnx are variants of NAME.onnx
+    ]
+    return cards, problems
 
 
 def load_model(model: str | None) -> LoadedModel:
     """A shipped model's name, or a path to an .onnx model or a .pt checkpoint."""
     name = model or DEFAULT_MODEL
-    path = Path(name)
-    if not path.suffix:
-        path = MODELS_DIR / f"{name}.onnx"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
-            raise InputError(f"no shipped model {name!r} (shipped: {', '.join(shipped) or 'none yet'})")
+    path = resolve_model_path(name, MODELS_DIR)
     if not path.is_file():
+        if path == MODELS_DIR / f"{name}.onnx":
+            raise InputError(f"no shipped model {name!r} (shipped: {', '.join(model_names(MODELS_DIR)) or 'none yet'})")
         raise InputError(f"{path}: no such model file")
     return _onnx_model(path) if path.suffix == ".onnx" else _torch_model(path)
 
@@ -113,7 +115,8 @@ def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np
     if split == "all":
         return np.zeros(0, dtype=np.int64), labelled
     if f"{split}/train" in dataset.splits and f"{split}/test" in dataset.splits:
-        return dataset.splits[f"{split}/train"], dataset.splits[f"{split}/test"]
+        train, test = dataset.splits[f"{split}/train"], dataset.splits[f"{split}/test"]
+        return np.intersect1d(train, labelled), np.intersect1d(test, labelled)
     if split == "cross-subject" and (dataset.subjects[labelled] >= 0).all():
         odd = dataset.subjects[labelled] % 2 == 1
         return labelled[odd], labelled[~odd]
@@ -159,8 +162,11 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
     if dataset.dims != model.window.dims:
         raise InputError(f"{model.name} takes {model.window.dims}-D joints; {data} holds {dataset.dims}-D joints")
     train, test = protocol_parts(dataset, split)
+    if len(test) == 0:
+        raise InputError(f"{data}: split {split!r} has an empty test part (no labelled sequences to score)")
     if probe and len(train) == 0:
-        raise InputError(f"a {probe} probe is fitted on a train part; split {split!r} has none")
+        part = "no train part" if split == "all" else "an empty train part (no labelled sequences)"
+        raise InputError(f"{data}: split {split!r} has {part}, and a {probe} probe is fitted on one")
     if not probe and not model.labels:
         raise InputError(f"{model.name} has no classifier head: use --probe linear or --probe knn")
     if not probe:

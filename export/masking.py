@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from skeleton.errors import InputError
 from skeleton.layouts import PART_NAMES, Layout
 
 GRANULARITIES = ("body", "part", "hand")
@@ -42,6 +43,20 @@ class MaskingConfig:
     min_span: float = 0.5  # masks cover at least this share of the window's frames
     shuffle_probability: float = 0.2
     shuffle_segments: int = 4
+
+    def __post_init__(self) -> None:
+        for key in ("max_probability", "warmup_fraction", "min_span", "shuffle_probability"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise InputError(f"masking.{key} is a share, from 0 to 1, not {getattr(self, key)}")
+        if self.ramp_fraction < 0.0:
+            raise InputError(f"masking.ramp_fraction must be 0 or more, not {self.ramp_fraction}")
+        # A range of shares of the joints that body-level masking hides, drawn uniformly.
+        if len(self.body_ratio) != 2 or not 0.0 <= self.body_ratio[0] <= self.body_ratio[1] <= 1.0:
+            raise InputError(
+                f"masking.body_ratio is [low, high], shares with 0 <= low <= high <= 1, not {list(self.body_ratio)}"
+            )
+        if self.shuffle_segments < 1:
+            raise InputError(f"masking.shuffle_segments must be at least 1, not {self.shuffle_segments}")
 
     @property
     def granularities(self) -> tuple[str, ...]:

@@ -82,12 +82,9 @@ def _loader(dataset: torch.utils.data.Dataset, batch_size: int, runtime: Runtime
     return DataLoader(dataset, batch_size=per_process, sampler=sampler, drop_last=True, num_workers=loader_workers())
 
 
-def start_from(model: CFSEMModel, path: Path) -> None:
-    """Load another pretraining's encoder and projector (its ``checkpoint.pt``) into ``model``.
-
-    The second stage then starts where the first ended, with its own learning-rate and masking
-    schedules. The projector comes too, so that the loss starts where the first stage left it
-    rather than from a random projection."""
+def _pretraining_checkpoint(model: CFSEMModel, path: Path) -> dict:
+    """A pretraining's ``checkpoint.pt``, its encoder and projector loaded into ``model``;
+    InputError naming the file for another kind of file or another architecture."""
     state = load_checkpoint_file(path)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise InputError(f"{path}: not a pretraining checkpoint (the checkpoint.pt of an `actionrec pretrain` run)")
@@ -96,6 +93,33 @@ def start_from(model: CFSEMModel, path: Path) -> None:
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise InputError(f"{path}: weights do not fit this experiment's encoder and projector ({first})") from None
+    return state
+
+
+def start_from(model: CFSEMModel, path: Path) -> None:
+    """Load another pretraining's encoder and projector (its ``checkpoint.pt``) into ``model``.
+
+    The second stage then starts where the first ended, with its own learning-rate and masking
+    schedules. The projector comes too, so that the loss starts where the first stage left it
+    rather than from a random projection."""
+    _pretraining_checkpoint(model, path)
+
+
+def resume_from(
+    model: CFSEMModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    path: Path,
+) -> tuple[list[dict[str, float]], int]:
+    """Load this experiment's own ``checkpoint.pt`` (model, optimiser and schedule) to continue
+    it: (the history so far, the first epoch left to run)."""
+    state = _pretraining_checkpoint(model, path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return list(state["history"]), int(state["epoch"]) + 1
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise InputError(f"{path}: not a whole pretraining checkpoint to resume from ({type(e).__name__})") from None
 
 
 def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:
@@ -103,9 +127,6 @@ def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     out = Path(config.experiment.output)
     try:
         clips = load_corpus(config.data, config.window)
-        if runtime.is_main:  # the run folder says how to reproduce it
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.toml").write_text(dump_config(config))
         if len(clips) < config.optim.batch_size:
             raise InputError(f"only {len(clips)} clips for batches of {config.optim.batch_size}")
         dataset = WindowDataset(clips, config.window, views=2, scale_range=(0.7, 1.3), seed=config.experiment.seed)
@@ -121,12 +142,11 @@ def run_pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         first_epoch = 0
         checkpoint_path = out / "checkpoint.pt"
         if resume and checkpoint_path.is_file():
-            state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, first_epoch = state["history"], state["epoch"] + 1
+            history, first_epoch = resume_from(model, optimizer, scheduler, checkpoint_path)
         if runtime.is_main:
+            # The run folder says how to reproduce it: written once every check has passed.
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.toml").write_text(dump_config(config))
             print(
                 f"{config.experiment.name}: {len(clips)} clips, {len(loader)} steps an epoch, "
                 f"{sum(p.numel() for p in model.encoder.parameters()) / 1e6:.2f} M encoder parameters"

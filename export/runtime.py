@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+from skeleton.artifact import checked_labels
 from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
@@ -139,23 +140,51 @@ def load_checkpoint_file(path: Path) -> object:
 
 
 def read_checkpoint(path: Path, kinds: tuple[str, ...] = ("encoder", "classifier")) -> dict:
-    """A checkpoint of one of ``kinds``; InputError naming the file for anything else."""
+    """A checkpoint of one of ``kinds`` whose config, window, labels and weights agree; InputError
+    naming the file for anything else, so that a file edited by hand is refused here rather
+    than met as a traceback when its network is built."""
     checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") not in kinds:
         raise InputError(f"{path}: not a checkpoint of {' or '.join(kinds)} (train one with `actionrec`)")
+    required = ("encoder_config", "window", "state_dict") + (("labels",) if checkpoint["kind"] == "classifier" else ())
+    missing = [key for key in required if key not in checkpoint]
+    if missing:
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    _network(checkpoint, str(path))
     return checkpoint
 
 
+def _network(checkpoint: dict, origin: str) -> tuple[torch.nn.Module, WindowSpec, tuple[str, ...]]:
+    """The network a checkpoint holds (eval mode, its weights loaded), its window and its labels
+    (none for an encoder); InputError naming ``origin`` when they do not fit together."""
+    try:
+        config = EncoderConfig.from_dict(checkpoint["encoder_config"])
+        window = WindowSpec(**checkpoint["window"])
+        network = SkeletonEncoder(config)
+    except InputError as e:
+        raise InputError(f"{origin}: {e}") from None
+    except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # a config or window edited by hand
+        raise InputError(f"{origin}: malformed checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if (window.layout, window.dims) != (config.layout, config.dims):
+        raise InputError(f"{origin}: its window ({window.layout}, {window.dims}-D) does not fit its encoder's input")
+    labels = ()
+    if checkpoint["kind"] == "classifier":
+        labels = checked_labels(checkpoint["labels"], origin)
+        mirror_average = checkpoint.get("mirror_average", False)  # older checkpoints: plain
+        network = Classifier(network, len(labels), mirror_average=mirror_average)
+    try:
+        network.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        # torch's first line only names the module; the next one says which weight is wrong.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise InputError(f"{origin}: weights do not fit the architecture ({' '.join(lines[:2])})") from None
+    return network.eval(), window, labels
+
+
 def classifier_from_checkpoint(checkpoint: dict) -> tuple[Classifier, WindowSpec, tuple[str, ...]]:
-    """The classifier (eval mode), its window and its labels, from a classifier checkpoint."""
-    labels = tuple(checkpoint["labels"])
-    model = Classifier(
-        SkeletonEncoder(EncoderConfig.from_dict(checkpoint["encoder_config"])),
-        len(labels),
-        mirror_average=checkpoint.get("mirror_average", False),  # older checkpoints: plain
-    )
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), WindowSpec(**checkpoint["window"]), labels
+    """The classifier (eval mode), its window and its labels, from a classifier checkpoint that
+    ``read_checkpoint`` checked."""
+    return _network(checkpoint, "checkpoint")
 
 
 def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: WindowSpec) -> SkeletonEncoder:
@@ -185,8 +214,5 @@ def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: Wi
             + ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
         )
     encoder = SkeletonEncoder(saved)
-    try:
-        encoder.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as e:
-        raise InputError(f"{path}: weights do not fit the architecture ({str(e).splitlines()[0]})") from None
+    encoder.load_state_dict(checkpoint["state_dict"])  # read_checkpoint found that the weights fit
     return encoder

@@ -12,7 +12,13 @@ train part, unlabelled, by self-training (``export.self_training``). With
 the result is the validation accuracy, for choosing settings; otherwise the model trains on
 the whole train split and is scored once, at the end, on the test split.
 
-Writes ``model.pt`` (fine-tune / scratch), ``results.json``, ``curves.png`` and
+Only labelled sequences train or score a model: a split's sequences without a label (-1) are left
+out of both parts (their number is said on stderr), not refused, since a split of a partly
+labelled file is still a valid benchmark for its labelled sequences. They do not join
+self-training's unlabelled pool either, whose clips' true labels measure the pseudo-labels.
+
+Writes ``config.toml`` (once every check has passed: a refused run leaves an earlier run's folder
+as it was), ``model.pt`` (fine-tune / scratch), ``results.json``, ``curves.png`` and
 ``confusion.png`` into the experiment's output folder.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -62,18 +69,31 @@ class Parts:
     scored: np.ndarray
     scored_name: str  # "validation" or "test"
     unlabelled: np.ndarray  # the fit part's sequences whose labels the budget leaves out
+    # Per split, how many of its sequences have no label (-1): they are in neither part.
+    left_out: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
+    """The parts of the config's protocol, labelled sequences only: a split's unlabelled ones are
+    left out (counted in ``left_out``); a train split with no labelled sequence is refused."""
     origin = config.benchmark.path
     if not dataset.is_labelled:
         raise InputError(f"{origin}: has no labels; {config.mode} needs labelled sequences")
-    train = split_indices(dataset, config.benchmark.train_split, origin)
+    every_train = split_indices(dataset, config.benchmark.train_split, origin)
+    train = every_train[dataset.labels[every_train] >= 0]
+    if not len(train):
+        raise InputError(
+            f"{origin}: split {config.benchmark.train_split!r} has no labelled sequences to train on"
+            f" ({len(every_train)} unlabelled)"
+        )
+    left_out = {config.benchmark.train_split: len(every_train) - len(train)}
     if config.validation:
         # Seed 0 always: every seed and every setting is compared on the same held-out part.
         fit, scored, name = *carve_validation(dataset, train, seed=0, by=config.validation_holds_out), "validation"
     else:
-        fit, scored, name = train, split_indices(dataset, config.benchmark.test_split, origin), "test"
+        every_test = split_indices(dataset, config.benchmark.test_split, origin)
+        fit, scored, name = train, every_test[dataset.labels[every_test] >= 0], "test"
+        left_out[config.benchmark.test_split] = len(every_test) - len(scored)
     budget = config.labels
     unlabelled = fit[:0]
     if budget.per_class > 0 or budget.fraction < 1.0:
@@ -86,7 +106,8 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
         fit, unlabelled = fit[positions], np.delete(fit, positions)
     if config.pseudo_label_share and not len(unlabelled):
         raise InputError(f"{origin}: pseudo_label_share needs unlabelled clips, and the label budget keeps them all")
-    return Parts(fit=fit, scored=scored, scored_name=name, unlabelled=unlabelled)
+    left_out = {split: count for split, count in left_out.items() if count}
+    return Parts(fit=fit, scored=scored, scored_name=name, unlabelled=unlabelled, left_out=left_out)
 
 
 def run_train(config: TrainConfig) -> dict:
@@ -95,15 +116,22 @@ def run_train(config: TrainConfig) -> dict:
     try:
         dataset = SkeletonDataset.load(Path(config.benchmark.path))
         parts = choose_parts(dataset, config)
-        if runtime.is_main:  # the run folder says how to reproduce it (and `export` reads it)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.toml").write_text(dump_config(config))
         encoder = _starting_encoder(config)
         fit_clips = clips_from_dataset(dataset, config.window, parts.fit)
         scored_clips = clips_from_dataset(dataset, config.window, parts.scored)
         classes = len(dataset.label_names)
         if not scored_clips and config.mode in ("linear", "knn"):
             raise InputError(f"{config.benchmark.test_split}: no sequences to score a {config.mode} probe on")
+        if runtime.is_main:
+            for split, count in parts.left_out.items():
+                print(
+                    f"{config.benchmark.path}: left out the {count} unlabelled sequences of split {split!r}",
+                    file=sys.stderr,
+                )
+            # The run folder says how to reproduce it (and `export` reads it): written only now,
+            # after every check, so that a refused run leaves an earlier run's folder as it was.
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.toml").write_text(dump_config(config))
         began = time.perf_counter()
         history: list[dict[str, float]] = []
         self_trained: dict[str, int] | None = None

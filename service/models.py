@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from service.errors import NotFound
-from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard, open_model, resolve_model_path
 from skeleton.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -62,41 +62,12 @@ class LoadedModel:
         return [Classified(p, e, batch_ms) for p, e in zip(probabilities, embeddings)]
 
 
-def resolve_model_path(name_or_path: str, models_dir: Path) -> Path:
-    """``NAME`` -> ``models_dir/NAME.onnx``; anything with a suffix or a slash is a path."""
-    if name_or_path.endswith(".onnx") or "/" in name_or_path:
-        return Path(name_or_path)
-    return Path(models_dir) / f"{name_or_path}.onnx"
-
-
 def _file_version(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
-
-
-def _check_graph(session, card: ModelCard, origin: str) -> None:
-    """The graph takes and gives what the card says (static sizes only; symbolic ones pass)."""
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name: o for o in session.get_outputs()}
-    if INPUT_NAME not in inputs:
-        raise InputError(f"{origin}: the model has no input named {INPUT_NAME!r} (it has {', '.join(inputs)})")
-    missing = [name for name in (SCORES_NAME, EMBEDDING_NAME) if name not in outputs]
-    if missing:
-        raise InputError(f"{origin}: the model lacks the output(s) {', '.join(missing)}")
-    spec = card.window
-    expected = {
-        INPUT_NAME: (inputs[INPUT_NAME].shape, (None, spec.length, spec.num_joints, spec.dims)),
-        SCORES_NAME: (outputs[SCORES_NAME].shape, (None, len(card.labels))),
-        EMBEDDING_NAME: (outputs[EMBEDDING_NAME].shape, (None, card.embedding_size)),
-    }
-    for name, (shape, want) in expected.items():
-        if len(shape) != len(want) or any(isinstance(s, int) and w is not None and s != w for s, w in zip(shape, want)):
-            raise InputError(f"{origin}: {name} has shape {shape}, but its card says {want} (None: the batch)")
-    if inputs[INPUT_NAME].type != "tensor(float)":
-        raise InputError(f"{origin}: {INPUT_NAME} is {inputs[INPUT_NAME].type}, not float32")
 
 
 def load_model(
@@ -107,8 +78,6 @@ def load_model(
 
     path = Path(path)
     origin = str(path)
-    if not path.is_file():
-        raise InputError(f"{origin}: no such model file")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -117,12 +86,7 @@ def load_model(
     options.log_severity_level = 3
     available = set(ort.get_available_providers())
     providers = [p for p in PREFERRED_PROVIDERS if p in available]
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
-        raise InputError(f"{origin}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
-    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, origin)
-    _check_graph(session, card, origin)
+    card, session = open_model(path, options, providers)
     model = LoadedModel(
         name=name or path.stem,
         path=path,

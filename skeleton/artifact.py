@@ -3,16 +3,20 @@
 An ONNX model of this project carries its own description in its metadata: the label names,
 the window it takes (layout, 2-D or 3-D, length, frame rate, normalisation), the embedding
 size, and where it came from (data, protocol, accuracy, source commit). The exporter writes it
-with ``ModelCard.to_metadata``; the service reads it with ``ModelCard.from_metadata`` and
-refuses a model whose description is missing or inconsistent, so a model can never be fed
-data unlike its training data. Neither side needs torch for this.
+with ``ModelCard.to_metadata``; ``open_model``, the one way the service, ``evaluate`` and the
+model listing open an ONNX file, reads it with ``ModelCard.from_metadata`` and refuses a model
+whose description is missing or inconsistent, or whose graph does not take and give what the
+description says, so a model can never be fed data unlike its training data. Neither side
+needs torch for this (onnxruntime is imported only to open a file).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from skeleton.dataset import COORDINATE_SPACES
 from skeleton.errors import InputError
@@ -23,6 +27,8 @@ CARD_VERSION = 1
 INPUT_NAME = "skeleton"  # (batch, length, joints, dims) float32, prepared by skeleton.windows
 SCORES_NAME = "scores"  # (batch, classes) logits
 EMBEDDING_NAME = "embedding"  # (batch, embedding_size)
+# What names a model file rather than a model in the models folder (evaluate also takes checkpoints).
+MODEL_FILE_SUFFIXES = (".onnx", ".pt")
 
 _LESS_VALIDATION = " less a validation part"
 _TRAINING_DATA = re.compile(rf"(?P<file>[^,]+), split (?P<split>\S+)(?:{_LESS_VALIDATION})?")
@@ -40,6 +46,21 @@ def training_data_split(text: str) -> tuple[str, str] | None:
     return (match["file"], match["split"]) if match else None
 
 
+def checked_labels(labels: object, what: str) -> tuple[str, ...]:
+    """``labels`` as a tuple of class names; InputError, naming ``what``, unless they are a
+    non-empty list of distinct, non-empty strings (a string or a mapping would otherwise pass
+    as its letters or its keys)."""
+    if not isinstance(labels, (list, tuple)):
+        raise InputError(f"{what}: labels must be a list of names, not a {type(labels).__name__}")
+    if not labels:
+        raise InputError(f"{what}: labels must be a non-empty list of names")
+    if not all(isinstance(label, str) and label.strip() for label in labels):
+        raise InputError(f"{what}: every label must be a non-empty name")
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{what}: labels must be distinct")
+    return tuple(labels)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str
@@ -54,10 +75,8 @@ class ModelCard:
     created: str = ""
 
     def __post_init__(self) -> None:
-        if not self.labels or len(set(self.labels)) != len(self.labels):
-            raise InputError(f"model {self.name!r}: labels must be non-empty and distinct")
-        if not all(isinstance(label, str) and label.strip() for label in self.labels):
-            raise InputError(f"model {self.name!r}: every label must be a non-empty name")
+        # Frozen, so set through object: labels read from JSON arrive as a list and are kept as a tuple.
+        object.__setattr__(self, "labels", checked_labels(self.labels, f"model {self.name!r}"))
         # 2-D models take image points; 3-D ones positions in space (a sensor's or mocap's).
         spaces = ("image",) if self.window.dims == 2 else tuple(s for s in COORDINATE_SPACES if s != "image")
         if self.input_space not in spaces:
@@ -65,8 +84,10 @@ class ModelCard:
                 f"model {self.name!r}: input space {self.input_space!r} does not fit {self.window.dims}-D"
                 f" windows (expected {' or '.join(spaces)})"
             )
-        if self.embedding_size < 1:
-            raise InputError(f"model {self.name!r}: embedding size {self.embedding_size}")
+        if not isinstance(self.embedding_size, int) or isinstance(self.embedding_size, bool) or self.embedding_size < 1:
+            raise InputError(
+                f"model {self.name!r}: embedding size must be a positive integer, not {self.embedding_size!r}"
+            )
 
     def to_metadata(self) -> dict[str, str]:
         """ONNX ``metadata_props``: strings only, structured values as JSON."""
@@ -91,13 +112,13 @@ class ModelCard:
             raise InputError(f"{origin}: model metadata lacks {', '.join(METADATA_PREFIX + k for k in missing)}")
         try:
             version = json.loads(props["card_version"])
-            if version != CARD_VERSION:
+            if type(version) is not int or version != CARD_VERSION:
                 raise InputError(f"{origin}: model card version {version} is not supported (expected {CARD_VERSION})")
             return cls(
                 name=props["name"],
-                labels=tuple(json.loads(props["labels"])),
+                labels=json.loads(props["labels"]),
                 window=WindowSpec(**json.loads(props["window"])),
-                embedding_size=int(json.loads(props["embedding_size"])),
+                embedding_size=json.loads(props["embedding_size"]),
                 input_space=props["input_space"],
                 training_data=props.get("training_data", ""),
                 protocol=props.get("protocol", ""),
@@ -110,3 +131,71 @@ class ModelCard:
             raise InputError(message if message.startswith(origin) else f"{origin}: {message}") from None
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
             raise InputError(f"{origin}: malformed model metadata ({type(e).__name__}: {e})") from None
+
+
+def resolve_model_path(name_or_path: str, models_dir: Path) -> Path:
+    """``NAME`` -> ``models_dir/NAME.onnx`` (dots included: ``daily3d.fp16``); a path when it
+    has a slash, or ends in a model file's suffix and is not the name of a file there."""
+    named = Path(models_dir) / f"{name_or_path}.onnx"
+    if "/" in name_or_path or (name_or_path.endswith(MODEL_FILE_SUFFIXES) and not named.is_file()):
+        return Path(name_or_path)
+    return named
+
+
+def model_names(models_dir: Path) -> list[str]:
+    """The names of the models in ``models_dir``: each one ``resolve_model_path`` takes back to its file."""
+    return sorted(path.stem for path in Path(models_dir).glob("*.onnx"))
+
+
+def check_graph(session, card: ModelCard, origin: str) -> None:
+    """The graph takes and gives what the card says (static sizes only; symbolic ones pass)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if INPUT_NAME not in inputs:
+        raise InputError(f"{origin}: the model has no input named {INPUT_NAME!r} (it has {', '.join(inputs)})")
+    missing = [name for name in (SCORES_NAME, EMBEDDING_NAME) if name not in outputs]
+    if missing:
+        raise InputError(f"{origin}: the model lacks the output(s) {', '.join(missing)}")
+    spec = card.window
+    expected = {
+        INPUT_NAME: (inputs[INPUT_NAME].shape, (None, spec.length, spec.num_joints, spec.dims)),
+        SCORES_NAME: (outputs[SCORES_NAME].shape, (None, len(card.labels))),
+        EMBEDDING_NAME: (outputs[EMBEDDING_NAME].shape, (None, card.embedding_size)),
+    }
+    for name, (shape, want) in expected.items():
+        if len(shape) != len(want) or any(isinstance(s, int) and w is not None and s != w for s, w in zip(shape, want)):
+            raise InputError(f"{origin}: {name} has shape {shape}, but its card says {want} (None: the batch)")
+    if inputs[INPUT_NAME].type != "tensor(float)":
+        raise InputError(f"{origin}: {INPUT_NAME} is {inputs[INPUT_NAME].type}, not float32")
+
+
+def open_model(
+    path: Path, options: object = None, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> tuple[ModelCard, object]:
+    """(card, onnxruntime session) of an ONNX model file whose card and graph agree; InputError
+    naming the file when it is missing, unreadable, not described, or unlike its description."""
+    import onnxruntime
+
+    origin = str(path)
+    if not Path(path).is_file():
+        raise InputError(f"{origin}: no such model file")
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise InputError(f"{origin}: not a loadable ONNX model ({type(e).__name__}: {first_line})") from None
+    card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, origin)
+    check_graph(session, card, origin)
+    return card, session
+
+
+def read_models(models_dir: Path) -> tuple[list[tuple[Path, ModelCard]], list[str]]:
+    """Every ``models_dir/*.onnx`` opened by ``open_model``: (file, card) of each usable one, and
+    one line for each other file saying why (one bad file does not hide the others)."""
+    usable, problems = [], []
+    for path in sorted(Path(models_dir).glob("*.onnx")):
+        try:
+            usable.append((path, open_model(path)[0]))
+        except InputError as e:
+            problems.append(str(e))
+    return usable, problems

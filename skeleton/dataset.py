@@ -83,8 +83,8 @@ class SkeletonDataset:
     view_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])[:-1].astype(np.int64)  # one per sequence
         self.validate()
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])[:-1].astype(np.int64)  # one per sequence
 
     # -- building -------------------------------------------------------------------------
 
@@ -207,7 +207,17 @@ class SkeletonDataset:
 
     def validate(self) -> None:
         """Raise InputError when the arrays disagree with each other or with the layout."""
-        problems = []
+        # Counts and indices must be integers before anything is counted or indexed with them (a
+        # file edited by hand can hold floats there).
+        counts = {key: getattr(self, key) for key in ("lengths", "labels", "subjects", "views", "image_sizes")}
+        counts.update({f"split {name!r}": idx for name, idx in self.splits.items()})
+        problems = [
+            f"{key} holds {a.dtype} values, not integers" for key, a in counts.items() if a.dtype.kind not in "iu"
+        ]
+        if self.lengths.ndim != 1:
+            problems.append(f"lengths has shape {self.lengths.shape}, expected (sequences,)")
+        if problems:
+            raise InputError("inconsistent dataset: " + "; ".join(problems))
         layout = get_layout(self.layout)
         n = len(self)
         if self.coordinate_space not in COORDINATE_SPACES:
@@ -222,11 +232,18 @@ class SkeletonDataset:
             problems.append("one timestamp per frame expected")
         if int(self.lengths.sum()) != self.coords.shape[0]:
             problems.append(f"sequence lengths add up to {int(self.lengths.sum())}, not {self.coords.shape[0]} frames")
+        if n and self.lengths.min() < 1:
+            first = int(np.argmin(self.lengths))
+            problems.append(f"sequence {first} has {int(self.lengths[first])} frames (every sequence has at least one)")
         for key in ("names", "labels", "subjects", "views"):
             if getattr(self, key).shape != (n,):
                 problems.append(f"{key} has shape {getattr(self, key).shape}, expected ({n},)")
+        if self.image_sizes.shape != (n, 2):
+            problems.append(f"image_sizes has shape {self.image_sizes.shape}, expected ({n}, 2)")
         if self.labels.size and self.labels.max(initial=-1) >= len(self.label_names):
             problems.append(f"label {int(self.labels.max())} has no name ({len(self.label_names)} names)")
+        if self.labels.size and self.labels.min() < -1:
+            problems.append(f"label {int(self.labels.min())} is neither a class index nor -1 (unlabelled)")
         if not np.isfinite(self.fps) or self.fps <= 0:
             problems.append(f"fps {self.fps} is not positive")
         for split, idx in self.splits.items():
@@ -284,6 +301,8 @@ class SkeletonDataset:
         try:
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
+                if not isinstance(header, dict):
+                    raise InputError(f"{path}: not a skeleton dataset (its header is not a JSON object)")
                 if header.get("format") != FORMAT_NAME:
                     raise InputError(f"{path}: not a skeleton dataset (format {header.get('format')!r})")
                 if header.get("version") != FORMAT_VERSION:

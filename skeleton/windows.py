@@ -41,11 +41,18 @@ class WindowSpec:
     normalization: str
 
     def __post_init__(self) -> None:
+        # A spec also comes from files edited by hand (model metadata, checkpoints): a float or a
+        # bool where a count belongs, or a string anywhere, is refused here, not met later as a
+        # TypeError deep in windowing.
+        if not isinstance(self.layout, str):
+            raise InputError(f"window layout must be a layout name, not {self.layout!r}")
         get_layout(self.layout)
-        if self.dims not in (2, 3):
-            raise InputError(f"window dims must be 2 or 3, not {self.dims}")
-        if self.length < 2:
-            raise InputError(f"window length must be at least 2 frames, not {self.length}")
+        if isinstance(self.dims, bool) or not isinstance(self.dims, int) or self.dims not in (2, 3):
+            raise InputError(f"window dims must be 2 or 3, not {self.dims!r}")
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 2:
+            raise InputError(f"window length must be a whole number of at least 2 frames, not {self.length!r}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)):
+            raise InputError(f"window frame rate must be a number, not {self.fps!r}")
         if not (self.fps > 0 and math.isfinite(self.fps)):
             raise InputError(f"window frame rate must be positive and finite, not {self.fps}")
         if self.normalization not in NORMALIZATIONS:

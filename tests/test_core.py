@@ -6,6 +6,7 @@ inputs are built by hand so that every expected number is known exactly.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import warnings
@@ -199,6 +200,74 @@ def test_validate_rejects_inconsistent_arrays() -> None:
         )
     with pytest.raises(InputError, match="no sequences"):
         SkeletonDataset.from_sequences([], layout="kinect20", coordinate_space="camera", units="m", fps=30)
+
+
+def _edited(path: Path, **changes: np.ndarray) -> Path:
+    """``small_dataset`` saved to ``path`` with some of its arrays replaced, as a hand edit would."""
+    small_dataset().save(path)
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    np.savez(path, **{**arrays, **changes})
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"header": np.array("[1, 2]")}, "its header is not a JSON object"),
+        ({"labels": np.array([0.0, 1.0, -1.0])}, "labels holds float64 values, not integers"),
+        ({"split/cross-subject/test": np.array([1.0])}, "split 'cross-subject/test' holds float64 values"),
+        ({"image_sizes": np.zeros(3, dtype=np.int64)}, r"image_sizes has shape \(3,\), expected \(3, 2\)"),
+        ({"labels": np.array([0, -2, -1])}, "label -2 is neither a class index nor -1"),
+        ({"lengths": np.array([6, 0, 3])}, "sequence 1 has 0 frames"),
+    ],
+)
+def test_load_refuses_a_hand_edited_file_naming_it(tmp_path: Path, changes: dict, message: str) -> None:
+    path = _edited(tmp_path / "edited.npz", **changes)
+    with pytest.raises(InputError, match=message) as error:
+        SkeletonDataset.load(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+# -- the model card -------------------------------------------------------------------------
+
+
+def _card_metadata(**window_changes: object) -> dict[str, str]:
+    from skeleton.artifact import ModelCard
+    from skeleton.windows import WindowSpec
+
+    spec = WindowSpec(layout="kinect20", dims=3, length=8, fps=15.0, normalization="centre-torso")
+    card = ModelCard(name="toy", labels=("a", "b"), window=spec, embedding_size=16, input_space="camera")
+    metadata = card.to_metadata()
+    window = {**json.loads(metadata["actionrec.window"]), **window_changes}
+    return {**metadata, "actionrec.window": json.dumps(window)}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"actionrec.labels": json.dumps("ab")}, "labels must be a list of names, not a str"),
+        ({"actionrec.labels": json.dumps({"a": 0, "b": 1})}, "labels must be a list of names, not a dict"),
+        ({"actionrec.labels": "[]"}, "labels must be a non-empty list"),
+        ({"actionrec.embedding_size": "16.0"}, "embedding size must be a positive integer, not 16.0"),
+        ({"actionrec.embedding_size": "true"}, "embedding size must be a positive integer, not True"),
+        ({"actionrec.card_version": "true"}, "model card version True is not supported"),
+        ({"actionrec.window": _card_metadata(length=8.0)["actionrec.window"]}, "window length .* not 8.0"),
+        ({"actionrec.window": _card_metadata(length="8")["actionrec.window"]}, "window length .* not '8'"),
+        ({"actionrec.window": _card_metadata(dims=3.0)["actionrec.window"]}, "window dims must be 2 or 3, not 3.0"),
+        ({"actionrec.window": _card_metadata(dims=True)["actionrec.window"]}, "window dims must be 2 or 3, not True"),
+        ({"actionrec.window": _card_metadata(fps="15")["actionrec.window"]}, "frame rate must be a number"),
+        ({"actionrec.window": _card_metadata(layout=["kinect20"])["actionrec.window"]}, "layout must be a layout"),
+    ],
+)
+def test_card_refuses_metadata_of_the_wrong_types(changes: dict, message: str) -> None:
+    """Hand-edited metadata: a string or an object is not a list of labels, and a float or a bool
+    is not a count, though Python would take each for the other."""
+    from skeleton.artifact import ModelCard
+
+    with pytest.raises(InputError, match=message) as error:
+        ModelCard.from_metadata({**_card_metadata(), **changes}, "toy.onnx")
+    assert str(error.value).startswith("toy.onnx: ")
 
 
 # -- mapping --------------------------------------------------------------------------------

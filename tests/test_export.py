@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import pytest
 import torch
 
 from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
-from export.evaluate import evaluate, load_model, shipped_models
+from export.evaluate import evaluate, load_model
 from export.onnx_export import export_model
-from export.runtime import classifier_checkpoint, save_atomic
-from skeleton.artifact import INPUT_NAME, ModelCard
+from export.runtime import classifier_checkpoint, encoder_checkpoint, read_checkpoint, save_atomic
+from service.devmodel import build_model, sports2d_card
+from skeleton.artifact import INPUT_NAME, ModelCard, model_names, open_model, read_models, resolve_model_path
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -102,11 +104,113 @@ def test_export_refuses_windows_that_do_not_fit(checkpoint: Path, tmp_path: Path
 
 
 def test_every_shipped_model_describes_itself() -> None:
-    names = {card["name"] for card in shipped_models()}
-    assert {"sports2d", "daily3d", "msr3d"} <= names
-    for card in shipped_models():
-        assert card["labels"] and card["accuracy"] and card["embedding_size"] > 0
-        assert (ROOT / "models" / f"{card['name']}.md").is_file()
+    usable, problems = read_models(ROOT / "models")
+    assert not problems
+    assert {"sports2d", "daily3d", "msr3d"} <= {card.name for _, card in usable}
+    for _, card in usable:
+        assert card.labels and card.accuracy and card.embedding_size > 0
+        assert (ROOT / "models" / f"{card.name}.md").is_file()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"actionrec.labels": '["a", "b"]'}, r"scores has shape \['batch', 15\], but its card says \(None, 2\)"),
+        ({"actionrec.labels": json.dumps([*sports2d_card().labels, "extra"])}, "scores has shape"),
+        ({"actionrec.window": sports2d_card(length=16).to_metadata()["actionrec.window"]}, "skeleton has shape"),
+        (
+            {
+                "actionrec.window": json.dumps(
+                    {**json.loads(sports2d_card().to_metadata()["actionrec.window"]), "length": 32.0}
+                )
+            },
+            "window length",
+        ),
+        ({}, None),
+    ],
+)
+def test_opening_a_model_checks_its_card_against_its_graph(tmp_path: Path, changes: dict, message: str | None) -> None:
+    """The one way evaluate, the model listing and the service open an ONNX model: a card that
+    promises other labels or windows than the graph takes and gives is refused, naming the file."""
+    path = build_model(tmp_path / "m.onnx", sports2d_card(), metadata={**sports2d_card().to_metadata(), **changes})
+    if message is None:
+        card, session = open_model(path)
+        assert card == sports2d_card() and session.get_inputs()[0].name == INPUT_NAME
+        return
+    with pytest.raises(InputError, match=message) as error:
+        open_model(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_the_model_listing_names_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> None:
+    good = build_model(tmp_path / "good.onnx", sports2d_card())
+    (tmp_path / "good.fp16.onnx").write_bytes(good.read_bytes())
+    (tmp_path / "corrupt.onnx").write_bytes(b"not protobuf")
+    build_model(tmp_path / "foreign.onnx", sports2d_card(), metadata={"author": "someone else"})
+    build_model(
+        tmp_path / "fewer.onnx",
+        sports2d_card(),
+        metadata={**sports2d_card().to_metadata(), "actionrec.labels": '["a"]'},
+    )
+    usable, problems = read_models(tmp_path)
+    assert [path.name for path, _ in usable] == ["good.fp16.onnx", "good.onnx"]
+    assert len(problems) == 3
+    for name, why in (
+        ("corrupt", "not a loadable ONNX model"),
+        ("fewer", "scores has shape"),
+        ("foreign", "not an actionrec model"),
+    ):
+        assert any(p.startswith(str(tmp_path / f"{name}.onnx")) and why in p for p in problems), problems
+    assert all("\n" not in p for p in problems)
+
+
+def test_every_name_a_models_folder_offers_resolves_to_its_file(tmp_path: Path) -> None:
+    for name in ("daily3d.onnx", "daily3d.fp16.onnx", "daily3d.int8.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    assert model_names(tmp_path) == ["daily3d", "daily3d.fp16", "daily3d.int8"]
+    for name in model_names(tmp_path):
+        assert resolve_model_path(name, tmp_path) == tmp_path / f"{name}.onnx"
+    # A file's own name or a path is a path; a name not there is still a name (reported as missing).
+    assert resolve_model_path("other.onnx", tmp_path) == Path("other.onnx")
+    assert resolve_model_path("run/model.pt", tmp_path) == Path("run/model.pt")
+    assert resolve_model_path("model.pt", tmp_path) == Path("model.pt")
+    assert resolve_model_path("missing", tmp_path) == tmp_path / "missing.onnx"
+
+
+def _hand_edited(checkpoint: Path, tmp_path: Path, edit) -> Path:
+    saved = torch.load(checkpoint, weights_only=True)
+    edit(saved)
+    path = tmp_path / "edited.pt"
+    save_atomic(saved, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["encoder_config"].update(channels=[8, 8, 16, 16, 32, 32]), "weights do not fit .* size mismatch"),
+        (lambda c: c.update(labels=["a", "b"]), "weights do not fit .* head.weight"),
+        (lambda c: c.pop("window"), "checkpoint lacks window"),
+        (lambda c: c.update(labels="abc"), "labels must be a list of names, not a str"),
+        (lambda c: c["window"].update(length=16.0), "window length"),
+        (lambda c: c["encoder_config"].update(depth=3), "malformed checkpoint"),
+        (lambda c: c["window"].update(layout="kinect20", dims=3), "does not fit its encoder's input"),
+    ],
+)
+def test_a_hand_edited_checkpoint_is_refused_naming_it(checkpoint: Path, tmp_path: Path, edit, message: str) -> None:
+    path = _hand_edited(checkpoint, tmp_path, edit)
+    with pytest.raises(InputError, match=message) as error:
+        load_model(str(path))  # evaluate's way in
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_an_encoder_checkpoint_without_its_window_is_refused(tmp_path: Path) -> None:
+    encoder = SkeletonEncoder(EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16)))
+    saved = encoder_checkpoint(encoder, WINDOW)
+    del saved["window"]
+    save_atomic(saved, tmp_path / "encoder.pt")
+    with pytest.raises(InputError, match="encoder.pt: checkpoint lacks window"):
+        read_checkpoint(tmp_path / "encoder.pt")
 
 
 @pytest.mark.parametrize(

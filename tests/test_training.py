@@ -119,21 +119,23 @@ def first_stages(tmp_path_factory: pytest.TempPathFactory, msr: Path) -> Path:
     return folder
 
 
-def _second_stage_config(folder: Path, msr: Path, initial: Path, lr: str = "1e-3") -> Path:
+def _second_stage_config(folder: Path, msr: Path, initial: Path) -> Path:
     """A pretraining that starts from ``initial`` (another run's checkpoint.pt)."""
-    text = f'initial = "{initial}"\n' + TINY.format(out=folder / "second", epochs=1).replace("lr = 1e-3", f"lr = {lr}")
+    text = f'initial = "{initial}"\n' + TINY.format(out=folder / "second", epochs=1)
     path = folder / "second.toml"
     path.write_text(text + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/train"\n')
     return path
 
 
 def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(
-    tmp_path: Path, msr: Path, first_stages: Path
+    tmp_path: Path, msr: Path, first_stages: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = first_stages / "pretrain"
-    # With a learning rate of 0 nothing is learnt in the second stage, so its encoder must be the
-    # first one's, weight for weight (batch-norm statistics do move: they are not learnt).
-    config = _second_stage_config(tmp_path, msr, first / "checkpoint.pt", lr="0.0")
+    # With optimiser steps that change nothing, nothing is learnt in the second stage, so its encoder
+    # must be the first one's, weight for weight (batch-norm statistics do move: they are not learnt).
+    # A learning rate of 0 would say the same, but the config refuses it.
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, closure=None: None)
+    config = _second_stage_config(tmp_path, msr, first / "checkpoint.pt")
     assert main(["pretrain", "--config", str(config)]) == 0
     before = torch.load(first / "encoder.pt", weights_only=True)["state_dict"]
     after = torch.load(tmp_path / "second" / "encoder.pt", weights_only=True)["state_dict"]
@@ -208,18 +210,21 @@ def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr: Path, c
 
 
 @pytest.mark.parametrize(
-    "mode, warmup, message",
+    "mode, setting, message",
     [
-        ("scratch", 1, "head_warmup_epochs is for mode finetune, not scratch"),
-        ("finetune", 2, "head_warmup_epochs must be from 0 to fewer than the 2 epochs, not 2"),
-        ("finetune", -1, "head_warmup_epochs must be from 0 to fewer than the 2 epochs, not -1"),
+        ("scratch", "head_warmup_epochs = 1", "head_warmup_epochs is for mode finetune, not scratch"),
+        ("finetune", "head_warmup_epochs = 2", "head_warmup_epochs must be from 0 to fewer than the 2 epochs, not 2"),
+        ("finetune", "head_warmup_epochs = -1", "head_warmup_epochs must be from 0 to fewer than the 2 epochs, not -1"),
+        ("scratch", "weight_average_decay = 1.0", "weight_average_decay is from 0 (off) to below 1, not 1.0"),
+        ("scratch", "weight_average_decay = -0.5", "weight_average_decay is from 0 (off) to below 1, not -0.5"),
+        ("knn", "weight_average_decay = 0.99", "weight_average_decay is for modes finetune and scratch, not knn"),
     ],
 )
-def test_head_warmup_out_of_place_is_refused(
-    tmp_path: Path, msr: Path, capsys, mode: str, warmup: int, message: str
+def test_training_settings_out_of_place_are_refused(
+    tmp_path: Path, msr: Path, capsys, mode: str, setting: str, message: str
 ) -> None:
     pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
-    config = _train_config(tmp_path, msr, mode, pretrained, top=f"head_warmup_epochs = {warmup}\n")
+    config = _train_config(tmp_path, msr, mode, pretrained, top=setting + "\n")
     assert main(["train", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / mode).exists()
@@ -283,24 +288,6 @@ def test_self_training_out_of_place_is_refused(
     config = _train_config(
         tmp_path, msr, mode, pretrained, f"[labels]\n{labels}\n", top=f"pseudo_label_share = {share}\n"
     )
-    assert main(["train", "--config", str(config)]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / mode).exists()
-
-
-@pytest.mark.parametrize(
-    "mode, decay, message",
-    [
-        ("scratch", 1.0, "weight_average_decay is from 0 (off) to below 1, not 1.0"),
-        ("scratch", -0.5, "weight_average_decay is from 0 (off) to below 1, not -0.5"),
-        ("knn", 0.99, "weight_average_decay is for modes finetune and scratch, not knn"),
-    ],
-)
-def test_weight_averaging_out_of_place_is_refused(
-    tmp_path: Path, msr: Path, capsys, mode: str, decay: float, message: str
-) -> None:
-    pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
-    config = _train_config(tmp_path, msr, mode, pretrained, top=f"weight_average_decay = {decay}\n")
     assert main(["train", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / mode).exists()
@@ -640,3 +627,245 @@ def test_a_sweep_result_scored_on_another_held_out_part_is_redone_not_reported(t
     assert "daily3d: a camera view held out" in text
     (daily.folder / "results.json").write_text(json.dumps({**result, "validation_holds_out": "views"}))
     assert daily.done and "## daily3d" in report(planned, tmp_path / "report")
+
+
+ENCODER = '[encoder]\nlayout = "kinect20"\ndims = 3'
+CHANNELS = "channels = [8, 8, 16, 16, 16, 16]"
+STRIDES = "strides = [1, 1, 2, 1, 2, 1]"
+# (text of the tiny config, what it becomes, what the refusal says): for pretraining and training alike.
+BAD_SETTINGS = [
+    (ENCODER, ENCODER.replace("3", "2"), "[encoder] takes 2-D kinect20 joints, but [window] makes 3-D kinect20"),
+    (ENCODER, ENCODER.replace("kinect20", "penn13"), "[encoder] takes 3-D penn13 joints, but [window] makes 3-D"),
+    (CHANNELS, "channels = []", "encoder.channels lists each block's width, 1 or more, not []"),
+    (CHANNELS, CHANNELS.replace("[8, 8", "[8, 0"), "encoder.channels lists each block's width, 1 or more, not [8, 0"),
+    (STRIDES, "strides = [1, 2]", "encoder.strides lists each block's stride, 1 or more, as many as the 6 channels"),
+    (STRIDES, STRIDES + "\ntemporal_kernel = 0", "encoder.temporal_kernel must be an odd number of frames, 1 or"),
+    (STRIDES, STRIDES + "\ntemporal_kernel = 4", "encoder.temporal_kernel must be an odd number of frames, 1 or"),
+    (STRIDES, STRIDES + "\ndropout = 1.0", "encoder.dropout is a probability, from 0 to below 1, not 1.0"),
+    ("seed = 0", "seed = -1", "experiment.seed must be 0 or more, not -1"),
+    ("lr = 1e-3", "lr = 0.0", "optim.lr must be positive and finite, not 0.0"),
+    ("batch_size = 16", "batch_size = 0", "optim.batch_size must be at least 1, not 0"),
+    ("epochs = 2", "epochs = 0", "optim.epochs must be at least 1, not 0"),
+    ("warmup_epochs = 1", "warmup_epochs = -1", "optim.warmup_epochs must be 0 or more, not -1"),
+    ("warmup_epochs = 1", "warmup_epochs = 1\nweight_decay = -0.1", "optim.weight_decay must be 0 or more, not -0.1"),
+]
+PRETRAIN_ONLY = [
+    ("[experiment]", "projector_width = 0\n[experiment]", "projector_width must be at least 1, not 0"),
+    ("", "[masking]\nmax_probability = 1.5", "masking.max_probability is a share, from 0 to 1, not 1.5"),
+    ("", "[masking]\nbody_ratio = [0.2, 0.5, 0.7]", "masking.body_ratio is [low, high], shares with 0 <= low"),
+    ("", "[masking]\nbody_ratio = [0.6, 0.2]", "masking.body_ratio is [low, high], shares with 0 <= low"),
+]
+TRAIN_ONLY = [
+    ("", "[labels]\nfraction = 0.0", "labels.fraction is a share, above 0 and at most 1, not 0.0"),
+    ("", "[labels]\nfraction = 1.5", "labels.fraction is a share, above 0 and at most 1, not 1.5"),
+    ("", "[labels]\nper_class = -1", "labels.per_class must be 0 (off) or more, not -1"),
+]
+
+
+@pytest.mark.parametrize(
+    "command, old, new, message",
+    [("pretrain", *case) for case in BAD_SETTINGS + PRETRAIN_ONLY]
+    + [("train", *case) for case in BAD_SETTINGS + TRAIN_ONLY],
+)
+def test_settings_out_of_range_are_refused_before_anything_is_written(
+    tmp_path: Path, msr: Path, capsys, command: str, old: str, new: str, message: str
+) -> None:
+    config = _pretrain_config(tmp_path, msr) if command == "pretrain" else _train_config(tmp_path, msr, "scratch", None)
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new, 1) if old else f"{text}\n{new}\n")
+    assert main([command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(config) in err[0]
+    assert not (tmp_path / ("pretrain" if command == "pretrain" else "scratch")).exists()
+
+
+@pytest.mark.parametrize(
+    "command, option, message",
+    [
+        ("pretrain", ["--epochs", "0"], "--epochs must be at least 1, not 0"),
+        ("pretrain", ["--epochs", "-2"], "--epochs must be at least 1, not -2"),
+        ("train", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
+    ],
+)
+def test_command_line_overrides_out_of_range_are_refused(
+    tmp_path: Path, msr: Path, capsys, command: str, option: list[str], message: str
+) -> None:
+    config = _pretrain_config(tmp_path, msr) if command == "pretrain" else _train_config(tmp_path, msr, "scratch", None)
+    assert main([command, "--config", str(config), *option]) == 2
+    assert message in capsys.readouterr().err
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no run folder, no untrained encoder.pt
+
+
+def _partly_unlabelled(msr: Path, folder: Path, train: int = 5, test: int = 7) -> Path:
+    """MSR with the first ``train`` and ``test`` sequences of its cross-subject parts unlabelled."""
+    from skeleton.dataset import SkeletonDataset
+
+    dataset = SkeletonDataset.load(msr)
+    dataset.labels[dataset.splits["cross-subject/train"][:train]] = -1
+    dataset.labels[dataset.splits["cross-subject/test"][:test]] = -1
+    path = folder / "partly.npz"
+    dataset.save(path)
+    return path
+
+
+def test_unlabelled_sequences_of_the_splits_neither_train_nor_score(tmp_path: Path, msr: Path, capsys) -> None:
+    from export.supervised import choose_parts
+    from skeleton.dataset import SkeletonDataset
+
+    data = _partly_unlabelled(msr, tmp_path)
+    dataset = SkeletonDataset.load(data)
+    path = _train_config(tmp_path, data, "scratch", None)
+    for validation in (False, True):
+        parts = choose_parts(dataset, dataclasses.replace(load_config(path, TrainConfig), validation=validation))
+        assert (dataset.labels[np.concatenate([parts.fit, parts.scored, parts.unlabelled])] >= 0).all()
+        assert parts.left_out == (
+            {"cross-subject/train": 5} if validation else {"cross-subject/train": 5, "cross-subject/test": 7}
+        )
+    assert main(["train", "--config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "left out the 5 unlabelled sequences of split 'cross-subject/train'" in err
+    assert "left out the 7 unlabelled sequences of split 'cross-subject/test'" in err
+    results = json.loads((tmp_path / "scratch" / "results.json").read_text())
+    assert results["n_train"] == 284 - 5 and results["n_test"] == 273 - 7
+
+
+def test_a_train_split_without_labelled_sequences_is_refused(tmp_path: Path, msr: Path, capsys) -> None:
+    data = _partly_unlabelled(msr, tmp_path, train=284, test=0)
+    assert main(["train", "--config", str(_train_config(tmp_path, data, "scratch", None))]) == 2
+    assert (
+        "split 'cross-subject/train' has no labelled sequences to train on (284 unlabelled)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_evaluate_scores_only_the_labelled_sequences_of_a_stored_split(tmp_path: Path, msr: Path) -> None:
+    from export.evaluate import evaluate, protocol_parts
+    from skeleton.dataset import SkeletonDataset
+
+    data = _partly_unlabelled(msr, tmp_path)
+    dataset = SkeletonDataset.load(data)
+    train, test = protocol_parts(dataset, "cross-subject")
+    assert (len(train), len(test)) == (284 - 5, 273 - 7) and (dataset.labels[np.concatenate([train, test])] >= 0).all()
+    # Scored on a few of them: 3 labelled, 7 not.
+    dataset.splits["cross-subject/test"] = dataset.splits["cross-subject/test"][:10]
+    dataset.save(data)
+    result = evaluate(data, "cross-subject", None, "msr3d")
+    assert result["n_test"] == 3
+
+
+@pytest.mark.parametrize(
+    "parts, probe, message",
+    [
+        ("no test part", "linear", "split 'cross-subject' has an empty test part"),
+        ("no test part", None, "split 'cross-subject' has an empty test part"),
+        ("odd subjects", None, "split 'cross-subject' has an empty test part"),
+        ("even subjects", "knn", "split 'cross-subject' has an empty train part"),
+    ],
+)
+def test_evaluating_on_an_empty_part_is_refused(
+    tmp_path: Path, msr: Path, capsys, parts: str, probe: str | None, message: str
+) -> None:
+    from skeleton.dataset import SkeletonDataset
+
+    dataset = SkeletonDataset.load(msr)
+    if parts == "no test part":
+        dataset.splits["cross-subject/test"] = np.zeros(0, dtype=np.int64)
+    else:  # no stored splits: odd subjects train, even ones test
+        dataset = dataset.subset(np.flatnonzero(dataset.subjects % 2 == (1 if parts == "odd subjects" else 0)))
+    data = tmp_path / "data.npz"
+    dataset.save(data)
+    command = ["evaluate", "--data", str(data), "--split", "cross-subject", "--model", "msr3d", "--json"]
+    assert main(command + (["--probe", probe] if probe else [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(data) in err[0]
+
+
+@pytest.mark.parametrize("pretrained", ["missing.pt", "garbage.pt"])
+def test_a_refused_training_leaves_an_earlier_runs_folder_as_it_was(
+    tmp_path: Path, msr: Path, capsys, pretrained: str
+) -> None:
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    config = _train_config(tmp_path, msr, "finetune", tmp_path / pretrained)
+    assert main(["train", "--config", str(config)]) == 2
+    assert str(tmp_path / pretrained) in capsys.readouterr().err
+    assert not (tmp_path / "finetune").exists()  # no run folder either
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "config.toml").write_text("# the earlier run's config\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert (tmp_path / "finetune" / "config.toml").read_text() == "# the earlier run's config\n"
+
+
+@pytest.mark.parametrize(
+    "checkpoint, message",
+    [
+        ("wide/checkpoint.pt", "weights do not fit this experiment's encoder"),
+        ("pretrain/encoder.pt", "not a pretraining checkpoint"),
+        (None, "not a readable checkpoint"),
+    ],
+)
+def test_resuming_from_a_checkpoint_that_does_not_fit_is_refused(
+    tmp_path: Path, msr: Path, first_stages: Path, capsys, checkpoint: str | None, message: str
+) -> None:
+    resumed = tmp_path / "pretrain" / "checkpoint.pt"
+    resumed.parent.mkdir()
+    resumed.write_bytes((first_stages / checkpoint).read_bytes() if checkpoint else b"garbage")
+    config = _pretrain_config(tmp_path, msr, epochs=1)
+    assert main(["pretrain", "--config", str(config), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(resumed) in err[0]
+    assert sorted(p.name for p in resumed.parent.iterdir()) == ["checkpoint.pt"]  # no config.toml, no epoch
+
+
+def test_export_writes_by_default_where_models_are_read(
+    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From any working directory, `export` without -o writes into the folder that `models`,
+    `evaluate --model NAME` and `serve` read."""
+    import export.evaluate
+    from export.encoder import Classifier, SkeletonEncoder
+    from export.runtime import classifier_checkpoint, save_atomic
+    from skeleton.dataset import SkeletonDataset
+
+    dataset = SkeletonDataset.load(msr)
+    dataset.splits["cross-subject/test"] = dataset.splits["cross-subject/test"][:12]  # a quick parity check
+    dataset.save(tmp_path / "small.npz")
+    config = load_config(_train_config(tmp_path, tmp_path / "small.npz", "scratch", None), TrainConfig)
+    run = Path(config.experiment.output)
+    run.mkdir()
+    (run / "config.toml").write_text(dump_config(config))
+    model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
+    save_atomic(classifier_checkpoint(model, config.window, dataset.label_names), run / "model.pt")
+    monkeypatch.setattr(export.evaluate, "MODELS_DIR", tmp_path / "models")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["export", str(run), "--name", "toy"]) == 0
+    assert (tmp_path / "models" / "toy.onnx").is_file() and (tmp_path / "models" / "toy.md").is_file()
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+@pytest.mark.parametrize(
+    "results, message",
+    [
+        (None, "no such file"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "not a training run's results"),
+        ('{"scored": "validation", "accuracy": 0.8}', "n_train must be a number of training clips, not None"),
+        ('{"scored": "validation", "n_train": 40}', "accuracy must be a number from 0 to 1, not None"),
+        ('{"scored": "test", "accuracy": 0.8, "n_train": 40}', "was scored on 'test', not on a validation part"),
+    ],
+)
+def test_a_missing_or_malformed_reference_accuracy_is_refused(
+    tmp_path: Path, results: str | None, message: str
+) -> None:
+    from export.commands import _reference_accuracy
+
+    if results is not None:
+        (tmp_path / "results.json").write_text(results)
+    with pytest.raises(InputError, match=message) as refused:
+        _reference_accuracy(tmp_path)
+    assert str(tmp_path / "results.json") in str(refused.value)
+    if results is not None:  # the results file itself may be named too
+        with pytest.raises(InputError, match=message):
+            _reference_accuracy(tmp_path / "results.json")
