@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import Overloaded
+from service.errors import Overloaded, Unavailable
 from service.metrics import Metrics
 from service.models import Classified, LoadedModel
 from service.scheduling import become_io_thread
@@ -110,17 +110,37 @@ class Batcher:
             return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
 
     def _loop(self) -> None:
-        while (jobs := self._next_batch()) is not None:
-            started = time.monotonic()
-            try:
-                results = self.model.run(np.stack([job.window for job in jobs]))
-            except Exception as e:  # a model failure fails these windows, not the service
-                log.exception("batch failed", extra={"fields": {"model": self.model.name, "size": len(jobs)}})
-                self._deliver.submit(self._fail, jobs, e)
-                continue
-            if self._metrics is not None:
-                self._metrics.observe_batch(self.model.name, len(jobs), started - jobs[0].enqueued, started)
-            self._deliver.submit(self._succeed, jobs, results)
+        in_hand: list[_Job] = []
+        try:
+            while (batch := self._next_batch()) is not None:
+                in_hand = batch
+                self._run(batch)
+                in_hand = []
+        except BaseException as e:
+            # A bug here would otherwise leave every waiting window (and its stream or clip
+            # call) waiting for good: the batcher closes, and what it holds fails.
+            with self._ready:
+                self._closed = True
+                in_hand += self._queue
+                self._queue.clear()
+            log.critical(
+                "batcher stopped; its windows fail",
+                exc_info=e,
+                extra={"fields": {"model": self.model.name, "failed": len(in_hand)}},
+            )
+            self._fail(in_hand, Unavailable(f"model {self.model.name} failed; reconnect (to another replica)"))
+
+    def _run(self, jobs: list[_Job]) -> None:
+        started = time.monotonic()
+        try:
+            results = self.model.run(np.stack([job.window for job in jobs]))
+        except Exception as e:  # a model failure fails these windows, not the service
+            log.exception("batch failed", extra={"fields": {"model": self.model.name, "size": len(jobs)}})
+            self._deliver.submit(self._fail, jobs, e)
+            return
+        if self._metrics is not None:
+            self._metrics.observe_batch(self.model.name, len(jobs), started - jobs[0].enqueued, started)
+        self._deliver.submit(self._succeed, jobs, results)
 
     @staticmethod
     def _succeed(jobs: list[_Job], results: list[Classified]) -> None:

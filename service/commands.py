@@ -1,27 +1,114 @@
 """Online subcommands: ``serve`` and ``client``.
 
 Every ``serve`` flag has an environment variable (``ACTIONREC_<FLAG>``, as a container
-orchestrator sets them); a flag on the command line wins over the variable.
+orchestrator sets them); a flag on the command line wins over the variable. An empty variable
+counts as unset (compose writes ``VAR=`` for a variable it has no value for).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from skeleton.errors import InputError
+
 ENV_PREFIX = "ACTIONREC_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+UINT32_MAX = 2**32 - 1
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
-def _env_option(parser: argparse.ArgumentParser, flag: str, help: str, default=None, **kwargs) -> None:
-    """A flag whose default comes from ``ACTIONREC_<FLAG>`` when that is set."""
+@dataclass(frozen=True)
+class _FromEnv:
+    """A flag's default taken from its environment variable. It is parsed when its subcommand
+    runs (``read_env``), not while the parser is built, so that a bad variable for ``serve``
+    does not stop ``health`` or ``client``."""
+
+    env: str
+    flag: str
+    text: str
+    parse: Callable[[str], object]
+
+    def __str__(self) -> str:  # as argparse shows a default
+        return self.text
+
+    def value(self) -> object:
+        try:
+            return self.parse(self.text)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise InputError(f"{self.flag} (from {self.env}): {e}") from None
+
+
+def read_env(args: argparse.Namespace) -> dict[str, str]:
+    """Parse the values ``args`` took from environment variables (in place); returns which
+    settings came from which variable, so that a setting refused later names its variable."""
+    sources = {}
+    for name, value in list(vars(args).items()):
+        if isinstance(value, _FromEnv):
+            setattr(args, name, value.value())
+            sources[name] = value.env
+    return sources
+
+
+def _boolean(text: str) -> bool:
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is neither true ({', '.join(_TRUE)}) nor false ({', '.join(_FALSE)})")
+
+
+def _whole(text: str) -> int:
+    """A whole number the protocol's unsigned fields can carry (0 to 2**32 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= UINT32_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0 to {UINT32_MAX})")
+    return value
+
+
+def _env_parser(kwargs: dict) -> Callable[[str], object]:
+    """How an environment variable's text becomes the value the flag would give."""
+    if kwargs.get("action") is argparse.BooleanOptionalAction:
+        return _boolean
+    if kwargs.get("nargs") == "*":
+        return lambda text: [item.strip() for item in text.split(",") if item.strip()]
+    convert, choices = kwargs.get("type", str), kwargs.get("choices")
+
+    def parse(text: str) -> object:
+        try:
+            value = convert(text)
+        except (ValueError, TypeError):
+            raise argparse.ArgumentTypeError(f"invalid {convert.__name__} value: {text!r}") from None
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(choices)})")
+        return value
+
+    return parse
+
+
+def _env_option(
+    parser: argparse.ArgumentParser, flag: str, help: str, default=None, secret: bool = False, **kwargs
+) -> None:
+    """A flag whose default comes from ``ACTIONREC_<FLAG>`` when that is set; a ``secret`` one's
+    value (a token) is never shown in the help."""
     env = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
-    value = os.environ.get(env)
-    if value is not None:
-        # argparse runs a string default through ``type``, so a bad variable is reported like a bad flag
-        default = value.split(",") if kwargs.get("nargs") == "*" else value
-    shown = f"; default {default}" if default not in (None, [], "") and env not in ("ACTIONREC_AUTH_TOKEN",) else ""
-    parser.add_argument(flag, default=default, help=f"{help} [env {env}{shown}]", **kwargs)
+    text = os.environ.get(env, "")
+    if text:
+        default = _FromEnv(env, flag, text, _env_parser(kwargs))
+    shown = str(default).replace("%", "%%")  # argparse formats help with %
+    # BooleanOptionalAction shows its default itself
+    if secret or default in (None, [], "") or kwargs.get("action") is argparse.BooleanOptionalAction:
+        help = f"{help} [env {env}]"
+    else:
+        help = f"{help} [env {env}; default {shown}]"
+    parser.add_argument(flag, default=default, help=help, **kwargs)
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -37,7 +124,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(serve, "--host", "address to listen on", "0.0.0.0")
     _env_option(serve, "--port", "port to listen on (0: any free port)", "50051", type=int)
     _env_option(
-        serve, "--models", "models to load: names in --models-dir or .onnx paths (default: all there)", [], nargs="*"
+        serve,
+        "--models",
+        "models to load: names in --models-dir or .onnx paths (default: all there; the variable separates them"
+        " with commas)",
+        [],
+        nargs="*",
     )
     _env_option(serve, "--models-dir", "where model names are looked up", str(DEFAULT_MODELS_DIR), type=Path)
     _env_option(serve, "--default-model", "the model of streams that name none", DEFAULT_MODEL)
@@ -51,12 +143,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         type=int,
     )
     _env_option(serve, "--workers", "pose worker threads (default: the cores available)", type=int)
-    serve.add_argument(
-        "--no-pin-workers",
-        dest="pin_workers",
-        action="store_false",
-        default=os.environ.get("ACTIONREC_PIN_WORKERS", "1") not in ("0", "false", "no"),
-        help="let pose workers run on any core (default: one core each) [env ACTIONREC_PIN_WORKERS=0]",
+    _env_option(
+        serve,
+        "--pin-workers",
+        "each pose worker on a core of its own; --no-pin-workers lets them run on any core"
+        f" (the variable: {'/'.join(_TRUE)} or {'/'.join(_FALSE)})",
+        defaults["pin_workers"].default,
+        action=argparse.BooleanOptionalAction,
     )
     _env_option(serve, "--max-people", "the most people a stream may ask to pose per frame", "4", type=int)
     _env_option(
@@ -77,7 +170,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(
         serve,
         "--max-queue-delay-ms",
-        "how long a window may wait for a fuller batch",
+        "how long a window may wait for a fuller batch (0 to 1000)",
         str(defaults["max_queue_delay_ms"].default),
         type=float,
     )
@@ -92,11 +185,22 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(serve, "--tls-cert", "TLS certificate chain (PEM); with --tls-key", type=Path)
     _env_option(serve, "--tls-key", "TLS private key (PEM)", type=Path)
     _env_option(
-        serve, "--auth-token", "require 'authorization: Bearer TOKEN' on every call but health (empty: no auth)"
+        serve,
+        "--auth-token",
+        "require 'authorization: Bearer TOKEN' on every call but health (empty: no auth)",
+        secret=True,
     )
-    _env_option(serve, "--metrics-port", "serve Prometheus metrics on this port (default: off)", type=int)
-    _env_option(serve, "--drain-seconds", "on SIGTERM, time for open streams to finish", "30", type=float)
-    _env_option(serve, "--log-level", "debug, info, warning or error", "info")
+    _env_option(
+        serve, "--metrics-port", "serve Prometheus metrics on this port (default: off; 0: any free port)", type=int
+    )
+    _env_option(
+        serve,
+        "--drain-seconds",
+        "on SIGTERM, time for open streams to finish (a second SIGTERM stops at once)",
+        "30",
+        type=float,
+    )
+    _env_option(serve, "--log-level", "how much to log", "info", type=str.lower, choices=LOG_LEVELS)
     serve.set_defaults(handler=_serve)
 
     client = subcommands.add_parser(
@@ -110,17 +214,19 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     client.add_argument("--out", type=Path, help="write the video with skeletons and labels drawn")
     client.add_argument("--fast", action="store_true", help="send a file as fast as the server takes it")
     client.add_argument("--model", default="", help="the model to use (default: the server's)")
-    client.add_argument("--max-people", type=int, default=0, help="people posed per frame (default: 1)")
-    client.add_argument("--top-k", type=int, default=0, help="labels per event (default: 3)")
-    client.add_argument("--stride", type=int, default=0, help="model frames between windows (default: half a window)")
+    client.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    client.add_argument("--top-k", type=_whole, default=0, help="labels per event (default: 3)")
+    client.add_argument(
+        "--stride", type=_whole, default=0, help="model frames between windows (default: half a window)"
+    )
     client.add_argument("--action-set", default="", help="also match this set of enrolled custom actions")
     client.add_argument("--stream-id", default="", help="the stream's name in events (default: the source's)")
-    client.add_argument("--width", type=int, default=0, help="shrink frames to this width before sending")
-    client.add_argument("--max-frames", type=int, default=0, help="read at most this many frames of the source")
+    client.add_argument("--width", type=_whole, default=0, help="shrink frames to this width before sending")
+    client.add_argument("--max-frames", type=_whole, default=0, help="read at most this many frames of the source")
     client.add_argument(
         "--all-frames", action="store_true", help="also send the frames beyond the model's frame rate (it skips them)"
     )
-    _env_option(client, "--token", "auth token (sent as 'authorization: Bearer TOKEN')")
+    _env_option(client, "--token", "auth token (sent as 'authorization: Bearer TOKEN')", secret=True)
     _env_option(client, "--tls-ca", "CA certificate (PEM) to verify a TLS server with", type=Path)
     client.add_argument("--lb", default="", help="client-side load balancing policy, e.g. round_robin")
     client.set_defaults(handler=_client)
@@ -140,55 +246,67 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import signal
-    import threading
 
     from service import logs
-    from service.config import ServerConfig, available_cores, default_actions_file
+    from service.config import ServerConfig, SettingError, available_cores, default_actions_file
     from service.server import ActionServer
 
-    logs.configure(args.log_level)
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        models=tuple(m for m in args.models if m),
-        models_dir=args.models_dir,
-        default_model=args.default_model,
-        pose_model=args.pose_model,
-        max_streams=args.max_streams,
-        max_clip_calls=args.max_clip_calls,
-        workers=args.workers or available_cores(),
-        pin_workers=args.pin_workers,
-        max_people=args.max_people,
-        max_pending_frames=args.max_pending_frames,
-        pose_width=args.pose_width,
-        max_batch=args.max_batch,
-        max_queue_delay_ms=args.max_queue_delay_ms,
-        onnx_threads=args.onnx_threads,
-        actions_file=args.actions_file or default_actions_file(),
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        auth_token=args.auth_token or None,  # an empty variable (compose's default) means no auth
-        metrics_port=args.metrics_port,
-        drain_seconds=args.drain_seconds,
-    )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    server = ActionServer(config)
-    server.start()
+    sources = read_env(args)
+    try:
+        config = ServerConfig(
+            host=args.host,
+            port=args.port,
+            models=tuple(m for m in args.models if m),
+            models_dir=args.models_dir,
+            default_model=args.default_model,
+            pose_model=args.pose_model,
+            max_streams=args.max_streams,
+            max_clip_calls=args.max_clip_calls,
+            workers=available_cores() if args.workers is None else args.workers,
+            pin_workers=args.pin_workers,
+            max_people=args.max_people,
+            max_pending_frames=args.max_pending_frames,
+            pose_width=args.pose_width,
+            max_batch=args.max_batch,
+            max_queue_delay_ms=args.max_queue_delay_ms,
+            onnx_threads=args.onnx_threads,
+            actions_file=args.actions_file or default_actions_file(),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            auth_token=args.auth_token or None,  # an empty token means no auth
+            metrics_port=args.metrics_port,
+            drain_seconds=args.drain_seconds,
+        )
+        logs.configure(args.log_level)
+        server = ActionServer(config)
+        signals = []
+
+        def on_signal(*_) -> None:
+            signals.append(1)
+            if len(signals) == 1:
+                server.stopping.set()  # drain (or, while loading, stop without serving)
+            elif len(signals) == 2:  # an operator who signals again does not want to wait for the drain
+                raise KeyboardInterrupt
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+        server.start()
+    except SettingError as e:
+        raise InputError(e.describe(sources.get(e.setting))) from None
     try:
         server.load()
+        server.stopping.wait()
+        server.drain()
     except BaseException:
         server.stop()
         raise
-    stop.wait()
-    server.drain()
     return 0
 
 
 def _health(args: argparse.Namespace) -> int:
     from service.channels import wait_until_serving
 
+    read_env(args)
     status = wait_until_serving(args.server, args.wait, args.tls_ca, args.service)
     print(status)
     return 0 if status == "SERVING" else 1
@@ -197,6 +315,7 @@ def _health(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> int:
     from service.client import ClientOptions, run_client
 
+    read_env(args)
     return run_client(
         ClientOptions(
             source=args.source,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = "sports2d"
 MAX_STREAM_ID = 128  # characters of a stream's id (it is logged and echoed in every event)
+# A batch that waits longer than a second for company adds more latency than any batch saves.
+MAX_QUEUE_DELAY_MS = 1000.0
+# Waits (the drain, a stream's configuration) end within a day: a bigger or infinite time would
+# overflow the platform's timeouts and leave a stopping server hanging.
+MAX_WAIT_SECONDS = 24 * 3600.0
+MAX_GAP_MS = 60_000.0  # a person unseen for a minute is gone, whatever the setting
+
+
+class SettingError(InputError):
+    """A bad setting, reported as its flag (``--max-streams`` for ``max_streams``) and what is wrong."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(self.describe())
+
+    def describe(self, source: str | None = None) -> str:
+        """The message; ``source`` names where the value came from (an environment variable)."""
+        flag = "--" + self.setting.replace("_", "-")
+        return f"{flag} (from {source}) {self.problem}" if source else f"{flag} {self.problem}"
 
 
 def default_actions_file() -> Path:
@@ -92,21 +114,57 @@ class ServerConfig:
         }
         for name, value in positive.items():
             if value < 1:
-                raise InputError(f"{name.replace('_', '-')} must be at least 1, not {value}")
-        if not 0 <= self.port <= 65535:
-            raise InputError(f"port {self.port} is out of range")
-        if self.max_queue_delay_ms < 0 or self.max_gap_ms <= 0 or self.drain_seconds < 0 or self.pose_width < 0:
-            raise InputError("max-queue-delay-ms, drain-seconds and pose-width must be >= 0, max-gap-ms > 0")
-        if not self.config_seconds > 0:
-            raise InputError(f"config-seconds must be positive, not {self.config_seconds}")
-        if not 0 < self.min_presence <= 1:
-            raise InputError(f"min-presence must be in (0, 1], not {self.min_presence}")
+                raise SettingError(name, f"must be at least 1, not {value}")
+        if self.pose_width < 0:
+            raise SettingError("pose_width", f"must be at least 0, not {self.pose_width}")
+        # (lowest, whether the lowest itself is allowed, highest); nan and inf are never in range
+        ranges = {
+            "max_queue_delay_ms": (0.0, True, MAX_QUEUE_DELAY_MS),
+            "drain_seconds": (0.0, True, MAX_WAIT_SECONDS),
+            "config_seconds": (0.0, False, MAX_WAIT_SECONDS),
+            "max_gap_ms": (0.0, False, MAX_GAP_MS),
+            "min_presence": (0.0, False, 1.0),
+        }
+        for name, (low, low_allowed, high) in ranges.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (low <= value if low_allowed else low < value) and value <= high):
+                bounds = f"from {low:g} to {high:g}" if low_allowed else f"above {low:g} and at most {high:g}"
+                raise SettingError(name, f"must be a number {bounds}, not {value}")
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 65535:
+                raise SettingError(name, f"{value} is out of range (0 to 65535)")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise SettingError("metrics_port", f"{self.metrics_port} is the gRPC port (--port); give it its own")
+        self._check_tls()
+        if self.auth_token is not None:  # the token itself is never part of a message
+            if not self.auth_token.strip():
+                raise SettingError("auth_token", "is empty")
+            if self.auth_token != self.auth_token.strip():
+                raise SettingError("auth_token", "starts or ends with white space (a newline left in a secret?)")
+            if not all(" " <= c <= "~" for c in self.auth_token):
+                # gRPC metadata values are printable ASCII; a client could never send such a token
+                raise SettingError("auth_token", "has characters other than printable ASCII")
+
+    def _check_tls(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise InputError("TLS needs both a certificate and its key")
-        for path in (self.tls_cert, self.tls_key):
-            if path is not None and not Path(path).is_file():
-                raise InputError(f"{path}: no such file")
-        if self.auth_token is not None and not self.auth_token.strip():
-            raise InputError("the auth token is empty")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise InputError(f"metrics port {self.metrics_port} is out of range")
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise SettingError(missing, "is missing: TLS needs both a certificate and its key")
+        if self.tls_cert is None:
+            return
+        for name in ("tls_cert", "tls_key"):
+            path = Path(getattr(self, name))
+            if path.is_dir():
+                raise SettingError(name, f"{path} is a folder, not a PEM file")
+            if not path.is_file():
+                raise SettingError(name, f"{path}: no such file")
+        # gRPC would only say that it failed to bind; an encrypted key (which gRPC cannot use)
+        # fails here too, as the empty password does not open it.
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls_cert, self.tls_key, password=b"")
+        except ssl.SSLError as e:
+            raise SettingError(
+                "tls_key", f"{self.tls_key}: the TLS certificate and key do not match, or are not PEM ({e})"
+            ) from None
+        except OSError as e:  # a file that is there but cannot be read
+            raise SettingError("tls_key", f"{self.tls_key} or its certificate cannot be read ({e})") from None

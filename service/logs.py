@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 
@@ -23,7 +24,19 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps(_plain(entry), default=str)
+
+
+def _plain(value):
+    """``value`` with infinite and nan floats as strings: JSON has no such numbers, and Python's
+    ``Infinity`` and ``NaN`` break other parsers' reading of the line."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def configure(level: str = "info", stream=None) -> None:

@@ -9,8 +9,10 @@ streams with UNAVAILABLE (reconnect elsewhere), and stops.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from service.actions import DEFAULT_SET, EnrolledAction, check_name, open_store
 from service.auth import TokenAuth
 from service.batcher import Batcher
 from service.clips import answer_clip
-from service.config import ServerConfig
+from service.config import ServerConfig, SettingError
 from service.errors import Unavailable, status_of
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
@@ -325,6 +327,8 @@ class ActionServer:
         self._estimator_factory = estimator_factory or mediapipe_factory(config)
         self._draining = False
         self._metrics_server = None
+        # Set (by a signal) to stop: ``load`` then ends without ever reporting SERVING.
+        self.stopping = threading.Event()
         self.health = health.HealthServicer(experimental_non_blocking=True)
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -343,6 +347,10 @@ class ActionServer:
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+                # Clients ping every 10 s on quiet streams (service.channels, to notice a frozen
+                # server): that is expected, never a reason to close the connection.
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
         pb_grpc.add_ActionRecognitionServicer_to_server(Servicer(self), self.grpc)
@@ -363,26 +371,45 @@ class ActionServer:
 
     def start(self) -> int:
         """Bind and serve (health: NOT_SERVING until ``load``); returns the bound port."""
-        address = f"{self.config.host}:{self.config.port}"
-        if self.config.tls_cert is not None:
-            credentials = grpc.ssl_server_credentials(
-                [(Path(self.config.tls_key).read_bytes(), Path(self.config.tls_cert).read_bytes())]
-            )
-            self.port = self.grpc.add_secure_port(address, credentials)
-        else:
-            self.port = self.grpc.add_insecure_port(address)
-        if not self.port:
-            raise InputError(f"cannot listen on {address}")
-        self.grpc.start()
-        if self.config.metrics_port is not None:
+        config = self.config
+        address = f"{config.host}:{config.port}"
+        _check_address(config.host, config.port)
+        if config.metrics_port is not None:
+            # Before the gRPC port: a gRPC server that never started keeps its port while the
+            # process lives, the metrics server lets go of its own.
             from prometheus_client import start_http_server
 
-            self._metrics_server, _ = start_http_server(
-                self.config.metrics_port, addr=self.config.host, registry=self.metrics.registry
-            )
+            try:
+                self._metrics_server, _ = start_http_server(
+                    config.metrics_port, addr=config.host, registry=self.metrics.registry
+                )
+            except OSError as e:
+                raise SettingError(
+                    "metrics_port", f"{config.metrics_port}: cannot listen on {config.host} ({e.strerror or e})"
+                ) from None
+        try:
+            if config.tls_cert is not None:
+                credentials = grpc.ssl_server_credentials(
+                    [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+                )
+                self.port = self.grpc.add_secure_port(address, credentials)
+            else:
+                self.port = self.grpc.add_insecure_port(address)
+        except RuntimeError:  # this gRPC raises where older ones returned 0
+            self.port = 0
+        if not self.port:
+            self._stop_metrics()
+            raise SettingError("port", f"{config.port}: cannot listen on {address}")
+        self.grpc.start()
         log.info(
             "listening",
-            extra={"fields": {"address": f"{self.config.host}:{self.port}", "tls": self.config.tls_cert is not None}},
+            extra={
+                "fields": {
+                    "address": f"{config.host}:{self.port}",
+                    "tls": config.tls_cert is not None,
+                    "metrics_port": self.metrics_port,
+                }
+            },
         )
         return self.port
 
@@ -418,6 +445,9 @@ class ActionServer:
             slots=Slots(config.max_streams, "streams"),
             call_slots=Slots(config.max_clip_calls, "clip calls"),
         )
+        if self.stopping.is_set():  # asked to stop while loading: straight to the drain, never SERVING
+            log.info("loaded, but stopping", extra={"fields": {"load_seconds": round(time.monotonic() - started, 2)}})
+            return
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -455,8 +485,34 @@ class ActionServer:
         if self.runtime is not None:
             self.runtime.close()
         self._handlers.shutdown(wait=False, cancel_futures=True)
+        self._stop_metrics()
+        log.info("stopped")
+
+    def _stop_metrics(self) -> None:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
             self._metrics_server = None
-        log.info("stopped")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address the server cannot listen on, saying why: gRPC only says that binding
+    failed (and logs a line of its own)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise SettingError("host", f"{host}: cannot be resolved ({e.strerror})") from None
+    failures = []
+    for family, kind, protocol, _, address in addresses:
+        try:
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+                probe.bind(address)
+            return  # gRPC listens if it can bind one of the host's addresses
+        except OSError as e:
+            failures.append(e)
+    if failures:
+        in_use = [e for e in failures if e.errno == errno.EADDRINUSE]
+        setting, value = ("port", port) if in_use else ("host", host)
+        error = (in_use or failures)[0]
+        raise SettingError(setting, f"{value}: cannot listen on {host}:{port} ({error.strerror or error})")

@@ -4,15 +4,19 @@ and two replicas behind client-side round-robin load balancing (real server proc
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,13 +26,17 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from actionrec.cli import main
+from actionrec.cli import build_parser, main
+from service import logs
+from service.batcher import Batcher
 from service.channels import make_channel
-from service.config import ServerConfig
+from service.commands import read_env
+from service.config import ServerConfig, SettingError
+from service.errors import Overloaded, Unavailable
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.loadgen import frame_stream, run_streams
-from service.server import REPLICA_HEADER, SERVICE_NAME
+from service.server import REPLICA_HEADER, SERVICE_NAME, ActionServer
 from service.testing import (
     VIDEOS,
     ServerProcess,
@@ -298,3 +306,268 @@ def test_serve_refuses_a_bad_configuration(models_dir: Path, tmp_path: Path) -> 
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2 and "--max-streams" in result.stderr
     assert replace(ServerConfig(), max_streams=3).max_streams == 3
+
+
+# ---------------------------------------------------------------- refusing bad settings at start
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("drain_seconds", math.inf),
+        ("drain_seconds", math.nan),
+        ("drain_seconds", -1.0),
+        ("max_queue_delay_ms", math.nan),
+        ("max_queue_delay_ms", math.inf),
+        ("max_queue_delay_ms", 1000.5),
+        ("config_seconds", math.inf),
+        ("config_seconds", 0.0),
+        ("max_gap_ms", math.nan),
+        ("min_presence", math.nan),
+        ("workers", 0),
+        ("metrics_port", 50051),  # the gRPC port
+        ("metrics_port", 65536),
+    ],
+)
+def test_config_refuses_settings_out_of_range(setting: str, value) -> None:
+    with pytest.raises(SettingError, match=f"^--{setting.replace('_', '-')} ") as error:
+        ServerConfig(**{setting: value})
+    assert error.value.setting == setting
+    ServerConfig(max_queue_delay_ms=1000.0, drain_seconds=0.0, port=0, metrics_port=0)  # the edges are fine
+
+
+@pytest.mark.parametrize("token", ["qwz\n", " qwz", "qwz\t", "q\x00wz", "q\u00f6wz"])
+def test_config_refuses_tokens_a_client_cannot_send(token: str) -> None:
+    with pytest.raises(SettingError, match="^--auth-token ") as error:
+        ServerConfig(auth_token=token)
+    assert "wz" not in str(error.value)  # the token is never shown
+    assert ServerConfig(auth_token="Se cret~!").auth_token == "Se cret~!"
+
+
+def test_config_checks_that_the_tls_key_matches_its_certificate(tls_files, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not PEM")
+    other_key = tls_files.cert.parent / "ca-key.pem"  # the CA's key: PEM, but not the certificate's
+    for cert, key, message in (
+        (tls_files.cert, other_key, "do not match, or are not PEM"),
+        (junk, junk, "do not match, or are not PEM"),
+        (tmp_path, tls_files.key, "is a folder"),
+        (tls_files.cert, tmp_path / "missing.pem", "no such file"),
+    ):
+        with pytest.raises(SettingError, match=message):
+            ServerConfig(tls_cert=cert, tls_key=key)
+    ServerConfig(tls_cert=tls_files.cert, tls_key=tls_files.key)
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    """``actionrec ARGV`` must refuse at once (exit 2, no traceback); its last line on stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's refusals
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_serve_names_the_flag_and_the_variable_of_a_bad_setting(monkeypatch, capsys, tmp_path: Path) -> None:
+    # the empty models folder makes a setting that is wrongly accepted fail too, rather than serve
+    serve = ["serve", "--host", "127.0.0.1", "--models-dir", str(tmp_path)]
+    monkeypatch.setenv("ACTIONREC_PORT", "0")
+    for variable, value, expected in (
+        ("ACTIONREC_PORT", "many", "--port (from ACTIONREC_PORT): invalid int value: 'many'"),
+        ("ACTIONREC_WORKERS", "0", "--workers (from ACTIONREC_WORKERS) must be at least 1, not 0"),
+        ("ACTIONREC_DRAIN_SECONDS", "inf", "--drain-seconds (from ACTIONREC_DRAIN_SECONDS) must be"),
+        ("ACTIONREC_LOG_LEVEL", "verbose", "--log-level (from ACTIONREC_LOG_LEVEL): invalid choice: 'verbose'"),
+        ("ACTIONREC_PIN_WORKERS", "maybe", "--pin-workers (from ACTIONREC_PIN_WORKERS): 'maybe' is neither"),
+        ("ACTIONREC_AUTH_TOKEN", "s3cret\n", "--auth-token (from ACTIONREC_AUTH_TOKEN) starts or ends with white"),
+    ):
+        with monkeypatch.context() as env:
+            env.setenv(variable, value)
+            assert expected in _refused(capsys, serve)
+    assert "--workers must be at least 1, not 0" in _refused(capsys, serve + ["--workers", "0"])
+    assert "--max-queue-delay-ms must be" in _refused(capsys, serve + ["--max-queue-delay-ms", "nan"])
+    assert "argument --log-level: invalid choice: 'verbose'" in _refused(capsys, serve + ["--log-level", "verbose"])
+
+
+def test_environment_variables_read_like_their_flags(monkeypatch) -> None:
+    def serve_args(*argv: str):
+        args = build_parser().parse_args(["serve", *argv])
+        read_env(args)
+        return args
+
+    for text, expected in (("False", False), ("OFF", False), ("0", False), ("no", False), ("TRUE", True), ("on", True)):
+        monkeypatch.setenv("ACTIONREC_PIN_WORKERS", text)
+        assert serve_args().pin_workers is expected
+    monkeypatch.setenv("ACTIONREC_PIN_WORKERS", "false")
+    assert serve_args("--pin-workers").pin_workers is True  # a flag wins over its variable
+    monkeypatch.delenv("ACTIONREC_PIN_WORKERS")
+    assert serve_args().pin_workers is True and serve_args("--no-pin-workers").pin_workers is False
+    monkeypatch.setenv("ACTIONREC_MODELS", "sports2d, msr3d,")
+    monkeypatch.setenv("ACTIONREC_TLS_CERT", "")  # empty: unset
+    monkeypatch.setenv("ACTIONREC_LOG_LEVEL", "WARNING")
+    args = serve_args()
+    assert (args.models, args.tls_cert, args.log_level) == (["sports2d", "msr3d"], None, "warning")
+
+
+def test_help_never_shows_a_token(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ACTIONREC_TOKEN", "client-s3cret")
+    monkeypatch.setenv("ACTIONREC_AUTH_TOKEN", "server-s3cret")
+    for command in ("client", "serve"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "ACTIONREC_" in out and "s3cret" not in out
+
+
+@pytest.mark.parametrize("flag", ["--max-people", "--top-k", "--stride", "--width", "--max-frames"])
+def test_client_refuses_counts_out_of_range(flag: str, capsys) -> None:
+    for value in ("-1", str(2**32), "two"):
+        assert f"argument {flag}:" in _refused(capsys, ["client", "video.mp4", flag, value])
+
+
+def test_json_logs_write_infinite_numbers_as_strings() -> None:
+    record = logging.LogRecord("service.server", logging.INFO, __file__, 1, "draining", None, None)
+    record.fields = {"timeout_s": math.inf, "nested": {"value": math.nan, "values": [-math.inf]}}
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    entry = json.loads(logs.JsonFormatter().format(record), parse_constant=refuse)
+    assert (entry["timeout_s"], entry["nested"]) == ("inf", {"value": "nan", "values": ["-inf"]})
+
+
+@contextmanager
+def _logged(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records ``name`` logs meanwhile, at every level (the service's loggers may not
+    propagate to pytest's)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger, level = logging.getLogger(name), logging.getLogger(name).level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+class _Model:
+    name = "stand-in"
+
+    def run(self, windows: np.ndarray) -> list:
+        return [None] * len(windows)
+
+
+class _BrokenMetrics:
+    def observe_batch(self, *_) -> None:
+        raise RuntimeError("a bug in the batcher's thread")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"max_delay_ms": math.inf}, {"max_delay_ms": 0.0, "metrics": _BrokenMetrics()}],
+    ids=["waiting", "running"],
+)
+def test_a_batcher_that_stops_fails_its_windows(settings: dict) -> None:
+    with _logged("service.batcher") as records:
+        batcher = Batcher(_Model(), **settings)
+        try:
+            assert isinstance(batcher.submit(np.zeros((4, 2, 2), np.float32)).exception(timeout=10), Unavailable)
+            later = batcher.submit(np.zeros((4, 2, 2), np.float32))
+            assert later.done() and isinstance(later.exception(), Overloaded)  # refused at once, not left waiting
+        finally:
+            batcher.close()
+    assert [r.getMessage() for r in records] == ["batcher stopped; its windows fail"] and records[0].exc_info
+
+
+def test_start_says_which_address_it_cannot_listen_on(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for settings, setting in (
+            ({"port": port}, "port"),
+            ({"host": "nosuch.invalid", "port": 0}, "host"),
+            ({"port": 0, "metrics_port": port}, "metrics_port"),
+        ):
+            server = ActionServer(ServerConfig(**{"host": "127.0.0.1", **settings}))
+            try:
+                with pytest.raises(SettingError) as error:
+                    server.start()
+            finally:
+                server.stop()
+            assert error.value.setting == setting
+        # through the command: one line, exit 2
+        command = [sys.executable, "-m", "actionrec", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--models-dir", str(tmp_path)]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"actionrec serve: error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    ]
+
+
+def test_the_listening_line_names_the_metrics_port_taken() -> None:
+    server = ActionServer(ServerConfig(host="127.0.0.1", port=0, metrics_port=0))
+    with _logged("service.server") as records:
+        try:
+            server.start()
+            bound = server.metrics_port
+        finally:
+            server.stop()
+    (listening,) = [r for r in records if r.getMessage() == "listening"]
+    assert bound and listening.fields["metrics_port"] == bound
+
+
+class _Estimator:
+    def estimate(self, image, timestamp_ms):
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stop_asked_for_while_loading_never_reports_serving(models_dir: Path, tmp_path: Path) -> None:
+    def make_estimator(max_people: int) -> _Estimator:
+        server.stopping.set()  # as SIGTERM does while the models load
+        return _Estimator()
+
+    config = ServerConfig(host="127.0.0.1", port=0, models_dir=models_dir, actions_file=tmp_path / "actions.json")
+    server = ActionServer(config, make_estimator)
+    try:
+        server.start()
+        server.load()
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=TIMEOUT)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        server.drain()
+
+
+def test_a_second_sigterm_stops_the_drain_at_once(models_dir: Path, tmp_path: Path) -> None:
+    server = ServerProcess(models_dir, tmp_path, env={"ACTIONREC_DRAIN_SECONDS": "60"})
+    quiet = threading.Event()
+    try:
+        # A stream that sends nothing holds its slot (for config_seconds), so the drain waits for it.
+        call = pb_grpc.ActionRecognitionStub(grpc.insecure_channel(server.address)).StreamFrames(
+            iter(quiet.wait, True), timeout=TIMEOUT
+        )
+        reader = threading.Thread(target=lambda: list(_quietly(call)))
+        reader.start()
+        time.sleep(1)
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TIMEOUT
+        while "draining" not in [entry["message"] for entry in server.logs] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert server.process.poll() is None  # still draining
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert server.process.wait(TIMEOUT) == 130
+        assert time.monotonic() - signalled < 5
+    finally:
+        quiet.set()
+        server.stop()
+    reader.join(TIMEOUT)
