@@ -13,18 +13,40 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from skeleton.errors import InputError, read_input_file
+
 MAX_MESSAGE_BYTES = 64 << 20
+# A stream can be silent for long (nobody in view), so only pings tell a live server from a frozen
+# one or a dead link: a ping after KEEPALIVE_TIME_MS without a byte from the server, and the
+# connection and its calls end (UNAVAILABLE) when it is not answered within KEEPALIVE_TIMEOUT_MS.
+KEEPALIVE_TIME_MS = 10_000
+KEEPALIVE_TIMEOUT_MS = 5_000
+# A unary call (model info) is answered in milliseconds; one unanswered for this long is not
+# going to be (a frozen server, or a peer that accepts connections and never speaks gRPC).
+CALL_TIMEOUT_S = 10.0
+
+
+def read_ca(path: Path) -> bytes:
+    """The PEM certificates of ``--tls-ca``, or an InputError saying why they cannot be used."""
+    pem = read_input_file(path, "CA certificate file")
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise InputError(f"{path}: not a PEM certificate")
+    return pem
 
 
 def make_channel(target: str, tls_ca: Path | None = None, lb_policy: str = "") -> grpc.Channel:
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        # gRPC (1.85) waits for a ping's answer this long, whatever keepalive_timeout says (default: a minute)
+        ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ]
     if lb_policy:
         options.append(("grpc.service_config", json.dumps({"loadBalancingConfig": [{lb_policy: {}}]})))
     if tls_ca is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+        credentials = grpc.ssl_channel_credentials(root_certificates=read_ca(tls_ca))
         return grpc.secure_channel(target, credentials, options=options)
     return grpc.insecure_channel(target, options=options)
 

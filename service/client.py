@@ -17,7 +17,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +26,7 @@ import cv2
 import grpc
 import numpy as np
 
-from service.channels import call_metadata, make_channel
+from service.channels import CALL_TIMEOUT_S, call_metadata, make_channel
 from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
@@ -57,11 +57,49 @@ class ClientOptions:
     all_frames: bool = False  # send the frames beyond the model's frame rate too
 
 
+# How long a stream that ends early waits for gRPC's sending thread to finish reading the frame
+# it is on (a camera or RTSP read, a JPEG encode): ending the process while that thread is inside
+# OpenCV aborts it ("terminate called without an active exception").
+SENDER_STOP_S = 5.0
+
+
 @dataclass
 class Source:
-    frames: Iterator[tuple[np.ndarray, int]]  # BGR frames with capture timestamps (ms)
+    frames: Generator[tuple[np.ndarray, int], None, None]  # BGR frames with capture timestamps (ms)
     fps: float
     live: bool  # a camera or network stream: paced by the device, not by us
+
+
+class RequestFeed:
+    """The stream's requests, pulled by gRPC's own thread. ``halt`` stops the feed and waits until
+    that thread is out of it, so that the source can then be released (and the process end) safely."""
+
+    def __init__(self, requests: Iterator[pb.StreamFramesRequest], stop: threading.Event) -> None:
+        self.stop = stop  # the requests' generator checks it between frames
+        self._requests = requests
+        self._inside = False
+        self._changed = threading.Condition()
+
+    def __iter__(self) -> RequestFeed:
+        return self
+
+    def __next__(self) -> pb.StreamFramesRequest:
+        with self._changed:
+            if self.stop.is_set():
+                raise StopIteration
+            self._inside = True
+        try:
+            return next(self._requests)
+        finally:
+            with self._changed:
+                self._inside = False
+                self._changed.notify_all()
+
+    def halt(self, timeout_s: float) -> bool:
+        """Stop the feed; whether no thread is inside it any more (False: still one after ``timeout_s``)."""
+        with self._changed:
+            self.stop.set()
+            return self._changed.wait_for(lambda: not self._inside, timeout_s)
 
 
 def open_source(source: str) -> Source:
@@ -88,6 +126,8 @@ def open_source(source: str) -> Source:
 
         return Source(live(), fps if 0 < fps < 1000 else 30.0, live=True)
     path = Path(source)
+    if path.is_dir():
+        raise InputError(f"{source}: is a folder, not a video file")
     info = probe_video(path)
     frames = ((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ts) for rgb, ts in read_frames(path))
     return Source(frames, info.fps, live=False)
@@ -131,10 +171,14 @@ def model_frame_gate(
     if options.all_frames:
         return None
     try:
-        info = api.GetModelInfo(pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token))
+        info = api.GetModelInfo(
+            pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token), timeout=CALL_TIMEOUT_S
+        )
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             return None
+        if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise InputError(f"{options.server}: no answer within {CALL_TIMEOUT_S:g} s (DEADLINE_EXCEEDED)") from None
         raise
     if info.frame_rate <= 0:
         return None
@@ -188,18 +232,18 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
     sent_lock = threading.Lock()
     not_sent = 0  # frames the model's frame rate leaves out
 
-    def requests(gate: FrameGate | None) -> Iterator[pb.StreamFramesRequest]:
+    def requests(gate: FrameGate | None, stop: threading.Event) -> Iterator[pb.StreamFramesRequest]:
         nonlocal not_sent
         yield pb.StreamFramesRequest(config=config)
         started = time.monotonic()
         quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
         for count, (bgr, timestamp) in enumerate(source.frames):
-            if options.max_frames and count >= options.max_frames:
+            if stop.is_set() or (options.max_frames and count >= options.max_frames):
                 break
             if not (source.live or options.fast):
                 delay = started + timestamp / 1000.0 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and stop.wait(delay):
+                    break
             admitted = gate is None or gate.admit(timestamp)
             if admitted or annotator is not None:  # every frame is drawn, sent or not
                 bgr = resize_to_width(bgr, options.width)
@@ -221,11 +265,14 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
             print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
 
     channel = make_channel(options.server, options.tls_ca, options.lb_policy)
+    feed = call = None
     final = None
     try:
         api = pb_grpc.ActionRecognitionStub(channel)
         gate = model_frame_gate(api, options, config)
-        call = api.StreamFrames(requests(gate), metadata=call_metadata(options.token))
+        stop = threading.Event()
+        feed = RequestFeed(requests(gate, stop), stop)
+        call = api.StreamFrames(feed, metadata=call_metadata(options.token))
         for response in call:
             if annotator is not None:
                 with sent_lock:
@@ -250,6 +297,11 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
         report(final)
         raise InputError(f"{options.server}: {e.code().name}: {e.details()}") from None
     finally:
+        if call is not None:
+            call.cancel()  # when leaving early (an error here, Ctrl-C); nothing once the call has ended
+        # gRPC's thread may still be reading the source: it is released only once that thread is out
+        if feed is None or feed.halt(SENDER_STOP_S):
+            source.frames.close()
         channel.close()
         if annotator is not None:
             with sent_lock:

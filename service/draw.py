@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import deque
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from skeleton.errors import InputError
 from skeleton.layouts import get_layout
 
 _LAYOUT = get_layout("mediapipe33")
 _BONES = [(_LAYOUT.index(child), _LAYOUT.index(parent)) for child, parent in _LAYOUT.bones]
 _NOSE = _LAYOUT.index("nose")
 _PALETTE = [(66, 135, 245), (245, 166, 35), (80, 200, 120), (220, 80, 200), (60, 200, 220), (200, 60, 60)]
+# Containers OpenCV's writer puts MPEG-4 video in; given another name (.txt, .webm) it opens nothing and says nothing.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+
+
+def check_output(path: Path) -> None:
+    """An InputError unless a video can be written at ``path``. The writer opens at the first
+    frame, mid-stream, and reports a failure only by not opening: this says so before."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a video file name")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{path}: not a video file name (end it in {', '.join(VIDEO_SUFFIXES)})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError:
+        raise InputError(f"{path}: cannot write a file in {path.parent}") from None
 
 
 def draw_people(bgr: np.ndarray, people: list[tuple[int, np.ndarray, np.ndarray]], labels: dict[int, str]) -> None:
@@ -43,6 +62,7 @@ class Annotator:
 
     def __init__(self, path: Path, fps: float, max_buffered: int = 120) -> None:
         self.path = Path(path)
+        check_output(self.path)
         self.fps = fps if fps > 0 else 30.0
         self.max_buffered = max_buffered
         self._writer: cv2.VideoWriter | None = None
@@ -67,9 +87,11 @@ class Annotator:
         while self._pending_people and self._pending_people[0][0] <= timestamp_ms:
             self._people = self._pending_people.popleft()[1]
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             size = (bgr.shape[1], bgr.shape[0])
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+            if not writer.isOpened():
+                raise InputError(f"{self.path}: cannot write a video there")
+            self._writer = writer
         frame = bgr.copy()
         draw_people(frame, self._people, self.labels)
         self._writer.write(frame)

@@ -256,7 +256,7 @@ def assert_input_error(path: Path, fragment: str) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    assert_input_error(tmp_path / "absent.bvh", "not found")
+    assert_input_error(tmp_path / "absent.bvh", "no such file")
 
 
 def test_empty_file(tmp_path: Path) -> None:

@@ -3,28 +3,38 @@ model registry and the enrolled-action store."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
+import itertools
 import json
 import logging
 import os
+import socket
 import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import grpc
 import numpy as np
 import pytest
 
+from service import channels, client
 from service.actions import ActionStore, StoreUnwritable, open_store
 from service.batcher import Batcher
-from service.client import ClientOptions, default_stream_id, model_frame_gate
+from service.channels import health_status, make_channel
+from service.client import ClientOptions, Source, default_stream_id, model_frame_gate, open_source, run_client
 from service.devmodel import build_model, sports2d_card
+from service.draw import Annotator
 from service.errors import NotFound, Overloaded
 from service.frames import FrameLimits, ImageHeader, check_frame, decode_frame, decode_scale, encoded_image_size
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.lanes import Lane
 from service.loadgen import StreamResult, steady_rate, whole_run_rate
 from service.models import ModelRegistry, load_model
@@ -236,7 +246,7 @@ class _ModelInfoOnly:
     def __init__(self, frame_rate: float) -> None:
         self.frame_rate = frame_rate
 
-    def GetModelInfo(self, request, metadata=None) -> pb.ModelInfo:  # noqa: N802 (the gRPC method's name)
+    def GetModelInfo(self, request, metadata=None, timeout=None) -> pb.ModelInfo:  # noqa: N802 (the gRPC method's name)
         return pb.ModelInfo(name="sports2d", frame_rate=self.frame_rate)
 
 
@@ -557,3 +567,185 @@ def test_steady_rate_counts_only_while_every_stream_runs() -> None:
 def test_the_clients_default_stream_id_never_carries_credentials(source: str, stream_id: str) -> None:
     assert default_stream_id(source) == stream_id
     assert "secret" not in default_stream_id(source) and len(default_stream_id(source)) <= 128
+
+
+# ---------------------------------------------------------------- the client's failures
+
+
+def _short_video(path: Path, frames: int = 10) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), i * 20, np.uint8))
+    writer.release()
+    return path
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _FakeService(pb_grpc.ActionRecognitionServicer):
+    """Says the model has no frame rate (so the client sends every frame), counts the stream's
+    frames, then refuses the stream after ``refuse_after`` of them (None: reads on, saying nothing)."""
+
+    def __init__(self, refuse_after: int | None) -> None:
+        self.refuse_after = refuse_after
+        self.frames = 0
+        self.streaming = threading.Event()
+
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        for request in request_iterator:
+            if request.HasField("frame"):
+                self.frames += 1
+                self.streaming.set()
+                if self.refuse_after is not None and self.frames >= self.refuse_after:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_people 99 is over the server's limit (4)")
+        return iter(())
+
+
+@contextlib.contextmanager
+def _fake_server(service: _FakeService) -> Iterator[int]:
+    server = grpc.server(ThreadPoolExecutor(4))
+    pb_grpc.add_ActionRecognitionServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(0)
+
+
+def _camera(state: dict) -> Iterator[tuple[np.ndarray, int]]:
+    """A live source whose every read takes a while, as OpenCV's does; ``state`` says whether a
+    read is under way and whether the source was closed."""
+    try:
+        for index in itertools.count():
+            state["reading"] = True
+            time.sleep(0.2)
+            state["reading"] = False
+            yield np.zeros((48, 64, 3), np.uint8), index * 33
+    finally:
+        state["closed"] = True
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("annotated.txt", "not a video file name"),
+        ("", "is a folder"),  # the folder itself
+        ("folder.mp4", "is a folder"),
+        ("/proc/annotated.mp4", "cannot write a file in /proc"),
+    ],
+)
+def test_the_clients_output_is_refused_before_anything_is_sent(tmp_path: Path, name: str, message: str) -> None:
+    (tmp_path / "folder.mp4").mkdir()
+    video = _short_video(tmp_path / "clip.mp4")
+    # a closed port: an output checked only once connected would fail on the server instead
+    options = ClientOptions(source=str(video), server=f"127.0.0.1:{_closed_port()}", out=tmp_path / name)
+    with pytest.raises(InputError, match=message):
+        run_client(options, out=io.StringIO(), err=io.StringIO())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "folder.mp4"]
+
+
+def test_an_annotated_video_that_cannot_be_opened_is_an_error_not_a_success(tmp_path: Path) -> None:
+    annotator = Annotator(tmp_path / "annotated.mp4", 30.0)
+    (tmp_path / "annotated.mp4").mkdir()  # taken between the check and the first frame
+    annotator.add_frame(0, np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="cannot write a video there"):
+        annotator.close()
+    assert annotator.written == 0
+
+
+def test_a_refused_stream_ends_the_client_only_once_the_sender_is_out_of_the_source(monkeypatch) -> None:
+    state = {"reading": False, "closed": False}
+    monkeypatch.setattr(client, "open_source", lambda source: Source(_camera(state), 30.0, live=True))
+    service = _FakeService(refuse_after=1)
+    with _fake_server(service) as port:
+        with pytest.raises(InputError, match="INVALID_ARGUMENT: max_people 99"):
+            run_client(ClientOptions(source="0", server=f"127.0.0.1:{port}"), out=io.StringIO(), err=io.StringIO())
+        # gRPC's sender thread was reading the next frame when the refusal came: ending the process
+        # while it is inside OpenCV aborts it, so the client waits for it and then closes the source
+        assert not state["reading"] and state["closed"]
+
+
+def test_a_missing_or_wrong_ca_file_or_a_folder_as_source_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "ca.txt").write_text("not a certificate\n")
+    for ca, message in [("missing.pem", "no such file"), (".", "is a folder"), ("ca.txt", "not a PEM certificate")]:
+        with pytest.raises(InputError, match=message):
+            make_channel("localhost:50051", tls_ca=tmp_path / ca)
+        with pytest.raises(InputError, match=message):
+            health_status("localhost:50051", tls_ca=tmp_path / ca)
+    with pytest.raises(InputError, match="is a folder, not a video file"):
+        open_source(str(tmp_path))
+
+
+def test_a_peer_that_never_answers_ends_the_client_within_the_call_timeout(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(client, "CALL_TIMEOUT_S", 1.0)
+    video = _short_video(tmp_path / "clip.mp4")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]  # accepted by the kernel, never a word of gRPC
+        started = time.monotonic()
+        with pytest.raises(InputError, match="no answer within 1 s"):
+            run_client(ClientOptions(source=str(video), server=f"127.0.0.1:{port}"), out=io.StringIO())
+    assert time.monotonic() - started < 5  # gRPC alone gives up on the connection after 20 s
+
+
+def test_a_server_that_freezes_mid_stream_ends_the_client_by_keepalive(monkeypatch) -> None:
+    monkeypatch.setattr(channels, "KEEPALIVE_TIME_MS", 1000)
+    monkeypatch.setattr(channels, "KEEPALIVE_TIMEOUT_MS", 1000)
+    state = {"reading": False, "closed": False}
+    monkeypatch.setattr(client, "open_source", lambda source: Source(_camera(state), 30.0, live=True))
+    service = _FakeService(refuse_after=None)
+    with _fake_server(service) as port, socket.socket() as listener:
+        # a relay to the server that, once the stream runs, stops passing anything on either way:
+        # the TCP connection stays up, as with a server stopped by SIGSTOP or a link gone dead
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        held: list[socket.socket] = []
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    if service.streaming.is_set():
+                        return
+                    dst.sendall(data)
+
+        def relay() -> None:
+            with contextlib.suppress(OSError):
+                near, _ = listener.accept()
+                far = socket.create_connection(("127.0.0.1", port))
+                held.extend((near, far))
+                for src, dst in ((near, far), (far, near)):
+                    threading.Thread(target=pump, args=(src, dst), daemon=True).start()
+
+        threading.Thread(target=relay, daemon=True).start()
+        outcome: list = []
+
+        def stream() -> None:
+            try:
+                target = f"127.0.0.1:{listener.getsockname()[1]}"
+                run_client(
+                    ClientOptions(source="0", server=target, all_frames=True), out=io.StringIO(), err=io.StringIO()
+                )
+            except InputError as e:
+                outcome.append(e)
+
+        sender = threading.Thread(target=stream)
+        sender.start()
+        try:
+            assert service.streaming.wait(10)
+            frozen = time.monotonic()
+            sender.join(10)
+            assert outcome and "UNAVAILABLE" in str(outcome[0]), outcome
+            assert time.monotonic() - frozen < 6  # a ping unanswered for a second, at most a second after the last
+        finally:
+            for s in held:
+                s.close()
+            sender.join(30)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skeleton.errors import InputError
+from skeleton.errors import InputError, read_input_file
 
 _AXES = "XYZ"
 _POSITION = "position"
@@ -131,12 +131,7 @@ def _read_lines(path: Path) -> list[tuple[str, int]]:
     BVH has no official comment syntax, but hand-edited files use ``#`` and ``//``;
     tolerating them (and CRLF endings, tabs, a UTF-8 BOM) costs nothing.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    raw = read_input_file(path, "BVH file")
     text = raw.decode("utf-8-sig", errors="replace")
     lines = []
     for number, line in enumerate(text.splitlines(), start=1):
