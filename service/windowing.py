@@ -9,8 +9,9 @@ stream's first frame:
 * ``StreamWindower`` reads each person's posed positions at the grid times by the shared
   ``skeleton.resample.resample`` (linear between the frames around it; missing across a gap
   longer than ``max_gap_ms``) and, every ``stride`` grid steps, hands out the last ``length``
-  samples of every person present in enough of them. A grid time a person was not seen at is
-  read when they are seen again; a window handed out before that lacks it.
+  samples of every person present in enough of them. A grid time that passed in a frame without
+  a person is read when they are seen again, so their window waits for that frame (or until the
+  gap is too long to bridge: then the time stays missing).
 
 Windows are in the model's layout and still unnormalised (NaN where a joint or the person is
 missing); ``skeleton.windows.prepare_window`` turns them into model input.
@@ -80,6 +81,7 @@ class _Track:
     next_step: int  # the first grid step not yet read for this person
     samples: deque = field(default_factory=deque)  # (step, coords) of the grid steps the person was seen at
     emitted_step: int = -1  # the last step of the last window handed out
+    waiting: list = field(default_factory=list)  # window ends due before the person was read up to them
 
 
 class StreamWindower:
@@ -109,20 +111,37 @@ class StreamWindower:
         if self._origin is None:
             self._origin = timestamp_ms
         last_step = math.floor((timestamp_ms - self._origin) / self.period + 1e-9)
-        # Windows still to come end at this frame's steps or later, so they hold no step before this.
-        oldest_useful = self._next_step - self.spec.length + 1
         for track_id, coords in people.items():
             track = self._tracks.get(track_id)
             if track is None:  # seen for the first time: only a grid time right at this frame is known
                 track = self._tracks[track_id] = _Track(timestamp_ms, coords, next_step=self._next_step)
-            self._read(track, timestamp_ms, coords, max(track.next_step, oldest_useful), last_step)
+            # Windows still to come end at this frame's steps or later, or at ends still waiting.
+            oldest_end = min([self._next_step, *track.waiting])
+            self._read(track, timestamp_ms, coords, max(track.next_step, oldest_end - self.spec.length + 1), last_step)
             track.last_time, track.last_coords, track.next_step = timestamp_ms, coords, last_step + 1
-        windows: list[Window] = []
         for step in self._steps_between(self._next_step, last_step):
             if (step + 1) % self.stride == 0 and step + 1 >= self.spec.length:
-                windows += self._windows_ending(int(step))
+                for track in self._tracks.values():
+                    track.waiting.append(int(step))
         self._next_step = max(self._next_step, last_step + 1)
+        windows = self._windows_due(timestamp_ms)
         self._forget(last_step)
+        return windows
+
+    def _windows_due(self, timestamp_ms: float) -> list[Window]:
+        """The windows of the ends each person waits for that are now read, or can no longer be:
+        the person has been unseen for longer than interpolation bridges."""
+        windows = []
+        for track_id, track in self._tracks.items():
+            if not track.waiting:
+                continue
+            lost = timestamp_ms - track.last_time > self.max_gap_ms
+            due = [end for end in track.waiting if end < track.next_step or lost]
+            track.waiting = [end for end in track.waiting if end not in due]
+            for end in due:
+                window = self._window(track_id, track, end, self.min_samples)
+                if window is not None:
+                    windows.append(window)
         return windows
 
     def _read(self, track: _Track, timestamp_ms: float, coords: np.ndarray, first: int, last: int) -> None:
@@ -159,6 +178,11 @@ class StreamWindower:
         (at least half a stride of new samples, or any for a person who never had a window)."""
         windows = []
         for track_id, track in self._tracks.items():
+            for end in track.waiting:  # nothing more will come to read them
+                window = self._window(track_id, track, end, self.min_samples)
+                if window is not None:
+                    windows.append(window)
+            track.waiting = []
             if not track.samples:
                 continue
             end = track.samples[-1][0]
@@ -167,14 +191,6 @@ class StreamWindower:
                 window = self._window(track_id, track, end, min_samples=1)
                 if window is not None:
                     windows.append(window)
-        return windows
-
-    def _windows_ending(self, step: int) -> list[Window]:
-        windows = []
-        for track_id, track in self._tracks.items():
-            window = self._window(track_id, track, step, self.min_samples)
-            if window is not None:
-                windows.append(window)
         return windows
 
     def _window(self, track_id: int, track: _Track, end: int, min_samples: int) -> Window | None:
@@ -197,10 +213,10 @@ class StreamWindower:
 
     def _forget(self, step: int) -> None:
         """Drop samples no future window can include, and people gone for a whole window."""
-        oldest = step - self.spec.length + 1
         for track_id in list(self._tracks):
             track = self._tracks[track_id]
+            oldest = min([step, *track.waiting]) - self.spec.length + 1
             while track.samples and track.samples[0][0] < oldest:
                 track.samples.popleft()
-            if not track.samples and track.last_time < self._time(oldest):
+            if not track.samples and not track.waiting and track.last_time < self._time(oldest):
                 del self._tracks[track_id]
