@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.auth import token_problem
 from skeleton.errors import InputError, read_input_file
 
 MAX_MESSAGE_BYTES = 64 << 20
@@ -52,7 +53,12 @@ def make_channel(target: str, tls_ca: Path | None = None, lb_policy: str = "") -
 
 
 def call_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),) if token else ()
+    if not token:
+        return ()
+    problem = token_problem(token)
+    if problem:  # the token itself is never part of a message
+        raise InputError(f"--token {problem}")
+    return (("authorization", f"Bearer {token}"),)
 
 
 def health_status(target: str, tls_ca: Path | None = None, service: str = "", timeout_s: float = 2.0) -> str:

@@ -9,6 +9,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.auth import token_problem
 from skeleton.errors import InputError
 from skeleton.resample import MAX_INTERPOLATED_GAP_MS
 from skeleton.windows import MIN_WINDOW_PRESENCE
@@ -138,13 +139,9 @@ class ServerConfig:
             raise SettingError("metrics_port", f"{self.metrics_port} is the gRPC port (--port); give it its own")
         self._check_tls()
         if self.auth_token is not None:  # the token itself is never part of a message
-            if not self.auth_token.strip():
-                raise SettingError("auth_token", "is empty")
-            if self.auth_token != self.auth_token.strip():
-                raise SettingError("auth_token", "starts or ends with white space (a newline left in a secret?)")
-            if not all(" " <= c <= "~" for c in self.auth_token):
-                # gRPC metadata values are printable ASCII; a client could never send such a token
-                raise SettingError("auth_token", "has characters other than printable ASCII")
+            problem = token_problem(self.auth_token)
+            if problem:
+                raise SettingError("auth_token", problem)
 
     def _check_tls(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from actionrec.cli import build_parser, main
 from service import logs
 from service.batcher import Batcher
-from service.channels import make_channel
+from service.channels import call_metadata, make_channel
 from service.commands import read_env
 from service.config import ServerConfig, SettingError
 from service.errors import Overloaded, Unavailable
@@ -46,6 +46,7 @@ from service.testing import (
     models_for_development,
     running_server,
 )
+from skeleton.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -337,11 +338,15 @@ def test_config_refuses_settings_out_of_range(setting: str, value) -> None:
 
 
 @pytest.mark.parametrize("token", ["qwz\n", " qwz", "qwz\t", "q\x00wz", "q\u00f6wz"])
-def test_config_refuses_tokens_a_client_cannot_send(token: str) -> None:
+def test_tokens_gRPC_cannot_carry_are_refused_by_server_and_client(token: str) -> None:
     with pytest.raises(SettingError, match="^--auth-token ") as error:
         ServerConfig(auth_token=token)
     assert "wz" not in str(error.value)  # the token is never shown
+    with pytest.raises(InputError, match="^--token ") as error:
+        call_metadata(token)
+    assert "wz" not in str(error.value)
     assert ServerConfig(auth_token="Se cret~!").auth_token == "Se cret~!"
+    assert call_metadata("Se cret~!") == (("authorization", "Bearer Se cret~!"),)
 
 
 def test_config_checks_that_the_tls_key_matches_its_certificate(tls_files, tmp_path: Path) -> None:
