@@ -115,8 +115,9 @@ def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np
     if split == "all":
         return np.zeros(0, dtype=np.int64), labelled
     if f"{split}/train" in dataset.splits and f"{split}/test" in dataset.splits:
-        train, test = dataset.splits[f"{split}/train"], dataset.splits[f"{split}/test"]
-        return np.intersect1d(train, labelled), np.intersect1d(test, labelled)
+        return dataset.labelled_in(dataset.splits[f"{split}/train"]), dataset.labelled_in(
+            dataset.splits[f"{split}/test"]
+        )
     if split == "cross-subject" and (dataset.subjects[labelled] >= 0).all():
         odd = dataset.subjects[labelled] % 2 == 1
         return labelled[odd], labelled[~odd]

@@ -80,7 +80,7 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
     if not dataset.is_labelled:
         raise InputError(f"{origin}: has no labels; {config.mode} needs labelled sequences")
     every_train = split_indices(dataset, config.benchmark.train_split, origin)
-    train = every_train[dataset.labels[every_train] >= 0]
+    train = dataset.labelled_in(every_train)
     if not len(train):
         raise InputError(
             f"{origin}: split {config.benchmark.train_split!r} has no labelled sequences to train on"
@@ -92,7 +92,7 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
         fit, scored, name = *carve_validation(dataset, train, seed=0, by=config.validation_holds_out), "validation"
     else:
         every_test = split_indices(dataset, config.benchmark.test_split, origin)
-        fit, scored, name = train, every_test[dataset.labels[every_test] >= 0], "test"
+        fit, scored, name = train, dataset.labelled_in(every_test), "test"
         left_out[config.benchmark.test_split] = len(every_test) - len(scored)
     budget = config.labels
     unlabelled = fit[:0]

@@ -167,6 +167,11 @@ class SkeletonDataset:
     def is_labelled(self) -> bool:
         return bool(self.label_names) and bool((self.labels >= 0).any())
 
+    def labelled_in(self, indices: np.ndarray) -> np.ndarray:
+        """The labelled sequences among ``indices`` (a split), in their order."""
+        indices = np.asarray(indices)
+        return indices[self.labels[indices] >= 0]
+
     def persons_per_sequence(self) -> np.ndarray:
         """How many people actually appear in each sequence (not the padded count)."""
         present = ~np.isnan(self.coords).all(axis=(2, 3))
