@@ -9,9 +9,12 @@ stream's first frame:
 * ``StreamWindower`` reads each person's posed positions at the grid times by the shared
   ``skeleton.resample.resample`` (linear between the frames around it; missing across a gap
   longer than ``max_gap_ms``) and, every ``stride`` grid steps, hands out the last ``length``
-  samples of every person present in enough of them. A grid time that passed in a frame without
-  a person is read when they are seen again, so their window waits for that frame (or until the
-  gap is too long to bridge: then the time stays missing).
+  samples of every person present in enough of them, in the frame in which its last grid time
+  passes (events keep pace with the stream; nothing waits for a person pose missed). A grid
+  time a person was not seen at is read when they are seen again; a window handed out before
+  that lacks it. A window whose newest sample was already in the person's last window says
+  nothing new and is not handed out: a person who left, or is missed at the moment a window
+  falls due, gets no stale copy of their last window.
 
 Windows are in the model's layout and still unnormalised (NaN where a joint or the person is
 missing); ``skeleton.windows.prepare_window`` turns them into model input.
@@ -80,8 +83,7 @@ class _Track:
     last_coords: np.ndarray  # (J, C)
     next_step: int  # the first grid step not yet read for this person
     samples: deque = field(default_factory=deque)  # (step, coords) of the grid steps the person was seen at
-    emitted_step: int = -1  # the last step of the last window handed out
-    waiting: list = field(default_factory=list)  # window ends due before the person was read up to them
+    emitted_step: int = -1  # the newest sample step of the last window handed out
 
 
 class StreamWindower:
@@ -111,37 +113,20 @@ class StreamWindower:
         if self._origin is None:
             self._origin = timestamp_ms
         last_step = math.floor((timestamp_ms - self._origin) / self.period + 1e-9)
+        # Windows still to come end at this frame's steps or later, so they hold no step before this.
+        oldest_useful = self._next_step - self.spec.length + 1
         for track_id, coords in people.items():
             track = self._tracks.get(track_id)
             if track is None:  # seen for the first time: only a grid time right at this frame is known
                 track = self._tracks[track_id] = _Track(timestamp_ms, coords, next_step=self._next_step)
-            # Windows still to come end at this frame's steps or later, or at ends still waiting.
-            oldest_end = min([self._next_step, *track.waiting])
-            self._read(track, timestamp_ms, coords, max(track.next_step, oldest_end - self.spec.length + 1), last_step)
+            self._read(track, timestamp_ms, coords, max(track.next_step, oldest_useful), last_step)
             track.last_time, track.last_coords, track.next_step = timestamp_ms, coords, last_step + 1
+        windows: list[Window] = []
         for step in self._steps_between(self._next_step, last_step):
             if (step + 1) % self.stride == 0 and step + 1 >= self.spec.length:
-                for track in self._tracks.values():
-                    track.waiting.append(int(step))
+                windows += self._windows_ending(int(step))
         self._next_step = max(self._next_step, last_step + 1)
-        windows = self._windows_due(timestamp_ms)
         self._forget(last_step)
-        return windows
-
-    def _windows_due(self, timestamp_ms: float) -> list[Window]:
-        """The windows of the ends each person waits for that are now read, or can no longer be:
-        the person has been unseen for longer than interpolation bridges."""
-        windows = []
-        for track_id, track in self._tracks.items():
-            if not track.waiting:
-                continue
-            lost = timestamp_ms - track.last_time > self.max_gap_ms
-            due = [end for end in track.waiting if end < track.next_step or lost]
-            track.waiting = [end for end in track.waiting if end not in due]
-            for end in due:
-                window = self._window(track_id, track, end, self.min_samples)
-                if window is not None:
-                    windows.append(window)
         return windows
 
     def _read(self, track: _Track, timestamp_ms: float, coords: np.ndarray, first: int, last: int) -> None:
@@ -178,11 +163,6 @@ class StreamWindower:
         (at least half a stride of new samples, or any for a person who never had a window)."""
         windows = []
         for track_id, track in self._tracks.items():
-            for end in track.waiting:  # nothing more will come to read them
-                window = self._window(track_id, track, end, self.min_samples)
-                if window is not None:
-                    windows.append(window)
-            track.waiting = []
             if not track.samples:
                 continue
             end = track.samples[-1][0]
@@ -193,16 +173,26 @@ class StreamWindower:
                     windows.append(window)
         return windows
 
+    def _windows_ending(self, step: int) -> list[Window]:
+        windows = []
+        for track_id, track in self._tracks.items():
+            window = self._window(track_id, track, step, self.min_samples)
+            if window is not None:
+                windows.append(window)
+        return windows
+
     def _window(self, track_id: int, track: _Track, end: int, min_samples: int) -> Window | None:
         first = end - self.spec.length + 1
         inside = [(step, coords) for step, coords in track.samples if first <= step <= end]
-        if len(inside) < min_samples:
+        # Nothing newer than the person's last window: it would be that window less its oldest
+        # samples, handed out again for every grid step the person stays unseen.
+        if len(inside) < min_samples or inside[-1][0] <= track.emitted_step:
             return None
         span_first, span_last = inside[0][0], inside[-1][0]
         samples = np.full((span_last - span_first + 1, self.spec.num_joints, self.spec.dims), np.nan, np.float32)
         for step, coords in inside:
             samples[step - span_first] = coords
-        track.emitted_step = end
+        track.emitted_step = span_last
         return Window(
             track_id=track_id,
             start_ms=self._time(span_first),
@@ -213,10 +203,10 @@ class StreamWindower:
 
     def _forget(self, step: int) -> None:
         """Drop samples no future window can include, and people gone for a whole window."""
+        oldest = step - self.spec.length + 1
         for track_id in list(self._tracks):
             track = self._tracks[track_id]
-            oldest = min([step, *track.waiting]) - self.spec.length + 1
             while track.samples and track.samples[0][0] < oldest:
                 track.samples.popleft()
-            if not track.samples and not track.waiting and track.last_time < self._time(oldest):
+            if not track.samples and track.last_time < self._time(oldest):
                 del self._tracks[track_id]
