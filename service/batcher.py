@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import Overloaded, Unavailable
+from service.errors import ModelFailed, Overloaded, Unavailable
 from service.metrics import Metrics
 from service.models import Classified, LoadedModel
 from service.scheduling import become_io_thread
@@ -136,7 +136,8 @@ class Batcher:
             results = self.model.run(np.stack([job.window for job in jobs]))
         except Exception as e:  # a model failure fails these windows, not the service
             log.exception("batch failed", extra={"fields": {"model": self.model.name, "size": len(jobs)}})
-            self._deliver.submit(self._fail, jobs, e)
+            failed = ModelFailed(f"model {self.model.name} failed to classify ({type(e).__name__}; see the server log)")
+            self._deliver.submit(self._fail, jobs, failed)
             return
         if self._metrics is not None:
             self._metrics.observe_batch(self.model.name, len(jobs), started - jobs[0].enqueued, started)

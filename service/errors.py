@@ -34,6 +34,12 @@ class Unavailable(ServiceError):
     code = "UNAVAILABLE"
 
 
+class ModelFailed(ServiceError):
+    """The model raised while classifying a batch: the windows in it fail (the server logs why)."""
+
+    code = "INTERNAL"
+
+
 def status_of(error: BaseException) -> tuple[str, str] | None:
     """(status name, message) for an error meant for the caller; None for a bug."""
     if isinstance(error, ServiceError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import service.session
+from benchmarks.enrolment import Task, run_task
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.server import SERVICE_NAME, ActionServer
@@ -346,8 +348,15 @@ def test_enrolled_actions_are_recognised_listed_deleted_and_survive_a_restart(ap
     assert enrolled.action.examples == 2 and enrolled.self_similarity == pytest.approx(1.0, abs=1e-4)
     api.EnrollAction(pb.EnrollActionRequest(action_set="gym", action="stand", examples=[still]), timeout=TIMEOUT)
 
-    answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=wave, action_set="gym"), timeout=TIMEOUT)
-    assert answer.custom_labels[0].label == "wave" and answer.custom_labels[0].score == pytest.approx(1.0, abs=1e-4)
+    # Recognised on clips that were not enrolled: another waving speed and a person elsewhere in
+    # the image (the embedding is of the normalised pose), and standing still elsewhere.
+    other_wave = waving_person("mediapipe33", np.arange(0, 3000, 33), speed=1.6, offset=(420.0, 260.0), scale=70.0)
+    other_still = waving_person("mediapipe33", np.arange(0, 3000, 33), speed=0.0, offset=(200.0, 200.0), scale=130.0)
+    for person, action in ((other_wave, "wave"), (other_still, "stand")):
+        clip = pb.Clip(skeletons=pb.SkeletonClip(frames=skeleton_frames([person], np.arange(0, 3000, 33))))
+        answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=clip, action_set="gym", top_k=2), timeout=TIMEOUT)
+        assert [s.label for s in answer.custom_labels][0] == action
+        assert answer.custom_labels[0].score > answer.custom_labels[1].score + 0.05
     stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(action_set="gym", top_k=2))
     outcome = collect(api.StreamSkeletons(skeleton_requests(stream, waving_skeletons(3.0, people=1)), timeout=TIMEOUT))
     assert outcome.events and all({s.label for s in e.custom_labels} == {"wave", "stand"} for e in outcome.events)
@@ -372,6 +381,35 @@ def test_enrolled_actions_are_recognised_listed_deleted_and_survive_a_restart(ap
         assert not other_api.ListActions(pb.ListActionsRequest(), timeout=TIMEOUT).actions
 
 
+@pytest.mark.parametrize(
+    "task, floor",
+    [
+        # MSR Action3D's 20 actions, which daily3d was never trained on; chance is 5 %.
+        (Task("daily3d", "msr", "cross-subject", 3, "new actions"), 35.0),
+        # NW-UCLA's own 10 classes from 3 clips each of views 1 and 2, answered in view 3.
+        (Task("daily3d", "nw-ucla", "cross-view", 3, "its own classes"), 85.0),
+    ],
+    ids=["daily3d-enrols-msr", "daily3d-enrols-nw-ucla"],
+)
+def test_actions_enrolled_from_real_clips_are_recognised_on_other_people_or_cameras(
+    api, msr, nw_ucla, task: Task, floor: float
+) -> None:
+    """Few-shot enrolment on real recordings, through the server (the benchmark's own code path,
+    one draw): examples from the train part, every test clip answered by the top custom label.
+    Measured with this draw: 42.9 % (MSR, K = 5) and 91.4 % (NW-UCLA, K = 3); the floors sit some
+    7 points under (over twice the spread between the benchmark's draws, docs/service.md)."""
+    dataset = {"msr": msr, "nw-ucla": nw_ucla}[task.dataset]
+    with ThreadPoolExecutor(2) as pool:
+        result = run_task(api, task, dataset, shots=[5 if task.dataset == "msr" else 3], draws=1, pool=pool)
+    try:
+        assert result["rows"][0]["accuracy_mean"] >= floor
+    finally:
+        for listed in api.ListActions(pb.ListActionsRequest(), timeout=TIMEOUT).actions:
+            if listed.action_set.startswith(f"{task.model}-{task.dataset}-"):
+                request = pb.DeleteActionRequest(action_set=listed.action_set, action=listed.action, model=task.model)
+                api.DeleteAction(request, timeout=TIMEOUT)
+
+
 def test_top_k_reaches_enrolled_actions_beyond_the_models_classes(api) -> None:
     """An action set may hold more actions than the model has classes: top_k applies to each list."""
     info = api.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT)
@@ -390,6 +428,41 @@ def test_top_k_reaches_enrolled_actions_beyond_the_models_classes(api) -> None:
     finally:
         for i in range(actions):
             api.DeleteAction(pb.DeleteActionRequest(action_set="many", action=f"a{i}"), timeout=TIMEOUT)
+
+
+class _FailingModel:
+    """A loaded model whose batches fail while ``failing`` is set (onnxruntime raising mid-run)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.name, self.failing = model, model.name, True
+
+    def run(self, batch: np.ndarray):
+        if self.failing:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : a failing kernel")
+        return self.model.run(batch)
+
+
+def test_a_batch_the_model_fails_costs_only_its_windows(config: ServerConfig) -> None:
+    """A model call that raises drops its stream windows as classify_error (the stream goes on and
+    ends normally) and fails a clip call with INTERNAL; once the model runs again, so does the server."""
+    with running_server(config) as server:
+        api = stub(f"127.0.0.1:{server.port}")
+        batcher = server.runtime.batchers["sports2d"]
+        failing = batcher.model = _FailingModel(batcher.model)
+        stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="failing"))
+        outcome = collect(
+            api.StreamSkeletons(skeleton_requests(stream, waving_skeletons(3.0, people=1)), timeout=TIMEOUT)
+        )
+        assert not outcome.events and outcome.final.frames_processed == 90
+        assert outcome.final.windows_dropped["classify_error"] > 0 and not outcome.final.windows_classified
+        clip = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(2.0, people=1)))
+        code, details = status_of(lambda: api.ClassifyClip(pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT))
+        assert (code, details) == (
+            grpc.StatusCode.INTERNAL,
+            "model sports2d failed to classify (RuntimeError; see the server log)",
+        )
+        failing.failing = False
+        assert_still_serving(api)
 
 
 def test_bad_enrolments_are_refused(api) -> None:
