@@ -17,8 +17,16 @@ from skeleton import commands as data_commands
 from skeleton.errors import InputError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Refuses a malformed command line in one line, as every other refusal of the CLI reads,
+    instead of the whole usage text before it (serve's runs to 40 lines)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="actionrec",
         description="Skeleton-based action recognition: datasets, pose extraction, training, serving.",
     )

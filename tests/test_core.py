@@ -536,3 +536,21 @@ def test_remap_gives_a_model_the_clips_the_original_gives_it_gaps_included() -> 
     np.testing.assert_allclose(stored.frames, direct.frames, equal_nan=True, atol=1e-6)
     seen = np.isfinite(direct.frames).all(axis=(1, 2))
     assert not seen.all() and seen[:5].all() and seen[-7:].all()
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["serve", "--port", "abc"], "actionrec serve: error: argument --port: invalid int value: 'abc'"),
+        ([], "actionrec: error: the following arguments are required: COMMAND"),
+        (["train"], "actionrec train: error: the following arguments are required: --config"),
+    ],
+)
+def test_a_malformed_command_line_is_refused_in_one_line(argv: list[str], line: str, capsys) -> None:
+    from actionrec.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2
+    assert err.splitlines() == [f"{line} (see {line.split(': error')[0]} --help)"]
