@@ -37,6 +37,7 @@ from service.testing import (
     wait_until,
     waving_person,
 )
+from service.windowing import FrameGate
 
 MAX_STREAMS = 3
 TIMEOUT = 60  # seconds any one call may take: a hang fails the test instead of the suite
@@ -208,13 +209,19 @@ def test_frame_stream_poses_the_models_frames_and_accounts_for_every_frame(api, 
 
 
 def test_a_live_stream_faster_than_pose_drops_the_oldest_frames_and_counts_them(api, arm_wrestling) -> None:
-    config = pb.StreamConfig(stream_id="burst", frame_rate_hint=28)
+    config = pb.StreamConfig(stream_id="burst", frame_rate_hint=28, include_poses=True)
     # every frame of the clip sent at once: far faster than one stream's pose
     outcome = collect(api.StreamFrames(frame_requests(config, arm_wrestling), timeout=TIMEOUT))
     final = outcome.final
     assert final.frames_received == 140 and accounted(final) == 140 and final.frames_pending == 0
     assert final.frames_dropped["queue_full"] > 0 and set(final.frames_dropped) == {"queue_full"}
-    assert final.frames_processed >= 2
+    # The oldest waiting frames went: what was posed is in order and ends with the newest frame
+    # the model's frame rate admits.
+    gate = FrameGate(api.GetModelInfo(pb.GetModelInfoRequest(), timeout=TIMEOUT).frame_rate, 28)
+    admitted = [timestamp for _, timestamp in arm_wrestling if gate.admit(timestamp)]
+    posed = [p.timestamp_ms for p in outcome.poses]
+    assert len(posed) == final.frames_processed >= 2 and posed == sorted(posed)
+    assert posed[-1] == admitted[-1] and final.frames_skipped == 140 - len(admitted)
 
 
 def test_three_d_model_takes_world_landmarks_from_frames(api, arm_wrestling) -> None:
@@ -600,17 +607,29 @@ def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, server: ActionS
     assert_still_serving(api)
 
 
-def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api) -> None:
+def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api, server: ActionServer) -> None:
     good = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="good"))
+    requests = list(skeleton_requests(good, waving_skeletons(4.0)))  # the configuration and 120 frames
+    go_on = threading.Event()
+
+    def held_halfway():
+        yield from requests[:61]
+        go_on.wait(TIMEOUT)
+        yield from requests[61:]
+
     results: dict[str, Outcome] = {}
     thread = threading.Thread(
-        target=lambda: results.setdefault(
-            "good", collect(api.StreamSkeletons(skeleton_requests(good, waving_skeletons(4.0)), timeout=TIMEOUT))
-        )
+        target=lambda: results.setdefault("good", collect(api.StreamSkeletons(held_halfway(), timeout=TIMEOUT)))
     )
     thread.start()
-    for _ in range(3):
-        code, _ = status_of(_frame_stream(api, [CONFIG, _frame(0, encoded=b"junk")]))
-        assert code == grpc.StatusCode.INVALID_ARGUMENT
-    thread.join(TIMEOUT)
+    try:
+        # the bad streams come while the good one is open, half its frames in
+        assert wait_until(lambda: any(s.stats().frames_processed == 60 for s in server.sessions))
+        for _ in range(3):
+            code, _ = status_of(_frame_stream(api, [CONFIG, _frame(0, encoded=b"junk")]))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(server.sessions) == 1
+    finally:
+        go_on.set()
+        thread.join(TIMEOUT)
     assert results["good"].events and results["good"].final.frames_processed == 120
