@@ -32,7 +32,9 @@ class ActionRecognitionStub:
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
     stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
-    the models load and while the server drains before it exits.
+    the models load and while the server drains before it exits, INTERNAL for a clip call whose
+    windows the model failed to classify (the message names the model; a stream counts such windows
+    as dropped, classify_error, and goes on).
     """
 
     def __init__(self, channel):
@@ -89,7 +91,9 @@ class ActionRecognitionServicer:
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
     stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
-    the models load and while the server drains before it exits.
+    the models load and while the server drains before it exits, INTERNAL for a clip call whose
+    windows the model failed to classify (the message names the model; a stream counts such windows
+    as dropped, classify_error, and goes on).
     """
 
     def StreamFrames(self, request_iterator, context):
@@ -203,7 +207,9 @@ class ActionRecognition:
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
     stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
-    the models load and while the server drains before it exits.
+    the models load and while the server drains before it exits, INTERNAL for a clip call whose
+    windows the model failed to classify (the message names the model; a stream counts such windows
+    as dropped, classify_error, and goes on).
     """
 
     @staticmethod
