@@ -248,6 +248,16 @@ class ServerProcess:
                 return entry
         raise RuntimeError(f"no {message!r} from the server within {seconds} s")
 
+    def wait_for_log(self, message: str, seconds: float = 60) -> dict | None:
+        """The first log entry with ``message``, once the server has logged it; None if it has not
+        within ``seconds``."""
+
+        def entry() -> dict | None:
+            return next((e for e in list(self.logs) if e.get("message") == message), None)
+
+        wait_until(lambda: entry() is not None, seconds)
+        return entry()
+
     def rss_mib(self) -> float:
         """The server's resident memory."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -14,9 +14,10 @@ import re
 import socket
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -142,15 +143,35 @@ def test_a_real_clip_streamed_through_the_container_gives_sports_events(containe
     assert counters["actionrec_frames_processed_total"] + counters["actionrec_frames_skipped_total"] == received
 
 
-def test_stopping_the_container_drains_its_open_stream(container: Container) -> None:
-    client = subprocess.Popen(
-        [*ACTIONREC, "client", str(CLIP), "--server", container.address, "--json", "--stream-id", "draining"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    time.sleep(4)  # about 110 of the clip's 280 frames read at its own rate (the model's 60 of them sent)
-    stop = _podman("stop", "--time", "60", container.name, timeout=90)
-    assert stop.returncode == 0
-    out, err = client.communicate(timeout=60)
+def _collect_lines(stream, lines: list[str], first: threading.Event) -> None:
+    for line in stream:
+        lines.append(line)
+        first.set()
+
+
+def test_stopping_the_container_drains_its_open_stream(container: Container, tmp_path: Path) -> None:
+    with open(tmp_path / "client.err", "w") as err:
+        client = subprocess.Popen(
+            [*ACTIONREC, "client", str(CLIP), "--server", container.address, "--json", "--stream-id", "draining"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+        )  # fmt: skip
+    out: list[str] = []
+    first_event = threading.Event()
+    reader = threading.Thread(target=_collect_lines, args=(client.stdout, out, first_event), daemon=True)
+    reader.start()
+    try:
+        # Its first event: the stream is open and the server has posed frames of it. That comes
+        # about 2 s into the clip (a window of the model's 15 fps), with 8 s of it still to send.
+        assert first_event.wait(120), (tmp_path / "client.err").read_text()[-2000:]
+        stop = _podman("stop", "--time", "60", container.name, timeout=90)
+        assert stop.returncode == 0
+        client.wait(60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+        reader.join(60)
+        client.stdout.close()
     assert container.inspect("{{.State.ExitCode}}") == "0"
     logs = container.logs()
     messages = [entry["message"] for entry in logs]
@@ -162,7 +183,7 @@ def test_stopping_the_container_drains_its_open_stream(container: Container) -> 
     # The stream finished the frames it had: all accounted for, none dropped.
     assert 0 < closed["received"] < 280 and closed["dropped"] == {}
     assert closed["processed"] + closed["skipped"] == closed["received"]
-    assert any(json.loads(line)["stream_id"] == "draining" for line in out.splitlines())
+    assert any(json.loads(line)["stream_id"] == "draining" for line in out)
 
 
 def test_compose_builds_this_dockerfile_and_scrapes_the_metrics_port() -> None:

@@ -45,6 +45,7 @@ from service.testing import (
     make_tls_files,
     models_for_development,
     running_server,
+    wait_until,
 )
 from skeleton.errors import InputError
 
@@ -231,7 +232,7 @@ def test_two_replicas_share_the_calls_with_round_robin(replicas: list[ServerProc
         return dict(call.trailing_metadata())[REPLICA_HEADER]
 
     # round_robin uses the addresses whose connections are up; the second may still be connecting
-    seen, deadline = set(), time.monotonic() + 10
+    seen, deadline = set(), time.monotonic() + TIMEOUT
     while len(seen) < 2 and time.monotonic() < deadline:
         seen.add(replica())
     answered = [replica() for _ in range(6)]
@@ -248,7 +249,10 @@ def test_two_replicas_share_the_calls_with_round_robin(replicas: list[ServerProc
 
 
 def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path) -> None:
-    server = ServerProcess(models_dir, tmp_path, env={"ACTIONREC_DRAIN_SECONDS": "20"})
+    # The drain may take far longer than the test waits for the exit: an exit within TIMEOUT shows
+    # that the open health watch did not hold it up until the drain's limit.
+    server = ServerProcess(models_dir, tmp_path, env={"ACTIONREC_DRAIN_SECONDS": str(4 * TIMEOUT)})
+    held_back = 100  # frames 100 and on are sent only once the server says it is draining
     try:
         channel = grpc.insecure_channel(server.address)
         health_updates: list[int] = []
@@ -259,10 +263,12 @@ def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path
         sent = threading.Event()
 
         def requests():
-            yield pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="draining", lossless=True))
+            config = pb.StreamConfig(stream_id="draining", lossless=True, stats_interval_ms=100)
+            yield pb.StreamFramesRequest(config=config)
             for index, (data, timestamp) in enumerate(frames):
-                if index == 100:
+                if index == held_back:
                     sent.set()
+                    server.wait_for_log("draining", TIMEOUT)
                 yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=data))
                 time.sleep(0.01)
 
@@ -271,24 +277,32 @@ def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path
         reader = threading.Thread(target=lambda: responses.extend(_quietly(call)))
         reader.start()
         assert sent.wait(TIMEOUT)
+        # The server has taken some of the frames before the drain begins (its periodic statistics say so).
+        assert wait_until(lambda: _frames_received(responses) >= 20, TIMEOUT), _frames_received(responses)
         server.process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
         reader.join(TIMEOUT)
-        assert server.process.wait(TIMEOUT) == 0
-        assert time.monotonic() - signalled < 10  # the open health watch does not hold the exit up
+        assert server.process.wait(TIMEOUT) == 0  # long before the drain's limit
         watcher.join(TIMEOUT)
     finally:
         server.stop()
     assert call.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in call.details()
     final = responses[-1].stats
     assert final.final and final.frames_pending == 0 and not final.frames_dropped
-    assert 20 <= final.frames_received < 140  # it stopped taking frames, and finished those it had
+    # It stopped taking frames (the last 40 were sent only once it said it was draining), and
+    # finished those it had.
+    assert 20 <= final.frames_received < 140
     assert final.frames_processed + final.frames_skipped == final.frames_received
     assert any(r.WhichOneof("kind") == "event" for r in responses)
     assert health_updates[0] == health_pb2.HealthCheckResponse.SERVING
     assert health_pb2.HealthCheckResponse.NOT_SERVING in health_updates
     messages = [entry["message"] for entry in server.logs]
     assert messages.index("draining") < messages.index("stream closed") < messages.index("stopped")
+
+
+def _frames_received(responses: list[pb.StreamResponse]) -> int:
+    """The most frames the server has said it received, in the responses so far."""
+    stats = [r.stats if r.WhichOneof("kind") == "stats" else r.event.stats for r in list(responses)]
+    return max((s.frames_received for s in stats), default=0)
 
 
 def _quietly(call) -> Iterator:
@@ -306,7 +320,8 @@ def test_serve_refuses_a_bad_configuration(models_dir: Path, tmp_path: Path) -> 
     env = {**os.environ, "ACTIONREC_MAX_STREAMS": "many"}
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2 and "--max-streams" in result.stderr
-    assert replace(ServerConfig(), max_streams=3).max_streams == 3
+    with pytest.raises(SettingError, match="^--max-streams "):  # a configuration changed later is checked too
+        replace(ServerConfig(), max_streams=0)
 
 
 # ---------------------------------------------------------------- refusing bad settings at start
@@ -551,28 +566,44 @@ def test_a_stop_asked_for_while_loading_never_reports_serving(models_dir: Path, 
         server.drain()
 
 
+def _silent_stream_holding_the_slot(api: pb_grpc.ActionRecognitionStub, quiet: threading.Event):
+    """A stream that sends nothing until ``quiet`` is set, once the server holds the one stream
+    slot it has (``--max-streams 1``) for it: an empty probe stream is refused exactly while
+    another stream holds that slot. A silent stream that came while a probe held the slot is
+    refused itself, and opened again."""
+    call = None
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if call is None or call.done():
+            call = api.StreamFrames(iter(quiet.wait, True), timeout=TIMEOUT)
+        try:
+            list(api.StreamFrames(iter(()), timeout=TIMEOUT))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            return call
+        time.sleep(0.02)
+    raise AssertionError(f"no silent stream held the server's stream slot within {TIMEOUT} s")
+
+
 def test_a_second_sigterm_stops_the_drain_at_once(models_dir: Path, tmp_path: Path) -> None:
-    server = ServerProcess(models_dir, tmp_path, env={"ACTIONREC_DRAIN_SECONDS": "60"})
+    env = {"ACTIONREC_DRAIN_SECONDS": "60", "ACTIONREC_MAX_STREAMS": "1"}
+    server = ServerProcess(models_dir, tmp_path, env=env)
     quiet = threading.Event()
     try:
-        # A stream that sends nothing holds its slot (for config_seconds), so the drain waits for it.
-        call = pb_grpc.ActionRecognitionStub(grpc.insecure_channel(server.address)).StreamFrames(
-            iter(quiet.wait, True), timeout=TIMEOUT
-        )
-        reader = threading.Thread(target=lambda: list(_quietly(call)))
-        reader.start()
-        time.sleep(1)
+        # A stream that sends nothing holds its slot (for config_seconds, 10 s from when it came),
+        # so the drain waits for it.
+        _silent_stream_holding_the_slot(pb_grpc.ActionRecognitionStub(grpc.insecure_channel(server.address)), quiet)
         server.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + TIMEOUT
-        while "draining" not in [entry["message"] for entry in server.logs] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        assert server.wait_for_log("draining", TIMEOUT)
+        time.sleep(0.5)  # room for a drain that does not wait for the silent stream to end on its own
         assert server.process.poll() is None  # still draining
         server.process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
+        # 130, not the 0 of a drain that ran out: the second signal ended it.
         assert server.process.wait(TIMEOUT) == 130
-        assert time.monotonic() - signalled < 5
     finally:
         quiet.set()
         server.stop()
-    reader.join(TIMEOUT)
+    # At once: before the silent stream it was waiting for ran out of time (which it would have
+    # logged before the exit).
+    assert "stream sent no configuration; cancelled" not in [entry["message"] for entry in server.logs]

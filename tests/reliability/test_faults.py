@@ -67,13 +67,13 @@ class CountedPose:
     error: BaseException | None = None
     frames: int = 0
     close_error: BaseException | None = None  # raised by ``close``, after closing
-    seconds_a_frame: float = 0.0  # a slow backend
 
     def estimate(self, rgb: np.ndarray, timestamp_ms: int, frame_size=None):
         self.frames += 1
         if self.fail_after is not None and self.frames > self.fail_after:
             raise self.error
-        time.sleep(self.seconds_a_frame)
+        if self.owner.hold is not None:  # a backend that is stuck until the test lets it go
+            self.owner.hold.wait(TIMEOUT)
         return self.inner.estimate(rgb, timestamp_ms, frame_size)
 
     def close(self) -> None:
@@ -94,16 +94,14 @@ class EstimatorFactory:
     made: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     close_error: BaseException | None = None  # every estimator made raises it when closed
-    seconds_a_frame: float = 0.0
+    hold: threading.Event | None = None  # when given, every estimator waits for it before each frame
     _failure: tuple[int, BaseException] | None = None
 
     def fail_next(self, after: int, error: BaseException) -> None:
         self._failure = after, error
 
     def __call__(self, max_people: int) -> CountedPose:
-        estimator = CountedPose(
-            self.make(max_people), self, close_error=self.close_error, seconds_a_frame=self.seconds_a_frame
-        )
+        estimator = CountedPose(self.make(max_people), self, close_error=self.close_error)
         if self._failure is not None:
             (estimator.fail_after, estimator.error), self._failure = self._failure, None
         with self.lock:
@@ -144,7 +142,7 @@ def assert_no_stream_left(server, factory: EstimatorFactory) -> None:
         workers = [w.streams for w in runtime.pose_workers.workers]
         return len(server.sessions), _active_streams(server), runtime.slots.open, sum(workers), factory.open
 
-    assert wait_until(lambda: not any(left()), seconds=10), left()
+    assert wait_until(lambda: not any(left()), seconds=TIMEOUT), left()
 
 
 # ---------------------------------------------------------------- (a) pose fails mid-stream
@@ -161,18 +159,32 @@ def test_a_stream_whose_pose_fails_ends_alone(make_config, footage, error: BaseE
         api = pb_grpc.ActionRecognitionStub(channel)
         outcomes: dict[str, tuple] = {}
 
-        def run(name: str) -> threading.Thread:
-            stream = pb.StreamConfig(stream_id=name, lossless=True, max_people=2)
-            call = partial(api.StreamFrames, frame_requests(stream, footage), timeout=TIMEOUT)
+        def run(name: str, requests: Iterator[pb.StreamFramesRequest]) -> threading.Thread:
+            call = partial(api.StreamFrames, requests, timeout=TIMEOUT)
             thread = threading.Thread(target=lambda: outcomes.setdefault(name, _outcome(call())))
             thread.start()
             return thread
 
-        good = run("good")
-        assert wait_until(lambda: (s := _session(server, "good")) is not None and s.stats().frames_processed >= 5)
+        def requests(name: str) -> list[pb.StreamFramesRequest]:
+            return list(frame_requests(pb.StreamConfig(stream_id=name, lossless=True, max_people=2), footage))
+
+        failed = threading.Event()
+
+        def good_requests() -> Iterator[pb.StreamFramesRequest]:
+            # half its frames, the rest once the failing stream has ended: it is still running then
+            messages = requests("good")
+            yield from messages[: len(messages) // 2]
+            failed.wait(TIMEOUT)
+            yield from messages[len(messages) // 2 :]
+
+        good = run("good", good_requests())
+        assert wait_until(
+            lambda: (s := _session(server, "good")) is not None and s.stats().frames_processed >= 5, seconds=TIMEOUT
+        )
         factory.fail_next(after=5, error=error)
-        run("failing").join(TIMEOUT + 5)
+        run("failing", iter(requests("failing"))).join(TIMEOUT + 5)
         assert _session(server, "good") is not None, "the good stream was over before the other one failed"
+        failed.set()
         good.join(TIMEOUT + 5)
 
         code, details, _ = outcomes["failing"]
@@ -364,7 +376,7 @@ def _abandon_one(api, server, footage, rng: random.Random, index: int) -> tuple[
     }[point]
     requests = HeldRequests(messages)
     call = method(iter(requests), timeout=TIMEOUT)
-    got_there = wait_until(reached, seconds=10)
+    got_there = wait_until(reached, seconds=TIMEOUT)
     call.cancel()
     requests.release.set()
     return kind, point, got_there
@@ -430,29 +442,42 @@ def test_streams_that_never_configure_cannot_starve_health_checks(make_config, s
     """More silent streams than the server has handler threads: one holds the one stream slot
     until it is cancelled after ``config_seconds``, the rest are refused at once, and health
     checks and a real stream are answered all the while."""
-    config = make_config(max_streams=1, max_clip_calls=1, config_seconds=2.0)
+    # Starved, a health check waits for a handler thread that a silent stream lets go of only when
+    # it is cancelled, ``config_seconds`` after it came; answered within half of that, it was not
+    # starved. Both are long beside a health check's milliseconds, so a slow machine passes and a
+    # starved server fails, whatever the load.
+    config_seconds, health_deadline = 10.0, 5.0
+    config = make_config(max_streams=1, max_clip_calls=1, config_seconds=config_seconds)
     silent_count = 16  # handler threads: 1 stream + 1 clip call + 8
     with running_server(config) as server:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         api = pb_grpc.ActionRecognitionStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
         stop = threading.Event()
         outcomes: list[tuple] = []
+        began = time.monotonic()
         with ThreadPoolExecutor(silent_count) as pool:
             calls = [
                 pool.submit(lambda: _outcome(api.StreamSkeletons(_silent_requests(stop), timeout=TIMEOUT)))
                 for _ in range(silent_count)
             ]
-            began = time.monotonic()
-            answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.5)
-            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            # while the silent streams come
+            assert health.Check(request, timeout=health_deadline).status == health_pb2.HealthCheckResponse.SERVING
+            # and once they are all in: the others refused, one holding the slot and its handler thread
+            assert wait_until(
+                lambda: sum(call.done() for call in calls) == silent_count - 1 and server.runtime.slots.open == 1,
+                seconds=TIMEOUT,
+            )
+            assert health.Check(request, timeout=health_deadline).status == health_pb2.HealthCheckResponse.SERVING
             outcomes = [call.result(TIMEOUT) for call in calls]
             stop.set()
         took = time.monotonic() - began
         codes = sorted(code.name for code, _, _ in outcomes)
         assert codes == ["CANCELLED"] + ["RESOURCE_EXHAUSTED"] * (silent_count - 1), codes
         assert all("1 streams open" in details for code, details, _ in outcomes if code.name == "RESOURCE_EXHAUSTED")
-        assert 1.5 < took < 10, took  # the silent one was cancelled after its 2 s, not at its deadline
+        # cancelled by the server after its config_seconds (CANCELLED), not at its deadline (DEADLINE_EXCEEDED)
+        assert config_seconds < took < TIMEOUT, took
         assert any("sent no configuration" in r.getMessage() for r in service_warnings)
         sample = server.metrics.registry.get_sample_value
 
@@ -461,29 +486,34 @@ def test_streams_that_never_configure_cannot_starve_health_checks(make_config, s
             return {c: sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": c}) for c in codes}
 
         # Counted when each handler ends, which may be just after its client has its status.
-        wait_until(lambda: counted()["CANCELLED"] == 1 and counted()["RESOURCE_EXHAUSTED"] == 15, seconds=5)
+        wait_until(lambda: counted()["CANCELLED"] == 1 and counted()["RESOURCE_EXHAUSTED"] == 15, seconds=TIMEOUT)
         assert counted() == {"OK": None, "CANCELLED": 1, "RESOURCE_EXHAUSTED": 15}, counted()
-        assert wait_until(lambda: server.runtime.slots.open == 0, seconds=5)
+        assert wait_until(lambda: server.runtime.slots.open == 0, seconds=TIMEOUT)
         assert_still_serving(channel)
 
 
 def test_clip_calls_beyond_their_limit_are_refused_not_queued(make_config, footage) -> None:
-    """A slow ClassifyClip holds the one clip-call slot: a second is refused with
-    RESOURCE_EXHAUSTED at once, and the first still gets its answer."""
+    """A ClassifyClip whose pose is stuck holds the one clip-call slot: a second is refused with
+    RESOURCE_EXHAUSTED at once, and the first, let go, still gets its answer."""
     config = make_config(max_clip_calls=1)
-    factory = EstimatorFactory(mediapipe_factory(config), seconds_a_frame=0.2)
+    factory = EstimatorFactory(mediapipe_factory(config))
     clip = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(encoded=data, timestamp_ms=t) for data, t in footage[:20]]))
     with running_server(config, factory) as server:
+        factory.hold = threading.Event()  # the clips' estimators, not the warm-up's
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         api = pb_grpc.ActionRecognitionStub(channel)
         with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(api.ClassifyClip, pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
-            assert wait_until(lambda: server.runtime.call_slots.open == 1, seconds=10)
-            with pytest.raises(grpc.RpcError) as refused:
-                api.ClassifyClip(pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
+            stuck = pool.submit(api.ClassifyClip, pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
+            try:
+                assert wait_until(lambda: server.runtime.call_slots.open == 1, seconds=TIMEOUT)
+                with pytest.raises(grpc.RpcError) as refused:
+                    api.ClassifyClip(pb.ClassifyClipRequest(clip=clip), timeout=TIMEOUT)
+                assert not stuck.done()  # the slot was still held by the first
+            finally:
+                factory.hold.set()
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "1 clip calls open" in refused.value.details()
-            assert slow.result(TIMEOUT).labels
+            assert stuck.result(TIMEOUT).labels
         sample = server.metrics.registry.get_sample_value
         assert wait_until(
             lambda: (
@@ -491,6 +521,6 @@ def test_clip_calls_beyond_their_limit_are_refused_not_queued(make_config, foota
                 and sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "OK"}) == 1
                 and sample("actionrec_rpcs_total", {"method": "ClassifyClip", "code": "RESOURCE_EXHAUSTED"}) == 1
             ),
-            seconds=5,
+            seconds=TIMEOUT,
         )
         assert_still_serving(channel)
