@@ -1,7 +1,9 @@
 """Shared fixtures: the real recordings under ``../shared/data``, converted once per session.
 
 Every converted dataset comes from ``skeleton.readers.read_source``, the same code path as
-``actionrec convert``; the fixtures only cache it, so the real-data tests stay fast.
+``actionrec convert``; the fixtures only cache it, so the real-data tests stay fast. The ``*_npz``
+fixtures are those datasets saved once per session as ``actionrec convert`` writes them, for code
+that reads a dataset file (training configs, ``actionrec evaluate``).
 """
 
 from __future__ import annotations
@@ -78,3 +80,26 @@ def cmu() -> SkeletonDataset:
 @pytest.fixture(scope="session")
 def bandai() -> SkeletonDataset:
     return converted("bandai-positions")
+
+
+# The file names the shipped models' cards give as their training data: evaluating a shipped
+# model on one of these files tells which of the scored clips it was trained on.
+def _saved(dataset: SkeletonDataset, factory: pytest.TempPathFactory, name: str) -> Path:
+    path = factory.mktemp("converted") / name
+    dataset.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def msr_npz(msr: SkeletonDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _saved(msr, tmp_path_factory, "msr.npz")
+
+
+@pytest.fixture(scope="session")
+def nw_ucla_npz(nw_ucla: SkeletonDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _saved(nw_ucla, tmp_path_factory, "nw-ucla.npz")
+
+
+@pytest.fixture(scope="session")
+def penn_npz(penn: SkeletonDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _saved(penn, tmp_path_factory, "penn.npz")

@@ -82,11 +82,11 @@ def test_nw_ucla(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert all(ds.labels[i] == by_name[str(ds.names[i])] for i in test)  # no test label is corrected
 
 
-def test_nw_ucla_relabels_only_the_reversed_takes(tmp_path: Path) -> None:
+def test_nw_ucla_relabels_only_the_reversed_takes(nw_ucla: SkeletonDataset) -> None:
     """The 24 takes of ``REVERSED_TAKES`` get the reverse of their file label; every other file keeps its own."""
     from skeleton.readers.nw_ucla import LABEL_NAMES
 
-    ds = SkeletonDataset.load(convert("nw-ucla", tmp_path))
+    ds = nw_ucla  # what `actionrec convert` writes (test_nw_ucla checks that path)
     changed = {}
     for i, name in enumerate(ds.names):
         record = json.loads((DATA / "nw-ucla" / "all_sqe" / f"{name}.json").read_text())

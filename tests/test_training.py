@@ -19,13 +19,12 @@ from export.config import LabelBudget, PretrainConfig, TrainConfig, dump_config,
 from export.encoder import EncoderConfig
 from export.masking import CoarseToFineMasker, MaskingConfig, masking_state
 from export.runtime import load_encoder
+from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.layouts import KINECT20
-from skeleton.readers import read_source
 from skeleton.windows import WindowSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 
 TINY = """
 [experiment]
@@ -49,93 +48,111 @@ strides = [1, 1, 2, 1, 2, 1]
 [optim]
 epochs = {epochs}
 batch_size = 16
-lr = 1e-3
+lr = {lr}
 warmup_epochs = 1
-"""
+{optim}"""
+
+# A training run on MSR's 33 labelled clips (a tenth of its train part) that learns something
+# clearly above chance (1 in 20) in seconds, where two epochs of TINY's settings stay at chance.
+# Runs are seeded and repeat exactly on one machine. On MSR's 273 test clips, seed 0: fine-tuning
+# 20.5 %, from scratch 27.1 %, self-training on two processes 27.1 % (the probes, which these settings
+# do not touch: linear 19.4 %, kNN 16.5 %); seeds 1-3, which draw other labelled clips too, 12.5 % at the
+# lowest. The floor, 27 clips, is four standard deviations above what guessing would score.
+# About 8 s a run on two CPU cores.
+LEARNING = {"epochs": 10, "lr": "3e-3", "optim": "min_samples_per_epoch = 512\n"}
+ABOVE_CHANCE = 0.10
 
 
-@pytest.fixture(scope="module")
-def msr(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "msr.npz"
-    read_source("msr-action3d", DATA / "msr-action3d").save(path)
-    return path
+def _tiny(out: Path, epochs: int, lr: str = "1e-3", optim: str = "") -> str:
+    return TINY.format(out=out, epochs=epochs, lr=lr, optim=optim)
 
 
-def _pretrain_config(folder: Path, msr: Path, epochs: int = 2, extra: str = "") -> Path:
-    text = (
-        TINY.format(out=folder / "pretrain", epochs=epochs)
-        + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/train"\n'
-    )
+def _pretrain_config(folder: Path, data: Path, epochs: int = 2, extra: str = "") -> Path:
+    text = _tiny(folder / "pretrain", epochs) + f'\n[[data]]\npath = "{data}"\nsplit = "cross-subject/train"\n'
     path = folder / "pretrain.toml"
     path.write_text(text + extra)
     return path
 
 
-def _train_config(folder: Path, msr: Path, mode: str, pretrained: Path | None, extra: str = "", top: str = "") -> Path:
+def _train_config(
+    folder: Path,
+    data: Path,
+    mode: str,
+    pretrained: Path | None,
+    extra: str = "",
+    top: str = "",
+    optim: dict[str, str | int] | None = None,
+) -> Path:
     head = f'mode = "{mode}"\n' + (f'pretrained = "{pretrained}"\n' if pretrained else "") + top
-    body = TINY.format(out=folder / mode, epochs=2)
-    bench = f'\n[benchmark]\npath = "{msr}"\ntrain_split = "cross-subject/train"\ntest_split = "cross-subject/test"\n'
+    body = _tiny(folder / mode, **(optim or {"epochs": 2}))
+    bench = f'\n[benchmark]\npath = "{data}"\ntrain_split = "cross-subject/train"\ntest_split = "cross-subject/test"\n'
     path = folder / f"{mode}.toml"
     path.write_text(head + body + bench + extra)
     return path
 
 
-def test_pretrain_then_every_protocol_on_real_msr(tmp_path: Path, msr: Path) -> None:
-    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr))]) == 0
+def test_pretrain_then_every_protocol_on_real_msr(tmp_path: Path, msr_npz: Path) -> None:
+    """A three-epoch pretraining, then every protocol from a tenth of the labels: each one scores
+    clearly above chance on the 273 clips of MSR's test part (runs are seeded, so repeatable on one
+    machine; the floor leaves room for another machine's arithmetic)."""
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr_npz))]) == 0
     encoder = tmp_path / "pretrain" / "encoder.pt"
     assert encoder.is_file() and (tmp_path / "pretrain" / "curves.png").is_file()
     history = json.loads((tmp_path / "pretrain" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
     # --resume with more epochs continues after the last finished one.
-    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr)), "--resume", "--epochs", "3"]) == 0
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr_npz)), "--resume", "--epochs", "3"]) == 0
     assert [h["epoch"] for h in json.loads((tmp_path / "pretrain" / "history.json").read_text())] == [1, 2, 3]
     for mode in ("finetune", "scratch", "linear", "knn"):
         config = _train_config(
             tmp_path,
-            msr,
+            msr_npz,
             mode,
             None if mode == "scratch" else encoder,
             "[labels]\nfraction = 0.1\n",
             top="mirror = 0.5\nmirror_average = true\n" if mode == "finetune" else "",
+            optim=LEARNING,
         )
         assert main(["train", "--config", str(config)]) == 0
         results = json.loads((tmp_path / mode / "results.json").read_text())
         assert results["scored"] == "test" and results["n_test"] == 273 and 20 <= results["n_train"] <= 40
-        assert 0.0 <= results["accuracy"] <= 1.0
+        assert results["accuracy"] >= ABOVE_CHANCE, (mode, results["accuracy"])
         assert (tmp_path / mode / "confusion.png").is_file()
 
 
 @pytest.fixture(scope="module")
-def first_stages(tmp_path_factory: pytest.TempPathFactory, msr: Path) -> Path:
+def first_stages(tmp_path_factory: pytest.TempPathFactory, msr_npz: Path) -> Path:
     """Two finished one-epoch pretrainings, ``pretrain`` and ``wide`` (wider last layers), for
     the second-stage tests to start from."""
     folder = tmp_path_factory.mktemp("first-stages")
-    assert main(["pretrain", "--config", str(_pretrain_config(folder, msr, epochs=1))]) == 0
+    assert main(["pretrain", "--config", str(_pretrain_config(folder, msr_npz, epochs=1))]) == 0
     wide = (
-        _pretrain_config(folder, msr, epochs=1).read_text().replace("[8, 8, 16, 16, 16, 16]", "[8, 8, 16, 16, 32, 32]")
+        _pretrain_config(folder, msr_npz, epochs=1)
+        .read_text()
+        .replace("[8, 8, 16, 16, 16, 16]", "[8, 8, 16, 16, 32, 32]")
     )
     (folder / "wide.toml").write_text(wide.replace(str(folder / "pretrain"), str(folder / "wide")))
     assert main(["pretrain", "--config", str(folder / "wide.toml")]) == 0
     return folder
 
 
-def _second_stage_config(folder: Path, msr: Path, initial: Path) -> Path:
+def _second_stage_config(folder: Path, data: Path, initial: Path) -> Path:
     """A pretraining that starts from ``initial`` (another run's checkpoint.pt)."""
-    text = f'initial = "{initial}"\n' + TINY.format(out=folder / "second", epochs=1)
+    text = f'initial = "{initial}"\n' + _tiny(folder / "second", 1)
     path = folder / "second.toml"
-    path.write_text(text + f'\n[[data]]\npath = "{msr}"\nsplit = "cross-subject/train"\n')
+    path.write_text(text + f'\n[[data]]\npath = "{data}"\nsplit = "cross-subject/train"\n')
     return path
 
 
 def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(
-    tmp_path: Path, msr: Path, first_stages: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, msr_npz: Path, first_stages: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = first_stages / "pretrain"
     # With optimiser steps that change nothing, nothing is learnt in the second stage, so its encoder
     # must be the first one's, weight for weight (batch-norm statistics do move: they are not learnt).
     # A learning rate of 0 would say the same, but the config refuses it.
     monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, closure=None: None)
-    config = _second_stage_config(tmp_path, msr, first / "checkpoint.pt")
+    config = _second_stage_config(tmp_path, msr_npz, first / "checkpoint.pt")
     assert main(["pretrain", "--config", str(config)]) == 0
     before = torch.load(first / "encoder.pt", weights_only=True)["state_dict"]
     after = torch.load(tmp_path / "second" / "encoder.pt", weights_only=True)["state_dict"]
@@ -156,17 +173,17 @@ def test_a_second_pretraining_stage_starts_from_the_first_ones_weights(
     ],
 )
 def test_a_second_stage_from_a_checkpoint_that_does_not_fit_is_refused(
-    tmp_path: Path, msr: Path, first_stages: Path, capsys, initial: str, message: str
+    tmp_path: Path, msr_npz: Path, first_stages: Path, capsys, initial: str, message: str
 ) -> None:
     capsys.readouterr()
-    assert main(["pretrain", "--config", str(_second_stage_config(tmp_path, msr, first_stages / initial))]) == 2
+    assert main(["pretrain", "--config", str(_second_stage_config(tmp_path, msr_npz, first_stages / initial))]) == 2
     err = capsys.readouterr().err
     assert message in err and str(first_stages / initial) in err
     assert not (tmp_path / "second" / "history.json").exists()  # refused before any epoch
 
 
-def test_validation_never_scores_the_test_split(tmp_path: Path, msr: Path) -> None:
-    config = _train_config(tmp_path, msr, "scratch", None, "")
+def test_validation_never_scores_the_test_split(tmp_path: Path, msr_npz: Path) -> None:
+    config = _train_config(tmp_path, msr_npz, "scratch", None, "")
     text = config.read_text().replace('mode = "scratch"', 'mode = "scratch"\nvalidation = true')
     config.write_text(text)
     assert main(["train", "--config", str(config)]) == 0
@@ -183,16 +200,18 @@ def test_validation_never_scores_the_test_split(tmp_path: Path, msr: Path) -> No
         ('\n[masking]\nmax_probability = "high"\n', "must be a float"),
     ],
 )
-def test_bad_config_is_refused_before_training(tmp_path: Path, msr: Path, capsys, change: str, message: str) -> None:
-    config = _pretrain_config(tmp_path, msr, extra=change)
+def test_bad_config_is_refused_before_training(
+    tmp_path: Path, msr_npz: Path, capsys, change: str, message: str
+) -> None:
+    config = _pretrain_config(tmp_path, msr_npz, extra=change)
     assert main(["pretrain", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and str(config) in err[0]
     assert not (tmp_path / "pretrain").exists()
 
 
-def test_an_unknown_temporal_convolution_is_refused_before_training(tmp_path: Path, msr: Path, capsys) -> None:
-    config = _pretrain_config(tmp_path, msr)
+def test_an_unknown_temporal_convolution_is_refused_before_training(tmp_path: Path, msr_npz: Path, capsys) -> None:
+    config = _pretrain_config(tmp_path, msr_npz)
     strides = "strides = [1, 1, 2, 1, 2, 1]"
     config.write_text(config.read_text().replace(strides, strides + '\ntemporal = "wavelet"'))
     assert main(["pretrain", "--config", str(config)]) == 2
@@ -202,8 +221,8 @@ def test_an_unknown_temporal_convolution_is_refused_before_training(tmp_path: Pa
 
 
 @pytest.mark.parametrize("mirror", ["-0.1", "1.5"])
-def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr: Path, capsys, mirror: str) -> None:
-    config = _train_config(tmp_path, msr, "scratch", None, top=f"mirror = {mirror}\n")
+def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr_npz: Path, capsys, mirror: str) -> None:
+    config = _train_config(tmp_path, msr_npz, "scratch", None, top=f"mirror = {mirror}\n")
     assert main(["train", "--config", str(config)]) == 2
     assert f"mirror is a probability, from 0 to 1, not {float(mirror)}" in capsys.readouterr().err
     assert not (tmp_path / "scratch").exists()
@@ -221,23 +240,23 @@ def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr: Path, c
     ],
 )
 def test_training_settings_out_of_place_are_refused(
-    tmp_path: Path, msr: Path, capsys, mode: str, setting: str, message: str
+    tmp_path: Path, msr_npz: Path, capsys, mode: str, setting: str, message: str
 ) -> None:
     pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
-    config = _train_config(tmp_path, msr, mode, pretrained, top=setting + "\n")
+    config = _train_config(tmp_path, msr_npz, mode, pretrained, top=setting + "\n")
     assert main(["train", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / mode).exists()
 
 
 def test_head_warmup_keeps_the_encoder_frozen_then_fine_tunes_it(
-    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, msr_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In the warm-up epochs no encoder weight or batch statistic moves while the head learns;
     afterwards both move."""
-    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr_npz, epochs=1))]) == 0
     config = _train_config(
-        tmp_path, msr, "finetune", tmp_path / "pretrain" / "encoder.pt", top="head_warmup_epochs = 1\n"
+        tmp_path, msr_npz, "finetune", tmp_path / "pretrain" / "encoder.pt", top="head_warmup_epochs = 1\n"
     )
     steps: list[tuple[bool, bool]] = []  # per optimiser step: (encoder moved, head moved)
 
@@ -282,11 +301,11 @@ def test_head_warmup_keeps_the_encoder_frozen_then_fine_tunes_it(
     ],
 )
 def test_self_training_out_of_place_is_refused(
-    tmp_path: Path, msr: Path, capsys, mode: str, share: float, labels: str, message: str
+    tmp_path: Path, msr_npz: Path, capsys, mode: str, share: float, labels: str, message: str
 ) -> None:
     pretrained = None if mode == "scratch" else tmp_path / "encoder.pt"
     config = _train_config(
-        tmp_path, msr, mode, pretrained, f"[labels]\n{labels}\n", top=f"pseudo_label_share = {share}\n"
+        tmp_path, msr_npz, mode, pretrained, f"[labels]\n{labels}\n", top=f"pseudo_label_share = {share}\n"
     )
     assert main(["train", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
@@ -314,7 +333,7 @@ def test_weight_average_follows_the_weights_and_copies_integer_buffers() -> None
 
 
 def test_a_weight_averaged_run_keeps_the_average_not_the_last_step(
-    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, msr_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import export.supervised
     from export.runtime import classifier_from_checkpoint, read_checkpoint
@@ -333,7 +352,7 @@ def test_a_weight_averaged_run_keeps_the_average_not_the_last_step(
             self.last_step = {name: value.detach().clone() for name, value in model.state_dict().items()}
 
     monkeypatch.setattr(export.supervised, "WeightAverage", Recorded)
-    config = _train_config(tmp_path, msr, "scratch", None, top="weight_average_decay = 0.9\n")
+    config = _train_config(tmp_path, msr_npz, "scratch", None, top="weight_average_decay = 0.9\n")
     assert main(["train", "--config", str(config)]) == 0
     (average,) = averages
     assert average.steps >= 2
@@ -343,13 +362,13 @@ def test_a_weight_averaged_run_keeps_the_average_not_the_last_step(
     assert not torch.equal(saved.head.weight, average.last_step["head.weight"])  # the last step is not kept
 
 
-def test_the_unlabelled_part_is_the_rest_of_the_fit_part_never_the_scored_one(tmp_path: Path, msr: Path) -> None:
+def test_the_unlabelled_part_is_the_rest_of_the_fit_part_never_the_scored_one(tmp_path: Path, msr_npz: Path) -> None:
     from export.supervised import choose_parts
     from skeleton.dataset import SkeletonDataset
 
-    dataset = SkeletonDataset.load(msr)
+    dataset = SkeletonDataset.load(msr_npz)
     train = dataset.splits["cross-subject/train"]
-    path = _train_config(tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n")
+    path = _train_config(tmp_path, msr_npz, "scratch", None, "[labels]\nfraction = 0.1\n")
     for validation in (False, True):
         config = dataclasses.replace(load_config(path, TrainConfig), validation=validation)
         parts = choose_parts(dataset, config)
@@ -384,7 +403,7 @@ def test_pseudo_labels_keep_the_most_confident_share_of_each_answered_class(monk
 
 
 def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(
-    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, msr_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import export.supervised
 
@@ -397,7 +416,7 @@ def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(
 
     monkeypatch.setattr(export.supervised, "_fit", fit_and_count)
     config = _train_config(
-        tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n", top="pseudo_label_share = 0.5\n"
+        tmp_path, msr_npz, "scratch", None, "[labels]\nfraction = 0.1\n", top="pseudo_label_share = 0.5\n"
     )
     assert main(["train", "--config", str(config)]) == 0
     results = json.loads((tmp_path / "scratch" / "results.json").read_text())
@@ -410,25 +429,25 @@ def test_self_training_trains_a_second_model_on_the_pseudo_labelled_clips(
     assert rounds == [(results["n_train"], 0), (results["n_train"] + pseudo["kept"], 2)]
 
 
-def test_supervised_protocol_needs_labels(tmp_path: Path, capsys) -> None:
+def test_supervised_protocol_needs_labels(tmp_path: Path, cmu: SkeletonDataset, capsys) -> None:
     unlabelled = tmp_path / "cmu.npz"
-    read_source("bvh", DATA / "cmu-mocap").save(unlabelled)
+    cmu.save(unlabelled)
     config = _train_config(tmp_path, unlabelled, "scratch", None)
     assert main(["train", "--config", str(config)]) == 2
     assert "has no labels" in capsys.readouterr().err
 
 
-def test_a_3d_model_refuses_2d_data(tmp_path: Path, capsys) -> None:
-    penn = tmp_path / "penn.npz"
-    read_source("penn-action", DATA / "penn-action-train").subset(range(40)).save(penn)
+def test_a_3d_model_refuses_2d_data(tmp_path: Path, penn: SkeletonDataset, capsys) -> None:
+    path = tmp_path / "penn.npz"
+    penn.subset(range(40)).save(path)
     config = tmp_path / "p.toml"
-    config.write_text(TINY.format(out=tmp_path / "p", epochs=1) + f'\n[[data]]\npath = "{penn}"\n')
+    config.write_text(_tiny(tmp_path / "p", 1) + f'\n[[data]]\npath = "{path}"\n')
     assert main(["pretrain", "--config", str(config)]) == 2
     assert "3-D model cannot be trained on 2-D data" in capsys.readouterr().err
 
 
-def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr: Path, capsys) -> None:
-    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr, epochs=1))]) == 0
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr_npz: Path, capsys) -> None:
+    assert main(["pretrain", "--config", str(_pretrain_config(tmp_path, msr_npz, epochs=1))]) == 0
     window = WindowSpec("kinect20", 3, 16, 15.0, "centre-torso-align")
     with pytest.raises(InputError, match="another architecture"):
         load_encoder(tmp_path / "pretrain" / "encoder.pt", EncoderConfig("kinect20", 3, channels=(8,) * 6), window)
@@ -446,11 +465,20 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr: Path
     assert "length 16 -> 32" in said and "normalization centre-torso-align -> centre-torso" in said
 
 
+COMMITTED_CONFIGS = [(p, PretrainConfig) for p in sorted((ROOT / "configs/pretrain").glob("*.toml"))] + [
+    (p, TrainConfig) for p in sorted((ROOT / "configs/train").glob("*.toml"))
+]
+
+
+def test_the_committed_configs_are_found() -> None:
+    """The round trip below is parametrised by a glob: an empty one would check nothing."""
+    found = {(path.parent.name, path.name) for path, _ in COMMITTED_CONFIGS}
+    assert {("pretrain", "cfsem-2d.toml"), ("pretrain", "cfsem-3d.toml")} <= found
+    assert {("train", f"{name}-ship.toml") for name in ("daily3d", "msr3d", "sports2d")} <= found
+
+
 @pytest.mark.parametrize(
-    ("path", "cls"),
-    [(p, PretrainConfig) for p in sorted((ROOT / "configs/pretrain").glob("*.toml"))]
-    + [(p, TrainConfig) for p in sorted((ROOT / "configs/train").glob("*.toml"))],
-    ids=lambda value: value.name if isinstance(value, Path) else "",
+    ("path", "cls"), COMMITTED_CONFIGS, ids=lambda value: value.name if isinstance(value, Path) else ""
 )
 def test_committed_configs_load_and_round_trip_through_toml(path: Path, cls: type, tmp_path: Path) -> None:
     """Every committed experiment config is valid, and what it says survives a dump and reload."""
@@ -480,12 +508,14 @@ def test_hand_masks_hide_only_hand_joints() -> None:
 
 
 def test_cross_correlation_loss_prefers_agreeing_views() -> None:
-    z = torch.randn(64, 32)
-    assert cross_correlation_loss(z, z, 0.005) < cross_correlation_loss(z, torch.randn(64, 32), 0.005)
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 32, generator=generator)
+    other = torch.randn(64, 32, generator=generator)
+    assert cross_correlation_loss(z, z, 0.005) < cross_correlation_loss(z, other, 0.005)
 
 
-def test_distributed_pretraining_with_two_cpu_processes(tmp_path: Path, msr: Path) -> None:
-    config = _pretrain_config(tmp_path, msr, epochs=1)
+def test_distributed_pretraining_with_two_cpu_processes(tmp_path: Path, msr_npz: Path) -> None:
+    config = _pretrain_config(tmp_path, msr_npz, epochs=1)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
@@ -504,11 +534,17 @@ def test_distributed_pretraining_with_two_cpu_processes(tmp_path: Path, msr: Pat
     assert (tmp_path / "pretrain" / "encoder.pt").is_file()
 
 
-def test_distributed_self_training_with_two_cpu_processes(tmp_path: Path, msr: Path) -> None:
+def test_distributed_self_training_with_two_cpu_processes(tmp_path: Path, msr_npz: Path) -> None:
     """Both processes train the second model on the main process's pseudo-labels (each one's
     own could differ, and with them the number of batches an epoch: DDP would hang)."""
     config = _train_config(
-        tmp_path, msr, "scratch", None, "[labels]\nfraction = 0.1\n", top="pseudo_label_share = 0.5\n"
+        tmp_path,
+        msr_npz,
+        "scratch",
+        None,
+        "[labels]\nfraction = 0.1\n",
+        top="pseudo_label_share = 0.5\n",
+        optim=LEARNING,
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -516,13 +552,13 @@ def test_distributed_self_training_with_two_cpu_processes(tmp_path: Path, msr: P
     result = subprocess.run([*command, str(config)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads((tmp_path / "scratch" / "results.json").read_text())
-    assert results["pseudo_labels"]["kept"] > 0 and 0.0 <= results["accuracy"] <= 1.0
+    assert results["pseudo_labels"]["kept"] > 0 and results["accuracy"] >= ABOVE_CHANCE, results
 
 
-def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr: Path, capsys) -> None:
+def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr_npz: Path, capsys) -> None:
     from skeleton.dataset import SkeletonDataset
 
-    held_back = SkeletonDataset.load(msr)
+    held_back = SkeletonDataset.load(msr_npz)
     held_back.splits["cross-subject/test"] = np.zeros(0, dtype=np.int64)
     held_back.save(tmp_path / "held.npz")
     config = _train_config(tmp_path, tmp_path / "held.npz", "scratch", None)
@@ -576,7 +612,9 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
     smoke = [r.config for r in protocol_runs("data", pretrain_runs("data", 2), 2)] + [
         r.config for r in plan("data", epochs=2)
     ]
-    for config in (c for c in smoke if Path(c.benchmark.path).name == "nw-ucla.npz"):
+    smoke_daily = [c for c in smoke if Path(c.benchmark.path).name == "nw-ucla.npz"]
+    assert {c.mode for c in smoke_daily} == {"finetune", "scratch", "linear", "knn"}
+    for config in smoke_daily:
         assert config.optim.epochs == 2 and config.head_warmup_epochs == (1 if config.mode == "finetune" else 0)
 
 
@@ -668,9 +706,13 @@ TRAIN_ONLY = [
     + [("train", *case) for case in BAD_SETTINGS + TRAIN_ONLY],
 )
 def test_settings_out_of_range_are_refused_before_anything_is_written(
-    tmp_path: Path, msr: Path, capsys, command: str, old: str, new: str, message: str
+    tmp_path: Path, msr_npz: Path, capsys, command: str, old: str, new: str, message: str
 ) -> None:
-    config = _pretrain_config(tmp_path, msr) if command == "pretrain" else _train_config(tmp_path, msr, "scratch", None)
+    config = (
+        _pretrain_config(tmp_path, msr_npz)
+        if command == "pretrain"
+        else _train_config(tmp_path, msr_npz, "scratch", None)
+    )
     text = config.read_text()
     assert old in text
     config.write_text(text.replace(old, new, 1) if old else f"{text}\n{new}\n")
@@ -689,19 +731,23 @@ def test_settings_out_of_range_are_refused_before_anything_is_written(
     ],
 )
 def test_command_line_overrides_out_of_range_are_refused(
-    tmp_path: Path, msr: Path, capsys, command: str, option: list[str], message: str
+    tmp_path: Path, msr_npz: Path, capsys, command: str, option: list[str], message: str
 ) -> None:
-    config = _pretrain_config(tmp_path, msr) if command == "pretrain" else _train_config(tmp_path, msr, "scratch", None)
+    config = (
+        _pretrain_config(tmp_path, msr_npz)
+        if command == "pretrain"
+        else _train_config(tmp_path, msr_npz, "scratch", None)
+    )
     assert main([command, "--config", str(config), *option]) == 2
     assert message in capsys.readouterr().err
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no run folder, no untrained encoder.pt
 
 
-def _partly_unlabelled(msr: Path, folder: Path, train: int = 5, test: int = 7) -> Path:
+def _partly_unlabelled(data: Path, folder: Path, train: int = 5, test: int = 7) -> Path:
     """MSR with the first ``train`` and ``test`` sequences of its cross-subject parts unlabelled."""
     from skeleton.dataset import SkeletonDataset
 
-    dataset = SkeletonDataset.load(msr)
+    dataset = SkeletonDataset.load(data)
     dataset.labels[dataset.splits["cross-subject/train"][:train]] = -1
     dataset.labels[dataset.splits["cross-subject/test"][:test]] = -1
     path = folder / "partly.npz"
@@ -709,11 +755,11 @@ def _partly_unlabelled(msr: Path, folder: Path, train: int = 5, test: int = 7) -
     return path
 
 
-def test_unlabelled_sequences_of_the_splits_neither_train_nor_score(tmp_path: Path, msr: Path, capsys) -> None:
+def test_unlabelled_sequences_of_the_splits_neither_train_nor_score(tmp_path: Path, msr_npz: Path, capsys) -> None:
     from export.supervised import choose_parts
     from skeleton.dataset import SkeletonDataset
 
-    data = _partly_unlabelled(msr, tmp_path)
+    data = _partly_unlabelled(msr_npz, tmp_path)
     dataset = SkeletonDataset.load(data)
     path = _train_config(tmp_path, data, "scratch", None)
     for validation in (False, True):
@@ -730,8 +776,8 @@ def test_unlabelled_sequences_of_the_splits_neither_train_nor_score(tmp_path: Pa
     assert results["n_train"] == 284 - 5 and results["n_test"] == 273 - 7
 
 
-def test_a_train_split_without_labelled_sequences_is_refused(tmp_path: Path, msr: Path, capsys) -> None:
-    data = _partly_unlabelled(msr, tmp_path, train=284, test=0)
+def test_a_train_split_without_labelled_sequences_is_refused(tmp_path: Path, msr_npz: Path, capsys) -> None:
+    data = _partly_unlabelled(msr_npz, tmp_path, train=284, test=0)
     assert main(["train", "--config", str(_train_config(tmp_path, data, "scratch", None))]) == 2
     assert (
         "split 'cross-subject/train' has no labelled sequences to train on (284 unlabelled)" in capsys.readouterr().err
@@ -739,11 +785,11 @@ def test_a_train_split_without_labelled_sequences_is_refused(tmp_path: Path, msr
     assert not (tmp_path / "scratch").exists()
 
 
-def test_evaluate_scores_only_the_labelled_sequences_of_a_stored_split(tmp_path: Path, msr: Path) -> None:
+def test_evaluate_scores_only_the_labelled_sequences_of_a_stored_split(tmp_path: Path, msr_npz: Path) -> None:
     from export.evaluate import evaluate, protocol_parts
     from skeleton.dataset import SkeletonDataset
 
-    data = _partly_unlabelled(msr, tmp_path)
+    data = _partly_unlabelled(msr_npz, tmp_path)
     dataset = SkeletonDataset.load(data)
     train, test = protocol_parts(dataset, "cross-subject")
     assert (len(train), len(test)) == (284 - 5, 273 - 7) and (dataset.labels[np.concatenate([train, test])] >= 0).all()
@@ -764,11 +810,11 @@ def test_evaluate_scores_only_the_labelled_sequences_of_a_stored_split(tmp_path:
     ],
 )
 def test_evaluating_on_an_empty_part_is_refused(
-    tmp_path: Path, msr: Path, capsys, parts: str, probe: str | None, message: str
+    tmp_path: Path, msr_npz: Path, capsys, parts: str, probe: str | None, message: str
 ) -> None:
     from skeleton.dataset import SkeletonDataset
 
-    dataset = SkeletonDataset.load(msr)
+    dataset = SkeletonDataset.load(msr_npz)
     if parts == "no test part":
         dataset.splits["cross-subject/test"] = np.zeros(0, dtype=np.int64)
     else:  # no stored splits: odd subjects train, even ones test
@@ -783,10 +829,10 @@ def test_evaluating_on_an_empty_part_is_refused(
 
 @pytest.mark.parametrize("pretrained", ["missing.pt", "garbage.pt"])
 def test_a_refused_training_leaves_an_earlier_runs_folder_as_it_was(
-    tmp_path: Path, msr: Path, capsys, pretrained: str
+    tmp_path: Path, msr_npz: Path, capsys, pretrained: str
 ) -> None:
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    config = _train_config(tmp_path, msr, "finetune", tmp_path / pretrained)
+    config = _train_config(tmp_path, msr_npz, "finetune", tmp_path / pretrained)
     assert main(["train", "--config", str(config)]) == 2
     assert str(tmp_path / pretrained) in capsys.readouterr().err
     assert not (tmp_path / "finetune").exists()  # no run folder either
@@ -805,12 +851,12 @@ def test_a_refused_training_leaves_an_earlier_runs_folder_as_it_was(
     ],
 )
 def test_resuming_from_a_checkpoint_that_does_not_fit_is_refused(
-    tmp_path: Path, msr: Path, first_stages: Path, capsys, checkpoint: str | None, message: str
+    tmp_path: Path, msr_npz: Path, first_stages: Path, capsys, checkpoint: str | None, message: str
 ) -> None:
     resumed = tmp_path / "pretrain" / "checkpoint.pt"
     resumed.parent.mkdir()
     resumed.write_bytes((first_stages / checkpoint).read_bytes() if checkpoint else b"garbage")
-    config = _pretrain_config(tmp_path, msr, epochs=1)
+    config = _pretrain_config(tmp_path, msr_npz, epochs=1)
     assert main(["pretrain", "--config", str(config), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and str(resumed) in err[0]
@@ -818,7 +864,7 @@ def test_resuming_from_a_checkpoint_that_does_not_fit_is_refused(
 
 
 def test_export_writes_by_default_where_models_are_read(
-    tmp_path: Path, msr: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, msr_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """From any working directory, `export` without -o writes into the folder that `models`,
     `evaluate --model NAME` and `serve` read."""
@@ -827,7 +873,7 @@ def test_export_writes_by_default_where_models_are_read(
     from export.runtime import classifier_checkpoint, save_atomic
     from skeleton.dataset import SkeletonDataset
 
-    dataset = SkeletonDataset.load(msr)
+    dataset = SkeletonDataset.load(msr_npz)
     dataset.splits["cross-subject/test"] = dataset.splits["cross-subject/test"][:12]  # a quick parity check
     dataset.save(tmp_path / "small.npz")
     config = load_config(_train_config(tmp_path, tmp_path / "small.npz", "scratch", None), TrainConfig)
