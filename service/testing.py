@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.config import DEFAULT_MODELS_DIR, ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
@@ -100,6 +102,47 @@ def wait_until(condition, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(condition())
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound and let go: free, unless someone takes it now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class HeldRequests:
+    """A stream's requests: ``messages``, then nothing until ``release`` is set (no half-close),
+    so that the stream stays open for as long as a test needs it."""
+
+    messages: list
+    release: threading.Event = field(default_factory=threading.Event)
+    seconds: float = 60.0  # released by then whatever happens, so that a failed test cannot hang
+
+    def __iter__(self) -> Iterator:
+        yield from self.messages
+        self.release.wait(self.seconds)
+
+
+def assert_still_serving(channel: grpc.Channel, metadata: tuple = (), seconds: float = 60.0) -> None:
+    """Health says SERVING and a good skeleton stream gets its events and final statistics: what
+    came before harmed no one."""
+    from service.server import SERVICE_NAME
+
+    health = health_pb2_grpc.HealthStub(channel)
+    answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=seconds)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    times = [round(i * 1000 / 30) for i in range(90)]
+    frames = skeleton_frames([waving_person("mediapipe33", np.asarray(times))], times)
+    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="still-serving"))
+    call = pb_grpc.ActionRecognitionStub(channel).StreamSkeletons(
+        skeleton_requests(config, frames), timeout=seconds, metadata=metadata
+    )
+    responses = list(call)
+    assert any(r.WhichOneof("kind") == "event" for r in responses)
+    final = responses[-1].stats
+    assert final.final and final.frames_processed == len(frames)
 
 
 @dataclass(frozen=True)

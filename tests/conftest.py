@@ -103,3 +103,11 @@ def nw_ucla_npz(nw_ucla: SkeletonDataset, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def penn_npz(penn: SkeletonDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _saved(penn, tmp_path_factory, "penn.npz")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with sports2d (2-D) and daily3d (3-D): the shipped files, or stand-ins."""
+    from service.testing import models_for_development
+
+    return models_for_development(tmp_path_factory.mktemp("models"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from service.testing import ROOT, VIDEOS
+from service.testing import ROOT, VIDEOS, free_port
 
 IMAGE = "localhost/actionrec:cpu-test"
 CONTAINERS_CONF = ROOT / "scripts" / "podman" / "containers.conf"
@@ -33,12 +32,6 @@ CLIP = VIDEOS / "arm_wrestling.mp4"
 
 def _podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([*PODMAN, *args], env=ENV, capture_output=True, text=True, timeout=timeout, check=check)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ class Container:
 
     def __init__(self, image: str, name: str) -> None:
         self.name = name
-        self.port, self.metrics_port = _free_port(), _free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         _podman("rm", "--force", name, check=False)
         _podman(

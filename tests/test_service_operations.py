@@ -43,7 +43,6 @@ from service.testing import (
     TlsFiles,
     encoded_frames,
     make_tls_files,
-    models_for_development,
     running_server,
     wait_until,
 )
@@ -52,11 +51,6 @@ from skeleton.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return models_for_development(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

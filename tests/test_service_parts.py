@@ -38,7 +38,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.lanes import Lane
 from service.loadgen import StreamResult, steady_rate, whole_run_rate
 from service.models import ModelRegistry, load_model
-from service.testing import VIDEOS
+from service.testing import VIDEOS, free_port
 from service.windowing import FrameGate, StreamWindower
 from skeleton.errors import InputError
 from skeleton.pose.video import read_frames, resize_to, shrunk_size
@@ -609,12 +609,6 @@ def _short_video(path: Path, frames: int = 10) -> Path:
     return path
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _FakeService(pb_grpc.ActionRecognitionServicer):
     """Says the model has no frame rate (so the client sends every frame), counts the stream's
     frames, then refuses the stream after ``refuse_after`` of them (None: reads on, saying nothing)."""
@@ -675,7 +669,7 @@ def test_the_clients_output_is_refused_before_anything_is_sent(tmp_path: Path, n
     (tmp_path / "folder.mp4").mkdir()
     video = _short_video(tmp_path / "clip.mp4")
     # a closed port: an output checked only once connected would fail on the server instead
-    options = ClientOptions(source=str(video), server=f"127.0.0.1:{_closed_port()}", out=tmp_path / name)
+    options = ClientOptions(source=str(video), server=f"127.0.0.1:{free_port()}", out=tmp_path / name)
     with pytest.raises(InputError, match=message):
         run_client(options, out=io.StringIO(), err=io.StringIO())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "folder.mp4"]

@@ -24,12 +24,14 @@ import service.session
 from benchmarks.enrolment import Task, run_task
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
+from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.server import SERVICE_NAME, ActionServer
 from service.testing import (
     VIDEOS,
+    HeldRequests,
+    assert_still_serving,
     encoded_frames,
     frame_requests,
-    models_for_development,
     running_server,
     skeleton_frames,
     skeleton_requests,
@@ -41,11 +43,6 @@ from service.windowing import FrameGate
 
 MAX_STREAMS = 3
 TIMEOUT = 60  # seconds any one call may take: a hang fails the test instead of the suite
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return models_for_development(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +68,13 @@ def address(server: ActionServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def api(address: str):
-    return stub(address)
+def channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(address)
+
+
+@pytest.fixture(scope="module")
+def api(channel: grpc.Channel):
+    return pb_grpc.ActionRecognitionStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +116,6 @@ def waving_skeletons(seconds: float = 4.0, fps: float = 30.0, people: int = 2, s
     times = np.round(np.arange(round(seconds * fps)) * 1000 / fps).astype(int)
     persons = [waving_person("mediapipe33", times, speed, offset=(150.0 + 300 * p, 240.0)) for p in range(people)]
     return skeleton_frames(persons, times)
-
-
-def assert_still_serving(api) -> None:
-    """A short good skeleton stream still gets its events: the bad input harmed no one."""
-    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="check"))
-    outcome = collect(api.StreamSkeletons(skeleton_requests(config, waving_skeletons(3.0, people=1)), timeout=TIMEOUT))
-    assert outcome.events and outcome.final.frames_processed == 90
 
 
 # ---------------------------------------------------------------- health, reflection, models
@@ -453,7 +448,8 @@ def test_a_batch_the_model_fails_costs_only_its_windows(config: ServerConfig) ->
     """A model call that raises drops its stream windows as classify_error (the stream goes on and
     ends normally) and fails a clip call with INTERNAL; once the model runs again, so does the server."""
     with running_server(config) as server:
-        api = stub(f"127.0.0.1:{server.port}")
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        api = pb_grpc.ActionRecognitionStub(channel)
         batcher = server.runtime.batchers["sports2d"]
         failing = batcher.model = _FailingModel(batcher.model)
         stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="failing"))
@@ -469,7 +465,7 @@ def test_a_batch_the_model_fails_costs_only_its_windows(config: ServerConfig) ->
             "model sports2d failed to classify (RuntimeError; see the server log)",
         )
         failing.failing = False
-        assert_still_serving(api)
+        assert_still_serving(channel)
 
 
 def test_bad_enrolments_are_refused(api) -> None:
@@ -524,17 +520,17 @@ def _frame(timestamp: int, **image) -> pb.StreamFramesRequest:
         "statistics-too-often",
     ],
 )
-def test_bad_frame_streams_get_invalid_argument(api, messages, message: str) -> None:
+def test_bad_frame_streams_get_invalid_argument(api, channel, messages, message: str) -> None:
     code, details = status_of(_frame_stream(api, messages))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details
-    assert_still_serving(api)
+    assert_still_serving(channel)
 
 
 def _skeleton_stream(api, config: pb.SkeletonStreamConfig, frames):
     return lambda: collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
 
 
-def test_bad_skeletons_get_invalid_argument(api) -> None:
+def test_bad_skeletons_get_invalid_argument(api, channel) -> None:
     good = waving_skeletons(0.5, people=1)
     nan = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[float("nan")] * 66)])
     short = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[1.0] * 65)])
@@ -554,31 +550,19 @@ def test_bad_skeletons_get_invalid_argument(api) -> None:
     for config, frames, message in cases:
         code, details = status_of(_skeleton_stream(api, config, frames))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details, (message, details)
-    assert_still_serving(api)
+    assert_still_serving(channel)
 
 
-def test_unknown_model_or_action_set_is_not_found(api) -> None:
+def test_unknown_model_or_action_set_is_not_found(api, channel) -> None:
     for config in (pb.StreamConfig(model="nope"), pb.StreamConfig(action_set="nope")):
         request = pb.SkeletonStreamConfig(stream=config)
         code, details = status_of(_skeleton_stream(api, request, waving_skeletons(0.2, people=1)))
         assert code == grpc.StatusCode.NOT_FOUND and "nope" in details
-    assert_still_serving(api)
+    assert_still_serving(channel)
 
 
-class _HeldOpen:
-    """A stream's requests: its configuration, then frames until told to stop."""
-
-    def __init__(self, first, frames=()) -> None:
-        self.first, self.frames, self.stop = first, list(frames), threading.Event()
-
-    def __iter__(self):
-        yield self.first
-        yield from self.frames
-        self.stop.wait(TIMEOUT)
-
-
-def test_one_stream_too_many_gets_resource_exhausted(api, server: ActionServer) -> None:
-    held = [_HeldOpen(pb.StreamSkeletonsRequest(config=pb.SkeletonStreamConfig())) for _ in range(MAX_STREAMS)]
+def test_one_stream_too_many_gets_resource_exhausted(api, channel, server: ActionServer) -> None:
+    held = [HeldRequests([pb.StreamSkeletonsRequest(config=pb.SkeletonStreamConfig())]) for _ in range(MAX_STREAMS)]
     calls = [api.StreamSkeletons(iter(h), timeout=TIMEOUT) for h in held]
     try:
         assert wait_until(lambda: server.runtime.slots.open == MAX_STREAMS)
@@ -586,15 +570,15 @@ def test_one_stream_too_many_gets_resource_exhausted(api, server: ActionServer) 
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and f"{MAX_STREAMS} streams open" in details
     finally:
         for h in held:
-            h.stop.set()
+            h.release.set()
         for call in calls:
             collect(call)
-    assert_still_serving(api)
+    assert_still_serving(channel)
 
 
-def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, server: ActionServer, arm_wrestling) -> None:
+def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, channel, server: ActionServer, arm_wrestling) -> None:
     frames = [_frame(ts, encoded=data) for data, ts in arm_wrestling[:10]]
-    held = _HeldOpen(pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="vanishing")), frames)
+    held = HeldRequests([pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="vanishing")), *frames])
     call = api.StreamFrames(iter(held), timeout=TIMEOUT)
     try:
         assert wait_until(
@@ -603,8 +587,8 @@ def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, server: ActionS
         call.cancel()  # the client goes away without closing its stream
         assert wait_until(lambda: not server.sessions and server.runtime.slots.open == 0)
     finally:
-        held.stop.set()
-    assert_still_serving(api)
+        held.release.set()
+    assert_still_serving(channel)
 
 
 def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api, server: ActionServer) -> None:

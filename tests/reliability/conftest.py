@@ -13,16 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
 
 from service.config import ServerConfig
-from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
-from service.server import SERVICE_NAME
-from service.testing import models_for_development, skeleton_frames, skeleton_requests, waving_person
 
 FULL = os.environ.get("ACTIONREC_RELIABILITY") == "full"
 TIMEOUT = 30  # seconds any one call may take: a hang fails the test instead of holding up the suite
@@ -68,11 +62,6 @@ def full() -> bool:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    return models_for_development(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="session")
 def make_config(models_dir: Path, tmp_path_factory) -> Callable[..., ServerConfig]:
     """A server configuration on the test models with its own actions file; ``overrides`` on top."""
 
@@ -110,20 +99,3 @@ def service_warnings() -> Iterator[list[logging.LogRecord]]:
     finally:
         for name in _SERVICE_LOGGERS:
             logging.getLogger(name).removeHandler(handler)
-
-
-def assert_still_serving(channel: grpc.Channel, metadata: tuple = ()) -> None:
-    """Health says SERVING and a good skeleton stream gets its events and final statistics."""
-    health = health_pb2_grpc.HealthStub(channel)
-    answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=TIMEOUT)
-    assert answer.status == health_pb2.HealthCheckResponse.SERVING
-    times = [round(i * 1000 / 30) for i in range(90)]
-    frames = skeleton_frames([waving_person("mediapipe33", times)], times)
-    config = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="still-serving"))
-    call = pb_grpc.ActionRecognitionStub(channel).StreamSkeletons(
-        skeleton_requests(config, frames), timeout=TIMEOUT, metadata=metadata
-    )
-    responses = list(call)
-    assert any(r.WhichOneof("kind") == "event" for r in responses)
-    final = responses[-1].stats
-    assert final.final and final.frames_processed == len(frames)

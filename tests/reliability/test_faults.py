@@ -34,6 +34,8 @@ from service.server import SERVICE_NAME
 from service.testing import (
     ROOT,
     VIDEOS,
+    HeldRequests,
+    assert_still_serving,
     encoded_frames,
     frame_requests,
     running_server,
@@ -44,7 +46,7 @@ from service.testing import (
 )
 from skeleton.pose.estimator import PoseEstimator
 
-from .conftest import REPORT, TIMEOUT, assert_still_serving, scaled
+from .conftest import REPORT, TIMEOUT, scaled
 
 # ---------------------------------------------------------------- pose estimators that fail or are counted
 
@@ -323,18 +325,6 @@ def test_a_damaged_actions_file_is_set_aside_and_the_server_starts(make_config, 
 
 
 # ---------------------------------------------------------------- (d) clients that vanish
-
-
-@dataclass
-class HeldRequests:
-    """A stream's requests: ``messages``, then nothing until released (no half-close)."""
-
-    messages: list
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def __iter__(self) -> Iterator:
-        yield from self.messages
-        self.release.wait(TIMEOUT)
 
 
 CANCEL_POINTS = ("before_config", "after_config", "mid_frames", "events_pending")

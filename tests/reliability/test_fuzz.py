@@ -26,12 +26,20 @@ from service.actions import ActionStore
 from service.frames import FrameLimits, check_frame, decode_frame
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
-from service.testing import VIDEOS, encoded_frames, frame_requests, running_server, skeleton_requests, wait_until
+from service.testing import (
+    VIDEOS,
+    assert_still_serving,
+    encoded_frames,
+    frame_requests,
+    running_server,
+    skeleton_requests,
+    wait_until,
+)
 from skeleton.errors import InputError
 from skeleton.layouts import LAYOUTS
 from skeleton.pose.video import shrunk_size
 
-from .conftest import CASES, STATUSES, TIMEOUT, assert_still_serving, fuzz_settings
+from .conftest import CASES, STATUSES, TIMEOUT, fuzz_settings
 
 INT64 = (-(2**63), 2**63 - 1)
 UINT32_MAX = 2**32 - 1

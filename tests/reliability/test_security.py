@@ -27,6 +27,7 @@ from service.testing import (
     VIDEOS,
     ServerProcess,
     TlsFiles,
+    assert_still_serving,
     encoded_frames,
     frame_requests,
     make_tls_files,
@@ -36,7 +37,7 @@ from service.testing import (
     waving_person,
 )
 
-from .conftest import TIMEOUT, assert_still_serving
+from .conftest import TIMEOUT
 
 TOKEN = secrets.token_urlsafe(24)
 AUTH = call_metadata(TOKEN)
