@@ -167,9 +167,9 @@ def model_frame_gate(
 ) -> FrameGate | None:
     """The server's gate for the stream's model: the frames it would admit. None (send every
     frame) with ``--all-frames``, or when the server does not say the model's frame rate. The
-    stream is pinned to the model asked about, so that behind a load balancer it gets the same."""
-    if options.all_frames:
-        return None
+    server is asked either way, so that one that does not answer is noticed before any frame is
+    read, and the stream is pinned to the model asked about, so that behind a load balancer it
+    gets the same."""
     try:
         info = api.GetModelInfo(
             pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token), timeout=CALL_TIMEOUT_S
@@ -180,9 +180,9 @@ def model_frame_gate(
         if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             raise InputError(f"{options.server}: no answer within {CALL_TIMEOUT_S:g} s (DEADLINE_EXCEEDED)") from None
         raise
-    if info.frame_rate <= 0:
-        return None
     config.model = info.name
+    if options.all_frames or info.frame_rate <= 0:
+        return None
     return FrameGate(info.frame_rate, config.frame_rate_hint)
 
 

@@ -264,7 +264,13 @@ def test_the_clients_gate_sends_only_frames_the_servers_gate_admits(model_fps: f
     assert config.model == "sports2d"  # the stream asks for the model the rate came from
     assert len(sent) < len(timestamps) and all(server.admit(t) for t in sent)
     assert model_frame_gate(_ModelInfoOnly(0.0), ClientOptions(source="cam", server="x"), config) is None
-    assert model_frame_gate(None, ClientOptions(source="cam", server="x", all_frames=True), config) is None
+    # --all-frames sends every frame, but still asks the server (alive? which model?) and pins the model
+    pinned = pb.StreamConfig(frame_rate_hint=camera_fps)
+    assert (
+        model_frame_gate(_ModelInfoOnly(model_fps), ClientOptions(source="cam", server="x", all_frames=True), pinned)
+        is None
+    )
+    assert pinned.model == "sports2d"
 
 
 def test_windower_hands_out_full_windows_every_stride_at_the_models_rate() -> None:
