@@ -231,9 +231,10 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
     sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
     sent_lock = threading.Lock()
     not_sent = 0  # frames the model's frame rate leaves out
+    frames_sent = events = 0  # told when the server's final statistics never come (Ctrl-C, a lost server)
 
     def requests(gate: FrameGate | None, stop: threading.Event) -> Iterator[pb.StreamFramesRequest]:
-        nonlocal not_sent
+        nonlocal not_sent, frames_sent
         yield pb.StreamFramesRequest(config=config)
         started = time.monotonic()
         quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
@@ -256,11 +257,16 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
             ok, jpeg = cv2.imencode(".jpg", bgr, quality)
             if not ok:
                 raise InputError(f"{options.source}: frame {count} could not be encoded")
+            frames_sent += 1  # handed to gRPC
             yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
 
     def report(final: pb.StreamStats | None) -> None:
         if final is not None:
             print(stats_line(final), file=err)
+            if not events and final.frames_processed and not final.windows_classified and not final.windows_dropped:
+                print(f"no events: nobody was seen in the {final.frames_processed} frames posed", file=err)
+        elif frames_sent:
+            print(f"{frames_sent} frames sent; the stream ended before the server's final statistics", file=err)
         if not_sent:
             print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
 
@@ -281,6 +287,7 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                     sent.clear()
             kind = response.WhichOneof("kind")
             if kind == "event":
+                events += 1
                 event = response.event
                 print(json.dumps(event_json(event)) if options.json else event_line(event), file=out, flush=True)
                 if annotator is not None and event.labels:
@@ -293,9 +300,13 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 annotator.add_poses(response.poses.timestamp_ms, people)
             elif kind == "stats" and response.stats.final:
                 final = response.stats
+        report(final)
     except grpc.RpcError as e:
         report(final)
         raise InputError(f"{options.server}: {e.code().name}: {e.details()}") from None
+    except KeyboardInterrupt:
+        report(final)
+        raise
     finally:
         if call is not None:
             call.cancel()  # when leaving early (an error here, Ctrl-C); nothing once the call has ended
@@ -308,7 +319,6 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 for timestamp, bgr in sent:
                     annotator.add_frame(timestamp, bgr)
             annotator.close()
-    report(final)
-    if annotator is not None:
-        print(f"wrote {options.out} ({annotator.written} frames)", file=err)
+            if annotator.written:
+                print(f"wrote {options.out} ({annotator.written} frames)", file=err)
     return 0

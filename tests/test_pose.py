@@ -182,9 +182,11 @@ def _blank_video(path: Path, frames: int = 10) -> Path:
         (lambda d: d / "missing.mp4", "no such file"),
         (lambda d: _write(d / "empty.mp4", b""), "empty file"),
         (lambda d: _write(d / "noise.mp4", b"\x00garbage" * 100), "not a readable video"),
+        # FFmpeg would play it as a video of its characters
+        (lambda d: _write(d / "labels.txt", b"0 drink water\n1 eat meal\n" * 40), "a text file, not a video"),
         (lambda d: _blank_video(d / "nobody.avi"), "no person found"),
     ],
-    ids=["missing", "empty", "not-a-video", "no-person"],
+    ids=["missing", "empty", "not-a-video", "text", "no-person"],
 )
 def test_extract_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, make_input, message) -> None:
     source = make_input(tmp_path)

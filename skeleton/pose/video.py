@@ -64,6 +64,10 @@ def probe_video(path: Path) -> VideoInfo:
     try:
         if not capture.isOpened():
             raise InputError(f"{path}: not a readable video")
+        # FFmpeg plays any text file as a video of its characters drawn as in a terminal ("ansi").
+        codec = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+        if codec == b"ansi":
+            raise InputError(f"{path}: a text file, not a video")
         ok, _ = capture.read()
         if not ok:
             raise InputError(f"{path}: video has no decodable frame")
