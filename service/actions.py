@@ -35,7 +35,8 @@ MAX_NAME = 64
 
 def check_name(kind: str, name: str) -> str:
     if not name or len(name) > MAX_NAME or not name.isprintable() or name != name.strip():
-        raise InputError(f"{kind} name {name!r} must be 1 to {MAX_NAME} printable characters, no outer spaces")
+        shown = repr(name) if len(name) <= 2 * MAX_NAME else f"{name[:MAX_NAME]!r}... ({len(name)} characters)"
+        raise InputError(f"{kind} name {shown} must be 1 to {MAX_NAME} printable characters, no outer spaces")
     return name
 
 
@@ -211,7 +212,9 @@ class ActionStore:
             )
 
     def prototypes(self, model: str, model_version: str, action_set: str) -> Prototypes | None:
-        """The set's actions enrolled with this model version, or None when it has none."""
+        """The set's actions enrolled with this model version, or None when it has none. Only sets
+        that exist are cached: callers may name any set, and a cache of every name asked for
+        would grow with each one."""
         key = (model, model_version, action_set)
         with self._lock:
             if key not in self._prototypes:
@@ -220,16 +223,18 @@ class ActionStore:
                     for a in self._actions.values()
                     if a.model == model and a.model_version == model_version and a.action_set == action_set
                 ]
+                if not actions:
+                    return None
                 actions.sort(key=lambda a: a.action)
-                self._prototypes[key] = (
-                    Prototypes(tuple(a.action for a in actions), np.stack([a.prototype for a in actions]))
-                    if actions
-                    else None
+                self._prototypes[key] = Prototypes(
+                    tuple(a.action for a in actions), np.stack([a.prototype for a in actions])
                 )
             return self._prototypes[key]
 
     def require(self, model: str, model_version: str, action_set: str) -> None:
-        """NotFound, saying why, unless the set has actions for this model version."""
+        """NotFound, saying why, unless the set has actions for this model version (InputError for
+        a name no set can have)."""
+        check_name("action set", action_set)
         if self.prototypes(model, model_version, action_set) is not None:
             return
         stale = [a for a in self.list(model, action_set)]

@@ -8,6 +8,7 @@ else: each bad-input test ends by checking that the server still serves a good s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -553,11 +554,30 @@ def test_bad_skeletons_get_invalid_argument(api, channel) -> None:
     assert_still_serving(channel)
 
 
-def test_unknown_model_or_action_set_is_not_found(api, channel) -> None:
+def test_unknown_model_or_action_set_is_not_found(api, channel, server: ActionServer) -> None:
     for config in (pb.StreamConfig(model="nope"), pb.StreamConfig(action_set="nope")):
         request = pb.SkeletonStreamConfig(stream=config)
         code, details = status_of(_skeleton_stream(api, request, waving_skeletons(0.2, people=1)))
         assert code == grpc.StatusCode.NOT_FOUND and "nope" in details
+    # A name no set can have is refused as such, in a short message, and leaves nothing behind
+    # (a cache of every name asked for would grow with each one).
+    store = server.runtime.actions
+    cached = len(store._prototypes)
+    huge = "x" * 100_000
+    for call in (
+        _skeleton_stream(api, pb.SkeletonStreamConfig(stream=pb.StreamConfig(action_set=huge)), []),
+        lambda: api.ClassifyClip(
+            pb.ClassifyClipRequest(
+                clip=pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(1.0))), action_set=huge
+            ),
+            timeout=TIMEOUT,
+        ),
+    ):
+        code, details = status_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "(100000 characters)" in details and len(details) < 300
+    for i in range(20):
+        status_of(_skeleton_stream(api, pb.SkeletonStreamConfig(stream=pb.StreamConfig(action_set=f"none-{i}")), []))
+    assert len(store._prototypes) == cached
     assert_still_serving(channel)
 
 
@@ -617,3 +637,36 @@ def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api, server:
         go_on.set()
         thread.join(TIMEOUT)
     assert results["good"].events and results["good"].final.frames_processed == 120
+
+
+class _SlowPose:
+    """A pose estimator that takes 0.3 s a frame and finds nobody."""
+
+    def estimate(self, rgb, timestamp_ms, size=None):
+        time.sleep(0.3)
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_frames_pending_when_the_server_stops_are_dropped_as_shutdown(config: ServerConfig) -> None:
+    """Not as `cancelled`: gRPC cancels the open calls as the server stops, and the frames they
+    had pending are the shutdown's, as the drop policy says."""
+    raw = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)
+    frames = [pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=i * 67, raw=raw)) for i in range(12)]
+    held = HeldRequests([pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="s", lossless=True)), *frames])
+    with running_server(replace(config, workers=1, pin_workers=False), lambda max_people: _SlowPose()) as server:
+        call = stub(f"127.0.0.1:{server.port}").StreamFrames(iter(held), timeout=TIMEOUT)
+        assert wait_until(lambda: any(s.stats().frames_received == 12 for s in server.sessions), TIMEOUT)
+        server.stop(0)
+        held.release.set()
+        status_of(lambda: collect(call))
+        sample = server.metrics.registry.get_sample_value
+        dropped = {
+            reason: sample("actionrec_frames_dropped_total", {"reason": reason})
+            for reason in ("cancelled", "shutdown", "stream_ended")
+        }
+        processed = sample("actionrec_frames_processed_total", {"kind": "frames"})
+    assert dropped["shutdown"] > 0 and not dropped["cancelled"] and not dropped["stream_ended"]
+    assert processed + dropped["shutdown"] == 12
