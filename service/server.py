@@ -194,6 +194,11 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         finally:
             timer.cancel()
 
+    def _end_session(self, session: StreamSession) -> None:
+        """Close a stream whose call ended (nothing to do if it finished): gRPC cancels the calls
+        still open when the server stops, and what those streams had pending goes as shutdown."""
+        session.close("shutdown" if self.server.shutting_down else "cancelled")
+
     def _run_session(self, session: StreamSession, requests, context, runtime: Runtime):
         fields = {"stream_id": session.options.stream_id, "kind": session.kind, "model": session.options.model.name}
         log.info("stream opened", extra={"fields": fields})
@@ -202,14 +207,14 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         self.server.sessions.add(session)
         if self.server.draining:  # the drain began while this stream was opening: it takes no frames
             session.drain()
-        context.add_callback(functools.partial(session.close, "cancelled"))
+        context.add_callback(functools.partial(self._end_session, session))
         reader = threading.Thread(target=session.read, args=(requests,), name="stream-reader", daemon=True)
         reader.start()
         try:
             yield from session.responses()
         finally:
             try:
-                session.close("cancelled")
+                self._end_session(session)
             finally:  # whatever closing raised, the stream's slot is given back
                 self.server.sessions.discard(session)
                 runtime.slots.release()
@@ -326,6 +331,7 @@ class ActionServer:
         self.runtime: Runtime | None = None
         self._estimator_factory = estimator_factory or mediapipe_factory(config)
         self._draining = False
+        self._shutting_down = False  # stop() has begun: streams gRPC cancels now end for the shutdown
         self._metrics_server = None
         # Set (by a signal) to stop: ``load`` then ends without ever reporting SERVING.
         self.stopping = threading.Event()
@@ -357,6 +363,10 @@ class ActionServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
         self.port: int | None = None
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
 
     @property
     def draining(self) -> bool:
@@ -477,6 +487,7 @@ class ActionServer:
         self.stop(grace=min(STOP_GRACE_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def stop(self, grace: float | None = 0.0) -> None:
+        self._shutting_down = True
         self.health.enter_graceful_shutdown()
         self._draining = True
         self.grpc.stop(grace).wait()

@@ -283,7 +283,11 @@ class StreamSession:
         except Exception:
             self._count_window_dropped("classify_error")
         else:
-            self._emit_event(window, result, arrived, pose_ms)
+            try:
+                self._emit_event(window, result, arrived, pose_ms)
+            except Exception:  # a bug turning the result into an event: counted, not lost unseen
+                log.exception("event failed", extra={"fields": {"stream": self.options.stream_id}})
+                self._count_window_dropped("classify_error")
         finally:
             with self._lock:
                 self._pending_windows -= 1
