@@ -8,7 +8,9 @@ averaged: class probabilities and a unit-length embedding.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
@@ -16,7 +18,7 @@ from functools import partial
 import numpy as np
 
 from service.actions import unit
-from service.errors import ServiceError
+from service.errors import ServiceError, Unavailable
 from service.frames import IncomingFrame, check_frame
 from service.lanes import Lane
 from service.models import LoadedModel
@@ -31,6 +33,9 @@ from skeleton.windows import prepare_window
 
 class DeadlineExceeded(ServiceError):
     code = "DEADLINE_EXCEEDED"
+
+
+CALL_POLL_S = 0.1  # how soon a clip call notices that it ended (client gone, server stopping)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ def _check_timestamps(timestamps: list[int]) -> None:
             )
 
 
-def _pose_frames(clip, model: LoadedModel, runtime: Runtime, timeout: float) -> Observations:
+def _pose_frames(
+    clip, model: LoadedModel, runtime: Runtime, timeout: float, active: Callable[[], bool]
+) -> Observations:
     spec = model.card.window
     max_people = resolve_max_people(clip.max_people, runtime.config.max_people)
     frames = [check_frame(frame, i, runtime.limits) for i, frame in enumerate(clip.frames)]
@@ -88,10 +95,23 @@ def _pose_frames(clip, model: LoadedModel, runtime: Runtime, timeout: float) -> 
         poser.close()
         runtime.pose_workers.release(worker)
 
-    lane: Lane = Lane(worker.executor, pose_one, len(admitted), on_drop=lambda *_: None, on_closed=closed)
+    def dropped(frame: IncomingFrame, reason: str) -> None:
+        if reason == "shutdown":  # the pose workers stopped: the rest of the clip will never be posed
+            failures.append(Unavailable("the server is shutting down; reconnect (to another replica)"))
+            done.set()
+
+    lane: Lane = Lane(worker.executor, pose_one, len(admitted), on_drop=dropped, on_closed=closed)
     for frame in admitted:
         lane.put(frame)
-    finished = done.wait(timeout)
+    # Checked every CALL_POLL_S: a call that ended (the client went away, the server stops) stops
+    # posing its clip instead of holding a pose worker and a call slot until the deadline.
+    deadline = time.monotonic() + timeout
+    while not (finished := done.wait(min(CALL_POLL_S, max(0.0, deadline - time.monotonic())))):
+        if not active():
+            lane.close("cancelled")
+            raise Unavailable("the call ended before its clip was posed")
+        if time.monotonic() >= deadline:
+            break
     lane.close("deadline")
     if failures:
         raise failures[0]
@@ -107,8 +127,11 @@ def _parse_skeletons(clip, model: LoadedModel, runtime: Runtime) -> tuple[Observ
     return [(frame.timestamp_ms, parser.parse(frame, i)) for i, frame in enumerate(clip.frames)], fmt.coordinate_space
 
 
-def answer_clip(clip, model: LoadedModel, runtime: Runtime, timeout: float = 60.0) -> ClipAnswer:
-    """Classify an ``actionrec.v1.Clip`` (InputError when it is bad or shows nobody)."""
+def answer_clip(
+    clip, model: LoadedModel, runtime: Runtime, timeout: float = 60.0, active: Callable[[], bool] = lambda: True
+) -> ClipAnswer:
+    """Classify an ``actionrec.v1.Clip`` (InputError when it is bad or shows nobody). ``active``
+    says whether the call still wants the answer (False once the client has gone)."""
     kind = clip.WhichOneof("kind")
     frames = getattr(clip, kind).frames if kind else []
     if not frames:
@@ -117,7 +140,7 @@ def answer_clip(clip, model: LoadedModel, runtime: Runtime, timeout: float = 60.
         raise InputError(f"the clip has {len(frames)} frames, over the limit of {runtime.config.max_clip_frames}")
     spec = model.card.window
     if kind == "frames":
-        observations, space = _pose_frames(clip.frames, model, runtime, timeout), pose_coordinate_space(spec)
+        observations, space = _pose_frames(clip.frames, model, runtime, timeout, active), pose_coordinate_space(spec)
     else:
         observations, space = _parse_skeletons(clip.skeletons, model, runtime)
     config = runtime.config

@@ -247,7 +247,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         if request.action_set:
             runtime.actions.require(model.name, model.version, request.action_set)
         with runtime.call_slots:
-            answer = answer_clip(request.clip, model, runtime, _timeout(context))
+            answer = answer_clip(request.clip, model, runtime, _timeout(context), context.is_active)
         top_k = request.top_k or DEFAULT_TOP_K  # for classes and enrolled actions alike (stream_options)
         prototypes = (
             runtime.actions.prototypes(model.name, model.version, request.action_set) if request.action_set else None
@@ -292,7 +292,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         with runtime.call_slots:
             for i, clip in enumerate(request.examples):
                 try:
-                    embeddings.append(answer_clip(clip, model, runtime, _timeout(context)).embedding)
+                    embeddings.append(answer_clip(clip, model, runtime, _timeout(context), context.is_active).embedding)
                 except InputError as e:
                     raise InputError(f"example {i}: {e}") from None
         enrolled, similarity = runtime.actions.enroll(

@@ -63,5 +63,7 @@ class PoseWorkers:
             worker.streams -= 1
 
     def shutdown(self) -> None:
+        # Turns still queued run (not cancelled): the lanes are closed by now, so a turn only
+        # releases its lane, which closes its stream's or clip's landmarker and its worker share.
         for worker in self.workers:
-            worker.executor.shutdown(wait=True, cancel_futures=True)
+            worker.executor.shutdown(wait=True, cancel_futures=False)

@@ -670,3 +670,35 @@ def test_frames_pending_when_the_server_stops_are_dropped_as_shutdown(config: Se
         processed = sample("actionrec_frames_processed_total", {"kind": "frames"})
     assert dropped["shutdown"] > 0 and not dropped["cancelled"] and not dropped["stream_ended"]
     assert processed + dropped["shutdown"] == 12
+
+
+def test_a_clip_call_that_ends_stops_posing_its_clip(config: ServerConfig) -> None:
+    """A client that gives up on a ClassifyClip (no deadline), and a server that stops under one,
+    end the call's posing within a moment: it no longer holds a pose worker and a call slot (or the
+    process's exit) until the whole clip is posed."""
+    posed = []
+
+    class CountingPose(_SlowPose):
+        def estimate(self, rgb, timestamp_ms, size=None):
+            posed.append(timestamp_ms)
+            return super().estimate(rgb, timestamp_ms, size)
+
+    raw = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)
+    clip = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=raw) for i in range(50)]))
+    settings = replace(config, workers=1, pin_workers=False, max_clip_calls=1)
+    with running_server(settings, lambda max_people: CountingPose()) as server:
+        call = stub(f"127.0.0.1:{server.port}").ClassifyClip.future(pb.ClassifyClipRequest(clip=clip))
+        assert wait_until(lambda: len(posed) >= 2, TIMEOUT)
+        call.cancel()
+        assert wait_until(lambda: server.runtime.call_slots.open == 0, 5)
+        time.sleep(0.5)  # a frame being posed when the call ended may finish; no more come
+        stopped_at = len(posed)
+        time.sleep(0.7)
+        assert len(posed) == stopped_at < 10  # of the clip's 50 (0.3 s each)
+
+        call = stub(f"127.0.0.1:{server.port}").ClassifyClip.future(pb.ClassifyClipRequest(clip=clip))
+        assert wait_until(lambda: len(posed) >= stopped_at + 2, TIMEOUT)
+        began = time.monotonic()
+        server.drain(timeout=1.0)
+        assert call.exception(TIMEOUT).code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - began < 5 and server.runtime.call_slots.open == 0
