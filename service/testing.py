@@ -125,6 +125,23 @@ class HeldRequests:
         self.release.wait(self.seconds)
 
 
+@dataclass
+class NobodyPose:
+    """A pose estimator that finds nobody, taking ``seconds`` a frame; ``posed`` lists the
+    timestamps it was given (a server's estimator factory can share one list between them)."""
+
+    seconds: float = 0.0
+    posed: list = field(default_factory=list)
+
+    def estimate(self, rgb, timestamp_ms, size=None) -> list:
+        self.posed.append(timestamp_ms)
+        time.sleep(self.seconds)
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 def assert_still_serving(channel: grpc.Channel, metadata: tuple = (), seconds: float = 60.0) -> None:
     """Health says SERVING and a good skeleton stream gets its events and final statistics: what
     came before harmed no one."""

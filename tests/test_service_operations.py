@@ -39,6 +39,7 @@ from service.loadgen import frame_stream, run_streams
 from service.server import REPLICA_HEADER, SERVICE_NAME, ActionServer
 from service.testing import (
     VIDEOS,
+    NobodyPose,
     ServerProcess,
     TlsFiles,
     encoded_frames,
@@ -535,18 +536,10 @@ def test_the_listening_line_names_the_metrics_port_taken() -> None:
     assert bound and listening.fields["metrics_port"] == bound
 
 
-class _Estimator:
-    def estimate(self, image, timestamp_ms):
-        return []
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_stop_asked_for_while_loading_never_reports_serving(models_dir: Path, tmp_path: Path) -> None:
-    def make_estimator(max_people: int) -> _Estimator:
+    def make_estimator(max_people: int) -> NobodyPose:
         server.stopping.set()  # as SIGTERM does while the models load
-        return _Estimator()
+        return NobodyPose()
 
     config = ServerConfig(host="127.0.0.1", port=0, models_dir=models_dir, actions_file=tmp_path / "actions.json")
     server = ActionServer(config, make_estimator)

@@ -30,6 +30,7 @@ from service.server import SERVICE_NAME, ActionServer
 from service.testing import (
     VIDEOS,
     HeldRequests,
+    NobodyPose,
     assert_still_serving,
     encoded_frames,
     frame_requests,
@@ -639,24 +640,16 @@ def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api, server:
     assert results["good"].events and results["good"].final.frames_processed == 120
 
 
-class _SlowPose:
-    """A pose estimator that takes 0.3 s a frame and finds nobody."""
-
-    def estimate(self, rgb, timestamp_ms, size=None):
-        time.sleep(0.3)
-        return []
-
-    def close(self) -> None:
-        pass
+BLANK = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)  # a frame for pose stand-ins
 
 
 def test_frames_pending_when_the_server_stops_are_dropped_as_shutdown(config: ServerConfig) -> None:
     """Not as `cancelled`: gRPC cancels the open calls as the server stops, and the frames they
     had pending are the shutdown's, as the drop policy says."""
-    raw = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)
-    frames = [pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=i * 67, raw=raw)) for i in range(12)]
+    frames = [pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=i * 67, raw=BLANK)) for i in range(12)]
     held = HeldRequests([pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="s", lossless=True)), *frames])
-    with running_server(replace(config, workers=1, pin_workers=False), lambda max_people: _SlowPose()) as server:
+    slow = replace(config, workers=1, pin_workers=False)
+    with running_server(slow, lambda max_people: NobodyPose(seconds=0.3)) as server:
         call = stub(f"127.0.0.1:{server.port}").StreamFrames(iter(held), timeout=TIMEOUT)
         assert wait_until(lambda: any(s.stats().frames_received == 12 for s in server.sessions), TIMEOUT)
         server.stop(0)
@@ -676,17 +669,10 @@ def test_a_clip_call_that_ends_stops_posing_its_clip(config: ServerConfig) -> No
     """A client that gives up on a ClassifyClip (no deadline), and a server that stops under one,
     end the call's posing within a moment: it no longer holds a pose worker and a call slot (or the
     process's exit) until the whole clip is posed."""
-    posed = []
-
-    class CountingPose(_SlowPose):
-        def estimate(self, rgb, timestamp_ms, size=None):
-            posed.append(timestamp_ms)
-            return super().estimate(rgb, timestamp_ms, size)
-
-    raw = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)
-    clip = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=raw) for i in range(50)]))
+    posed: list[int] = []  # every frame posed, by each estimator the server makes
+    clip = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=BLANK) for i in range(50)]))
     settings = replace(config, workers=1, pin_workers=False, max_clip_calls=1)
-    with running_server(settings, lambda max_people: CountingPose()) as server:
+    with running_server(settings, lambda max_people: NobodyPose(seconds=0.3, posed=posed)) as server:
         call = stub(f"127.0.0.1:{server.port}").ClassifyClip.future(pb.ClassifyClipRequest(clip=clip))
         assert wait_until(lambda: len(posed) >= 2, TIMEOUT)
         call.cancel()
