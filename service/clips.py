@@ -144,7 +144,8 @@ def answer_clip(
     else:
         observations, space = _parse_skeletons(clip.skeletons, model, runtime)
     config = runtime.config
-    windower = StreamWindower(spec, max(1, spec.length // 2), config.max_gap_ms, config.min_presence)
+    max_people = config.max_people if kind == "frames" else config.max_skeleton_people
+    windower = StreamWindower(spec, max(1, spec.length // 2), config.max_gap_ms, config.min_presence, max_people)
     windows = [w for timestamp, people in observations for w in windower.add(timestamp, people)]
     windows += windower.flush()
     if not windows:

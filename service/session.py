@@ -157,14 +157,16 @@ class StreamSession:
 
     kind = "stream"
 
-    def __init__(self, options: StreamOptions, runtime: Runtime, coordinate_space: str) -> None:
+    def __init__(self, options: StreamOptions, runtime: Runtime, coordinate_space: str, max_people: int) -> None:
         self.options = options
         self.runtime = runtime
         self.spec = options.model.card.window
         self.coordinate_space = coordinate_space
         self.batcher = runtime.batchers[options.model.name]
         config = runtime.config
-        self.windower = StreamWindower(self.spec, options.stride, config.max_gap_ms, config.min_presence)
+        self.windower = StreamWindower(
+            self.spec, options.stride, config.max_gap_ms, config.min_presence, max_people=max_people
+        )
         self.drained = False  # ended by the server's drain, not by the client
         self._metrics = runtime.metrics
         self._lock = threading.RLock()
@@ -259,6 +261,17 @@ class StreamSession:
         self.end_input()
 
     # ------------------------------------------------------------------ windows and events
+
+    def _window_people(self, timestamp_ms: float, people: dict[int, np.ndarray]) -> list[Window]:
+        forgotten = self.windower.forgotten_tracks
+        windows = self.windower.add(timestamp_ms, people)
+        if self.windower.forgotten_tracks and not forgotten:  # once a stream: its stats keep the count
+            log.warning(
+                "stream has more tracks than it keeps; the least recently seen are forgotten"
+                " (do its track ids change from frame to frame?)",
+                extra={"fields": {"stream_id": self.options.stream_id, "max_tracks": self.windower.max_tracks}},
+            )
+        return windows
 
     def _submit(self, windows: list[Window], arrived: float, pose_ms: float = 0.0) -> None:
         """Classify ``windows``, completed by a frame that arrived at ``arrived`` and took
@@ -366,6 +379,7 @@ class StreamSession:
                 windows_dropped=dict(self._windows_dropped),
                 latency_ms=self._latency_ms,
                 active_tracks=self.windower.active_tracks,
+                tracks_forgotten=self.windower.forgotten_tracks,
                 final=final,
             )
 
@@ -434,7 +448,7 @@ class FrameSession(StreamSession):
 
     def __init__(self, options: StreamOptions, runtime: Runtime) -> None:
         spec = options.model.card.window
-        super().__init__(options, runtime, pose_coordinate_space(spec))
+        super().__init__(options, runtime, pose_coordinate_space(spec), options.max_people)
         self.gate = FrameGate(spec.fps, options.source_fps)
         self.worker = runtime.pose_workers.assign()
         try:
@@ -514,7 +528,7 @@ class FrameSession(StreamSession):
         try:
             posed = self.poser.pose(frame)
             started = time.monotonic()
-            windows = self.windower.add(frame.timestamp_ms, posed.people())
+            windows = self._window_people(frame.timestamp_ms, posed.people())
             self.runtime.metrics.stage_seconds.labels(stage="window").observe(time.monotonic() - started)
         except BaseException as e:
             self._settle("dropped", "invalid" if isinstance(e, InputError) else "stream_failed")
@@ -545,7 +559,7 @@ class SkeletonSession(StreamSession):
     kind = "skeletons"
 
     def __init__(self, options: StreamOptions, runtime: Runtime, fmt: SkeletonFormat) -> None:
-        super().__init__(options, runtime, fmt.coordinate_space)
+        super().__init__(options, runtime, fmt.coordinate_space, runtime.config.max_skeleton_people)
         self.parser = SkeletonParser(fmt, self.spec, runtime.config.max_skeleton_people)
         self._input_lock = threading.Lock()  # the parser and windower: the reader's, or the drain's flush
 
@@ -555,7 +569,7 @@ class SkeletonSession(StreamSession):
                 self._settle("dropped", "stream_ended")
                 return
             people = self.parser.parse(frame, index)
-            windows = self.windower.add(frame.timestamp_ms, people)
+            windows = self._window_people(frame.timestamp_ms, people)
             self._last_arrival = arrived
             self._submit(windows, arrived)
             self._settle("processed")

@@ -31,6 +31,9 @@ import numpy as np
 from skeleton.resample import resample
 from skeleton.windows import MIN_WINDOW_PRESENCE, WindowSpec, fit_length
 
+# Room for everyone in view plus as many again who left or were re-identified within a window's span.
+TRACKS_PER_PERSON = 4
+
 
 class FrameGate:
     """Admits the frames a model at ``fps`` needs: the one nearest each of its frame times.
@@ -88,16 +91,23 @@ class _Track:
 
 class StreamWindower:
     def __init__(
-        self, spec: WindowSpec, stride: int, max_gap_ms: float, min_presence: float = MIN_WINDOW_PRESENCE
+        self,
+        spec: WindowSpec,
+        stride: int,
+        max_gap_ms: float,
+        min_presence: float = MIN_WINDOW_PRESENCE,
+        max_people: int = 1,
     ) -> None:
         self.spec = spec
         self.stride = stride
         self.max_gap_ms = max_gap_ms
         self.min_samples = max(1, math.ceil(min_presence * spec.length))
+        self.max_tracks = TRACKS_PER_PERSON * max(1, max_people)
+        self.forgotten_tracks = 0  # tracks dropped over max_tracks before they were gone a window's span
         self.period = 1000.0 / spec.fps
         self._origin: float | None = None
         self._next_step = 0  # the first grid step not yet read
-        self._tracks: dict[int, _Track] = {}
+        self._tracks: dict[int, _Track] = {}  # least recently seen first
 
     @property
     def active_tracks(self) -> int:
@@ -116,11 +126,13 @@ class StreamWindower:
         # Windows still to come end at this frame's steps or later, so they hold no step before this.
         oldest_useful = self._next_step - self.spec.length + 1
         for track_id, coords in people.items():
-            track = self._tracks.get(track_id)
+            track = self._tracks.pop(track_id, None)
             if track is None:  # seen for the first time: only a grid time right at this frame is known
-                track = self._tracks[track_id] = _Track(timestamp_ms, coords, next_step=self._next_step)
+                track = _Track(timestamp_ms, coords, next_step=self._next_step)
+            self._tracks[track_id] = track  # now the most recently seen
             self._read(track, timestamp_ms, coords, max(track.next_step, oldest_useful), last_step)
             track.last_time, track.last_coords, track.next_step = timestamp_ms, coords, last_step + 1
+        self._limit_tracks(keep=len(people))
         windows: list[Window] = []
         for step in self._steps_between(self._next_step, last_step):
             if (step + 1) % self.stride == 0 and step + 1 >= self.spec.length:
@@ -200,6 +212,15 @@ class StreamWindower:
             samples=fit_length(samples, self.spec.length),
             present=len(inside),
         )
+
+    def _limit_tracks(self, keep: int) -> None:
+        """Forget the least recently seen tracks over ``max_tracks``, never one of the ``keep``
+        seen in this frame (the most recent, at the end of the order)."""
+        excess = len(self._tracks) - max(self.max_tracks, keep)
+        if excess > 0:
+            for track_id in list(self._tracks)[:excess]:
+                del self._tracks[track_id]
+            self.forgotten_tracks += excess
 
     def _forget(self, step: int) -> None:
         """Drop samples no future window can include, and people gone for a whole window."""

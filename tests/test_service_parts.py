@@ -39,7 +39,7 @@ from service.lanes import Lane
 from service.loadgen import StreamResult, steady_rate, whole_run_rate
 from service.models import ModelRegistry, load_model
 from service.testing import VIDEOS, free_port
-from service.windowing import FrameGate, StreamWindower
+from service.windowing import TRACKS_PER_PERSON, FrameGate, StreamWindower
 from skeleton.errors import InputError
 from skeleton.pose.video import read_frames, resize_to, shrunk_size
 from skeleton.windows import WindowSpec
@@ -341,6 +341,30 @@ def test_a_window_with_nothing_new_is_not_handed_out() -> None:
     assert after_the_miss.present == SPEC.length and after_the_miss.samples[:, 0, 0] == pytest.approx(
         [500, 600, 700, 800, 900, 1000, 1100, 1200]
     )
+
+
+def test_windower_keeps_a_bounded_number_of_tracks_when_ids_change_every_frame() -> None:
+    """A caller whose track ids change every frame would leave a track per frame and person for
+    a window's span. The windower keeps TRACKS_PER_PERSON per person, forgets the least recently
+    seen past that, counts them, and never forgets someone in the current frame: a person who
+    stays among the churn gets every window they get alone."""
+    max_people = 3
+    windower, alone = StreamWindower(SPEC, 4, 300, max_people=max_people), StreamWindower(SPEC, 4, 300)
+    fresh = iter(range(1000, 10**6))
+    mine, theirs = [], []
+    for i in range(200):
+        t = i * 100.0
+        churn = {next(fresh): np.full((SPEC.num_joints, 2), -1.0, np.float32) for _ in range(max_people - 1)}
+        mine += [w for w in windower.add(t, {**churn, **_people(t)}) if w.track_id == 7]
+        theirs += alone.add(t, _people(t))
+        assert windower.active_tracks <= TRACKS_PER_PERSON * max_people
+    assert windower.forgotten_tracks == 200 * (max_people - 1) - (TRACKS_PER_PERSON * max_people - 1)
+    assert [w.end_ms for w in mine] == [w.end_ms for w in theirs] and len(mine) == 49  # steps 7, 11, ..., 199
+    assert all(np.array_equal(a.samples, b.samples) for a, b in zip(mine, theirs))
+    # more people in one frame than the limit: all of them are kept for that frame
+    crowd = {track: np.zeros((SPEC.num_joints, 2), np.float32) for track in range(50)}
+    windower.add(20_000.0, crowd)
+    assert windower.active_tracks == 50
 
 
 def test_windower_survives_a_timestamp_far_in_the_future() -> None:

@@ -298,6 +298,24 @@ def test_skeletons_with_caller_track_ids_and_other_layouts(api) -> None:
     assert outcome.events and {e.track_id for e in outcome.events} == {42}
 
 
+def test_track_ids_that_change_every_frame_are_bounded_and_counted(api, config: ServerConfig) -> None:
+    """One person keeps id 0; three others get a new id every frame. The stream keeps 4 tracks a
+    person it may show, reports how many it forgot, and the steady person's events still come."""
+    times = np.arange(90) * 33
+    person = waving_person("mediapipe33", times)
+    frames = skeleton_frames([person] * 4, times, with_ids=True)
+    fresh = iter(range(1, 10**6))
+    for frame in frames:
+        for other in frame.people[1:]:
+            other.track_id = next(fresh)
+    stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(stream_id="churn", stats_interval_ms=50))
+    outcome = collect(api.StreamSkeletons(skeleton_requests(stream, frames), timeout=TIMEOUT))
+    limit = 4 * config.max_skeleton_people
+    assert outcome.final.tracks_forgotten == 3 * len(frames) + 1 - limit
+    assert max(s.active_tracks for s in outcome.stats + [outcome.final]) <= limit
+    assert len([e for e in outcome.events if e.track_id == 0]) >= 2
+
+
 def test_3d_skeletons_feed_the_3d_model(api) -> None:
     times = np.arange(90) * 33
     flat = waving_person("ntu25", times, scale=0.01, offset=(0.0, 0.0))
