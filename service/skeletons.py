@@ -11,7 +11,7 @@ from skeleton.dataset import COORDINATE_SPACES
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
 from skeleton.mapping import layout_mapping
-from skeleton.pose.tracker import PersonTracker
+from skeleton.pose.tracker import TRACKS_PER_PERSON, PersonTracker
 from skeleton.windows import WindowSpec, to_model_space
 
 # Far beyond any pixel or metre a skeleton is given in; larger values overflow float32 distances
@@ -56,7 +56,7 @@ class SkeletonParser:
         self.format = fmt
         self.spec = spec
         self.max_people = max_people
-        self.tracker = PersonTracker()
+        self.tracker = PersonTracker(max_tracks=TRACKS_PER_PERSON * max_people)
         self.caller_ids: bool | None = None  # whether this stream's people carry track ids; None: no one yet
 
     def parse(self, frame, index: int) -> dict[int, np.ndarray]:

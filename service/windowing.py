@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skeleton.pose.tracker import TRACKS_PER_PERSON
 from skeleton.resample import resample
 from skeleton.windows import MIN_WINDOW_PRESENCE, WindowSpec, fit_length
-
-# Room for everyone in view plus as many again who left or were re-identified within a window's span.
-TRACKS_PER_PERSON = 4
 
 
 class FrameGate:

@@ -84,6 +84,22 @@ def test_tracker_starts_new_track_after_a_person_leaves_for_long() -> None:
     assert a == b != c
 
 
+def test_tracker_keeps_at_most_max_tracks_and_never_a_person_in_view() -> None:
+    """People who match nothing arrive every millisecond: the oldest tracks end early, so the
+    tracker stays at max_tracks, and a person present throughout keeps their id."""
+    rng = np.random.default_rng(3)
+    steady = rng.uniform(0, 20, (33, 2))
+    tracker = PersonTracker(max_tracks=12)
+    ids = []
+    for t in range(300):
+        strangers = [rng.uniform(0, 20, (33, 2)) + rng.uniform(100, 10_000, 2) for _ in range(3)]
+        ids.append(tracker.update([steady + 0.01 * t, *strangers], [np.ones(33)] * 4, float(t))[0])
+        assert tracker.active_tracks <= 12
+    assert set(ids) == {ids[0]}
+    crowd = [rng.uniform(0, 20, (33, 2)) + 1000.0 * i for i in range(20)]  # more than the limit at once
+    assert len(set(tracker.update(crowd, [np.ones(33)] * 20, 300.0))) == 20 and tracker.active_tracks == 20
+
+
 def test_tracker_matches_on_the_joints_seen_in_both_and_takes_3d_joints() -> None:
     rng = np.random.default_rng(1)
     near, far = rng.uniform(0, 1, (17, 3)), rng.uniform(0, 1, (17, 3)) + 5.0

@@ -4,7 +4,10 @@ Pose estimators report the people of a frame in no stable order. The tracker mat
 the tracks of recent frames by the mean distance between their visible joints, measured in
 units of the track's size (so near and far people are treated alike), with the Hungarian
 method for a globally best assignment. A person matching no track starts a new one; a track
-unseen for ``max_age_ms`` ends.
+unseen for ``max_age_ms`` ends, and past ``max_tracks`` the least recently seen end early: people
+who match nothing, frame after frame (a noisy detector, skeletons sent a millisecond apart),
+would otherwise make every frame's matching cost grow with them (15,000 tracks and 320 ms a
+frame for 16 such people a frame at 1 ms apart).
 
 It runs on every frame of every stream, so the distances of all people to all tracks are one
 array computation, with each track's size worked out once, not once per pair.
@@ -21,6 +24,9 @@ from scipy.optimize import linear_sum_assignment
 MIN_COMMON_JOINTS = 3
 # The cost of a pair with no distance (a compared joint is NaN): never a match.
 NO_MATCH = 1e9
+# Tracks kept for each person a frame may hold: everyone in view plus as many again who just left
+# or were not matched. Stream windowers keep as many (service.windowing).
+TRACKS_PER_PERSON = 4
 
 
 def _size(joints: np.ndarray, visible: np.ndarray) -> float:
@@ -44,6 +50,7 @@ class PersonTracker:
     max_distance: float = 0.5  # in person sizes (bounding-box diagonal)
     max_age_ms: float = 1000.0
     min_visibility: float = 0.3
+    max_tracks: int = TRACKS_PER_PERSON * 16
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 0
 
@@ -65,6 +72,10 @@ class PersonTracker:
                 ids[i] = self._next_id
                 self._tracks.append(_Track(self._next_id, joints[i], visible[i], timestamp_ms))
                 self._next_id += 1
+        if len(self._tracks) > max(self.max_tracks, len(joints)):
+            # this frame's people were seen last, so they are never the ones to go
+            self._tracks.sort(key=lambda t: t.last_seen_ms)
+            del self._tracks[: len(self._tracks) - max(self.max_tracks, len(joints))]
         return ids
 
     def _costs(self, joints: np.ndarray, visible: np.ndarray) -> np.ndarray:
