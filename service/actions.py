@@ -116,6 +116,11 @@ class StoreUnwritable(ServiceError):
 class ActionStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # Changes take _write_lock for their whole length, disk writes included, one at a time;
+        # _lock guards the state in memory and is never held across disk I/O. Streams match
+        # their events' embeddings against the prototypes from the batcher's result path, which
+        # must not wait for an enrolment's fsync (tens of milliseconds, seconds on a busy disk).
+        self._write_lock = threading.Lock()
         self._lock = threading.Lock()
         self._actions: dict[tuple[str, str, str], EnrolledAction] = {}  # (model, set, action)
         self._prototypes: dict[tuple[str, str, str], Prototypes | None] = {}  # cache by (model, version, set)
@@ -138,7 +143,8 @@ class ActionStore:
 
     def _commit(self, actions: dict[tuple[str, str, str], EnrolledAction]) -> None:
         """Make ``actions`` the store: written to a temporary file beside it, renamed into place,
-        and only then taken in memory. A failed write changes nothing, on disk or in memory."""
+        and only then taken in memory. A failed write changes nothing, on disk or in memory.
+        The caller holds ``_write_lock``."""
         data = {
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
@@ -161,8 +167,9 @@ class ActionStore:
         finally:
             if temporary is not None:
                 Path(temporary).unlink(missing_ok=True)
-        self._actions = actions
-        self._prototypes.clear()
+        with self._lock:
+            self._actions = actions
+            self._prototypes.clear()
         try:
             _fsync_directory(self.path.parent)  # so that the rename itself survives a power cut
         except OSError as e:
@@ -179,7 +186,7 @@ class ActionStore:
         check_name("action set", action_set)
         check_name("action", action)
         embeddings = unit(np.asarray(embeddings, dtype=np.float32))
-        with self._lock:
+        with self._write_lock:  # only changes replace _actions, so it holds still under this lock
             key = (model, action_set, action)
             old = self._actions.get(key)
             same_space = old is not None and old.model_version == model_version
@@ -193,7 +200,7 @@ class ActionStore:
 
     def delete(self, model: str, action_set: str, action: str) -> EnrolledAction:
         key = (model, action_set, action)
-        with self._lock:
+        with self._write_lock:
             enrolled = self._actions.get(key)
             if enrolled is None:
                 raise NotFound(f"no action {action!r} in set {action_set!r} for model {model!r}")

@@ -561,6 +561,35 @@ def test_an_action_store_write_that_fails_changes_nothing(tmp_path: Path, monkey
     assert ActionStore(path).list() == []
 
 
+def test_readers_of_the_action_store_do_not_wait_for_a_change_being_written(tmp_path: Path, monkeypatch) -> None:
+    """Events are matched against the prototypes while an enrolment's file is being synced: they
+    get the state before it, at once, and the state after it once it is stored."""
+    store = ActionStore(tmp_path / "actions.json")
+    rng = np.random.default_rng(2)
+    store.enroll("sports2d", "v1", "gym", "wave", rng.normal(size=(2, 16)))
+    syncing, release = threading.Event(), threading.Event()
+    fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        syncing.set()
+        release.wait(10)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    writer = threading.Thread(target=store.enroll, args=("sports2d", "v1", "gym", "clap", rng.normal(size=(2, 16))))
+    writer.start()
+    try:
+        assert syncing.wait(10)
+        started = time.monotonic()
+        assert store.prototypes("sports2d", "v1", "gym").names == ("wave",)
+        assert [a.action for a in store.list()] == ["wave"]
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        writer.join(10)
+    assert store.prototypes("sports2d", "v1", "gym").names == ("clap", "wave")
+
+
 def test_a_damaged_action_store_is_refused_by_the_store_and_set_aside_at_start_up(tmp_path: Path, caplog) -> None:
     path = tmp_path / "actions.json"
     damaged = ['{"format": "actionrec-actions", "version": 1, "actions": [{"model": 1}]}', '{"format": "actionrec-']
