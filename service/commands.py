@@ -221,7 +221,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     client.add_argument("--action-set", default="", help="also match this set of enrolled custom actions")
     client.add_argument("--stream-id", default="", help="the stream's name in events (default: the source's)")
-    client.add_argument("--width", type=_whole, default=0, help="shrink frames to this width before sending")
+    client.add_argument(
+        "--width", type=_whole, default=0, help="shrink frames to this width before sending (and --out)"
+    )
     client.add_argument("--max-frames", type=_whole, default=0, help="read at most this many frames of the source")
     client.add_argument(
         "--all-frames", action="store_true", help="also send the frames beyond the model's frame rate (it skips them)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -35,22 +36,49 @@ def check_output(path: Path) -> None:
         raise InputError(f"{path}: cannot write a file in {path.parent}") from None
 
 
+@dataclass(frozen=True)
+class Style:
+    """Line widths and text size for a frame: those of a 720-line frame, scaled with its size,
+    so that labels stay readable on a 4K camera and do not cover a small one."""
+
+    font_scale: float
+    thickness: int
+    radius: int
+
+    @classmethod
+    def for_frame(cls, shape: tuple[int, ...]) -> Style:
+        k = max(0.5, min(shape[0], shape[1]) / 720)
+        return cls(font_scale=0.6 * k, thickness=max(1, round(2 * k)), radius=max(2, round(3 * k)))
+
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def label_origin(text: str, anchor: tuple[int, int], shape: tuple[int, ...], style: Style) -> tuple[int, int]:
+    """Where ``text`` starts (its baseline's left end): centred above ``anchor`` (the head), and
+    moved inside the frame when that would cut it off (a person at the edge)."""
+    (width, height), baseline = cv2.getTextSize(text, _FONT, style.font_scale, style.thickness + 2)
+    x = min(max(0, anchor[0] - width // 2), max(0, shape[1] - width))
+    y = min(max(height + 1, anchor[1] - round(2 * height)), max(height + 1, shape[0] - baseline - 1))
+    return x, y
+
+
 def draw_people(bgr: np.ndarray, people: list[tuple[int, np.ndarray, np.ndarray]], labels: dict[int, str]) -> None:
     """Draw (track id, (33, 2) pixels, (33,) visibility) people and their labels onto ``bgr``."""
+    style = Style.for_frame(bgr.shape)
     for track_id, xy, visibility in people:
         colour = _PALETTE[track_id % len(_PALETTE)]
         points = [tuple(int(v) for v in p) for p in np.round(xy)]
         for a, b in _BONES:
             if min(visibility[a], visibility[b]) >= 0.3:
-                cv2.line(bgr, points[a], points[b], colour, 2, cv2.LINE_AA)
+                cv2.line(bgr, points[a], points[b], colour, style.thickness, cv2.LINE_AA)
         for point, seen in zip(points, visibility):
             if seen >= 0.3:
-                cv2.circle(bgr, point, 3, colour, -1, cv2.LINE_AA)
+                cv2.circle(bgr, point, style.radius, colour, -1, cv2.LINE_AA)
         text = f"#{track_id} {labels.get(track_id, '')}".strip()
-        x, y = points[_NOSE]
-        origin = (max(0, x - 40), max(14, y - 20))
-        cv2.putText(bgr, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(bgr, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        origin = label_origin(text, points[_NOSE], bgr.shape, style)
+        cv2.putText(bgr, text, origin, _FONT, style.font_scale, (0, 0, 0), style.thickness + 2, cv2.LINE_AA)
+        cv2.putText(bgr, text, origin, _FONT, style.font_scale, colour, style.thickness, cv2.LINE_AA)
 
 
 class Annotator:

@@ -30,7 +30,7 @@ from service.batcher import Batcher
 from service.channels import health_status, make_channel
 from service.client import ClientOptions, Source, default_stream_id, model_frame_gate, open_source, run_client
 from service.devmodel import build_model, sports2d_card
-from service.draw import Annotator
+from service.draw import Annotator, Style, draw_people, label_origin
 from service.errors import NotFound, Overloaded
 from service.frames import FrameLimits, ImageHeader, check_frame, decode_frame, decode_scale, encoded_image_size
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
@@ -741,6 +741,28 @@ def test_an_annotated_video_that_cannot_be_opened_is_an_error_not_a_success(tmp_
     with pytest.raises(InputError, match="cannot write a video there"):
         annotator.close()
     assert annotator.written == 0
+
+
+def test_labels_are_drawn_whole_inside_the_frame_and_scale_with_it() -> None:
+    """A person at the frame's edge gets their label inside it, whole; a 4K frame gets larger
+    text than a small one."""
+    text, font = "#3 clean_and_jerk 0.97", cv2.FONT_HERSHEY_SIMPLEX
+    small, large = (360, 640, 3), (2160, 3840, 3)
+    assert Style.for_frame(large).font_scale > 2 * Style.for_frame(small).font_scale
+    for shape in (small, large):
+        style = Style.for_frame(shape)
+        (width, height), baseline = cv2.getTextSize(text, font, style.font_scale, style.thickness + 2)
+        for anchor in ((0, 0), (shape[1] - 1, 5), (shape[1] // 2, shape[0] // 2), (shape[1] + 50, shape[0] + 50)):
+            x, y = label_origin(text, anchor, shape, style)
+            assert 0 <= x and x + width <= shape[1] and y - height >= 0 and y + baseline <= shape[0]
+    # drawn: the text's ink reaches the right edge's last columns and stays within the frame
+    frame = np.zeros(small, np.uint8)
+    person = np.tile(np.array([[small[1] - 2.0, 100.0]]), (33, 1))
+    draw_people(frame, [(3, person, np.ones(33))], {3: "clean_and_jerk 0.97"})
+    style = Style.for_frame(small)
+    (width, _), _ = cv2.getTextSize(text, font, style.font_scale, style.thickness + 2)
+    inked = np.flatnonzero(frame.any(axis=(0, 2)))
+    assert inked.max() >= small[1] - 10 and inked.min() <= small[1] - width  # ends at the edge, starts whole
 
 
 def test_a_refused_stream_ends_the_client_only_once_the_sender_is_out_of_the_source(monkeypatch) -> None:
