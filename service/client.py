@@ -14,6 +14,7 @@ annotated video (``--out``) still has every frame.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -68,6 +69,14 @@ class Source:
     frames: Generator[tuple[np.ndarray, int], None, None]  # BGR frames with capture timestamps (ms)
     fps: float
     live: bool  # a camera or network stream: paced by the device, not by us
+    declared_frames: int = 0  # the frames a file's container says it holds (0: a live source)
+
+    def cut_short(self, read: int) -> str:
+        """A warning when a file ran out well before the frames it declares (a copy cut short, a
+        damaged file), else "". Containers' counts may be estimates, so a few frames are slack."""
+        if self.live or read >= self.declared_frames - max(2, self.declared_frames // 100):
+            return ""
+        return f"the video ended after {read} of the {self.declared_frames} frames its file declares (cut short?)"
 
 
 class RequestFeed:
@@ -130,7 +139,7 @@ def open_source(source: str) -> Source:
         raise InputError(f"{source}: is a folder, not a video file")
     info = probe_video(path)
     frames = ((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ts) for rgb, ts in read_frames(path))
-    return Source(frames, info.fps, live=False)
+    return Source(frames, info.fps, live=False, declared_frames=info.frame_count)
 
 
 def event_json(event: pb.ActionEvent) -> dict:
@@ -211,6 +220,9 @@ def default_stream_id(source: str) -> str:
 
 def run_client(options: ClientOptions, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    # FFmpeg's own lines ("moov atom not found") would come before, and say less than, the
+    # client's one-line errors and its warning on a file cut short; the variable still wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     source = open_source(options.source)
     annotator = None
     if options.out is not None:
@@ -232,19 +244,21 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
     sent_lock = threading.Lock()
     not_sent = 0  # frames the model's frame rate leaves out
     frames_sent = events = 0  # told when the server's final statistics never come (Ctrl-C, a lost server)
+    frames_read: int | None = None  # set when the whole source was read
 
     def requests(gate: FrameGate | None, stop: threading.Event) -> Iterator[pb.StreamFramesRequest]:
-        nonlocal not_sent, frames_sent
+        nonlocal not_sent, frames_sent, frames_read
         yield pb.StreamFramesRequest(config=config)
         started = time.monotonic()
         quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
-        for count, (bgr, timestamp) in enumerate(source.frames):
-            if stop.is_set() or (options.max_frames and count >= options.max_frames):
-                break
+        count = 0
+        for count, (bgr, timestamp) in enumerate(source.frames, start=1):
+            if stop.is_set() or (options.max_frames and count > options.max_frames):
+                return
             if not (source.live or options.fast):
                 delay = started + timestamp / 1000.0 - time.monotonic()
                 if delay > 0 and stop.wait(delay):
-                    break
+                    return
             admitted = gate is None or gate.admit(timestamp)
             if admitted or annotator is not None:  # every frame is drawn, sent or not
                 bgr = resize_to_width(bgr, options.width)
@@ -256,9 +270,10 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 continue
             ok, jpeg = cv2.imencode(".jpg", bgr, quality)
             if not ok:
-                raise InputError(f"{options.source}: frame {count} could not be encoded")
+                raise InputError(f"{options.source}: frame {count - 1} could not be encoded")
             frames_sent += 1  # handed to gRPC
             yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
+        frames_read = count  # the source ran out, not the stream
 
     def report(final: pb.StreamStats | None) -> None:
         if final is not None:
@@ -269,6 +284,8 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
             print(f"{frames_sent} frames sent; the stream ended before the server's final statistics", file=err)
         if not_sent:
             print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
+        if frames_read is not None and (warning := source.cut_short(frames_read)):
+            print(f"{options.source}: {warning}", file=err)
 
     channel = make_channel(options.server, options.tls_ca, options.lb_policy)
     feed = call = None

@@ -777,6 +777,23 @@ def test_a_refused_stream_ends_the_client_only_once_the_sender_is_out_of_the_sou
         assert not state["reading"] and state["closed"]
 
 
+def test_a_video_file_cut_short_is_told_apart_from_a_whole_one(tmp_path: Path) -> None:
+    """A real video and a copy of it cut in half (its index lost: a download that stopped):
+    the whole file has no warning, the copy reads about half its declared frames and says so."""
+    original = VIDEOS / "eye_makeup_closeup.avi"
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
+    whole, short = open_source(str(original)), open_source(str(cut))
+    assert whole.declared_frames == short.declared_frames > 100
+    read_whole, read_short = sum(1 for _ in whole.frames), sum(1 for _ in short.frames)
+    assert read_whole == whole.declared_frames and whole.cut_short(read_whole) == ""
+    assert 0 < read_short < short.declared_frames * 0.6
+    assert short.cut_short(read_short) == (
+        f"the video ended after {read_short} of the {short.declared_frames} frames its file declares (cut short?)"
+    )
+    assert Source(iter([]), 30.0, live=True).cut_short(0) == ""  # a camera declares nothing
+
+
 def test_a_missing_or_wrong_ca_file_or_a_folder_as_source_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "ca.txt").write_text("not a certificate\n")
     for ca, message in [("missing.pem", "no such file"), (".", "is a folder"), ("ca.txt", "not a PEM certificate")]:
