@@ -14,7 +14,6 @@ annotated video (``--out``) still has every frame.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.windowing import FrameGate
 from skeleton.errors import InputError
-from skeleton.pose.video import probe_video, read_frames, resize_to_width
+from skeleton.pose.video import probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
 
 
 @dataclass(frozen=True)
@@ -142,6 +141,15 @@ def open_source(source: str) -> Source:
     return Source(frames, info.fps, live=False, declared_frames=info.frame_count)
 
 
+def scores_json(scores) -> list[dict]:
+    """LabelScores as ``--json`` prints them."""
+    return [{"label": s.label, "score": round(s.score, 4)} for s in scores]
+
+
+def scores_text(scores) -> str:
+    return ", ".join(f"{s.label} {s.score:.2f}" for s in scores)
+
+
 def event_json(event: pb.ActionEvent) -> dict:
     """One event as the JSON object ``--json`` prints (one a line)."""
     best = event.labels[0] if event.labels else pb.LabelScore()
@@ -152,8 +160,8 @@ def event_json(event: pb.ActionEvent) -> dict:
         "end_ms": event.end_ms,
         "label": best.label,
         "score": round(best.score, 4),
-        "labels": [{"label": s.label, "score": round(s.score, 4)} for s in event.labels],
-        "custom_labels": [{"label": s.label, "score": round(s.score, 4)} for s in event.custom_labels],
+        "labels": scores_json(event.labels),
+        "custom_labels": scores_json(event.custom_labels),
         "model": event.model,
         "latency_ms": round(event.stats.latency_ms, 1),
         "pose_ms": round(event.timing.pose_ms, 1),
@@ -162,8 +170,7 @@ def event_json(event: pb.ActionEvent) -> dict:
 
 
 def event_line(event: pb.ActionEvent) -> str:
-    labels = ", ".join(f"{s.label} {s.score:.2f}" for s in event.labels)
-    custom = ", ".join(f"{s.label} {s.score:.2f}" for s in event.custom_labels)
+    labels, custom = scores_text(event.labels), scores_text(event.custom_labels)
     return (
         f"{event.start_ms / 1000:8.2f}-{event.end_ms / 1000:.2f} s  person {event.track_id}: {labels}"
         + (f"  | custom: {custom}" if custom else "")
@@ -220,9 +227,7 @@ def default_stream_id(source: str) -> str:
 
 def run_client(options: ClientOptions, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    # FFmpeg's own lines ("moov atom not found") would come before, and say less than, the
-    # client's one-line errors and its warning on a file cut short; the variable still wins.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    quiet_ffmpeg_log()  # the client says what is wrong with a file, and that it was cut short
     source = open_source(options.source)
     annotator = None
     if options.out is not None:

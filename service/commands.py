@@ -1,4 +1,4 @@
-"""Online subcommands: ``serve`` and ``client``.
+"""Online subcommands: ``serve``, ``client``, ``classify``, ``actions`` and ``health``.
 
 Every ``serve`` flag has an environment variable (``ACTIONREC_<FLAG>``, as a container
 orchestrator sets them); a flag on the command line wins over the variable. An empty variable
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,8 +210,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="Stream a source to an actionrec server at its own frame rate and print the action events.",
     )
     client.add_argument("source", metavar="VIDEO|CAMERA_INDEX|RTSP_URL")
-    _env_option(client, "--server", "HOST:PORT (or a gRPC target such as ipv4:HOST:P1,HOST:P2)", "localhost:50051")
-    client.add_argument("--json", action="store_true", help="one JSON object per event per line")
+    _server_options(
+        client, "HOST:PORT (or a gRPC target such as ipv4:HOST:P1,HOST:P2)", "one JSON object per event per line"
+    )
     client.add_argument("--out", type=Path, help="write the video with skeletons and labels drawn")
     client.add_argument("--fast", action="store_true", help="send a file as fast as the server takes it")
     client.add_argument("--model", default="", help="the model to use (default: the server's)")
@@ -228,10 +230,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     client.add_argument(
         "--all-frames", action="store_true", help="also send the frames beyond the model's frame rate (it skips them)"
     )
-    _env_option(client, "--token", "auth token (sent as 'authorization: Bearer TOKEN')", secret=True)
-    _env_option(client, "--tls-ca", "CA certificate (PEM) to verify a TLS server with", type=Path)
     client.add_argument("--lb", default="", help="client-side load balancing policy, e.g. round_robin")
     client.set_defaults(handler=_client)
+
+    _register_clip_calls(subcommands)
 
     health = subcommands.add_parser(
         "health",
@@ -244,6 +246,114 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     health.add_argument("--service", default="", help="a service's name (default: the whole server)")
     health.add_argument("--wait", type=float, default=0.0, help="keep asking this many seconds until SERVING")
     health.set_defaults(handler=_health)
+
+
+def _server_options(
+    parser: argparse.ArgumentParser, server_help: str = "HOST:PORT", json_help: str = "one JSON object per line"
+) -> None:
+    """Where a command's calls go and how it prints: the flags of every command that calls a server."""
+    _env_option(parser, "--server", server_help, "localhost:50051")
+    _env_option(parser, "--token", "auth token (sent as 'authorization: Bearer TOKEN')", secret=True)
+    _env_option(parser, "--tls-ca", "CA certificate (PEM) to verify a TLS server with", type=Path)
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
+    classify = subcommands.add_parser(
+        "classify",
+        help="ask a server what a short video clip (or image) shows",
+        description="Send a clip file to a server (the frames its model uses) and print the answer about the"
+        " person seen longest, with enrolled custom actions too when --action-set names a set.",
+    )
+    classify.add_argument("clips", nargs="+", type=Path, metavar="CLIP", help="video or image files, one answer each")
+    _server_options(classify)
+    classify.add_argument("--model", default="", help="the model to use (default: the server's)")
+    classify.add_argument("--action-set", default="", help="also match this set of enrolled custom actions")
+    classify.add_argument("--top-k", type=_whole, default=0, help="labels per answer (default: 3)")
+    classify.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    classify.set_defaults(handler=_classify)
+
+    actions = subcommands.add_parser(
+        "actions",
+        help="enrol, list or delete custom actions on a server",
+        description="Few-shot custom actions: enrol a new action from a few clips of one person doing it (the"
+        " server recognises it from then on in streams and clips that name its set), list them, delete one.",
+    )
+    verbs = actions.add_subparsers(dest="verb", required=True, metavar="VERB")
+    enroll = verbs.add_parser("enroll", help="enrol an action from example clips (added to earlier ones)")
+    enroll.add_argument("action", metavar="ACTION", help="the action's name")
+    enroll.add_argument("clips", nargs="+", type=Path, metavar="CLIP", help="video or image files of one person")
+    listing = verbs.add_parser("list", help="list the enrolled actions")
+    delete = verbs.add_parser("delete", help="delete an enrolled action")
+    delete.add_argument("action", metavar="ACTION", help="the action's name")
+    for verb in (enroll, listing, delete):
+        _server_options(verb)
+        everything = verb is listing
+        verb.add_argument(
+            "--set",
+            default="",
+            dest="action_set",
+            help="the action set (default: every set)" if everything else "the action set (default: 'default')",
+        )
+        verb.add_argument(
+            "--model",
+            default="",
+            help="whose embeddings (default: every model)"
+            if everything
+            else "whose embeddings (default: the server's default model)",
+        )
+    enroll.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    enroll.set_defaults(handler=_enroll)
+    listing.set_defaults(handler=_list_actions)
+    delete.set_defaults(handler=_delete_action)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from service.clip_calls import Server, check_clip_files, classify, classify_line, print_result
+
+    read_env(args)
+    check_clip_files(args.clips)  # a bad file is told before the first call, not after the others' answers
+    server = Server(args.server, args.token, args.tls_ca)
+    for clip in args.clips:
+        answer = classify(server, clip, args.model, args.action_set, args.top_k, args.max_people)
+        print_result(answer, args.json, classify_line, sys.stdout)
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from service.clip_calls import Server, enroll, enroll_line, print_result
+
+    read_env(args)
+    enrolled = enroll(
+        Server(args.server, args.token, args.tls_ca),
+        args.action,
+        args.clips,
+        args.action_set,
+        args.model,
+        args.max_people,
+    )
+    print_result(enrolled, args.json, enroll_line, sys.stdout)
+    return 0
+
+
+def _list_actions(args: argparse.Namespace) -> int:
+    from service.clip_calls import Server, action_line, list_actions, print_result
+
+    read_env(args)
+    actions = list_actions(Server(args.server, args.token, args.tls_ca), args.action_set, args.model)
+    print_result(actions, args.json, action_line, sys.stdout)
+    if not actions and not args.json:
+        print("no enrolled actions", file=sys.stderr)
+    return 0
+
+
+def _delete_action(args: argparse.Namespace) -> int:
+    from service.clip_calls import Server, action_line, delete_action, print_result
+
+    read_env(args)
+    deleted = delete_action(Server(args.server, args.token, args.tls_ca), args.action, args.action_set, args.model)
+    print_result(deleted, args.json, lambda action: f"deleted {action_line(action)}", sys.stdout)
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ else: each bad-input test ends by checking that the server still serves a good s
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +22,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+import service.clip_calls
 import service.session
+from actionrec.cli import main
 from benchmarks.enrolment import Task, run_task
+from service.clip_calls import Server, classify, clip_from_file, delete_action, enroll, list_actions
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
@@ -42,6 +46,7 @@ from service.testing import (
     waving_person,
 )
 from service.windowing import FrameGate
+from skeleton.errors import InputError
 
 MAX_STREAMS = 3
 TIMEOUT = 60  # seconds any one call may take: a hang fails the test instead of the suite
@@ -706,3 +711,61 @@ def test_a_clip_call_that_ends_stops_posing_its_clip(config: ServerConfig) -> No
         server.drain(timeout=1.0)
         assert call.exception(TIMEOUT).code() == grpc.StatusCode.UNAVAILABLE
         assert time.monotonic() - began < 5 and server.runtime.call_slots.open == 0
+
+
+# ---------------------------------------------------------------- the command line's clip calls
+
+
+def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path: Path, capsys) -> None:
+    """`actionrec classify` and `actionrec actions` on real clips: a clip file goes as the
+    frames its model uses, an enrolled action is matched on a clip of it, and list and delete
+    see what was enrolled."""
+    server = Server(address)
+    wrestling, hugging = VIDEOS / "arm_wrestling.mp4", VIDEOS / "hugging_ntu_style.mp4"
+    clip = clip_from_file(wrestling, 15.0)
+    assert 145 <= len(clip.frames.frames) <= 155  # 280 frames at 28 fps: 10 s, at 15 fps
+    wide = clip_from_file(hugging, 15.0).frames.frames  # 1920 x 1080: sent at the server's pose width
+    assert {cv2.imdecode(np.frombuffer(f.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] for f in wide} == {(360, 640)}
+    answer = classify(server, wrestling, model="", action_set="", top_k=3, max_people=0)
+    # about the person seen longest (two people, one posed a frame): 4 s of the 10, in 4 windows
+    assert answer["model"] == "sports2d" and answer["windows"] >= 2 and len(answer["labels"]) == 3
+    assert answer["label"] == answer["labels"][0]["label"] and 0 < answer["score"] <= 1
+    assert answer["end_ms"] - answer["start_ms"] > 2000
+
+    enrolled = enroll(server, "wrestle", [wrestling], action_set="cli", model="", max_people=0)
+    assert (enrolled["action"], enrolled["action_set"], enrolled["examples"]) == ("wrestle", "cli", 1)
+    enroll(server, "hug", [hugging], action_set="cli", model="", max_people=0)
+    for path, action in ((wrestling, "wrestle"), (hugging, "hug")):
+        answer = classify(server, path, model="", action_set="cli", top_k=2, max_people=0)
+        assert answer["custom_labels"][0]["label"] == action and answer["custom_labels"][0]["score"] > 0.99
+    assert [(a["action_set"], a["action"]) for a in list_actions(server, "cli", "")] == [
+        ("cli", "hug"),
+        ("cli", "wrestle"),
+    ]
+    # the same through the command line: one line an action, JSON with --json
+    assert main(["actions", "list", "--server", address, "--set", "cli", "--json"]) == 0
+    assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == ["hug", "wrestle"]
+    assert main(["classify", str(hugging), "--server", address, "--action-set", "cli"]) == 0
+    assert capsys.readouterr().out.startswith(f"{hugging}: person ")
+    assert delete_action(server, "hug", "cli", "")["action"] == "hug"
+    assert [a["action"] for a in list_actions(server, "cli", "")] == ["wrestle"]
+    with pytest.raises(InputError, match=f"^{address}: NOT_FOUND: no action 'hug' in set 'cli'"):
+        delete_action(server, "hug", "cli", "")
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 20)
+    for call in (
+        lambda: classify(server, text, "", "", 0, 0),
+        lambda: enroll(server, "x", [wrestling, text], "cli", "", 0),  # every file is read before sending
+    ):
+        with pytest.raises(InputError, match="notes.mp4: (not a readable video|a text file, not a video)"):
+            call()
+    assert [a["action"] for a in list_actions(server, "cli", "")] == ["wrestle"]
+    with pytest.raises(InputError, match=f"^{address}: NOT_FOUND: action set 'nope' has no actions"):
+        classify(server, wrestling, "", "nope", 0, 0)
+
+
+def test_a_clip_file_longer_than_a_clip_may_be_is_refused_before_sending(monkeypatch) -> None:
+    monkeypatch.setattr(service.clip_calls, "MAX_CLIP_FRAMES", 20)
+    with pytest.raises(InputError, match=r"longer than a clip may be \(20 frames at the model's 15 fps, 1 s\)"):
+        clip_from_file(VIDEOS / "arm_wrestling.mp4", 15.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,13 @@ def probe_video(path: Path) -> VideoInfo:
         )
     finally:
         capture.release()
+
+
+def quiet_ffmpeg_log() -> None:
+    """Silence FFmpeg's own log lines ("moov atom not found") for the rest of the process, unless
+    ``OPENCV_FFMPEG_LOGLEVEL`` says otherwise: for commands whose one-line errors say what is wrong
+    with a file, and would otherwise come after FFmpeg's. Effective until the first video opens."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def read_frames(path: Path) -> Iterator[tuple[np.ndarray, int]]:
