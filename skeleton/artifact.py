@@ -13,12 +13,14 @@ needs torch for this (onnxruntime is imported only to open a file).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from skeleton.dataset import COORDINATE_SPACES
+from skeleton.dataset import COORDINATE_SPACES, checked_labels
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -46,19 +48,17 @@ def training_data_split(text: str) -> tuple[str, str] | None:
     return (match["file"], match["split"]) if match else None
 
 
-def checked_labels(labels: object, what: str) -> tuple[str, ...]:
-    """``labels`` as a tuple of class names; InputError, naming ``what``, unless they are a
-    non-empty list of distinct, non-empty strings (a string or a mapping would otherwise pass
-    as its letters or its keys)."""
-    if not isinstance(labels, (list, tuple)):
-        raise InputError(f"{what}: labels must be a list of names, not a {type(labels).__name__}")
-    if not labels:
-        raise InputError(f"{what}: labels must be a non-empty list of names")
-    if not all(isinstance(label, str) and label.strip() for label in labels):
-        raise InputError(f"{what}: every label must be a non-empty name")
-    if len(set(labels)) != len(labels):
-        raise InputError(f"{what}: labels must be distinct")
-    return tuple(labels)
+def checked_accuracy(accuracy: object, what: str) -> dict[str, float]:
+    """``accuracy`` (the part scored -> the share of it classified right) with float values;
+    InputError, naming ``what``, unless each value is a finite number from 0 to 1 (the listing
+    prints them as percentages, and ``models --json`` could not print a NaN as JSON)."""
+    if not isinstance(accuracy, dict):
+        raise InputError(f"{what}: accuracy must map each scored part to a number, not a {type(accuracy).__name__}")
+    for part, value in accuracy.items():
+        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not isinstance(part, str) or not is_number or not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise InputError(f"{what}: accuracy {part!r} must be a number from 0 to 1, not {value!r}")
+    return {part: float(value) for part, value in accuracy.items()}
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,12 @@ class ModelCard:
     created: str = ""
 
     def __post_init__(self) -> None:
+        # The name heads every line the listing and the service print about the model.
+        if not isinstance(self.name, str) or not self.name.strip() or not self.name.isprintable():
+            raise InputError(f"model name must be a non-empty name on one line, not {self.name!r}")
         # Frozen, so set through object: labels read from JSON arrive as a list and are kept as a tuple.
         object.__setattr__(self, "labels", checked_labels(self.labels, f"model {self.name!r}"))
+        object.__setattr__(self, "accuracy", checked_accuracy(self.accuracy, f"model {self.name!r}"))
         # 2-D models take image points; 3-D ones positions in space (a sensor's or mocap's).
         spaces = ("image",) if self.window.dims == 2 else tuple(s for s in COORDINATE_SPACES if s != "image")
         if self.input_space not in spaces:
@@ -113,7 +117,9 @@ class ModelCard:
         try:
             version = json.loads(props["card_version"])
             if type(version) is not int or version != CARD_VERSION:
-                raise InputError(f"{origin}: model card version {version} is not supported (expected {CARD_VERSION})")
+                raise InputError(
+                    f"{origin}: model card version {version!r} is not supported: it must be the number {CARD_VERSION}"
+                )
             return cls(
                 name=props["name"],
                 labels=json.loads(props["labels"]),
@@ -122,7 +128,7 @@ class ModelCard:
                 input_space=props["input_space"],
                 training_data=props.get("training_data", ""),
                 protocol=props.get("protocol", ""),
-                accuracy={k: float(v) for k, v in json.loads(props.get("accuracy", "{}")).items()},
+                accuracy=json.loads(props.get("accuracy", "{}")),
                 source_commit=props.get("source_commit", ""),
                 created=props.get("created", ""),
             )

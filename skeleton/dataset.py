@@ -18,7 +18,9 @@ never leaves half a dataset behind, and read without pickle.
 from __future__ import annotations
 
 import json
+import reprlib
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ import numpy as np
 from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
+from skeleton.resample import MAX_SEQUENCE_SPAN_MS
 
 FORMAT_NAME = "actionrec-skeleton-dataset"
 FORMAT_VERSION = 1
@@ -35,6 +38,50 @@ FORMAT_VERSION = 1
 # How to read the coordinates: image pixels (y down), a sensor's camera frame in metres
 # (y up, z away from the sensor), or a mocap world frame (y up).
 COORDINATE_SPACES = ("image", "camera", "world")
+
+# What each header field must hold (JSON types, and in words), and the optional fields' defaults:
+# a file edited by hand can hold anything there, and Python would take a string for a list of
+# its letters or truncate a dims of 3.7 to 3.
+_HEADER_FIELDS = {
+    "layout": ((str,), "a layout name"),
+    "dims": ((int,), "2 or 3"),
+    "coordinate_space": ((str,), f"one of {', '.join(COORDINATE_SPACES)}"),
+    "units": ((str,), "a unit name"),
+    "fps": ((int, float), "a frame rate"),
+    "label_names": ((list,), "a list of class names"),
+    "source": ((str,), "a text"),
+    "view_names": ((list,), "a list of view names"),
+}
+_HEADER_DEFAULTS = {"source": "", "view_names": []}
+
+
+def checked_labels(labels: object, what: str) -> tuple[str, ...]:
+    """``labels`` as a tuple of class names; InputError, naming ``what`` and the offending names,
+    unless they are a non-empty list of distinct, non-empty strings (a string or a mapping would
+    otherwise pass as its letters or its keys). A dataset's label names and a model's labels
+    follow this one rule, so a model trained on a dataset always has labels its card accepts."""
+    if not isinstance(labels, (list, tuple)):
+        raise InputError(f"{what}: labels must be a list of names, not a {type(labels).__name__}")
+    if not labels:
+        raise InputError(f"{what}: labels must be a non-empty list of names")
+    unnamed = [label for label in labels if not (isinstance(label, str) and label.strip())]
+    if unnamed:
+        raise InputError(f"{what}: every label must be a non-empty name, not {_listed(unnamed)}")
+    repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
+    if repeated:
+        raise InputError(f"{what}: labels must be distinct ({_listed(repeated)} more than once)")
+    return tuple(labels)
+
+
+def _listed(values: list) -> str:
+    """A few of ``values`` for a message (a list of thousands would bury it)."""
+    shown = ", ".join(repr(v) for v in values[:5])
+    return shown + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """Where each sequence's frames start: the running sum of the lengths before it."""
+    return np.concatenate([[0], np.cumsum(lengths)])[:-1].astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -84,7 +131,12 @@ class SkeletonDataset:
 
     def __post_init__(self) -> None:
         self.validate()
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])[:-1].astype(np.int64)  # one per sequence
+        self.offsets = _offsets(self.lengths)  # one per sequence
+        # Compact files hold float16 and a file written elsewhere may hold integers: in memory,
+        # coordinates and confidences are always float32 and timestamps float64.
+        self.coords = self.coords.astype(np.float32, copy=False)
+        self.confidence = self.confidence.astype(np.float32, copy=False)
+        self.timestamps_ms = self.timestamps_ms.astype(np.float64, copy=False)
 
     # -- building -------------------------------------------------------------------------
 
@@ -219,10 +271,16 @@ class SkeletonDataset:
         problems = [
             f"{key} holds {a.dtype} values, not integers" for key, a in counts.items() if a.dtype.kind not in "iu"
         ]
+        values = {key: getattr(self, key) for key in ("coords", "confidence", "timestamps_ms")}
+        problems += [
+            f"{key} holds {a.dtype} values, not numbers" for key, a in values.items() if a.dtype.kind not in "iuf"
+        ]
         if self.lengths.ndim != 1:
             problems.append(f"lengths has shape {self.lengths.shape}, expected (sequences,)")
         if problems:
             raise InputError("inconsistent dataset: " + "; ".join(problems))
+        if self.label_names:  # none: an unlabelled corpus
+            checked_labels(self.label_names, "label_names")
         layout = get_layout(self.layout)
         n = len(self)
         if self.coordinate_space not in COORDINATE_SPACES:
@@ -231,6 +289,9 @@ class SkeletonDataset:
             problems.append(f"dims {self.dims} is neither 2 nor 3")
         if self.coords.ndim != 4 or self.coords.shape[2:] != (layout.num_joints, self.dims):
             problems.append(f"coords shape {self.coords.shape} does not fit (N, P, {layout.num_joints}, {self.dims})")
+        elif n and self.coords.shape[1] == 0:
+            # P is the most people in any sequence: none at all leaves nothing to learn or score.
+            problems.append("coords has no person slot (P = 0): no sequence holds anyone")
         if self.confidence.shape != self.coords.shape[:3]:
             problems.append(f"confidence shape {self.confidence.shape} != {self.coords.shape[:3]}")
         if self.timestamps_ms.shape != (self.coords.shape[0],):
@@ -256,6 +317,34 @@ class SkeletonDataset:
                 problems.append(f"split {split!r} indexes past the {n} sequences")
         if problems:
             raise InputError("inconsistent dataset: " + "; ".join(problems))
+        self._check_timestamps()
+
+    def _check_timestamps(self) -> None:
+        """Each sequence's timestamps are finite, increase strictly and span at most
+        ``MAX_SEQUENCE_SPAN_MS``: every later step resamples by them, and a NaN, a clock standing
+        still or a clock in nanoseconds would fail there (or ask for hundreds of GiB) once work
+        has started. Called once the arrays' shapes agree."""
+        times = self.timestamps_ms.astype(np.float64, copy=False)
+        starts = _offsets(self.lengths)
+        ends = starts + self.lengths - 1  # each sequence's last frame
+        steps = np.diff(times)
+        steps[ends[:-1]] = np.inf  # from one sequence's last frame to the next one's first: no step
+        too_long = ends[times[ends] - times[starts] > MAX_SEQUENCE_SPAN_MS]
+        hours = MAX_SEQUENCE_SPAN_MS / 3_600_000
+        first_bad = {
+            "is not finite": np.flatnonzero(~np.isfinite(times))[:1],
+            "is not after the one before it": np.flatnonzero(steps <= 0)[:1] + 1,
+            f"is more than {hours:g} h (the longest a sequence may last) after its first": too_long[:1],
+        }
+        for what, frames in first_bad.items():
+            if frames.size:
+                frame = int(frames[0])
+                sequence = int(np.searchsorted(starts, frame, side="right")) - 1
+                raise InputError(
+                    f"inconsistent dataset: sequence {sequence} ({str(self.names[sequence])!r}): the timestamp"
+                    f" {times[frame]:g} of its frame {frame - int(starts[sequence])} {what}"
+                    " (timestamps_ms: each frame's time in ms from its sequence's start)"
+                )
 
     # -- files ----------------------------------------------------------------------------
 
@@ -318,30 +407,44 @@ class SkeletonDataset:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
             raise InputError(f"{path}: not a readable skeleton dataset ({type(e).__name__}: {e})") from None
         try:
+            fields = _header_values(header)
             return cls(
-                layout=header["layout"],
-                dims=int(header["dims"]),
-                coordinate_space=header["coordinate_space"],
-                units=header["units"],
-                fps=float(header["fps"]),
-                label_names=tuple(header["label_names"]),
+                **fields,
                 names=arrays["names"],
                 labels=arrays["labels"],
                 subjects=arrays["subjects"],
                 views=arrays["views"],
                 image_sizes=arrays["image_sizes"],
                 lengths=arrays["lengths"],
-                coords=arrays["coords"].astype(np.float32, copy=False),
-                confidence=arrays["confidence"].astype(np.float32, copy=False),
+                coords=arrays["coords"],
+                confidence=arrays["confidence"],
                 timestamps_ms=arrays["timestamps_ms"],
                 splits={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("split/")},
-                source=header.get("source", ""),
-                view_names=tuple(header.get("view_names", ())),
             )
         except KeyError as e:
             raise InputError(f"{path}: skeleton dataset lacks {e}") from None
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
+
+
+def _header_values(header: dict) -> dict:
+    """The header's fields as the dataset takes them; KeyError for a missing required field,
+    InputError naming a field of the wrong type."""
+    values = {}
+    for key, (types, meaning) in _HEADER_FIELDS.items():
+        value = header.get(key, _HEADER_DEFAULTS[key]) if key in _HEADER_DEFAULTS else header[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise InputError(f"header field {key!r} must be {meaning}, not {reprlib.repr(value)}")
+        values[key] = value
+    view_names = values["view_names"]
+    if not all(isinstance(name, str) for name in view_names):
+        raise InputError(f"header field 'view_names' must be a list of view names, not {reprlib.repr(view_names)}")
+    return {
+        **values,
+        "fps": float(values["fps"]),
+        "label_names": tuple(values["label_names"]),
+        "view_names": tuple(values["view_names"]),
+    }
 
 
 def uniform_timestamps(num_frames: int, fps: float) -> np.ndarray:

@@ -15,12 +15,23 @@ from skeleton.errors import InputError
 # data (a sensor that lost the person) and in live streams alike, so that a model meets gaps
 # in service as it met them in training.
 MAX_INTERPOLATED_GAP_MS = 300.0
+# The longest a sequence may last: far beyond any recording of actions, and short enough to
+# keep resampling within memory (timestamps in nanoseconds taken for milliseconds would ask for
+# a million times the frames there are, hundreds of GiB).
+MAX_SEQUENCE_SPAN_MS = 24 * 3_600_000.0
 
 
 def sample_times(start_ms: float, end_ms: float, fps: float) -> np.ndarray:
     """Times (ms) at ``fps`` from ``start_ms`` up to and including ``end_ms``."""
     if fps <= 0:
         raise InputError(f"target frame rate {fps} is not positive")
+    if not (np.isfinite(start_ms) and np.isfinite(end_ms)):
+        raise InputError(f"timestamps from {start_ms} to {end_ms} ms are not all finite")
+    if end_ms - start_ms > MAX_SEQUENCE_SPAN_MS:
+        raise InputError(
+            f"timestamps from {start_ms:g} to {end_ms:g} ms span over the {MAX_SEQUENCE_SPAN_MS / 3_600_000:g} h"
+            " a sequence may last (timestamps are in ms)"
+        )
     count = int(np.floor((end_ms - start_ms) * fps / 1000.0 + 1e-6)) + 1
     return start_ms + np.arange(max(count, 0)) * (1000.0 / fps)
 
