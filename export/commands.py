@@ -90,14 +90,14 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from export.config import TrainConfig, load_config
+    from export.config import MAX_SEED, TrainConfig, load_config
     from export.supervised import run_train
     from skeleton.errors import InputError
 
     config = load_config(args.config, TrainConfig)
     if args.seed is not None:
-        if args.seed < 0:
-            raise InputError(f"--seed must be 0 or more, not {args.seed}")
+        if not 0 <= args.seed <= MAX_SEED:
+            raise InputError(f"--seed must be from 0 to {MAX_SEED}, not {args.seed}")
         experiment = dataclasses.replace(
             config.experiment, seed=args.seed, output=f"{config.experiment.output}-seed{args.seed}"
         )

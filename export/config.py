@@ -18,8 +18,11 @@ from pathlib import Path
 from export.data import VALIDATION_HOLDOUTS
 from export.encoder import EncoderConfig
 from export.masking import MaskingConfig
-from skeleton.errors import InputError
+from skeleton.errors import InputError, read_input_file
 from skeleton.windows import WindowSpec
+
+# numpy's global generator takes seeds of 32 bits only.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Experiment:
     def __post_init__(self) -> None:
         if self.seed < 0:  # numpy's and torch's generators take no negative seed
             raise InputError(f"experiment.seed must be 0 or more, not {self.seed}")
+        if self.seed > MAX_SEED:
+            raise InputError(f"experiment.seed must be at most {MAX_SEED} (2**32 - 1), not {self.seed}")
 
 
 def _same_input(window: WindowSpec, encoder: EncoderConfig) -> None:
@@ -92,6 +97,13 @@ class PretrainConfig:
         _same_input(self.window, self.encoder)
         if self.projector_width < 1:
             raise InputError(f"projector_width must be at least 1, not {self.projector_width}")
+        # Zero or less rewards correlated features (the loss falls without bound); NaN or infinity
+        # turns every weight into NaN.
+        if not (self.off_diagonal_weight > 0 and math.isfinite(self.off_diagonal_weight)):
+            raise InputError(f"off_diagonal_weight must be positive and finite, not {self.off_diagonal_weight}")
+        # MaskingConfig checks its shares; an infinite ramp would never mask, a NaN one masks at once.
+        if not math.isfinite(self.masking.ramp_fraction):
+            raise InputError(f"masking.ramp_fraction must be finite, not {self.masking.ramp_fraction}")
 
     def with_epochs(self, epochs: int) -> PretrainConfig:
         return dataclasses.replace(self, optim=dataclasses.replace(self.optim, epochs=epochs))
@@ -232,24 +244,49 @@ def load_config(path: Path, cls: type):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such config file")
+    data = read_input_file(path, "config file")
     try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:  # TOML files are UTF-8 by definition
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    return config_from_text(text, cls, str(path))
+
+
+def config_from_text(text: str, cls: type, origin: str):
+    """TOML ``text`` (a config file's, or one a checkpoint stored) as a ``cls``; InputError
+    naming ``origin`` and the key for anything that is not one."""
+    try:
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML ({e})") from None
+        raise InputError(f"{origin}: not valid TOML ({e})") from None
     try:
-        return _build(cls, values, "", str(path))
+        return _build(cls, values, "", origin)
     except InputError as e:
         message = str(e)
-        raise InputError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        raise InputError(message if message.startswith(origin) else f"{origin}: {message}") from None
 
 
-def _toml_value(value: object) -> str:
+def config_differences(saved: object, current: object) -> dict[str, tuple[object, object]]:
+    """The keys whose values differ between two configs of one kind, as they are written in a
+    config file (``optim.lr``; a list of tables such as ``data`` as one key): (saved, current)."""
+    differences: dict[str, tuple[object, object]] = {}
+    for f in dataclasses.fields(current):
+        old, new = getattr(saved, f.name), getattr(current, f.name)
+        if dataclasses.is_dataclass(new):
+            differences.update({f"{f.name}.{k}": v for k, v in config_differences(old, new).items()})
+        elif old != new:
+            differences[f.name] = (old, new)
+    return differences
+
+
+def toml_value(value: object) -> str:
+    """``value`` as it is written in a config file."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return repr(value)
 
 
@@ -259,12 +296,12 @@ def dump_config(config: object) -> str:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
-            body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(value).items())
+            body = "\n".join(f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(value).items())
             tables.append(f"[{f.name}]\n{body}\n")
         elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
             for item in value:
-                body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(item).items())
+                body = "\n".join(f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(item).items())
                 arrays.append(f"[[{f.name}]]\n{body}\n")
         else:
-            scalars.append(f"{f.name} = {_toml_value(value)}")
+            scalars.append(f"{f.name} = {toml_value(value)}")
     return "\n".join(scalars) + "\n\n" + "\n".join(tables + arrays)

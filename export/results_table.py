@@ -157,7 +157,7 @@ def execute(run: Run, log_dir: Path) -> tuple[str, int, float]:
     config_path = run.folder / "config.toml"
     config_path.write_text(dump_config(run.config))
     command = [sys.executable, "-m", "actionrec.cli", run.kind, "--config", str(config_path)]
-    if run.kind == "pretrain":
+    if run.kind == "pretrain" and (run.folder / "checkpoint.pt").is_file():  # it stopped part-way: go on
         command.append("--resume")
     began = time.perf_counter()
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -50,10 +50,27 @@ def start(seed: int) -> Runtime:
         device = torch.device("cpu")
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    random.seed(seed + rank)
-    np.random.seed(seed + rank)
-    torch.manual_seed(seed + rank)
+    # Seeds are checked to fit numpy's 32 bits (Experiment); adding the rank must not overflow them.
+    process_seed = (seed + rank) % 2**32
+    random.seed(process_seed)
+    np.random.seed(process_seed)
+    torch.manual_seed(process_seed)
     return Runtime(device, rank, world_size)
+
+
+def prepare_output_folder(path: Path) -> Path:
+    """The experiment's output folder, created with its parents when missing; InputError naming
+    it when it is a file, lies under a file, or cannot be created or written to."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"experiment.output {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file among its parents (ENOTDIR, EEXIST), no permission, a read-only disk
+        raise InputError(f"experiment.output {path}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"experiment.output {path}: the folder is not writable")
+    return path
 
 
 def loader_workers() -> int:

@@ -727,7 +727,7 @@ def test_settings_out_of_range_are_refused_before_anything_is_written(
     [
         ("pretrain", ["--epochs", "0"], "--epochs must be at least 1, not 0"),
         ("pretrain", ["--epochs", "-2"], "--epochs must be at least 1, not -2"),
-        ("train", ["--seed", "-1"], "--seed must be 0 or more, not -1"),
+        ("train", ["--seed", "-1"], "--seed must be from 0 to 4294967295, not -1"),
     ],
 )
 def test_command_line_overrides_out_of_range_are_refused(
