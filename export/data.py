@@ -3,9 +3,9 @@
 A clip is one person's motion in the model's layout, resampled to the model's frame rate,
 not yet normalised (missing joints NaN). Windows are cut from clips and prepared by
 ``skeleton.windows`` exactly as the service prepares live windows; the only training-only
-steps are the augmentations (temporal crop-resize here, spatial ones in ``augment``) and the
-projection of 3-D motion into 2-D views from virtual cameras, which lets 3-D mocap teach a
-2-D model.
+steps are the augmentations (temporal crop-resize here, spatial ones in ``augment``). 3-D
+motion for a 2-D model is seen through virtual cameras (``model_view``), which lets 3-D mocap
+teach a 2-D model and score it.
 """
 
 from __future__ import annotations
@@ -56,24 +56,37 @@ def clips_from_dataset(
 
     Labelled data gives its main actor (every sequence a clip, however short: a test set is
     scored whole); with ``all_persons`` (unlabelled corpora) every person seen for at least
-    ``min_frames`` model frames gives a clip. 3-D data for a 2-D model stays
-    3-D here and is projected per window (``project_to_image``).
+    ``min_frames`` model frames gives a clip. A frame counts as seen when any joint of the person
+    is: a joint the data never has is still missing in every frame of a complete sequence. A
+    sequence whose main actor is seen in no frame at all is refused (it can neither train nor
+    score a model). 3-D data for a 2-D model stays 3-D here and is projected when windows are
+    cut from it (``model_view``).
     """
     if dataset.dims < spec.dims:
         raise InputError(f"a {spec.dims}-D model cannot be trained on {dataset.dims}-D data ({dataset.source})")
     mapping = layout_mapping(dataset.layout, spec.layout)
-    clips = []
-    for i in range(len(dataset)) if indices is None else indices:
+    clips, unseen = [], []
+    chosen = range(len(dataset)) if indices is None else indices
+    for i in chosen:
         sequence = dataset[int(i)]
         persons = range(sequence.num_persons) if all_persons else [_main_person(sequence.coords)]
         for person in persons:
             mapped, _ = mapping.apply(sequence.coords[:, person])
             frames, _ = resample_to_fps(mapped, sequence.timestamps_ms, spec.fps, MAX_INTERPOLATED_GAP_MS)
-            if np.isfinite(frames).all(axis=(1, 2)).sum() < min_frames:
+            seen = int(seen_frames(frames).sum())
+            if not seen and not all_persons:
+                unseen.append(sequence.name)
+            if seen < max(min_frames, 1):
                 continue
             clips.append(
                 Clip(frames, dataset.coordinate_space, int(sequence.label), sequence.name, int(sequence.subject))
             )
+    if unseen:
+        # Left out, they would vanish from a test set that is meant to be scored whole.
+        raise InputError(
+            f"{dataset.source}: {len(unseen)} of the {len(chosen)} sequences have no frame in which their actor"
+            f" is seen as {spec.layout} joints at {spec.fps:g} fps (first: {unseen[0]!r})"
+        )
     return clips
 
 
@@ -93,6 +106,15 @@ def project_to_image(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray
     depth = np.maximum(camera[..., 2:3], 0.5)
     # Camera frame as the Kinect's: x to the camera's left, so image x is -x.
     return (focal * np.concatenate([-camera[..., 0:1], -camera[..., 1:2]], axis=-1) / depth).astype(np.float32)
+
+
+def model_view(clip: Clip, spec: WindowSpec, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A clip's frames and their coordinate space as a model taking ``spec`` windows sees them:
+    3-D motion for a 2-D model through a random virtual camera (``project_to_image``), any other
+    as it is. Training and scoring both cut their windows from this."""
+    if clip.frames.shape[-1] == 3 and spec.dims == 2:
+        return project_to_image(clip.frames, rng), "image"
+    return clip.frames, clip.coordinate_space
 
 
 def _present_starts(frames: np.ndarray, span: int) -> np.ndarray:
@@ -141,9 +163,7 @@ class WindowDataset(torch.utils.data.Dataset):
         return self.length
 
     def _view(self, clip: Clip, rng: np.random.Generator) -> np.ndarray:
-        frames, space = clip.frames, clip.coordinate_space
-        if frames.shape[-1] == 3 and self.spec.dims == 2:
-            frames, space = project_to_image(frames, rng), "image"
+        frames, space = model_view(clip, self.spec, rng)
         window = crop_resize(frames, self.spec.length, rng.uniform(*self.scale_range), rng)
         return prepare_window(window, self.spec, space)
 
@@ -159,12 +179,16 @@ def evaluation_windows(clips: list[Clip], spec: WindowSpec, stride: int | None =
 
     A clip's prediction is the mean over its windows: the same windows the service would
     classify if the clip streamed past it, so none whose person is seen in under
-    ``MIN_WINDOW_PRESENCE`` of it, unless the clip has no other (then its best one).
+    ``MIN_WINDOW_PRESENCE`` of it, unless the clip has no other (then its best one). They are
+    cut from the clip as the model sees it (``model_view``), as training windows are.
     """
     stride = stride or max(1, spec.length // 2)
+    # One camera per clip (3-D motion for a 2-D model), the same ones at every call: validation
+    # epochs and the final score are measured on the same views.
+    rng = np.random.default_rng(0)
     windows, owners = [], []
     for c, clip in enumerate(clips):
-        frames, space = clip.frames, clip.coordinate_space
+        frames, space = model_view(clip, spec, rng)
         pieces = [
             fit_length(frames, spec.length, start) for start in window_starts(frames.shape[0], spec.length, stride)
         ]

@@ -37,6 +37,14 @@ from skeleton.windows import WindowSpec
 MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = "sports2d"
 SPLITS = ("cross-subject", "cross-view", "all")
+# NAME.fp16.onnx and NAME.int8.onnx are lower-precision copies of NAME.onnx; any other dotted
+# name (tiny.v2.onnx) is a model of its own.
+VARIANTS = ("fp16", "int8")
+
+
+def variant_of(path: Path) -> str:
+    """The variant a model file is (``fp16``, ``int8``), or "" for a model of its own."""
+    return next((v for v in VARIANTS if path.name.endswith(f".{v}.onnx")), "")
 
 
 @dataclass
@@ -76,7 +84,9 @@ def _onnx_model(path: Path) -> LoadedModel:
         scores, embeddings = session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: windows})
         return scores, embeddings
 
-    return LoadedModel(card.name, card.window, card.labels, run, card.training_data)
+    # A variant answers by its own arithmetic: its results name it, not the FP32 model.
+    name = f"{card.name}.{variant_of(path)}" if variant_of(path) else card.name
+    return LoadedModel(name, card.window, card.labels, run, card.training_data)
 
 
 def shipped_models() -> tuple[list[dict], list[str]]:
@@ -85,15 +95,15 @@ def shipped_models() -> tuple[list[dict], list[str]]:
     import dataclasses
 
     usable, problems = read_models(MODELS_DIR)
-    files = [path.name for path, _ in usable]
+    files = {path.name for path, _ in usable}
     cards = [
         {
             **dataclasses.asdict(card),
             "file": str(path.relative_to(PROJECT_ROOT)),
-            "variants": [name for name in files if name.startswith(f"{path.stem}.") and name != path.name],
+            "variants": [f"{path.stem}.{v}.onnx" for v in VARIANTS if f"{path.stem}.{v}.onnx" in files],
         }
         for path, card in usable
-        if path.name.count(".") == 1  # NAME.fp16.onnx / NAME.int8.onnx are variants of NAME.onnx
+        if not variant_of(path)
     ]
     return cards, problems
 
@@ -170,10 +180,19 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
         raise InputError(f"{data}: split {split!r} has {part}, and a {probe} probe is fitted on one")
     if not probe and not model.labels:
         raise InputError(f"{model.name} has no classifier head: use --probe linear or --probe knn")
+    unknown_class = 0
     if not probe:
         known = [i for i in test if dataset.label_names[dataset.labels[i]] in model.labels]
         if not known:
             raise InputError(f"none of {data}'s classes is one of {model.name}'s classes")
+        unknown_class = len(test) - len(known)
+        if unknown_class:
+            classes = sorted({dataset.label_names[dataset.labels[i]] for i in test} - set(model.labels))
+            print(
+                f"warning: left out {unknown_class} of the {len(test)} test sequences, of classes {model.name}"
+                f" does not know: {', '.join(classes)}",
+                file=sys.stderr,
+            )
         test = np.asarray(known)
 
     test_scores, test_embeddings, test_names = clip_outputs(model, dataset, test)
@@ -205,6 +224,7 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
         "accuracy": float(correct.mean()),
         "n_train": int(len(train)) if probe else 0,
         "n_test": len(test_names),
+        "n_unknown_class": unknown_class,  # test sequences of classes the model's head cannot name: not scored
         "test_seen_in_training": seen,
         "per_class_accuracy": per_class,
     }

@@ -17,9 +17,9 @@ out of both parts (their number is said on stderr), not refused, since a split o
 labelled file is still a valid benchmark for its labelled sequences. They do not join
 self-training's unlabelled pool either, whose clips' true labels measure the pseudo-labels.
 
-Writes ``config.toml`` (once every check has passed: a refused run leaves an earlier run's folder
-as it was), ``model.pt`` (fine-tune / scratch), ``results.json``, ``curves.png`` and
-``confusion.png`` into the experiment's output folder.
+Writes ``config.toml``, ``model.pt`` (fine-tune / scratch), ``results.json``, ``curves.png`` and
+``confusion.png`` into the experiment's output folder, all of them once the run has finished: a
+refused or failed run leaves an earlier run's folder as it was (``_write_run``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from export.runtime import (
     from_main,
     load_encoder,
     loader_workers,
+    prepare_output_folder,
     save_atomic,
     source_commit,
     start,
@@ -77,6 +78,12 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
     """The parts of the config's protocol, labelled sequences only: a split's unlabelled ones are
     left out (counted in ``left_out``); a train split with no labelled sequence is refused."""
     origin = config.benchmark.path
+    for key in ("train_split", "test_split"):
+        # An empty split name means the whole file elsewhere (pretraining's [[data]]); here it would
+        # train on the test part and score the model on what it was trained on.
+        if not getattr(config.benchmark, key):
+            splits = ", ".join(sorted(dataset.splits)) or "none"
+            raise InputError(f"{origin}: [benchmark] {key} is empty: name one of the file's splits ({splits})")
     if not dataset.is_labelled:
         raise InputError(f"{origin}: has no labels; {config.mode} needs labelled sequences")
     every_train = split_indices(dataset, config.benchmark.train_split, origin)
@@ -128,13 +135,13 @@ def run_train(config: TrainConfig) -> dict:
                     f"{config.benchmark.path}: left out the {count} unlabelled sequences of split {split!r}",
                     file=sys.stderr,
                 )
-            # The run folder says how to reproduce it (and `export` reads it): written only now,
-            # after every check, so that a refused run leaves an earlier run's folder as it was.
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.toml").write_text(dump_config(config))
+            # Made now, so that an output that cannot be made is refused before training; the
+            # run's files are written only once it has finished (``_write_run``).
+            prepare_output_folder(out)
         began = time.perf_counter()
         history: list[dict[str, float]] = []
         self_trained: dict[str, int] | None = None
+        checkpoint: dict | None = None
         if config.mode in ("linear", "knn"):
             fit_x = clip_embeddings(encoder, fit_clips, config.window)
             fit_y = np.array([c.label for c in fit_clips])
@@ -168,8 +175,7 @@ def run_train(config: TrainConfig) -> dict:
                 history += _fit(config, runtime, model, fit_clips + pseudo.clips, validation, config.optim.epochs)
             # A held-back test split (Penn Action's) is empty here: the model is trained, not scored.
             predicted = predict_clips(model, scored_clips, config.window) if scored_clips else np.zeros(0, dtype=int)
-            if runtime.is_main:
-                save_atomic(classifier_checkpoint(model, config.window, dataset.label_names), out / "model.pt")
+            checkpoint = classifier_checkpoint(model, config.window, dataset.label_names)
         truth = np.array([c.label for c in scored_clips])
         accuracy = float((predicted == truth).mean()) if len(truth) else None
         scored = parts.scored_name if len(truth) else f"nothing (the {parts.scored_name} part is held back)"
@@ -191,8 +197,7 @@ def run_train(config: TrainConfig) -> dict:
         }
         trained_on = f"{len(fit_clips)}" + (f" + {self_trained['kept']} pseudo-labelled" if self_trained else "")
         if runtime.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "results.json").write_text(json.dumps(results, indent=1))
+            _write_run(out, config, results, checkpoint)
             if history:
                 plot_curves(history, out / "curves.png", f"{config.mode}: {config.experiment.name}")
             if accuracy is None:
@@ -213,6 +218,28 @@ def run_train(config: TrainConfig) -> dict:
         return results
     finally:
         stop(runtime)
+
+
+# A training run's files in its folder; config.toml first: ``export`` reads a folder by it.
+RUN_FILES = ("config.toml", "model.pt", "results.json", "curves.png", "confusion.png")
+
+
+def _write_run(out: Path, config: TrainConfig, results: dict, checkpoint: dict | None) -> None:
+    """Replace the run in ``out`` with this finished one (its plots are drawn next).
+
+    Nothing is written before the run has finished, so a run that fails leaves the earlier run's
+    folder whole. Its files are not replaced one by one: the earlier run's are removed first,
+    config.toml first, and the new config.toml is written last, once the model and the results are
+    there. A run stopped in between leaves a folder without config.toml, which ``export``
+    refuses, never one that mixes this run's config with another run's model or results (or, for a
+    probe, which writes no model, an earlier fine-tuning's model.pt under a probe's config)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    if checkpoint is not None:
+        save_atomic(checkpoint, out / "model.pt")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "config.toml").write_text(dump_config(config))
 
 
 def _starting_encoder(config: TrainConfig) -> SkeletonEncoder:
