@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from export.config import TrainConfig
 
 CALIBRATION_CLIPS_PER_CLASS = 4  # export: training clips of each class for parity and INT8 calibration
 
@@ -42,13 +46,19 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
     export = subcommands.add_parser("export", help="export a trained classifier to a self-describing ONNX model")
     export.add_argument("run", type=Path, help="training run folder (model.pt and config.toml)")
-    export.add_argument("--name", required=True, help="model name (the service asks for models by name)")
+    export.add_argument(
+        "--name",
+        default=None,
+        help="model name: the service asks for a model by its file's stem, so NAME.onnx is its file"
+        " (no '/', no leading '.', not ending in .fp16 or .int8, its variants' names); default: the stem of -o",
+    )
     export.add_argument(
         "-o",
         "--output",
         type=Path,
         default=None,
-        help="default: the project's models/NAME.onnx (where models are read)",
+        help="the model file, NAME.onnx: with --name too, its stem must be NAME (a mismatch is refused);"
+        " default: the project's models/NAME.onnx (where models are read)",
     )
     export.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (GPUs)")
     export.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (CPU edge boxes)")
@@ -114,21 +124,27 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import sys
+
     import numpy as np
 
-    from export.config import TrainConfig, load_config
     from export.data import clips_from_dataset, evaluation_windows, label_budget
-    from export.evaluate import MODELS_DIR, head_accuracy, load_model
+    from export.evaluate import head_accuracy, load_model
     from export.model_card import Variant, write_card
-    from export.onnx_export import export_model
+    from export.onnx_export import export_model, remove_stale_variants
     from export.runtime import classifier_from_checkpoint, read_checkpoint
     from export.supervised import choose_parts, predict_clips
     from skeleton.artifact import training_data_text
     from skeleton.dataset import SkeletonDataset
 
+    # Every check before any work: scoring and the parity checks take a while, and a refusal
+    # after them would leave a model written without its card.
+    name, output = _model_name_and_file(args.name, args.output)
     run = args.run
-    config = load_config(run / "config.toml", TrainConfig)
+    config = _exportable_config(run)
+    saved = read_checkpoint(run / "model.pt", ("classifier",))
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
+    _check_same_run(run, saved, config, dataset.label_names)
     parts = choose_parts(dataset, config)
     # Parity and INT8 calibration windows from every class (4 clips each), not the first clips
     # of the file, which hold one class or a few.
@@ -136,15 +152,13 @@ def _export(args: argparse.Namespace) -> int:
     windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, sample), config.window)
     budget = config.labels
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
-    # By default where `models`, `evaluate --model NAME` and `serve` look names up, wherever it runs from.
-    output = args.output or MODELS_DIR / f"{args.name}.onnx"
     augmentation = f", mirrored windows {config.mirror:.0%}" if config.mirror else ""
     augmentation += ", answers the mean of a window and its mirror image" if config.mirror_average else ""
     if config.weight_average_decay:
         augmentation += f", weights averaged over steps (decay {config.weight_average_decay})"
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the run was scored on.
-        model, window, _ = classifier_from_checkpoint(read_checkpoint(run / "model.pt", ("classifier",)))
+        model, window, _ = classifier_from_checkpoint(saved)
         scored = clips_from_dataset(dataset, window, parts.scored)
         measured = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
         accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored
@@ -156,7 +170,7 @@ def _export(args: argparse.Namespace) -> int:
     card, reports = export_model(
         run / "model.pt",
         output,
-        args.name,
+        name,
         parity_windows=windows[:128],
         training_data=training_data_text(
             Path(config.benchmark.path).name, config.benchmark.train_split, less_validation=config.validation
@@ -167,6 +181,8 @@ def _export(args: argparse.Namespace) -> int:
         fp16=args.fp16,
         int8=args.int8,
     )
+    for path in remove_stale_variants(output, [report.path for report in reports]):
+        print(f"removed {path}: a variant of an earlier model named {name!r}, not written this time", file=sys.stderr)
     variants = []
     for report in reports:
         accuracy = head_accuracy(load_model(str(report.path)), dataset, check_on)
@@ -178,6 +194,81 @@ def _export(args: argparse.Namespace) -> int:
     write_card(output.with_suffix(".md"), card, variants, run / "confusion.png", check_name)
     print(f"wrote {output.with_suffix('.md')}")
     return 0
+
+
+def _model_name_and_file(name: str | None, output: Path | None) -> tuple[str, Path]:
+    """The model's name and the file it is written to, checked before anything is done: the
+    service calls a model by its file's stem and `actionrec models` by the name in its card, so
+    the two must be one (either one gives the other)."""
+    from export.evaluate import MODELS_DIR
+    from export.onnx_export import check_model_name, check_output
+    from skeleton.errors import InputError
+
+    if output is not None:
+        check_output(output)
+    if name is None:
+        if output is None:
+            raise InputError("name the model with --name, or its file with -o")
+        check_model_name(output.stem, f"{output}: its stem")
+        return output.stem, output
+    check_model_name(name)
+    if output is None:
+        # Where `models`, `evaluate --model NAME` and `serve` look names up, wherever it runs from.
+        output = MODELS_DIR / f"{name}.onnx"
+        check_output(output)
+    elif output.stem != name:
+        raise InputError(
+            f"{output}: a model named {name!r} is written as {name}.onnx (the service names a model by its"
+            " file's stem); give -o a file of that name, or leave out --name"
+        )
+    return name, output
+
+
+def _exportable_config(run: Path) -> TrainConfig:
+    """The config of a run folder that holds a classifier; InputError when the folder is
+    missing, or its run fitted a probe (nothing to export)."""
+    from export.config import TrainConfig, load_config
+    from skeleton.errors import InputError
+
+    if not run.exists():
+        raise InputError(f"{run}: no such run folder")
+    if not run.is_dir():
+        raise InputError(f"{run}: not a run folder (a training run's output folder, with config.toml and model.pt)")
+    config = load_config(run / "config.toml", TrainConfig)
+    if config.mode in ("linear", "knn"):
+        raise InputError(
+            f"{run}: a {config.mode} probe run has no classifier to export (its probe is fitted on the"
+            " spot; export a finetune or scratch run)"
+        )
+    return config
+
+
+def _check_same_run(run: Path, saved: dict, config: TrainConfig, label_names: tuple[str, ...]) -> None:
+    """InputError unless the run folder's model.pt is the model its config.toml trained: the
+    card's protocol and the parity windows come from the config, the network from model.pt."""
+    import dataclasses
+
+    from export.encoder import EncoderConfig
+    from skeleton.errors import InputError
+    from skeleton.windows import WindowSpec
+
+    pairs = {
+        "window": (WindowSpec(**saved["window"]), config.window),
+        "encoder": (EncoderConfig.from_dict(saved["encoder_config"]), config.encoder),
+    }
+    differences = [
+        f"{part} {field.name} {getattr(held, field.name)!r} in model.pt, {getattr(configured, field.name)!r}"
+        " in config.toml"
+        for part, (held, configured) in pairs.items()
+        for field in dataclasses.fields(held)
+        if getattr(held, field.name) != getattr(configured, field.name)
+    ]
+    if tuple(saved["labels"]) != tuple(label_names):
+        differences.append(f"model.pt's classes are not those of {config.benchmark.path}")
+    if differences:
+        raise InputError(
+            f"{run}: model.pt and config.toml disagree, so they are not from one run ({'; '.join(differences)})"
+        )
 
 
 def _reference_accuracy(reference: Path | None) -> dict[str, float]:

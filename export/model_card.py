@@ -35,10 +35,13 @@ class Variant:
 
 def write_card(path: Path, card: ModelCard, variants: list[Variant], confusion: Path | None, scored: str) -> None:
     figure = ""
+    target = path.with_name(f"{card.name}.confusion.png")
     if confusion is not None and confusion.is_file():
-        target = path.with_name(f"{card.name}.confusion.png")
         shutil.copyfile(confusion, target)
         figure = f"\n![confusion matrix on the {scored}]({target.name})\n"
+    else:
+        # An earlier model of this name's figure: it would sit beside a card that does not show it.
+        target.unlink(missing_ok=True)
     window = card.window
     rows = "\n".join(
         f"| `{v.file}` | {v.size_mb:.2f} MB | {v.max_difference:.1e} | {v.accuracy:.1%} |" for v in variants

@@ -21,15 +21,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from export.encoder import Classifier
+from export.evaluate import VARIANTS, variant_of
 from export.runtime import classifier_from_checkpoint, read_checkpoint, source_commit
-from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard
+from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, MODEL_FILE_SUFFIXES, SCORES_NAME, ModelCard
 from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
@@ -43,6 +46,57 @@ class ExportReport:
     path: Path
     max_abs_difference: float  # vs PyTorch on the parity windows
     size_bytes: int
+
+
+def variant_path(output: Path, variant: str) -> Path:
+    """Where the ``variant`` (fp16, int8) of the model at ``output`` (NAME.onnx) is written: NAME.VARIANT.onnx."""
+    return output.with_suffix(f".{variant}.onnx")
+
+
+def check_model_name(name: str, origin: str = "--name") -> None:
+    """InputError unless ``name`` can name a model: the service and `evaluate --model` call a
+    model by its file's stem (NAME.onnx), and the listing by the name in its card, so the name
+    must be both a card's name and a stem that finds its file again."""
+    if not name.strip() or name != name.strip() or not name.isprintable():
+        problem = "a model's name is a non-empty name on one line, without blanks around it"
+    elif "/" in name or name.startswith("."):
+        problem = "a model's name is a file name's stem: no '/', no leading '.'"
+    elif name.endswith(MODEL_FILE_SUFFIXES):
+        problem = "it ends as a file name, so asking for it would look for that file"
+    elif variant_of(Path(f"{name}.onnx")):
+        problem = f"{name}.onnx would be a variant of another model"
+    else:
+        return
+    raise InputError(f"{origin} {name!r}: not a model name ({problem})")
+
+
+def check_output(output: Path) -> None:
+    """InputError unless an export can be written at ``output``: a .onnx file name that is no
+    folder, in a folder that exists or can be made, and that this user may write in (the
+    variants, the model card and its figure go beside it, so none of them may be a folder)."""
+    if output.suffix != ".onnx":
+        raise InputError(f"{output}: not an ONNX file name (end it in .onnx)")
+    beside = [output, output.with_suffix(".md"), output.with_suffix(".confusion.png")]
+    for path in beside + [variant_path(output, variant) for variant in VARIANTS]:
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not a file the export can write")
+    # The nearest folder that exists: the export makes the ones below it.
+    existing = next(folder for folder in output.parents if folder.exists())
+    if not existing.is_dir():
+        raise InputError(f"{output}: cannot be written, {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{output}: cannot be written, no permission to write in {existing}")
+
+
+def remove_stale_variants(output: Path, written: Sequence[Path]) -> list[Path]:
+    """Removes the variants beside ``output`` that this export did not write, and returns them:
+    they belong to an earlier model of the same name, and would be listed and served as
+    variants of the new one."""
+    stale = [variant_path(output, variant) for variant in VARIANTS]
+    removed = [path for path in stale if path not in written and path.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def _write_atomic(model_proto, path: Path) -> None:
@@ -133,10 +187,10 @@ def export_model(
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         half = _with_card(convert_float_to_float16(fp32, keep_io_types=True), card)
-        reports.append(_save(half, output.with_suffix(".fp16.onnx"), model, parity_windows))
+        reports.append(_save(half, variant_path(output, "fp16"), model, parity_windows))
     if int8:
         int8_model = _quantised(fp32, card, parity_windows)
-        reports.append(_save(int8_model, output.with_suffix(".int8.onnx"), model, parity_windows))
+        reports.append(_save(int8_model, variant_path(output, "int8"), model, parity_windows))
     return card, reports
 
 
