@@ -16,6 +16,7 @@ from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestam
 from skeleton.errors import InputError
 from skeleton.resample import MAX_SEQUENCE_SPAN_MS, sample_times
 from skeleton.windows import WindowSpec
+from tests.test_training import _train_config
 
 RNG = np.random.default_rng(0)
 LABELS = ["wave", "kick", "bow"]
@@ -102,42 +103,6 @@ def test_a_dataset_and_a_model_card_follow_one_label_rule() -> None:
     )  # an unlabelled corpus has no names at all
 
 
-def _train_config(folder: Path, data: Path) -> Path:
-    path = folder / "train.toml"
-    path.write_text(
-        f"""mode = "scratch"
-
-[experiment]
-name = "tiny"
-output = "{folder / "run"}"
-seed = 0
-
-[window]
-layout = "kinect20"
-dims = 3
-length = 8
-fps = 15.0
-normalization = "centre-torso"
-
-[encoder]
-layout = "kinect20"
-dims = 3
-channels = [4, 4]
-strides = [1, 2]
-
-[optim]
-epochs = 1
-batch_size = 4
-
-[benchmark]
-path = "{data}"
-train_split = "cross-subject/train"
-test_split = "cross-subject/test"
-"""
-    )
-    return path
-
-
 @pytest.mark.parametrize(
     "header, arrays, expected",
     [
@@ -150,10 +115,10 @@ def test_training_refuses_a_bad_dataset_before_writing_anything(
     tmp_path: Path, capsys, header: dict, arrays: dict, expected: str
 ) -> None:
     data = _written(tmp_path / "bad.npz", header=header, **arrays)
-    assert main(["train", "--config", str(_train_config(tmp_path, data))]) == 2
+    assert main(["train", "--config", str(_train_config(tmp_path, data, "scratch", None))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(data) in err[0] and expected in err[0], err
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "scratch").exists()
 
 
 # -- header fields and arrays of the wrong type ----------------------------------------------
