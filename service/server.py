@@ -484,6 +484,9 @@ class ActionServer:
             session.drain()
         if self.runtime is not None:
             self.runtime.slots.wait_idle(max(0.0, deadline - time.monotonic()))
+            # A clip call under way (an enrolment of a few clips can take a while) finishes too,
+            # within the same deadline: a rolling update should not lose it.
+            self.runtime.call_slots.wait_idle(max(0.0, deadline - time.monotonic()))
         self.stop(grace=min(STOP_GRACE_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def stop(self, grace: float | None = 0.0) -> None:

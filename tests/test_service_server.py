@@ -713,6 +713,23 @@ def test_a_clip_call_that_ends_stops_posing_its_clip(config: ServerConfig) -> No
         assert time.monotonic() - began < 5 and server.runtime.call_slots.open == 0
 
 
+def test_a_drain_lets_a_clip_call_under_way_finish(config: ServerConfig) -> None:
+    """SIGTERM's drain waits for clip calls as for streams, within its deadline: a call that
+    began before it gets its own answer, not UNAVAILABLE (here: nobody in the clip)."""
+    posed: list[int] = []
+    # 6 s of posing: longer than the grace stop() gives calls (STOP_GRACE_SECONDS)
+    clip = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=BLANK) for i in range(20)]))
+    settings = replace(config, workers=1, pin_workers=False)
+    with running_server(settings, lambda max_people: NobodyPose(seconds=0.3, posed=posed)) as server:
+        warm_up = len(posed)  # the frames loading posed
+        call = stub(f"127.0.0.1:{server.port}").ClassifyClip.future(pb.ClassifyClipRequest(clip=clip))
+        assert wait_until(lambda: len(posed) > warm_up, TIMEOUT)
+        server.drain(timeout=TIMEOUT)
+        assert len(posed) == warm_up + 20  # the whole clip, before the server stopped
+        error = call.exception(TIMEOUT)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "no person" in error.details()
+
+
 # ---------------------------------------------------------------- the command line's clip calls
 
 
