@@ -8,6 +8,7 @@ the handlers, so that ``actionrec info`` does not load torch and ``actionrec ser
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -39,14 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = " ".join(["actionrec", args.command] + ([args.verb] if getattr(args, "verb", None) else []))
     try:
         return int(args.handler(args) or 0)
     except InputError as e:
-        print(f"actionrec {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"actionrec {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the output stopped reading (`| head`): end quietly, as other command-line
+        # tools do, with stdout sent nowhere so that flushing it at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

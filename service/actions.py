@@ -31,6 +31,7 @@ FILE_FORMAT = "actionrec-actions"
 FILE_VERSION = 1
 DEFAULT_SET = "default"
 MAX_NAME = 64
+MAX_EXAMPLES = 32  # example clips an EnrollAction call may carry
 
 
 def check_name(kind: str, name: str) -> str:
@@ -203,7 +204,12 @@ class ActionStore:
         with self._write_lock:
             enrolled = self._actions.get(key)
             if enrolled is None:
-                raise NotFound(f"no action {action!r} in set {action_set!r} for model {model!r}")
+                # Actions are named by model and set too: say where one of that name is, if anywhere.
+                elsewhere = sorted(
+                    f"set {a.action_set!r} for model {a.model!r}" for a in self._actions.values() if a.action == action
+                )
+                hint = f" (there is one in {'; '.join(elsewhere[:3])})" if elsewhere else ""
+                raise NotFound(f"no action {action!r} in set {action_set!r} for model {model!r}{hint}")
             self._commit({k: a for k, a in self._actions.items() if k != key})
         return enrolled
 

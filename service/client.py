@@ -32,7 +32,7 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.windowing import FrameGate
 from skeleton.errors import InputError
-from skeleton.pose.video import probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
+from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,8 @@ class Source:
     declared_frames: int = 0  # the frames a file's container says it holds (0: a live source)
 
     def cut_short(self, read: int) -> str:
-        """A warning when a file ran out well before the frames it declares (a copy cut short, a
-        damaged file), else "". Containers' counts may be estimates, so a few frames are slack."""
-        if self.live or read >= self.declared_frames - max(2, self.declared_frames // 100):
-            return ""
-        return f"the video ended after {read} of the {self.declared_frames} frames its file declares (cut short?)"
+        """A warning when a file ran out well before the frames it declares, else ""."""
+        return "" if self.live else cut_short(read, self.declared_frames)
 
 
 class RequestFeed:
@@ -134,8 +131,6 @@ def open_source(source: str) -> Source:
 
         return Source(live(), fps if 0 < fps < 1000 else 30.0, live=True)
     path = Path(source)
-    if path.is_dir():
-        raise InputError(f"{source}: is a folder, not a video file")
     info = probe_video(path)
     frames = ((cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), ts) for rgb, ts in read_frames(path))
     return Source(frames, info.fps, live=False, declared_frames=info.frame_count)

@@ -11,6 +11,8 @@ name its action set (``actionrec client --action-set SET``); ``list`` and ``dele
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,15 @@ import cv2
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from service.channels import CALL_TIMEOUT_S, call_metadata, make_channel
+from service.actions import DEFAULT_SET, MAX_EXAMPLES, check_name
+from service.channels import CALL_TIMEOUT_S, MAX_MESSAGE_BYTES, call_metadata, make_channel
 from service.client import scores_json
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.windowing import FrameGate
 from skeleton.errors import InputError
-from skeleton.pose.video import probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
+from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
 
 # A server's defaults: the most frames a clip may have, and the width it poses frames at (wider
 # frames would only cost bandwidth).
@@ -37,6 +40,23 @@ JPEG_QUALITY = 90
 # The server gives a clip call up to two minutes (service.server.MAX_CALL_SECONDS); a few clips of
 # a few seconds are posed in well under that.
 CLIP_CALL_TIMEOUT_S = 120.0
+
+
+def to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class CallFailed(InputError):
+    """A call the server answered with an error status: one line naming the server, the status
+    and the server's message."""
+
+    def __init__(self, target: str, code: str, details: str) -> None:
+        super().__init__(f"{target}: {code}: {details}")
+        self.target, self.code, self.details = target, code, details
+
+    def about(self, what: str, details: str | None = None) -> CallFailed:
+        """The same failure, said to be about ``what`` (a clip file)."""
+        return CallFailed(self.target, self.code, f"{what}: {self.details if details is None else details}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +75,7 @@ class Server:
                     request, metadata=call_metadata(self.token), timeout=timeout_s
                 )
             except grpc.RpcError as e:
-                raise InputError(f"{self.target}: {e.code().name}: {e.details()}") from None
+                raise CallFailed(self.target, e.code().name, e.details()) from None
 
 
 def model_frame_rate(server: Server, model: str) -> tuple[str, float]:
@@ -65,19 +85,29 @@ def model_frame_rate(server: Server, model: str) -> tuple[str, float]:
 
 
 def check_clip_files(paths: list[Path]) -> None:
-    """An InputError, before any call, for a file that is not a readable video or image."""
+    """An InputError, before any call, for a file that is not a readable video or image, or one
+    given twice (its examples would count twice)."""
     quiet_ffmpeg_log()
+    seen: set[Path] = set()
     for path in paths:
         probe_video(path)
+        if path.resolve() in seen:
+            raise InputError(f"{path}: given twice")
+        seen.add(path.resolve())
 
 
-def clip_from_file(path: Path, frame_rate: float, max_people: int = 0) -> pb.Clip:
-    """A video or image file as a clip of the JPEG frames a model at ``frame_rate`` uses."""
+def clip_from_file(
+    path: Path, frame_rate: float, max_people: int = 0, warn: Callable[[str], None] = to_stderr
+) -> pb.Clip:
+    """A video or image file as a clip of the JPEG frames a model at ``frame_rate`` uses; ``warn``
+    hears of a file that ends well before the frames it declares."""
     check_clip_files([path])
     info = probe_video(path)
     gate = FrameGate(frame_rate, info.fps) if frame_rate > 0 else None
     clip = pb.FrameClip(max_people=max_people)
+    read = 0
     for rgb, timestamp in read_frames(path):
+        read += 1
         if gate is not None and not gate.admit(timestamp):
             continue
         if len(clip.frames) == MAX_CLIP_FRAMES:
@@ -93,21 +123,47 @@ def clip_from_file(path: Path, frame_rate: float, max_people: int = 0) -> pb.Cli
         clip.frames.append(pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
     if not clip.frames:
         raise InputError(f"{path}: no frame could be read")
+    if warning := cut_short(read, info.frame_count):
+        warn(f"{path}: {warning}")
     return pb.Clip(frames=clip)
+
+
+def check_size(request, paths: list[Path]) -> None:
+    """An InputError naming the files when ``request`` is more than one call may carry: gRPC
+    would refuse it only once sent, in its own words."""
+    size = request.ByteSize()
+    if size > MAX_MESSAGE_BYTES:
+        what = f"{paths[0]}" if len(paths) == 1 else f"the {len(paths)} clips ({', '.join(map(str, paths))})"
+        raise InputError(
+            f"{what}: {size / 2**20:.0f} MiB of frames, over the {MAX_MESSAGE_BYTES / 2**20:.0f} MiB one call may"
+            " carry: cut out the part with the action" + (", or send fewer clips a call" if len(paths) > 1 else "")
+        )
 
 
 def _as_json(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-def classify(server: Server, path: Path, model: str, action_set: str, top_k: int, max_people: int) -> dict:
-    """One clip file's answer, as the JSON object ``--json`` prints."""
+def classify(
+    server: Server,
+    path: Path,
+    model: str,
+    action_set: str,
+    top_k: int,
+    max_people: int,
+    warn: Callable[[str], None] = to_stderr,
+) -> dict:
+    """One clip file's answer, as the JSON object ``--json`` prints; a refusal names the file."""
     check_clip_files([path])
     name, frame_rate = model_frame_rate(server, model)
     request = pb.ClassifyClipRequest(
-        model=name, clip=clip_from_file(path, frame_rate, max_people), top_k=top_k, action_set=action_set
+        model=name, clip=clip_from_file(path, frame_rate, max_people, warn), top_k=top_k, action_set=action_set
     )
-    answer = server.call(lambda api: api.ClassifyClip, request, CLIP_CALL_TIMEOUT_S)
+    check_size(request, [path])
+    try:
+        answer = server.call(lambda api: api.ClassifyClip, request, CLIP_CALL_TIMEOUT_S)
+    except CallFailed as e:
+        raise e.about(str(path)) if e.code == "INVALID_ARGUMENT" else e from None
     best = answer.labels[0] if answer.labels else pb.LabelScore()
     return {
         "clip": str(path),
@@ -135,18 +191,42 @@ def classify_line(answer: dict) -> str:
     custom = _scores_text(answer["custom_labels"])
     return (
         f"{answer['clip']}: person {answer['track_id']}, {answer['start_ms'] / 1000:.2f}-{answer['end_ms'] / 1000:.2f}"
-        f" s, {answer['windows']} windows: {_scores_text(answer['labels'])}"
+        f" s, {_count(answer['windows'], 'window')}: {_scores_text(answer['labels'])}"
         + (f"  | custom: {custom}" if custom else "")
     )
 
 
-def enroll(server: Server, action: str, paths: list[Path], action_set: str, model: str, max_people: int) -> dict:
-    """Enrol ``action`` from the clip files (every file is read before anything is sent)."""
+def enroll(
+    server: Server,
+    action: str,
+    paths: list[Path],
+    action_set: str,
+    model: str,
+    max_people: int,
+    warn: Callable[[str], None] = to_stderr,
+) -> dict:
+    """Enrol ``action`` from the clip files. What the server would refuse for the call as a whole
+    (names, the number of clips, their size) is refused before anything is sent."""
+    check_name("action set", action_set or DEFAULT_SET)
+    check_name("action", action)
+    if len(paths) > MAX_EXAMPLES:
+        raise InputError(f"{len(paths)} example clips; at most {MAX_EXAMPLES} a call (enrol the rest in another)")
     check_clip_files(paths)
     name, frame_rate = model_frame_rate(server, model)
-    examples = [clip_from_file(path, frame_rate, max_people) for path in paths]
+    examples = []
+    for path in paths:
+        examples.append(clip_from_file(path, frame_rate, max_people, warn))
+        warn(f"{path}: {len(examples[-1].frames.frames)} frames at {frame_rate:g} fps")  # a call can take minutes
     request = pb.EnrollActionRequest(action_set=action_set, action=action, model=name, examples=examples)
-    response = server.call(lambda api: api.EnrollAction, request, CLIP_CALL_TIMEOUT_S)
+    check_size(request, paths)
+    try:
+        response = server.call(lambda api: api.EnrollAction, request, CLIP_CALL_TIMEOUT_S)
+    except CallFailed as e:
+        # The server numbers the examples it refuses; the caller knows them by file.
+        refused = re.match(r"example (\d+): (.*)", e.details, re.DOTALL)
+        if refused and int(refused[1]) < len(paths):
+            raise e.about(str(paths[int(refused[1])]), refused[2]) from None
+        raise
     return {**_as_json(response.action), "self_similarity": round(response.self_similarity, 4)}
 
 
@@ -158,7 +238,8 @@ def enroll_line(enrolled: dict) -> str:
 
 def list_actions(server: Server, action_set: str, model: str) -> list[dict]:
     request = pb.ListActionsRequest(action_set=action_set, model=model)
-    return [_as_json(a) for a in server.call(lambda api: api.ListActions, request, CALL_TIMEOUT_S).actions]
+    actions = [_as_json(a) for a in server.call(lambda api: api.ListActions, request, CALL_TIMEOUT_S).actions]
+    return sorted(actions, key=lambda a: (a["action_set"], a["action"], a["model"]))  # as each line begins
 
 
 def delete_action(server: Server, action: str, action_set: str, model: str) -> dict:

@@ -149,7 +149,8 @@ def answer_clip(
     windows = [w for timestamp, people in observations for w in windower.add(timestamp, people)]
     windows += windower.flush()
     if not windows:
-        raise InputError(f"no person found in the clip's {len(observations)} frames")
+        frames = f"{len(observations)} frame" + ("" if len(observations) == 1 else "s")
+        raise InputError(f"no person found in the clip's {frames}")
     seen = Counter(track for _, people in observations for track in people)
     track_id = max({w.track_id for w in windows}, key=lambda t: (seen[t], -t))
     mine = [w for w in windows if w.track_id == track_id]

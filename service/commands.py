@@ -309,29 +309,38 @@ def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from service.clip_calls import Server, check_clip_files, classify, classify_line, print_result
+    """One answer a clip file. A clip the server or the file itself refuses (nobody in it, too
+    long) is reported and the next one goes on; the exit status is then 2. A failure of the call
+    itself (the server, the model, the action set) ends the command: the next would fare no better."""
+    import json
+
+    from service.clip_calls import CallFailed, Server, check_clip_files, classify, classify_line, print_result
 
     read_env(args)
     check_clip_files(args.clips)  # a bad file is told before the first call, not after the others' answers
     server = Server(args.server, args.token, args.tls_ca)
+    refused = 0
     for clip in args.clips:
-        answer = classify(server, clip, args.model, args.action_set, args.top_k, args.max_people)
+        try:
+            answer = classify(server, clip, args.model, args.action_set, args.top_k, args.max_people)
+        except InputError as e:
+            if isinstance(e, CallFailed) and e.code != "INVALID_ARGUMENT":
+                raise
+            refused += 1
+            print(f"actionrec classify: error: {e}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"clip": str(clip), "error": str(e)}), flush=True)
+            continue
         print_result(answer, args.json, classify_line, sys.stdout)
-    return 0
+    return 2 if refused else 0
 
 
 def _enroll(args: argparse.Namespace) -> int:
     from service.clip_calls import Server, enroll, enroll_line, print_result
 
     read_env(args)
-    enrolled = enroll(
-        Server(args.server, args.token, args.tls_ca),
-        args.action,
-        args.clips,
-        args.action_set,
-        args.model,
-        args.max_people,
-    )
+    server = Server(args.server, args.token, args.tls_ca)
+    enrolled = enroll(server, args.action, args.clips, args.action_set, args.model, args.max_people)
     print_result(enrolled, args.json, enroll_line, sys.stdout)
     return 0
 

@@ -24,7 +24,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.actions import DEFAULT_SET, EnrolledAction, check_name, open_store
+from service.actions import DEFAULT_SET, MAX_EXAMPLES, EnrolledAction, check_name, open_store
 from service.auth import TokenAuth
 from service.batcher import Batcher
 from service.clips import answer_clip
@@ -286,8 +286,8 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         check_name("action", request.action)
         if not request.examples:
             raise InputError("enrolling an action needs at least one example clip")
-        if len(request.examples) > 32:
-            raise InputError(f"{len(request.examples)} example clips; at most 32 a call")
+        if len(request.examples) > MAX_EXAMPLES:
+            raise InputError(f"{len(request.examples)} example clips; at most {MAX_EXAMPLES} a call")
         embeddings = []
         with runtime.call_slots:
             for i, clip in enumerate(request.examples):

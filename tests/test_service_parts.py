@@ -792,6 +792,9 @@ def test_a_video_file_cut_short_is_told_apart_from_a_whole_one(tmp_path: Path) -
         f"the video ended after {read_short} of the {short.declared_frames} frames its file declares (cut short?)"
     )
     assert Source(iter([]), 30.0, live=True).cut_short(0) == ""  # a camera declares nothing
+    for path, message in [(tmp_path, "is a folder, not a video file"), (Path("/dev/null"), "not a regular file")]:
+        with pytest.raises(InputError, match=message):
+            open_source(str(path))
 
 
 def test_a_missing_or_wrong_ca_file_or_a_folder_as_source_is_one_line(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ else: each bad-input test ends by checking that the server still serves a good s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ import service.clip_calls
 import service.session
 from actionrec.cli import main
 from benchmarks.enrolment import Task, run_task
-from service.clip_calls import Server, classify, clip_from_file, delete_action, enroll, list_actions
+from service.clip_calls import Server, check_size, classify, clip_from_file, delete_action, enroll, list_actions
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
@@ -38,6 +40,7 @@ from service.testing import (
     assert_still_serving,
     encoded_frames,
     frame_requests,
+    free_port,
     running_server,
     skeleton_frames,
     skeleton_requests,
@@ -47,6 +50,7 @@ from service.testing import (
 )
 from service.windowing import FrameGate
 from skeleton.errors import InputError
+from tests.test_pose import _blank_video
 
 MAX_STREAMS = 3
 TIMEOUT = 60  # seconds any one call may take: a hang fails the test instead of the suite
@@ -768,6 +772,9 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     assert [a["action"] for a in list_actions(server, "cli", "")] == ["wrestle"]
     with pytest.raises(InputError, match=f"^{address}: NOT_FOUND: no action 'hug' in set 'cli'"):
         delete_action(server, "hug", "cli", "")
+    # an action asked for in the wrong set is told where one of its name is
+    with pytest.raises(InputError, match="no action 'wrestle' in set 'gym' .*there is one in set 'cli' for model"):
+        delete_action(server, "wrestle", "gym", "")
 
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 20)
@@ -782,7 +789,68 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
         classify(server, wrestling, "", "nope", 0, 0)
 
 
-def test_a_clip_file_longer_than_a_clip_may_be_is_refused_before_sending(monkeypatch) -> None:
+def test_clip_files_the_server_refuses_are_named_and_the_others_still_answered(
+    address: str, tmp_path: Path, capsys
+) -> None:
+    """A clip with nobody in it among others: `classify` reports it by file and answers the rest
+    (exit 2, an error record with --json); `enroll` names the file, not the example's number."""
+    nobody, wrestling = _blank_video(tmp_path / "empty_room.avi"), VIDEOS / "arm_wrestling.mp4"
+    assert main(["classify", str(nobody), str(wrestling), "--server", address, "--json"]) == 2
+    captured = capsys.readouterr()
+    first, second = map(json.loads, captured.out.splitlines())
+    assert (
+        first["clip"] == str(nobody) and "INVALID_ARGUMENT: " in first["error"] and "no person found" in first["error"]
+    )
+    assert second["clip"] == str(wrestling) and second["labels"]
+    assert captured.err.splitlines() == [f"actionrec classify: error: {first['error']}"]
+    server = Server(address)
+    with pytest.raises(InputError, match=rf"INVALID_ARGUMENT: {nobody}: no person found in the clip's 10 frames"):
+        enroll(server, "wave", [wrestling, nobody], "cli-errors", "", 0, warn=lambda message: None)
+    assert list_actions(server, "cli-errors", "") == []
+
+
+def test_clip_files_are_checked_before_anything_is_sent(tmp_path: Path, monkeypatch) -> None:
+    """What the server would refuse for a whole call is refused here first, naming the files:
+    too long a clip, too many bytes for one call, a file twice, a bad name, too many clips. The
+    server address is closed: a check made only after a call would fail on the connection."""
+    server = Server(f"127.0.0.1:{free_port()}")
+    wrestling = VIDEOS / "arm_wrestling.mp4"
     monkeypatch.setattr(service.clip_calls, "MAX_CLIP_FRAMES", 20)
     with pytest.raises(InputError, match=r"longer than a clip may be \(20 frames at the model's 15 fps, 1 s\)"):
-        clip_from_file(VIDEOS / "arm_wrestling.mp4", 15.0)
+        clip_from_file(wrestling, 15.0)
+    monkeypatch.undo()
+    clip = pb.ClassifyClipRequest(clip=clip_from_file(wrestling, 15.0))
+    monkeypatch.setattr(service.clip_calls, "MAX_MESSAGE_BYTES", 1 << 20)
+    with pytest.raises(InputError, match=rf"^{wrestling}: 3 MiB of frames, over the 1 MiB one call may carry"):
+        check_size(clip, [wrestling])
+    for action, paths, message in [
+        ("wave", [wrestling, VIDEOS / ".." / "videos" / "arm_wrestling.mp4"], "arm_wrestling.mp4: given twice"),
+        ("x" * 65, [wrestling], "action name 'x+' must be 1 to 64 printable characters"),
+        ("wave", [wrestling] * 33, "33 example clips; at most 32 a call"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            enroll(server, action, paths, "gym", "", 0)
+
+
+def test_a_clip_file_cut_short_is_sent_with_a_warning(tmp_path: Path) -> None:
+    original = VIDEOS / "eye_makeup_closeup.avi"
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
+    warnings: list[str] = []
+    clip = clip_from_file(cut, 15.0, warn=warnings.append)
+    assert clip.frames.frames and warnings == [
+        f"{cut}: the video ended after 77 of the 164 frames its file declares (cut short?)"
+    ]
+    warnings.clear()
+    clip_from_file(original, 15.0, warn=warnings.append)
+    assert warnings == []
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:
+    """`actionrec models --json | head -0`: no traceback, the status of a broken pipe."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actionrec.cli", "models", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # before the command writes anything
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 141 and b"Traceback" not in err, err

@@ -49,11 +49,23 @@ def resize_to_width(rgb: np.ndarray, width: int) -> np.ndarray:
     return rgb if size == own else resize_to(rgb, size)
 
 
+def cut_short(read: int, declared: int) -> str:
+    """A warning when a file gave well under the frames its container declares (a copy cut short,
+    a damaged file), else "". Containers' counts may be estimates, so a few frames are slack."""
+    if read >= declared - max(2, declared // 100):
+        return ""
+    return f"the video ended after {read} of the {declared} frames its file declares (cut short?)"
+
+
 def probe_video(path: Path) -> VideoInfo:
     """Size, frame rate and frame count, or an InputError saying why the file is unusable."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a video file")
+    if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():  # a device, a pipe: OpenCV would wait on it or read nothing sensible
+        raise InputError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
     if path.suffix.lower() in IMAGE_SUFFIXES:
