@@ -78,6 +78,18 @@ class Server:
                 raise CallFailed(self.target, e.code().name, e.details()) from None
 
 
+@dataclass(frozen=True)
+class Sending:
+    """How clip files are sent: for which model (the server's default for ""), with how many people
+    posed a frame (0: the server's default), shrunk to what width (0: as they are), and where a
+    warning about a file goes."""
+
+    model: str = ""
+    max_people: int = 0
+    width: int = CLIP_WIDTH
+    warn: Callable[[str], None] = to_stderr
+
+
 def model_frame_rate(server: Server, model: str) -> tuple[str, float]:
     """The model's name (the server's default for "") and frame rate."""
     info = server.call(lambda api: api.GetModelInfo, pb.GetModelInfoRequest(model=model), CALL_TIMEOUT_S)
@@ -96,15 +108,13 @@ def check_clip_files(paths: list[Path]) -> None:
         seen.add(path.resolve())
 
 
-def clip_from_file(
-    path: Path, frame_rate: float, max_people: int = 0, warn: Callable[[str], None] = to_stderr
-) -> pb.Clip:
-    """A video or image file as a clip of the JPEG frames a model at ``frame_rate`` uses; ``warn``
-    hears of a file that ends well before the frames it declares."""
+def clip_from_file(path: Path, frame_rate: float, sending: Sending = Sending()) -> pb.Clip:
+    """A video or image file as a clip of the JPEG frames a model at ``frame_rate`` uses;
+    ``sending.warn`` hears of a file that ends well before the frames it declares."""
     check_clip_files([path])
     info = probe_video(path)
     gate = FrameGate(frame_rate, info.fps) if frame_rate > 0 else None
-    clip = pb.FrameClip(max_people=max_people)
+    clip = pb.FrameClip(max_people=sending.max_people)
     read = 0
     for rgb, timestamp in read_frames(path):
         read += 1
@@ -116,7 +126,7 @@ def clip_from_file(
                 f"{path}: longer than a clip may be ({MAX_CLIP_FRAMES} frames at the model's"
                 f" {frame_rate:g} fps, {seconds:.0f} s): cut out the part with the action"
             )
-        bgr = cv2.cvtColor(resize_to_width(rgb, CLIP_WIDTH), cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(resize_to_width(rgb, sending.width), cv2.COLOR_RGB2BGR)
         ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise InputError(f"{path}: frame at {timestamp} ms could not be encoded")
@@ -124,7 +134,7 @@ def clip_from_file(
     if not clip.frames:
         raise InputError(f"{path}: no frame could be read")
     if warning := cut_short(read, info.frame_count):
-        warn(f"{path}: {warning}")
+        sending.warn(f"{path}: {warning}")
     return pb.Clip(frames=clip)
 
 
@@ -144,20 +154,12 @@ def _as_json(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-def classify(
-    server: Server,
-    path: Path,
-    model: str,
-    action_set: str,
-    top_k: int,
-    max_people: int,
-    warn: Callable[[str], None] = to_stderr,
-) -> dict:
+def classify(server: Server, path: Path, sending: Sending = Sending(), action_set: str = "", top_k: int = 0) -> dict:
     """One clip file's answer, as the JSON object ``--json`` prints; a refusal names the file."""
     check_clip_files([path])
-    name, frame_rate = model_frame_rate(server, model)
+    name, frame_rate = model_frame_rate(server, sending.model)
     request = pb.ClassifyClipRequest(
-        model=name, clip=clip_from_file(path, frame_rate, max_people, warn), top_k=top_k, action_set=action_set
+        model=name, clip=clip_from_file(path, frame_rate, sending), top_k=top_k, action_set=action_set
     )
     check_size(request, [path])
     try:
@@ -196,15 +198,7 @@ def classify_line(answer: dict) -> str:
     )
 
 
-def enroll(
-    server: Server,
-    action: str,
-    paths: list[Path],
-    action_set: str,
-    model: str,
-    max_people: int,
-    warn: Callable[[str], None] = to_stderr,
-) -> dict:
+def enroll(server: Server, action: str, paths: list[Path], action_set: str = "", sending: Sending = Sending()) -> dict:
     """Enrol ``action`` from the clip files. What the server would refuse for the call as a whole
     (names, the number of clips, their size) is refused before anything is sent."""
     check_name("action set", action_set or DEFAULT_SET)
@@ -212,11 +206,12 @@ def enroll(
     if len(paths) > MAX_EXAMPLES:
         raise InputError(f"{len(paths)} example clips; at most {MAX_EXAMPLES} a call (enrol the rest in another)")
     check_clip_files(paths)
-    name, frame_rate = model_frame_rate(server, model)
+    name, frame_rate = model_frame_rate(server, sending.model)
     examples = []
     for path in paths:
-        examples.append(clip_from_file(path, frame_rate, max_people, warn))
-        warn(f"{path}: {len(examples[-1].frames.frames)} frames at {frame_rate:g} fps")  # a call can take minutes
+        examples.append(clip_from_file(path, frame_rate, sending))
+        # an enrolment of many clips takes minutes: say what is being sent
+        sending.warn(f"{path}: {len(examples[-1].frames.frames)} frames at {frame_rate:g} fps")
     request = pb.EnrollActionRequest(action_set=action_set, action=action, model=name, examples=examples)
     check_size(request, paths)
     try:

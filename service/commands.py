@@ -258,6 +258,20 @@ def _server_options(
     parser.add_argument("--json", action="store_true", help=json_help)
 
 
+def _clip_options(parser: argparse.ArgumentParser) -> None:
+    """How clip files are sent (``service.clip_calls.Sending``)."""
+    from service.clip_calls import CLIP_WIDTH
+
+    parser.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    parser.add_argument(
+        "--width",
+        type=_whole,
+        default=CLIP_WIDTH,
+        help=f"shrink frames to this width before sending (default {CLIP_WIDTH}, the server's default pose width;"
+        " 0: as they are)",
+    )
+
+
 def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
     classify = subcommands.add_parser(
         "classify",
@@ -270,7 +284,7 @@ def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
     classify.add_argument("--model", default="", help="the model to use (default: the server's)")
     classify.add_argument("--action-set", default="", help="also match this set of enrolled custom actions")
     classify.add_argument("--top-k", type=_whole, default=0, help="labels per answer (default: 3)")
-    classify.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    _clip_options(classify)
     classify.set_defaults(handler=_classify)
 
     actions = subcommands.add_parser(
@@ -302,7 +316,7 @@ def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
             if everything
             else "whose embeddings (default: the server's default model)",
         )
-    enroll.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    _clip_options(enroll)
     enroll.set_defaults(handler=_enroll)
     listing.set_defaults(handler=_list_actions)
     delete.set_defaults(handler=_delete_action)
@@ -314,15 +328,16 @@ def _classify(args: argparse.Namespace) -> int:
     itself (the server, the model, the action set) ends the command: the next would fare no better."""
     import json
 
-    from service.clip_calls import CallFailed, Server, check_clip_files, classify, classify_line, print_result
+    from service.clip_calls import CallFailed, Sending, Server, check_clip_files, classify, classify_line, print_result
 
     read_env(args)
     check_clip_files(args.clips)  # a bad file is told before the first call, not after the others' answers
     server = Server(args.server, args.token, args.tls_ca)
+    sending = Sending(args.model, args.max_people, args.width)
     refused = 0
     for clip in args.clips:
         try:
-            answer = classify(server, clip, args.model, args.action_set, args.top_k, args.max_people)
+            answer = classify(server, clip, sending, args.action_set, args.top_k)
         except InputError as e:
             if isinstance(e, CallFailed) and e.code != "INVALID_ARGUMENT":
                 raise
@@ -336,11 +351,13 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from service.clip_calls import Server, enroll, enroll_line, print_result
+    from service.clip_calls import Sending, Server, enroll, enroll_line, print_result
 
     read_env(args)
     server = Server(args.server, args.token, args.tls_ca)
-    enrolled = enroll(server, args.action, args.clips, args.action_set, args.model, args.max_people)
+    enrolled = enroll(
+        server, args.action, args.clips, args.action_set, Sending(args.model, args.max_people, args.width)
+    )
     print_result(enrolled, args.json, enroll_line, sys.stdout)
     return 0
 

@@ -28,7 +28,16 @@ import service.clip_calls
 import service.session
 from actionrec.cli import main
 from benchmarks.enrolment import Task, run_task
-from service.clip_calls import Server, check_size, classify, clip_from_file, delete_action, enroll, list_actions
+from service.clip_calls import (
+    Sending,
+    Server,
+    check_size,
+    classify,
+    clip_from_file,
+    delete_action,
+    enroll,
+    list_actions,
+)
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
@@ -747,17 +756,19 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     assert 145 <= len(clip.frames.frames) <= 155  # 280 frames at 28 fps: 10 s, at 15 fps
     wide = clip_from_file(hugging, 15.0).frames.frames  # 1920 x 1080: sent at the server's pose width
     assert {cv2.imdecode(np.frombuffer(f.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] for f in wide} == {(360, 640)}
-    answer = classify(server, wrestling, model="", action_set="", top_k=3, max_people=0)
+    narrow = clip_from_file(hugging, 15.0, Sending(width=320)).frames.frames[0]  # --width
+    assert cv2.imdecode(np.frombuffer(narrow.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (180, 320)
+    answer = classify(server, wrestling, top_k=3)
     # about the person seen longest (two people, one posed a frame): 4 s of the 10, in 4 windows
     assert answer["model"] == "sports2d" and answer["windows"] >= 2 and len(answer["labels"]) == 3
     assert answer["label"] == answer["labels"][0]["label"] and 0 < answer["score"] <= 1
     assert answer["end_ms"] - answer["start_ms"] > 2000
 
-    enrolled = enroll(server, "wrestle", [wrestling], action_set="cli", model="", max_people=0)
+    enrolled = enroll(server, "wrestle", [wrestling], "cli")
     assert (enrolled["action"], enrolled["action_set"], enrolled["examples"]) == ("wrestle", "cli", 1)
-    enroll(server, "hug", [hugging], action_set="cli", model="", max_people=0)
+    enroll(server, "hug", [hugging], "cli")
     for path, action in ((wrestling, "wrestle"), (hugging, "hug")):
-        answer = classify(server, path, model="", action_set="cli", top_k=2, max_people=0)
+        answer = classify(server, path, action_set="cli", top_k=2)
         assert answer["custom_labels"][0]["label"] == action and answer["custom_labels"][0]["score"] > 0.99
     assert [(a["action_set"], a["action"]) for a in list_actions(server, "cli", "")] == [
         ("cli", "hug"),
@@ -779,14 +790,14 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 20)
     for call in (
-        lambda: classify(server, text, "", "", 0, 0),
-        lambda: enroll(server, "x", [wrestling, text], "cli", "", 0),  # every file is read before sending
+        lambda: classify(server, text),
+        lambda: enroll(server, "x", [wrestling, text], "cli"),  # every file is read before sending
     ):
         with pytest.raises(InputError, match="notes.mp4: (not a readable video|a text file, not a video)"):
             call()
     assert [a["action"] for a in list_actions(server, "cli", "")] == ["wrestle"]
     with pytest.raises(InputError, match=f"^{address}: NOT_FOUND: action set 'nope' has no actions"):
-        classify(server, wrestling, "", "nope", 0, 0)
+        classify(server, wrestling, action_set="nope")
 
 
 def test_clip_files_the_server_refuses_are_named_and_the_others_still_answered(
@@ -805,7 +816,7 @@ def test_clip_files_the_server_refuses_are_named_and_the_others_still_answered(
     assert captured.err.splitlines() == [f"actionrec classify: error: {first['error']}"]
     server = Server(address)
     with pytest.raises(InputError, match=rf"INVALID_ARGUMENT: {nobody}: no person found in the clip's 10 frames"):
-        enroll(server, "wave", [wrestling, nobody], "cli-errors", "", 0, warn=lambda message: None)
+        enroll(server, "wave", [wrestling, nobody], "cli-errors", Sending(warn=lambda message: None))
     assert list_actions(server, "cli-errors", "") == []
 
 
@@ -829,7 +840,7 @@ def test_clip_files_are_checked_before_anything_is_sent(tmp_path: Path, monkeypa
         ("wave", [wrestling] * 33, "33 example clips; at most 32 a call"),
     ]:
         with pytest.raises(InputError, match=message):
-            enroll(server, action, paths, "gym", "", 0)
+            enroll(server, action, paths, "gym")
 
 
 def test_a_clip_file_cut_short_is_sent_with_a_warning(tmp_path: Path) -> None:
@@ -837,12 +848,12 @@ def test_a_clip_file_cut_short_is_sent_with_a_warning(tmp_path: Path) -> None:
     cut = tmp_path / "cut.avi"
     cut.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
     warnings: list[str] = []
-    clip = clip_from_file(cut, 15.0, warn=warnings.append)
+    clip = clip_from_file(cut, 15.0, Sending(warn=warnings.append))
     assert clip.frames.frames and warnings == [
         f"{cut}: the video ended after 77 of the 164 frames its file declares (cut short?)"
     ]
     warnings.clear()
-    clip_from_file(original, 15.0, warn=warnings.append)
+    clip_from_file(original, 15.0, Sending(warn=warnings.append))
     assert warnings == []
 
 
