@@ -31,6 +31,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.windowing import FrameGate
 from skeleton.errors import InputError
 from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
+from skeleton.windows import MIN_WINDOW_PRESENCE
 
 # A server's defaults: the most frames a clip may have, and the width it poses frames at (wider
 # frames would only cost bandwidth).
@@ -90,10 +91,9 @@ class Sending:
     warn: Callable[[str], None] = to_stderr
 
 
-def model_frame_rate(server: Server, model: str) -> tuple[str, float]:
-    """The model's name (the server's default for "") and frame rate."""
-    info = server.call(lambda api: api.GetModelInfo, pb.GetModelInfoRequest(model=model), CALL_TIMEOUT_S)
-    return info.name, info.frame_rate
+def model_info(server: Server, model: str) -> pb.ModelInfo:
+    """What the server says of the model (its default for ""): its name, frame rate, window."""
+    return server.call(lambda api: api.GetModelInfo, pb.GetModelInfoRequest(model=model), CALL_TIMEOUT_S)
 
 
 def check_clip_files(paths: list[Path]) -> None:
@@ -157,15 +157,17 @@ def _as_json(message) -> dict:
 def classify(server: Server, path: Path, sending: Sending = Sending(), action_set: str = "", top_k: int = 0) -> dict:
     """One clip file's answer, as the JSON object ``--json`` prints; a refusal names the file."""
     check_clip_files([path])
-    name, frame_rate = model_frame_rate(server, sending.model)
+    info = model_info(server, sending.model)
     request = pb.ClassifyClipRequest(
-        model=name, clip=clip_from_file(path, frame_rate, sending), top_k=top_k, action_set=action_set
+        model=info.name, clip=clip_from_file(path, info.frame_rate, sending), top_k=top_k, action_set=action_set
     )
     check_size(request, [path])
     try:
         answer = server.call(lambda api: api.ClassifyClip, request, CLIP_CALL_TIMEOUT_S)
     except CallFailed as e:
         raise e.about(str(path)) if e.code == "INVALID_ARGUMENT" else e from None
+    if warning := brief_answer(answer, info):
+        sending.warn(f"{path}: {warning}")
     best = answer.labels[0] if answer.labels else pb.LabelScore()
     return {
         "clip": str(path),
@@ -179,6 +181,21 @@ def classify(server: Server, path: Path, sending: Sending = Sending(), action_se
         "windows": answer.windows,
         "model": answer.model,
     }
+
+
+def brief_answer(answer: pb.ClassifyClipResponse, info: pb.ModelInfo) -> str:
+    """A warning when the person the answer is about was seen for under ``MIN_WINDOW_PRESENCE`` of a
+    window (a still image, a person passing by), else "": the model then sees a pose held still,
+    and its answer says more about that pose than about a motion."""
+    if info.frame_rate <= 0 or not info.window_length:
+        return ""
+    seen = round((answer.end_ms - answer.start_ms) * info.frame_rate / 1000) + 1
+    if seen >= MIN_WINDOW_PRESENCE * info.window_length:
+        return ""
+    return (
+        f"the person is seen in {_count(seen, 'model frame')} of the {info.window_length} a window holds:"
+        " the answer is about a pose more than a motion"
+    )
 
 
 def _count(n: int, thing: str) -> str:
@@ -206,13 +223,13 @@ def enroll(server: Server, action: str, paths: list[Path], action_set: str = "",
     if len(paths) > MAX_EXAMPLES:
         raise InputError(f"{len(paths)} example clips; at most {MAX_EXAMPLES} a call (enrol the rest in another)")
     check_clip_files(paths)
-    name, frame_rate = model_frame_rate(server, sending.model)
+    info = model_info(server, sending.model)
     examples = []
     for path in paths:
-        examples.append(clip_from_file(path, frame_rate, sending))
+        examples.append(clip_from_file(path, info.frame_rate, sending))
         # an enrolment of many clips takes minutes: say what is being sent
-        sending.warn(f"{path}: {len(examples[-1].frames.frames)} frames at {frame_rate:g} fps")
-    request = pb.EnrollActionRequest(action_set=action_set, action=action, model=name, examples=examples)
+        sending.warn(f"{path}: {len(examples[-1].frames.frames)} frames at {info.frame_rate:g} fps")
+    request = pb.EnrollActionRequest(action_set=action_set, action=action, model=info.name, examples=examples)
     check_size(request, paths)
     try:
         response = server.call(lambda api: api.EnrollAction, request, CLIP_CALL_TIMEOUT_S)

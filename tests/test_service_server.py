@@ -758,7 +758,15 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     assert {cv2.imdecode(np.frombuffer(f.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] for f in wide} == {(360, 640)}
     narrow = clip_from_file(hugging, 15.0, Sending(width=320)).frames.frames[0]  # --width
     assert cv2.imdecode(np.frombuffer(narrow.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (180, 320)
-    answer = classify(server, wrestling, top_k=3)
+    warnings: list[str] = []
+    answer = classify(server, wrestling, Sending(warn=warnings.append), top_k=3)
+    assert warnings == []
+    still = VIDEOS / "basketball1.png"  # a photo: one pose, held still for the whole window
+    assert classify(server, still, Sending(warn=warnings.append))["windows"] == 1
+    assert warnings == [
+        f"{still}: the person is seen in 1 model frame of the 32 a window holds:"
+        " the answer is about a pose more than a motion"
+    ]
     # about the person seen longest (two people, one posed a frame): 4 s of the 10, in 4 windows
     assert answer["model"] == "sports2d" and answer["windows"] >= 2 and len(answer["labels"]) == 3
     assert answer["label"] == answer["labels"][0]["label"] and 0 < answer["score"] <= 1
