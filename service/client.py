@@ -279,7 +279,7 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
         if final is not None:
             print(stats_line(final), file=err)
             if not events and final.frames_processed and not final.windows_classified and not final.windows_dropped:
-                print(f"no events: nobody was seen in the {final.frames_processed} frames posed", file=err)
+                print(f"no events: nobody was seen for half a window ({final.frames_processed} frames posed)", file=err)
         elif frames_sent:
             print(f"{frames_sent} frames sent; the stream ended before the server's final statistics", file=err)
         if not_sent:

@@ -147,7 +147,7 @@ def answer_clip(
     max_people = config.max_people if kind == "frames" else config.max_skeleton_people
     windower = StreamWindower(spec, max(1, spec.length // 2), config.max_gap_ms, config.min_presence, max_people)
     windows = [w for timestamp, people in observations for w in windower.add(timestamp, people)]
-    windows += windower.flush()
+    windows += windower.flush(min_samples=1)  # a clip with no other window keeps its best
     if not windows:
         frames = f"{len(observations)} frame" + ("" if len(observations) == 1 else "s")
         raise InputError(f"no person found in the clip's {frames}")

@@ -168,9 +168,13 @@ class StreamWindower:
             return np.arange(first, last + 1)
         return np.concatenate([np.arange(first, first + reach), np.arange(last - reach + 1, last + 1)])
 
-    def flush(self) -> list[Window]:
-        """At the end of a stream: one more window for each person seen since their last one
-        (at least half a stride of new samples, or any for a person who never had a window)."""
+    def flush(self, min_samples: int | None = None) -> list[Window]:
+        """At the end of a stream: one more window for each person seen since their last one (at
+        least half a stride of new samples), and for a person who never had one, if they were seen
+        in ``min_samples`` of it: by default the floor of every window, so that a stream makes no
+        claim about someone glimpsed in a few frames as it ends. A clip's answer passes 1: a clip
+        with no other window keeps its best."""
+        floor = self.min_samples if min_samples is None else min_samples
         windows = []
         for track_id, track in self._tracks.items():
             if not track.samples:
@@ -178,7 +182,7 @@ class StreamWindower:
             end = track.samples[-1][0]
             new = sum(1 for step, _ in track.samples if step > track.emitted_step)
             if new and (track.emitted_step < 0 or new >= max(1, self.stride // 2)):
-                window = self._window(track_id, track, end, min_samples=1)
+                window = self._window(track_id, track, end, min_samples=1 if track.emitted_step >= 0 else floor)
                 if window is not None:
                     windows.append(window)
         return windows

@@ -367,6 +367,21 @@ def test_windower_keeps_a_bounded_number_of_tracks_when_ids_change_every_frame()
     assert windower.active_tracks == 50
 
 
+def test_a_person_glimpsed_as_a_stream_ends_gets_no_window_but_a_clip_keeps_its_best() -> None:
+    """Person 8 is seen in the last 2 of a window's 8 samples: a stream makes no claim about them
+    (its windows need half); a clip's answer, which may have nothing else, takes that window."""
+    glimpsed = []
+    for min_samples in (None, 1):
+        windower = StreamWindower(SPEC, stride=4, max_gap_ms=300)
+        for t in range(0, 2000, 100):
+            people = _people(t)
+            if t >= 1800:
+                people[8] = people[7] + 100.0
+            windower.add(t, people)
+        glimpsed.append([w.present for w in windower.flush(min_samples) if w.track_id == 8])
+    assert glimpsed == [[], [2]]
+
+
 def test_windower_survives_a_timestamp_far_in_the_future() -> None:
     windower = StreamWindower(SPEC, stride=4, max_gap_ms=300)
     for i in range(10):
