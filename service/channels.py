@@ -81,3 +81,16 @@ def wait_until_serving(target: str, wait_s: float, tls_ca: Path | None = None, s
         if status == "SERVING" or time.monotonic() >= deadline:
             return status
         time.sleep(0.5)
+
+
+class CallFailed(InputError):
+    """A call the server answered with an error status: one line naming the server, the status
+    and the server's message."""
+
+    def __init__(self, target: str, code: str, details: str) -> None:
+        super().__init__(f"{target}: {code}: {details}")
+        self.target, self.code, self.details = target, code, details
+
+    def about(self, what: str, details: str | None = None) -> CallFailed:
+        """The same failure, said to be about ``what`` (a clip file)."""
+        return CallFailed(self.target, self.code, f"{what}: {self.details if details is None else details}")

@@ -26,7 +26,7 @@ import cv2
 import grpc
 import numpy as np
 
-from service.channels import CALL_TIMEOUT_S, call_metadata, make_channel
+from service.channels import CALL_TIMEOUT_S, CallFailed, call_metadata, make_channel
 from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
@@ -320,7 +320,7 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
         report(final)
     except grpc.RpcError as e:
         report(final)
-        raise InputError(f"{options.server}: {e.code().name}: {e.details()}") from None
+        raise CallFailed(options.server, e.code().name, e.details()) from None
     except KeyboardInterrupt:
         report(final)
         raise

@@ -23,7 +23,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from service.actions import DEFAULT_SET, MAX_EXAMPLES, check_name
-from service.channels import CALL_TIMEOUT_S, MAX_MESSAGE_BYTES, call_metadata, make_channel
+from service.channels import CALL_TIMEOUT_S, MAX_MESSAGE_BYTES, CallFailed, call_metadata, make_channel
 from service.client import scores_json
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
@@ -45,19 +45,6 @@ CLIP_CALL_TIMEOUT_S = 120.0
 
 def to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class CallFailed(InputError):
-    """A call the server answered with an error status: one line naming the server, the status
-    and the server's message."""
-
-    def __init__(self, target: str, code: str, details: str) -> None:
-        super().__init__(f"{target}: {code}: {details}")
-        self.target, self.code, self.details = target, code, details
-
-    def about(self, what: str, details: str | None = None) -> CallFailed:
-        """The same failure, said to be about ``what`` (a clip file)."""
-        return CallFailed(self.target, self.code, f"{what}: {self.details if details is None else details}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +98,7 @@ def check_clip_files(paths: list[Path]) -> None:
 def clip_from_file(path: Path, frame_rate: float, sending: Sending = Sending()) -> pb.Clip:
     """A video or image file as a clip of the JPEG frames a model at ``frame_rate`` uses;
     ``sending.warn`` hears of a file that ends well before the frames it declares."""
-    check_clip_files([path])
+    quiet_ffmpeg_log()
     info = probe_video(path)
     gate = FrameGate(frame_rate, info.fps) if frame_rate > 0 else None
     clip = pb.FrameClip(max_people=sending.max_people)
@@ -156,7 +143,6 @@ def _as_json(message) -> dict:
 
 def classify(server: Server, path: Path, sending: Sending = Sending(), action_set: str = "", top_k: int = 0) -> dict:
     """One clip file's answer, as the JSON object ``--json`` prints; a refusal names the file."""
-    check_clip_files([path])
     info = model_info(server, sending.model)
     request = pb.ClassifyClipRequest(
         model=info.name, clip=clip_from_file(path, info.frame_rate, sending), top_k=top_k, action_set=action_set

@@ -13,8 +13,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skeleton.errors import InputError
+
+if TYPE_CHECKING:  # the client modules load grpc and OpenCV: only the commands that call a server import them
+    from service.clip_calls import Server
 
 ENV_PREFIX = "ACTIONREC_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -322,17 +326,24 @@ def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
     delete.set_defaults(handler=_delete_action)
 
 
+def _server(args: argparse.Namespace) -> Server:
+    """The server a clip or actions command calls, from its flags (and their variables)."""
+    from service.clip_calls import Server
+
+    read_env(args)
+    return Server(args.server, args.token, args.tls_ca)
+
+
 def _classify(args: argparse.Namespace) -> int:
     """One answer a clip file. A clip the server or the file itself refuses (nobody in it, too
     long) is reported and the next one goes on; the exit status is then 2. A failure of the call
     itself (the server, the model, the action set) ends the command: the next would fare no better."""
     import json
 
-    from service.clip_calls import CallFailed, Sending, Server, check_clip_files, classify, classify_line, print_result
+    from service.clip_calls import CallFailed, Sending, check_clip_files, classify, classify_line, print_result
 
-    read_env(args)
+    server = _server(args)
     check_clip_files(args.clips)  # a bad file is told before the first call, not after the others' answers
-    server = Server(args.server, args.token, args.tls_ca)
     sending = Sending(args.model, args.max_people, args.width)
     refused = 0
     for clip in args.clips:
@@ -351,10 +362,9 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from service.clip_calls import Sending, Server, enroll, enroll_line, print_result
+    from service.clip_calls import Sending, enroll, enroll_line, print_result
 
-    read_env(args)
-    server = Server(args.server, args.token, args.tls_ca)
+    server = _server(args)
     enrolled = enroll(
         server, args.action, args.clips, args.action_set, Sending(args.model, args.max_people, args.width)
     )
@@ -363,10 +373,9 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _list_actions(args: argparse.Namespace) -> int:
-    from service.clip_calls import Server, action_line, list_actions, print_result
+    from service.clip_calls import action_line, list_actions, print_result
 
-    read_env(args)
-    actions = list_actions(Server(args.server, args.token, args.tls_ca), args.action_set, args.model)
+    actions = list_actions(_server(args), args.action_set, args.model)
     print_result(actions, args.json, action_line, sys.stdout)
     if not actions and not args.json:
         print("no enrolled actions", file=sys.stderr)
@@ -374,10 +383,9 @@ def _list_actions(args: argparse.Namespace) -> int:
 
 
 def _delete_action(args: argparse.Namespace) -> int:
-    from service.clip_calls import Server, action_line, delete_action, print_result
+    from service.clip_calls import action_line, delete_action, print_result
 
-    read_env(args)
-    deleted = delete_action(Server(args.server, args.token, args.tls_ca), args.action, args.action_set, args.model)
+    deleted = delete_action(_server(args), args.action, args.action_set, args.model)
     print_result(deleted, args.json, lambda action: f"deleted {action_line(action)}", sys.stdout)
     return 0
 
