@@ -38,10 +38,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "--pose-model",
         type=Path,
         default=None,
-        help="MediaPipe pose landmarker .task (default: the shipped full model)",
+        help="MediaPipe pose landmarker .task (default: $ACTIONREC_POSE_MODEL, else the shipped full model)",
     )
-    extract.add_argument("--max-people", type=int, default=4, help="people posed per frame")
-    extract.add_argument("--width", type=int, default=640, help="frames are resized to this width first (0: as is)")
+    extract.add_argument("--max-people", type=int, default=4, help="people posed per frame (default 4)")
+    extract.add_argument(
+        "--width", type=int, default=640, help="frames wider than this are shrunk to it first (default 640; 0: as is)"
+    )
     extract.add_argument(
         "--mirrored", action="store_true", help="the videos are mirror images (NTU RGB+D, Kinect v2 colour, selfies)"
     )
@@ -68,6 +70,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from skeleton.atomic import atomic_path
     from skeleton.pose.extract import ExtractOptions, extract_videos
 
     options = ExtractOptions(
@@ -75,8 +78,11 @@ def _extract(args: argparse.Namespace) -> int:
     )
     image, world = extract_videos(args.inputs, options)
     world_path = args.output.with_name(args.output.name.removesuffix(".npz") + ".world.npz")
-    image.save(args.output)
-    world.save(world_path)
+    # Both files are written under temporary names and renamed only once both are whole: a
+    # failed second write would otherwise leave the first file without its pair.
+    with atomic_path(args.output) as image_file, atomic_path(world_path) as world_file:
+        image.save(image_file)
+        world.save(world_file)
     print(
         f"wrote {args.output} (2-D image landmarks) and {world_path} (3-D world landmarks):"
         f" {len(image)} videos, {image.num_frames} frames"

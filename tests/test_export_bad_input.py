@@ -249,3 +249,18 @@ def test_a_re_export_removes_the_variants_of_the_earlier_model(
         assert f"removed {out / stale}: a variant of an earlier model named 'tiny'" in err
     card = (out / "tiny.md").read_text()
     assert "fp16" not in card and "int8" not in card and "confusion" not in card
+
+
+@pytest.mark.parametrize(
+    "mode, protocol",
+    [
+        ("scratch", "trained from scratch, no pretraining (100% of the labels, seed 0, "),
+        ("finetune", "finetune of the CFSEM encoder (100% of the labels, seed 0, "),
+    ],
+)
+def test_the_card_names_the_runs_protocol(tmp_path: Path, mode: str, protocol: str) -> None:
+    """A run trained from scratch is not described as using the CFSEM encoder."""
+    run = _run(tmp_path / "runs" / mode, mode=mode)
+    out = tmp_path / "models" / "tiny.onnx"
+    assert main(["export", str(run), "-o", str(out)]) == 0
+    assert f"| protocol | {protocol}" in out.with_suffix(".md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from actionrec.cli import main
 from benchmarks.pose_vs_kinect import compare
-from skeleton.dataset import SkeletonDataset
+from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.errors import InputError
 from skeleton.pose.estimator import MediaPipePose
 from skeleton.pose.tracker import PersonTracker
@@ -213,3 +214,34 @@ def test_extract_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys
     assert source.name in err[-1] and message in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not out.exists() and not (tmp_path / "out.world.npz").exists()
+
+
+def _posed(dims: int, coordinate_space: str, units: str) -> SkeletonDataset:
+    """One short clip of one person, as extraction gives it (without posing anything)."""
+    sequence = SkeletonSequence(
+        name="clip",
+        coords=np.zeros((4, 1, 33, dims), dtype=np.float32),
+        confidence=np.ones((4, 1, 33), dtype=np.float32),
+        timestamps_ms=uniform_timestamps(4, 30.0),
+    )
+    return SkeletonDataset.from_sequences(
+        [sequence], layout="mediapipe33", coordinate_space=coordinate_space, units=units, fps=30.0
+    )
+
+
+def test_extract_writes_neither_file_when_the_world_file_fails(tmp_path: Path, monkeypatch) -> None:
+    """The image and world files are a pair: a failure writing the second leaves neither."""
+    image, world = _posed(2, "image", "px"), _posed(3, "camera", "m")
+    monkeypatch.setattr("skeleton.pose.extract.extract_videos", lambda inputs, options: (image, world))
+    save = SkeletonDataset.save
+
+    def save_but_not_the_world_file(dataset: SkeletonDataset, path: Path, compact: bool = False) -> None:
+        if dataset is world:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        save(dataset, path, compact)
+
+    monkeypatch.setattr(SkeletonDataset, "save", save_but_not_the_world_file)
+    out = tmp_path / "out" / "clips.npz"
+    with pytest.raises(OSError, match="No space left"):
+        main(["extract", str(VIDEOS / "basketball1.png"), "-o", str(out)])
+    assert list(out.parent.iterdir()) == []  # no temporary file left either
