@@ -100,10 +100,14 @@ def load_model(
         got = (len(results), results[0].probabilities.shape, results[0].embedding.shape)
         if got != (size, (len(card.labels),), (card.embedding_size,)):
             raise InputError(f"{origin}: a batch of {size} gave outputs {got}, unlike its card")
-    log.info(
-        "model loaded",
-        extra={"fields": {"model": model.name, "path": origin, "version": model.version, "providers": providers}},
-    )
+    # What the session runs on, not what was asked for: a GPU build of onnxruntime lists CUDA as
+    # available on a host without a usable GPU and then quietly runs on the CPU.
+    fields = {"model": model.name, "path": origin, "version": model.version, "providers": list(model.providers)}
+    log.info("model loaded", extra={"fields": fields})
+    if missing := [p for p in providers if p not in model.providers]:
+        log.warning(
+            "model runs without execution providers it asked for", extra={"fields": {**fields, "missing": missing}}
+        )
     return model
 
 
