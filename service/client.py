@@ -7,8 +7,9 @@ as JPEG with their capture timestamps; events come back as they happen.
 Only the frames the model uses are encoded and sent: the client asks the server for the
 model's frame rate and runs the server's own frame-rate gate, so a 30 fps camera feeding a
 15 fps model costs half the JPEG encoding and half the bandwidth, and the server's answers are
-the same (``--all-frames`` sends every frame; the server then skips the same ones). The
-annotated video (``--out``) still has every frame.
+the same (``--all-frames`` sends every frame; the server then skips the same ones). Frames
+much wider than the server poses them are shrunk before sending (``service.outgoing``). The
+annotated video (``--out``) still has every frame, at the source's size.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from service.channels import CALL_TIMEOUT_S, CallFailed, call_metadata, make_cha
 from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.outgoing import encode_to_send, width_to_send
 from service.windowing import FrameGate
 from skeleton.errors import InputError
 from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
@@ -51,8 +53,7 @@ class ClientOptions:
     token: str | None = None
     tls_ca: Path | None = None
     lb_policy: str = ""  # e.g. round_robin, for a target with several addresses
-    width: int = 0  # shrink frames to this width before sending (0: as they are)
-    jpeg_quality: int = 90
+    width: int | None = None  # frames sent (and --out's) this wide (None: service.outgoing.width_to_send)
     max_frames: int = 0  # 0: the whole source
     all_frames: bool = False  # send the frames beyond the model's frame rate too
 
@@ -173,14 +174,12 @@ def event_line(event: pb.ActionEvent) -> str:
     )
 
 
-def model_frame_gate(
+def ask_model(
     api: pb_grpc.ActionRecognitionStub, options: ClientOptions, config: pb.StreamConfig
-) -> FrameGate | None:
-    """The server's gate for the stream's model: the frames it would admit. None (send every
-    frame) with ``--all-frames``, or when the server does not say the model's frame rate. The
-    server is asked either way, so that one that does not answer is noticed before any frame is
-    read, and the stream is pinned to the model asked about, so that behind a load balancer it
-    gets the same."""
+) -> pb.ModelInfo | None:
+    """What the server says of the stream's model (None: a server without ``GetModelInfo``). It
+    is asked before any frame is read, so that a server that does not answer is noticed first, and
+    the stream is pinned to the model asked about, so that behind a load balancer it gets the same."""
     try:
         info = api.GetModelInfo(
             pb.GetModelInfoRequest(model=options.model), metadata=call_metadata(options.token), timeout=CALL_TIMEOUT_S
@@ -192,9 +191,15 @@ def model_frame_gate(
             raise InputError(f"{options.server}: no answer within {CALL_TIMEOUT_S:g} s (DEADLINE_EXCEEDED)") from None
         raise
     config.model = info.name
-    if options.all_frames or info.frame_rate <= 0:
+    return info
+
+
+def model_frame_gate(info: pb.ModelInfo | None, options: ClientOptions, frame_rate_hint: float) -> FrameGate | None:
+    """The server's gate for the stream's model: the frames it would admit. None (send every
+    frame) with ``--all-frames``, or when the server does not say the model's frame rate."""
+    if info is None or options.all_frames or info.frame_rate <= 0:
         return None
-    return FrameGate(info.frame_rate, config.frame_rate_hint)
+    return FrameGate(info.frame_rate, frame_rate_hint)
 
 
 def stats_line(stats: pb.StreamStats) -> str:
@@ -242,15 +247,16 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
     )
     sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
     sent_lock = threading.Lock()
+    # Poses come in pixels of the frame as sent; the annotator draws on the frame as read (x, y ratios).
+    drawn_per_sent = np.ones(2, dtype=np.float32)
     not_sent = 0  # frames the model's frame rate leaves out
     frames_sent = events = 0  # told when the server's final statistics never come (Ctrl-C, a lost server)
     frames_read: int | None = None  # set when the whole source was read
 
-    def requests(gate: FrameGate | None, stop: threading.Event) -> Iterator[pb.StreamFramesRequest]:
-        nonlocal not_sent, frames_sent, frames_read
+    def requests(gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator[pb.StreamFramesRequest]:
+        nonlocal not_sent, frames_sent, frames_read, drawn_per_sent
         yield pb.StreamFramesRequest(config=config)
         started = time.monotonic()
-        quality = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
         count = 0
         for count, (bgr, timestamp) in enumerate(source.frames, start=1):
             if stop.is_set() or (options.max_frames and count > options.max_frames):
@@ -260,19 +266,20 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                 if delay > 0 and stop.wait(delay):
                     return
             admitted = gate is None or gate.admit(timestamp)
-            if admitted or annotator is not None:  # every frame is drawn, sent or not
-                bgr = resize_to_width(bgr, options.width)
-            if annotator is not None:
+            drawn = None if annotator is None else resize_to_width(bgr, options.width or 0)
+            if drawn is not None:  # every frame is drawn, sent or not
                 with sent_lock:
-                    sent.append((timestamp, bgr))
+                    sent.append((timestamp, drawn))
             if not admitted:
                 not_sent += 1
                 continue
-            ok, jpeg = cv2.imencode(".jpg", bgr, quality)
-            if not ok:
-                raise InputError(f"{options.source}: frame {count - 1} could not be encoded")
+            width = width_to_send(bgr.shape[1], pose_width) if options.width is None else options.width
+            jpeg, size = encode_to_send(bgr, width, f"{options.source}: frame {count - 1}")
+            if drawn is not None:
+                ratios = [drawn.shape[1] / size[0], drawn.shape[0] / size[1]]
+                drawn_per_sent = np.array(ratios, dtype=np.float32)
             frames_sent += 1  # handed to gRPC
-            yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
+            yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg))
         frames_read = count  # the source ran out, not the stream
 
     def report(final: pb.StreamStats | None) -> None:
@@ -292,9 +299,10 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
     final = None
     try:
         api = pb_grpc.ActionRecognitionStub(channel)
-        gate = model_frame_gate(api, options, config)
+        info = ask_model(api, options, config)
+        gate = model_frame_gate(info, options, config.frame_rate_hint)
         stop = threading.Event()
-        feed = RequestFeed(requests(gate, stop), stop)
+        feed = RequestFeed(requests(gate, info.pose_width if info is not None else 0, stop), stop)
         call = api.StreamFrames(feed, metadata=call_metadata(options.token))
         for response in call:
             if annotator is not None:
@@ -311,7 +319,11 @@ def run_client(options: ClientOptions, out=None, err=None) -> int:
                     annotator.labels[event.track_id] = f"{event.labels[0].label} {event.labels[0].score:.2f}"
             elif kind == "poses" and annotator is not None:
                 people = [
-                    (p.track_id, np.asarray(p.image_xy, dtype=np.float32).reshape(-1, 2), np.asarray(p.visibility))
+                    (
+                        p.track_id,
+                        np.asarray(p.image_xy, dtype=np.float32).reshape(-1, 2) * drawn_per_sent,
+                        np.asarray(p.visibility),
+                    )
                     for p in response.poses.people
                 ]
                 annotator.add_poses(response.poses.timestamp_ms, people)

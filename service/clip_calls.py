@@ -1,11 +1,12 @@
 """``actionrec classify`` and ``actionrec actions``: the unary calls, from video files.
 
 A clip file (video or still image) becomes one ``Clip`` of JPEG frames: only the frames the
-model uses (the server's own frame-rate gate, on the model's rate from ``GetModelInfo``),
-shrunk to the server's default pose width, so that a few seconds of video are a few hundred
-kilobytes. ``classify`` answers one clip; ``actions enroll`` sends a few clips of one person
-doing a new action and the server recognises it from then on in the streams and clips that
-name its action set (``actionrec client --action-set SET``); ``list`` and ``delete`` manage them.
+model uses (the server's own frame-rate gate, on the model's rate from ``GetModelInfo``), a
+frame much wider than the server poses shrunk before sending (``service.outgoing``), so that a
+few seconds of video are a few hundred kilobytes. ``classify`` answers one clip; ``actions
+enroll`` sends a few clips of one person doing a new action and the server recognises it from
+then on in the streams and clips that name its action set (``actionrec client --action-set
+SET``); ``list`` and ``delete`` manage them.
 """
 
 from __future__ import annotations
@@ -28,16 +29,12 @@ from service.client import scores_json
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.outgoing import encode_to_send, width_to_send
 from service.windowing import FrameGate
 from skeleton.errors import InputError
-from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
+from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames
 from skeleton.windows import MIN_WINDOW_PRESENCE
 
-# A server's defaults: the most frames a clip may have, and the width it poses frames at (wider
-# frames would only cost bandwidth).
-MAX_CLIP_FRAMES = ServerConfig.max_clip_frames
-CLIP_WIDTH = ServerConfig.pose_width
-JPEG_QUALITY = 90
 # The server gives a clip call up to two minutes (service.server.MAX_CALL_SECONDS); a few clips of
 # a few seconds are posed in well under that.
 CLIP_CALL_TIMEOUT_S = 120.0
@@ -69,18 +66,28 @@ class Server:
 @dataclass(frozen=True)
 class Sending:
     """How clip files are sent: for which model (the server's default for ""), with how many people
-    posed a frame (0: the server's default), shrunk to what width (0: as they are), and where a
-    warning about a file goes."""
+    posed a frame (0: the server's default), shrunk to what width (None: as ``service.outgoing``
+    decides from the width the server poses at; 0: as they are), and where a warning about a file goes."""
 
     model: str = ""
     max_people: int = 0
-    width: int = CLIP_WIDTH
+    width: int | None = None
     warn: Callable[[str], None] = to_stderr
 
 
 def model_info(server: Server, model: str) -> pb.ModelInfo:
-    """What the server says of the model (its default for ""): its name, frame rate, window."""
+    """What the server says of the model (its default for ""): its name, frame rate, window, and
+    how it takes frames (pose width, clip length, message size)."""
     return server.call(lambda api: api.GetModelInfo, pb.GetModelInfoRequest(model=model), CALL_TIMEOUT_S)
+
+
+def clip_limits(info: pb.ModelInfo) -> tuple[int, int]:
+    """The most frames a clip and bytes a call may carry to the server: what it says, else its
+    defaults."""
+    return (
+        info.max_clip_frames or ServerConfig.max_clip_frames,
+        min(info.max_message_bytes or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES),  # our channel's own cap too
+    )
 
 
 def check_clip_files(paths: list[Path]) -> None:
@@ -95,29 +102,30 @@ def check_clip_files(paths: list[Path]) -> None:
         seen.add(path.resolve())
 
 
-def clip_from_file(path: Path, frame_rate: float, sending: Sending = Sending()) -> pb.Clip:
-    """A video or image file as a clip of the JPEG frames a model at ``frame_rate`` uses;
+def clip_from_file(path: Path, model: pb.ModelInfo, sending: Sending = Sending()) -> pb.Clip:
+    """A video or image file as a clip of the JPEG frames ``model`` uses, sized for its server;
     ``sending.warn`` hears of a file that ends well before the frames it declares."""
     quiet_ffmpeg_log()
     info = probe_video(path)
+    frame_rate = model.frame_rate
     gate = FrameGate(frame_rate, info.fps) if frame_rate > 0 else None
+    max_frames = clip_limits(model)[0]
     clip = pb.FrameClip(max_people=sending.max_people)
     read = 0
     for rgb, timestamp in read_frames(path):
         read += 1
         if gate is not None and not gate.admit(timestamp):
             continue
-        if len(clip.frames) == MAX_CLIP_FRAMES:
-            seconds = MAX_CLIP_FRAMES / frame_rate if frame_rate > 0 else 0
+        if len(clip.frames) == max_frames:
+            seconds = max_frames / frame_rate if frame_rate > 0 else 0
             raise InputError(
-                f"{path}: longer than a clip may be ({MAX_CLIP_FRAMES} frames at the model's"
+                f"{path}: longer than a clip may be ({max_frames} frames at the model's"
                 f" {frame_rate:g} fps, {seconds:.0f} s): cut out the part with the action"
             )
-        bgr = cv2.cvtColor(resize_to_width(rgb, sending.width), cv2.COLOR_RGB2BGR)
-        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise InputError(f"{path}: frame at {timestamp} ms could not be encoded")
-        clip.frames.append(pb.Frame(timestamp_ms=timestamp, encoded=jpeg.tobytes()))
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        width = width_to_send(bgr.shape[1], model.pose_width) if sending.width is None else sending.width
+        jpeg, _ = encode_to_send(bgr, width, f"{path}: frame at {timestamp} ms")
+        clip.frames.append(pb.Frame(timestamp_ms=timestamp, encoded=jpeg))
     if not clip.frames:
         raise InputError(f"{path}: no frame could be read")
     if warning := cut_short(read, info.frame_count):
@@ -125,14 +133,14 @@ def clip_from_file(path: Path, frame_rate: float, sending: Sending = Sending()) 
     return pb.Clip(frames=clip)
 
 
-def check_size(request, paths: list[Path]) -> None:
-    """An InputError naming the files when ``request`` is more than one call may carry: gRPC
-    would refuse it only once sent, in its own words."""
-    size = request.ByteSize()
-    if size > MAX_MESSAGE_BYTES:
+def check_size(request, paths: list[Path], model: pb.ModelInfo) -> None:
+    """An InputError naming the files when ``request`` is more than one call to ``model``'s server
+    may carry: gRPC would refuse it only once sent, in its own words."""
+    size, limit = request.ByteSize(), clip_limits(model)[1]
+    if size > limit:
         what = f"{paths[0]}" if len(paths) == 1 else f"the {len(paths)} clips ({', '.join(map(str, paths))})"
         raise InputError(
-            f"{what}: {size / 2**20:.0f} MiB of frames, over the {MAX_MESSAGE_BYTES / 2**20:.0f} MiB one call may"
+            f"{what}: {size / 2**20:.0f} MiB of frames, over the {limit / 2**20:.0f} MiB one call may"
             " carry: cut out the part with the action" + (", or send fewer clips a call" if len(paths) > 1 else "")
         )
 
@@ -145,9 +153,9 @@ def classify(server: Server, path: Path, sending: Sending = Sending(), action_se
     """One clip file's answer, as the JSON object ``--json`` prints; a refusal names the file."""
     info = model_info(server, sending.model)
     request = pb.ClassifyClipRequest(
-        model=info.name, clip=clip_from_file(path, info.frame_rate, sending), top_k=top_k, action_set=action_set
+        model=info.name, clip=clip_from_file(path, info, sending), top_k=top_k, action_set=action_set
     )
-    check_size(request, [path])
+    check_size(request, [path], info)
     try:
         answer = server.call(lambda api: api.ClassifyClip, request, CLIP_CALL_TIMEOUT_S)
     except CallFailed as e:
@@ -212,11 +220,11 @@ def enroll(server: Server, action: str, paths: list[Path], action_set: str = "",
     info = model_info(server, sending.model)
     examples = []
     for path in paths:
-        examples.append(clip_from_file(path, info.frame_rate, sending))
+        examples.append(clip_from_file(path, info, sending))
         # an enrolment of many clips takes minutes: say what is being sent
         sending.warn(f"{path}: {len(examples[-1].frames.frames)} frames at {info.frame_rate:g} fps")
     request = pb.EnrollActionRequest(action_set=action_set, action=action, model=info.name, examples=examples)
-    check_size(request, paths)
+    check_size(request, paths, info)
     try:
         response = server.call(lambda api: api.EnrollAction, request, CLIP_CALL_TIMEOUT_S)
     except CallFailed as e:

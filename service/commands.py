@@ -227,9 +227,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     client.add_argument("--action-set", default="", help="also match this set of enrolled custom actions")
     client.add_argument("--stream-id", default="", help="the stream's name in events (default: the source's)")
-    client.add_argument(
-        "--width", type=_whole, default=0, help="shrink frames to this width before sending (and --out)"
-    )
+    _width_option(client, " and --out's video (default for --out: the source's size)")
     client.add_argument("--max-frames", type=_whole, default=0, help="read at most this many frames of the source")
     client.add_argument(
         "--all-frames", action="store_true", help="also send the frames beyond the model's frame rate (it skips them)"
@@ -262,18 +260,20 @@ def _server_options(
     parser.add_argument("--json", action="store_true", help=json_help)
 
 
-def _clip_options(parser: argparse.ArgumentParser) -> None:
-    """How clip files are sent (``service.clip_calls.Sending``)."""
-    from service.clip_calls import CLIP_WIDTH
-
-    parser.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+def _width_option(parser: argparse.ArgumentParser, also: str = "") -> None:
     parser.add_argument(
         "--width",
         type=_whole,
-        default=CLIP_WIDTH,
-        help=f"shrink frames to this width before sending (default {CLIP_WIDTH}, the server's default pose width;"
-        " 0: as they are)",
+        default=None,
+        help="shrink frames to this width before sending (0: as they are; default: to the width the server"
+        f" poses at, for frames at least twice as wide){also}",
     )
+
+
+def _clip_options(parser: argparse.ArgumentParser) -> None:
+    """How clip files are sent (``service.clip_calls.Sending``)."""
+    parser.add_argument("--max-people", type=_whole, default=0, help="people posed per frame (default: 1)")
+    _width_option(parser)
 
 
 def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:

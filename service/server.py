@@ -86,7 +86,9 @@ def _timeout(context: grpc.ServicerContext) -> float:
     return MAX_CALL_SECONDS if remaining is None else max(0.0, min(remaining, MAX_CALL_SECONDS))
 
 
-def model_info(model: LoadedModel, is_default: bool) -> pb.ModelInfo:
+def model_info(model: LoadedModel, is_default: bool, config: ServerConfig) -> pb.ModelInfo:
+    """What the model file says of itself, and how this server takes frames for it (clients size
+    what they send by that: nothing wider than the server poses, no clip longer than it takes)."""
     card, spec = model.card, model.card.window
     return pb.ModelInfo(
         name=model.name,
@@ -107,6 +109,9 @@ def model_info(model: LoadedModel, is_default: bool) -> pb.ModelInfo:
         created=card.created,
         execution_providers=model.providers,
         is_default=is_default,
+        pose_width=config.pose_width,
+        max_clip_frames=config.max_clip_frames,
+        max_message_bytes=config.max_message_bytes,
     )
 
 
@@ -267,13 +272,13 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
     def GetModelInfo(self, request, context):
         runtime = self.server.runtime_for_calls()
         model = runtime.models.get(request.model)
-        return model_info(model, model.name == runtime.models.default)
+        return model_info(model, model.name == runtime.models.default, runtime.config)
 
     @_call
     def ListModels(self, request, context):
         runtime = self.server.runtime_for_calls()
         return pb.ListModelsResponse(
-            models=[model_info(m, m.name == runtime.models.default) for m in runtime.models],
+            models=[model_info(m, m.name == runtime.models.default, runtime.config) for m in runtime.models],
             default_model=runtime.models.default,
         )
 

@@ -28,7 +28,15 @@ from service import channels, client
 from service.actions import ActionStore, StoreUnwritable, open_store
 from service.batcher import Batcher
 from service.channels import health_status, make_channel
-from service.client import ClientOptions, Source, default_stream_id, model_frame_gate, open_source, run_client
+from service.client import (
+    ClientOptions,
+    Source,
+    ask_model,
+    default_stream_id,
+    model_frame_gate,
+    open_source,
+    run_client,
+)
 from service.devmodel import build_model, sports2d_card
 from service.draw import Annotator, Style, draw_people, label_origin
 from service.errors import NotFound, Overloaded
@@ -258,18 +266,17 @@ def test_the_clients_gate_sends_only_frames_the_servers_gate_admits(model_fps: f
     rng = np.random.default_rng(0)
     timestamps = np.cumsum(np.round(1000 / camera_fps + rng.normal(0, 3, 3000)).clip(1)).astype(int)
     config = pb.StreamConfig(frame_rate_hint=camera_fps)
-    client = model_frame_gate(_ModelInfoOnly(model_fps), ClientOptions(source="cam", server="x"), config)
+    options = ClientOptions(source="cam", server="x")
+    client = model_frame_gate(ask_model(_ModelInfoOnly(model_fps), options, config), options, config.frame_rate_hint)
     server = FrameGate(model_fps, float(config.frame_rate_hint))  # as service.session builds it
     sent = [t for t in timestamps if client.admit(t)]
     assert config.model == "sports2d"  # the stream asks for the model the rate came from
     assert len(sent) < len(timestamps) and all(server.admit(t) for t in sent)
-    assert model_frame_gate(_ModelInfoOnly(0.0), ClientOptions(source="cam", server="x"), config) is None
+    assert model_frame_gate(ask_model(_ModelInfoOnly(0.0), options, config), options, camera_fps) is None
     # --all-frames sends every frame, but still asks the server (alive? which model?) and pins the model
     pinned = pb.StreamConfig(frame_rate_hint=camera_fps)
-    assert (
-        model_frame_gate(_ModelInfoOnly(model_fps), ClientOptions(source="cam", server="x", all_frames=True), pinned)
-        is None
-    )
+    every = ClientOptions(source="cam", server="x", all_frames=True)
+    assert model_frame_gate(ask_model(_ModelInfoOnly(model_fps), every, pinned), every, camera_fps) is None
     assert pinned.model == "sports2d"
 
 
@@ -474,6 +481,23 @@ def test_batcher_sends_a_lonely_window_after_the_delay(model_path: Path) -> None
         assert 0.025 <= time.monotonic() - started < 5.0  # not held until more windows come (never)
     finally:
         batcher.close()
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")  # onnxruntime's own words for the same
+def test_a_model_says_what_it_runs_on_and_warns_when_a_provider_it_asked_for_is_missing(
+    model_path: Path, monkeypatch, caplog
+) -> None:
+    """A GPU build of onnxruntime lists CUDA on a host without a usable GPU, and its session then
+    runs on the CPU: the log says the providers the session has, and warns of the missing one."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with caplog.at_level(logging.INFO, logger="service.models"):
+        model = load_model(model_path)
+    assert model.providers == ("CPUExecutionProvider",)
+    logged = {r.message: r.fields for r in caplog.records}
+    assert logged["model loaded"]["providers"] == ["CPUExecutionProvider"]
+    assert logged["model runs without execution providers it asked for"]["missing"] == ["CUDAExecutionProvider"]
 
 
 def test_registry_finds_models_by_name_or_path_and_picks_the_default(model_path: Path, tmp_path: Path) -> None:
@@ -790,6 +814,66 @@ def test_a_refused_stream_ends_the_client_only_once_the_sender_is_out_of_the_sou
         # gRPC's sender thread was reading the next frame when the refusal came: ending the process
         # while it is inside OpenCV aborts it, so the client waits for it and then closes the source
         assert not state["reading"] and state["closed"]
+
+
+class _PosesAtCentre(pb_grpc.ActionRecognitionServicer):
+    """Poses frames ``pose_width`` wide (as GetModelInfo says) and answers each with one person
+    whose every landmark is at the centre of the frame as received; notes each frame's size."""
+
+    def __init__(self, pose_width: int) -> None:
+        self.pose_width = pose_width
+        self.sizes: set[tuple[int, int]] = set()
+
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d", pose_width=self.pose_width)
+
+    def StreamFrames(self, request_iterator, context):
+        for request in request_iterator:
+            if request.HasField("frame"):
+                image = cv2.imdecode(np.frombuffer(request.frame.encoded, np.uint8), cv2.IMREAD_COLOR)
+                height, width = image.shape[:2]
+                self.sizes.add((width, height))
+                centre = pb.TrackedPose(track_id=1, image_xy=[width / 2, height / 2] * 33, visibility=[1.0] * 33)
+                yield pb.StreamResponse(poses=pb.FramePoses(timestamp_ms=request.frame.timestamp_ms, people=[centre]))
+
+
+@pytest.mark.parametrize(
+    "pose_width, width, sent, drawn",
+    [
+        (32, None, (32, 24), (64, 48)),
+        (40, None, (64, 48), (64, 48)),
+        (32, 0, (64, 48), (64, 48)),
+        (32, 48, (48, 36), (48, 36)),
+    ],
+    ids=["twice the pose width: shrunk to it", "a little wider: as read", "--width 0: as read", "--width 48"],
+)
+def test_frames_much_wider_than_the_server_poses_are_shrunk_and_drawn_as_read(
+    tmp_path: Path, monkeypatch, pose_width: int, width: int | None, sent: tuple[int, int], drawn: tuple[int, int]
+) -> None:
+    """The server says how wide it poses: a frame at least twice as wide is sent at that width,
+    and the annotated video keeps the source's size, with the people (in pixels of the frame as
+    sent) drawn where they are on it. ``--width`` sizes both; 0 sends the frames as read."""
+    drawn_at: list[np.ndarray] = []
+    add_poses = Annotator.add_poses
+    monkeypatch.setattr(
+        Annotator, "add_poses", lambda self, t, people: drawn_at.append(people[0][1]) or add_poses(self, t, people)
+    )
+    service = _PosesAtCentre(pose_width)
+    with _fake_server(service) as port:
+        options = ClientOptions(
+            source=str(_short_video(tmp_path / "clip.mp4")),
+            server=f"127.0.0.1:{port}",
+            out=tmp_path / "out.mp4",
+            width=width,
+            fast=True,
+            all_frames=True,
+        )
+        run_client(options, out=io.StringIO(), err=io.StringIO())
+    assert service.sizes == {sent}
+    written = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert (written.get(cv2.CAP_PROP_FRAME_WIDTH), written.get(cv2.CAP_PROP_FRAME_HEIGHT)) == drawn
+    written.release()
+    assert len(drawn_at) == 10 and all(np.allclose(xy, [drawn[0] / 2, drawn[1] / 2]) for xy in drawn_at)
 
 
 def test_a_video_file_cut_short_is_told_apart_from_a_whole_one(tmp_path: Path) -> None:

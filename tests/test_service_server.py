@@ -24,7 +24,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-import service.clip_calls
 import service.session
 from actionrec.cli import main
 from benchmarks.enrolment import Task, run_task
@@ -37,6 +36,7 @@ from service.clip_calls import (
     delete_action,
     enroll,
     list_actions,
+    model_info,
 )
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
@@ -752,11 +752,14 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     see what was enrolled."""
     server = Server(address)
     wrestling, hugging = VIDEOS / "arm_wrestling.mp4", VIDEOS / "hugging_ntu_style.mp4"
-    clip = clip_from_file(wrestling, 15.0)
+    info = model_info(server, "")  # with how the server takes frames: its pose width, clip and call limits
+    limits = (info.pose_width, info.max_clip_frames, info.max_message_bytes)
+    assert info.frame_rate == 15.0 and limits == (640, 900, 64 << 20)
+    clip = clip_from_file(wrestling, info)
     assert 145 <= len(clip.frames.frames) <= 155  # 280 frames at 28 fps: 10 s, at 15 fps
-    wide = clip_from_file(hugging, 15.0).frames.frames  # 1920 x 1080: sent at the server's pose width
+    wide = clip_from_file(hugging, info).frames.frames  # 1920 x 1080: sent at the server's pose width
     assert {cv2.imdecode(np.frombuffer(f.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] for f in wide} == {(360, 640)}
-    narrow = clip_from_file(hugging, 15.0, Sending(width=320)).frames.frames[0]  # --width
+    narrow = clip_from_file(hugging, info, Sending(width=320)).frames.frames[0]  # --width
     assert cv2.imdecode(np.frombuffer(narrow.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (180, 320)
     warnings: list[str] = []
     answer = classify(server, wrestling, Sending(warn=warnings.append), top_k=3)
@@ -828,20 +831,21 @@ def test_clip_files_the_server_refuses_are_named_and_the_others_still_answered(
     assert list_actions(server, "cli-errors", "") == []
 
 
-def test_clip_files_are_checked_before_anything_is_sent(tmp_path: Path, monkeypatch) -> None:
+def test_clip_files_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
     """What the server would refuse for a whole call is refused here first, naming the files:
     too long a clip, too many bytes for one call, a file twice, a bad name, too many clips. The
     server address is closed: a check made only after a call would fail on the connection."""
     server = Server(f"127.0.0.1:{free_port()}")
     wrestling = VIDEOS / "arm_wrestling.mp4"
-    monkeypatch.setattr(service.clip_calls, "MAX_CLIP_FRAMES", 20)
+    # the limits a server says it has in GetModelInfo, not only its defaults
+    short = pb.ModelInfo(frame_rate=15.0, pose_width=640, max_clip_frames=20)
     with pytest.raises(InputError, match=r"longer than a clip may be \(20 frames at the model's 15 fps, 1 s\)"):
-        clip_from_file(wrestling, 15.0)
-    monkeypatch.undo()
-    clip = pb.ClassifyClipRequest(clip=clip_from_file(wrestling, 15.0))
-    monkeypatch.setattr(service.clip_calls, "MAX_MESSAGE_BYTES", 1 << 20)
+        clip_from_file(wrestling, short)
+    small = pb.ModelInfo(frame_rate=15.0, pose_width=640, max_message_bytes=1 << 20)
+    clip = pb.ClassifyClipRequest(clip=clip_from_file(wrestling, small))
     with pytest.raises(InputError, match=rf"^{wrestling}: 3 MiB of frames, over the 1 MiB one call may carry"):
-        check_size(clip, [wrestling])
+        check_size(clip, [wrestling], small)
+    check_size(clip, [wrestling], pb.ModelInfo(frame_rate=15.0))  # a server that does not say: its defaults
     for action, paths, message in [
         ("wave", [wrestling, VIDEOS / ".." / "videos" / "arm_wrestling.mp4"], "arm_wrestling.mp4: given twice"),
         ("x" * 65, [wrestling], "action name 'x+' must be 1 to 64 printable characters"),
@@ -856,12 +860,13 @@ def test_a_clip_file_cut_short_is_sent_with_a_warning(tmp_path: Path) -> None:
     cut = tmp_path / "cut.avi"
     cut.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
     warnings: list[str] = []
-    clip = clip_from_file(cut, 15.0, Sending(warn=warnings.append))
+    model = pb.ModelInfo(frame_rate=15.0, pose_width=640)
+    clip = clip_from_file(cut, model, Sending(warn=warnings.append))
     assert clip.frames.frames and warnings == [
         f"{cut}: the video ended after 77 of the 164 frames its file declares (cut short?)"
     ]
     warnings.clear()
-    clip_from_file(original, 15.0, Sending(warn=warnings.append))
+    clip_from_file(original, model, Sending(warn=warnings.append))
     assert warnings == []
 
 

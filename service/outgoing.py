@@ -1,0 +1,39 @@
+"""Frames as the command-line clients send them: as JPEG, shrunk when the server would shrink them a lot.
+
+A frame at least twice as wide as the server poses is shrunk here instead of there: a 1080p
+camera then sends a third of the bytes, and the server decodes a small JPEG rather than
+shrinking a large one. Shrunk frames are encoded at a higher quality, because their one lossy
+step is then taken at the size pose sees: at 90, landmarks moved further from those of the
+uncompressed frame than with the full frame sent at 90 and shrunk by the server; at 95 about as
+far. A frame only a little wider is sent as read: shrinking it saves few bytes at 95, and small
+people's landmarks kept closer without it (``python -m benchmarks.sent_width``; docs/service.md,
+"Frames sent at the pose width").
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from skeleton.errors import InputError
+from skeleton.pose.video import resize_to_width
+
+QUALITY_AS_READ = 90
+QUALITY_SHRUNK = 95
+
+
+def width_to_send(frame_width: int, pose_width: int) -> int:
+    """How wide to send a frame to a server posing at ``pose_width`` (0: as read): the pose width
+    for a frame at least twice as wide (``pose_width`` 0: the server poses frames as they come)."""
+    return pose_width if 0 < 2 * pose_width <= frame_width else 0
+
+
+def encode_to_send(bgr: np.ndarray, width: int, what: str) -> tuple[bytes, tuple[int, int]]:
+    """``bgr`` as the JPEG bytes to send, shrunk to ``width`` pixels (0: as it is), and the size
+    sent (width, height); ``what`` names the frame in the error when it cannot be encoded."""
+    small = resize_to_width(bgr, width)
+    quality = QUALITY_AS_READ if small is bgr else QUALITY_SHRUNK
+    ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise InputError(f"{what} could not be encoded")
+    return jpeg.tobytes(), (small.shape[1], small.shape[0])
