@@ -21,6 +21,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import cv2
@@ -56,12 +57,19 @@ class ClientOptions:
     width: int | None = None  # frames sent (and --out's) this wide (None: service.outgoing.width_to_send)
     max_frames: int = 0  # 0: the whole source
     all_frames: bool = False  # send the frames beyond the model's frame rate too
+    reconnect: bool = False  # a live source: a stream the server ends (restart, drain, full) is followed by another
 
 
 # How long a stream that ends early waits for gRPC's sending thread to finish reading the frame
 # it is on (a camera or RTSP read, a JPEG encode): ending the process while that thread is inside
 # OpenCV aborts it ("terminate called without an active exception").
 SENDER_STOP_S = 5.0
+# --reconnect: the codes of a server that went away or is full for now (a restart, a drain, a
+# rolling update, more streams than it takes), and the waits between tries, doubling while it
+# stays away; any other refusal would be refused again.
+RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 30.0
 
 
 @dataclass
@@ -225,129 +233,186 @@ def default_stream_id(source: str) -> str:
     return name[:MAX_STREAM_ID]
 
 
-def run_client(options: ClientOptions, out=None, err=None) -> int:
-    out, err = out or sys.stdout, err or sys.stderr
-    quiet_ffmpeg_log()  # the client says what is wrong with a file, and that it was cut short
-    source = open_source(options.source)
-    annotator = None
-    if options.out is not None:
-        from service.draw import Annotator
+class ClientRun:
+    """One ``actionrec client`` run: a source streamed to the server, in one stream, or in one
+    stream after another with ``--reconnect`` (a camera kept open while the server restarts)."""
 
-        annotator = Annotator(options.out, source.fps)
-    config = pb.StreamConfig(
-        stream_id=options.stream_id or default_stream_id(options.source),
-        model=options.model,
-        frame_rate_hint=source.fps,
-        max_people=options.max_people,
-        top_k=options.top_k,
-        window_stride=options.stride,
-        action_set=options.action_set,
-        include_poses=annotator is not None,
-        lossless=options.fast and not source.live,
-    )
-    sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
-    sent_lock = threading.Lock()
-    # Poses come in pixels of the frame as sent; the annotator draws on the frame as read (x, y ratios).
-    drawn_per_sent = np.ones(2, dtype=np.float32)
-    not_sent = 0  # frames the model's frame rate leaves out
-    frames_sent = events = 0  # told when the server's final statistics never come (Ctrl-C, a lost server)
-    frames_read: int | None = None  # set when the whole source was read
+    def __init__(self, options: ClientOptions, source: Source, out: TextIO, err: TextIO) -> None:
+        self.options, self.source, self.out, self.err = options, source, out, err
+        self.annotator = None
+        if options.out is not None:
+            from service.draw import Annotator
 
-    def requests(gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator[pb.StreamFramesRequest]:
-        nonlocal not_sent, frames_sent, frames_read, drawn_per_sent
-        yield pb.StreamFramesRequest(config=config)
-        started = time.monotonic()
-        count = 0
-        for count, (bgr, timestamp) in enumerate(source.frames, start=1):
-            if stop.is_set() or (options.max_frames and count > options.max_frames):
+            self.annotator = Annotator(options.out, source.fps)
+        self.config = pb.StreamConfig(
+            stream_id=options.stream_id or default_stream_id(options.source),
+            model=options.model,
+            frame_rate_hint=source.fps,
+            max_people=options.max_people,
+            top_k=options.top_k,
+            window_stride=options.stride,
+            action_set=options.action_set,
+            include_poses=self.annotator is not None,
+            lossless=options.fast and not source.live,
+        )
+        self.sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
+        self.sent_lock = threading.Lock()
+        # Poses come in pixels of the frame as sent; the annotator draws on the frame as read (x, y ratios).
+        self.drawn_per_sent = np.ones(2, dtype=np.float32)
+        self.frames_taken = 0  # read from the source, over every stream
+        self.not_sent = 0  # frames the model's frame rate leaves out
+        self.frames_sent = 0  # handed to gRPC in the current stream (told when its final statistics never come)
+        self.events = 0  # in the current stream
+        self.frames_read: int | None = None  # set when the whole source was read
+        self.started: float | None = None  # when the first frame was taken: a file's frames are paced from it
+        self.feed: RequestFeed | None = None
+        self.call = None
+
+    def requests(self, gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator:
+        """The stream's configuration, then the source's frames (those the model uses) as JPEG."""
+        options, source = self.options, self.source
+        yield pb.StreamFramesRequest(config=self.config)
+        for bgr, timestamp in source.frames:
+            self.frames_taken += 1
+            if stop.is_set() or (options.max_frames and self.frames_taken > options.max_frames):
                 return
+            if self.started is None:
+                self.started = time.monotonic() - timestamp / 1000.0
             if not (source.live or options.fast):
-                delay = started + timestamp / 1000.0 - time.monotonic()
+                delay = self.started + timestamp / 1000.0 - time.monotonic()
                 if delay > 0 and stop.wait(delay):
                     return
             admitted = gate is None or gate.admit(timestamp)
-            drawn = None if annotator is None else resize_to_width(bgr, options.width or 0)
+            drawn = None if self.annotator is None else resize_to_width(bgr, options.width or 0)
             if drawn is not None:  # every frame is drawn, sent or not
-                with sent_lock:
-                    sent.append((timestamp, drawn))
+                with self.sent_lock:
+                    self.sent.append((timestamp, drawn))
             if not admitted:
-                not_sent += 1
+                self.not_sent += 1
                 continue
             width = width_to_send(bgr.shape[1], pose_width) if options.width is None else options.width
-            jpeg, size = encode_to_send(bgr, width, f"{options.source}: frame {count - 1}")
+            jpeg, size = encode_to_send(bgr, width, f"{options.source}: frame {self.frames_taken - 1}")
             if drawn is not None:
                 ratios = [drawn.shape[1] / size[0], drawn.shape[0] / size[1]]
-                drawn_per_sent = np.array(ratios, dtype=np.float32)
-            frames_sent += 1  # handed to gRPC
+                self.drawn_per_sent = np.array(ratios, dtype=np.float32)
+            self.frames_sent += 1  # handed to gRPC
             yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg))
-        frames_read = count  # the source ran out, not the stream
+        self.frames_read = self.frames_taken  # the source ran out, not the stream
 
-    def report(final: pb.StreamStats | None) -> None:
-        if final is not None:
-            print(stats_line(final), file=err)
-            if not events and final.frames_processed and not final.windows_classified and not final.windows_dropped:
-                print(f"no events: nobody was seen for half a window ({final.frames_processed} frames posed)", file=err)
-        elif frames_sent:
-            print(f"{frames_sent} frames sent; the stream ended before the server's final statistics", file=err)
-        if not_sent:
-            print(f"{not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)", file=err)
-        if frames_read is not None and (warning := source.cut_short(frames_read)):
-            print(f"{options.source}: {warning}", file=err)
+    def stream(self, api: pb_grpc.ActionRecognitionStub) -> pb.StreamStats | None:
+        """One stream, from asking for the model to the server's last message: its final statistics
+        (None when they never came); a failed call raises its RpcError once it is reported."""
+        self.frames_sent = self.events = 0
+        final = None
+        try:
+            info = ask_model(api, self.options, self.config)
+            gate = model_frame_gate(info, self.options, self.config.frame_rate_hint)
+            stop = threading.Event()
+            self.feed = RequestFeed(self.requests(gate, info.pose_width if info is not None else 0, stop), stop)
+            self.call = api.StreamFrames(self.feed, metadata=call_metadata(self.options.token))
+            for response in self.call:
+                if response.WhichOneof("kind") == "stats" and response.stats.final:
+                    final = response.stats
+                self.take(response)
+        finally:
+            self.report_stream(final)
+        return final
 
-    channel = make_channel(options.server, options.tls_ca, options.lb_policy)
-    feed = call = None
-    final = None
-    try:
-        api = pb_grpc.ActionRecognitionStub(channel)
-        info = ask_model(api, options, config)
-        gate = model_frame_gate(info, options, config.frame_rate_hint)
-        stop = threading.Event()
-        feed = RequestFeed(requests(gate, info.pose_width if info is not None else 0, stop), stop)
-        call = api.StreamFrames(feed, metadata=call_metadata(options.token))
-        for response in call:
-            if annotator is not None:
-                with sent_lock:
-                    for timestamp, bgr in sent:
-                        annotator.add_frame(timestamp, bgr)
-                    sent.clear()
-            kind = response.WhichOneof("kind")
-            if kind == "event":
-                events += 1
-                event = response.event
-                print(json.dumps(event_json(event)) if options.json else event_line(event), file=out, flush=True)
-                if annotator is not None and event.labels:
-                    annotator.labels[event.track_id] = f"{event.labels[0].label} {event.labels[0].score:.2f}"
-            elif kind == "poses" and annotator is not None:
-                people = [
-                    (
-                        p.track_id,
-                        np.asarray(p.image_xy, dtype=np.float32).reshape(-1, 2) * drawn_per_sent,
-                        np.asarray(p.visibility),
-                    )
-                    for p in response.poses.people
-                ]
-                annotator.add_poses(response.poses.timestamp_ms, people)
-            elif kind == "stats" and response.stats.final:
-                final = response.stats
-        report(final)
-    except grpc.RpcError as e:
-        report(final)
-        raise CallFailed(options.server, e.code().name, e.details()) from None
-    except KeyboardInterrupt:
-        report(final)
-        raise
-    finally:
-        if call is not None:
-            call.cancel()  # when leaving early (an error here, Ctrl-C); nothing once the call has ended
-        # gRPC's thread may still be reading the source: it is released only once that thread is out
-        if feed is None or feed.halt(SENDER_STOP_S):
-            source.frames.close()
-        channel.close()
+    def take(self, response: pb.StreamResponse) -> None:
+        """An event printed, poses handed to the annotator (with the frames sent before them)."""
+        annotator = self.annotator
         if annotator is not None:
-            with sent_lock:
-                for timestamp, bgr in sent:
+            with self.sent_lock:
+                for timestamp, bgr in self.sent:
                     annotator.add_frame(timestamp, bgr)
-            annotator.close()
-            if annotator.written:
-                print(f"wrote {options.out} ({annotator.written} frames)", file=err)
-    return 0
+                self.sent.clear()
+        kind = response.WhichOneof("kind")
+        if kind == "event":
+            self.events += 1
+            event = response.event
+            print(json.dumps(event_json(event)) if self.options.json else event_line(event), file=self.out, flush=True)
+            if annotator is not None and event.labels:
+                annotator.labels[event.track_id] = f"{event.labels[0].label} {event.labels[0].score:.2f}"
+        elif kind == "poses" and annotator is not None:
+            people = [
+                (
+                    p.track_id,
+                    np.asarray(p.image_xy, dtype=np.float32).reshape(-1, 2) * self.drawn_per_sent,
+                    np.asarray(p.visibility),
+                )
+                for p in response.poses.people
+            ]
+            annotator.add_poses(response.poses.timestamp_ms, people)
+
+    def tell(self, message: str) -> None:
+        print(message, file=self.err, flush=True)
+
+    def report_stream(self, final: pb.StreamStats | None) -> None:
+        if final is not None:
+            self.tell(stats_line(final))
+            windowed = final.windows_classified or final.windows_dropped
+            if not self.events and final.frames_processed and not windowed:
+                self.tell(f"no events: nobody was seen for half a window ({final.frames_processed} frames posed)")
+        elif self.frames_sent:
+            self.tell(f"{self.frames_sent} frames sent; the stream ended before the server's final statistics")
+
+    def report_source(self) -> None:
+        if self.not_sent:
+            self.tell(f"{self.not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)")
+        if self.frames_read is not None and (warning := self.source.cut_short(self.frames_read)):
+            self.tell(f"{self.options.source}: {warning}")
+
+    def end_stream(self) -> bool:
+        """Cancel the current call (nothing once it has ended) and get gRPC's thread out of the
+        source; whether it is out (ending the process while that thread is inside OpenCV aborts it)."""
+        if self.call is not None:
+            self.call.cancel()
+        return self.feed is None or self.feed.halt(SENDER_STOP_S)
+
+    def run(self) -> int:
+        options = self.options
+        channel = make_channel(options.server, options.tls_ca, options.lb_policy)
+        wait_s = RECONNECT_FIRST_S
+        try:
+            api = pb_grpc.ActionRecognitionStub(channel)
+            while True:
+                taken = self.frames_taken
+                try:
+                    self.stream(api)
+                    return 0
+                except grpc.RpcError as e:
+                    code, details = e.code(), e.details()
+                    if not (options.reconnect and code in RECONNECT_CODES and self.frames_read is None):
+                        raise CallFailed(options.server, code.name, details) from None
+                if not self.end_stream():
+                    raise CallFailed(options.server, code.name, details)
+                if self.frames_taken > taken:
+                    wait_s = RECONNECT_FIRST_S  # the stream ran: the server came back, start the waits over
+                self.tell(f"{options.server}: {code.name}: {details}; a new stream in {wait_s:g} s")
+                time.sleep(wait_s)
+                wait_s = min(2 * wait_s, RECONNECT_MAX_S)
+        finally:
+            self.report_source()
+            if self.end_stream():
+                self.source.frames.close()
+            channel.close()
+            self.close_annotator()
+
+    def close_annotator(self) -> None:
+        if self.annotator is None:
+            return
+        with self.sent_lock:
+            for timestamp, bgr in self.sent:
+                self.annotator.add_frame(timestamp, bgr)
+        self.annotator.close()
+        if self.annotator.written:
+            self.tell(f"wrote {self.options.out} ({self.annotator.written} frames)")
+
+
+def run_client(options: ClientOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    quiet_ffmpeg_log()  # the client says what is wrong with a file, and that it was cut short
+    source = open_source(options.source)
+    if options.reconnect and not source.live:
+        source.frames.close()
+        raise InputError(f"{options.source}: --reconnect is for cameras and network streams (a file is sent once)")
+    return ClientRun(options, source, out or sys.stdout, err or sys.stderr).run()

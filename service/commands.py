@@ -233,6 +233,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "--all-frames", action="store_true", help="also send the frames beyond the model's frame rate (it skips them)"
     )
     client.add_argument("--lb", default="", help="client-side load balancing policy, e.g. round_robin")
+    client.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="a camera or network stream: when the server ends the stream because it went away or is full"
+        " (UNAVAILABLE, RESOURCE_EXHAUSTED: a restart, a drain, a rolling update), keep the source open and"
+        " open a new stream, waiting 1 s, then 2, 4, ... up to 30 s between tries",
+    )
     client.set_defaults(handler=_client)
 
     _register_clip_calls(subcommands)
@@ -481,5 +488,6 @@ def _client(args: argparse.Namespace) -> int:
             width=args.width,
             max_frames=args.max_frames,
             all_frames=args.all_frames,
+            reconnect=args.reconnect,
         )
     )

@@ -876,6 +876,65 @@ def test_frames_much_wider_than_the_server_poses_are_shrunk_and_drawn_as_read(
     assert len(drawn_at) == 10 and all(np.allclose(xy, [drawn[0] / 2, drawn[1] / 2]) for xy in drawn_at)
 
 
+class _RestartingServer(pb_grpc.ActionRecognitionServicer):
+    """A server still loading when first asked (UNAVAILABLE), whose first stream is then ended
+    after 3 frames as a draining server ends it; later streams read every frame and end with
+    their final statistics. Notes the timestamps each stream received."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.streams: list[list[int]] = []
+
+    def GetModelInfo(self, request, context):
+        self.asked += 1
+        if self.asked == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "still loading")
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        received: list[int] = []
+        self.streams.append(received)
+        for request in request_iterator:
+            if request.HasField("frame"):
+                received.append(request.frame.timestamp_ms)
+                if len(self.streams) == 1 and len(received) == 3:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        yield pb.StreamResponse(stats=pb.StreamStats(frames_received=len(received), final=True))
+
+
+def test_reconnect_keeps_a_camera_open_and_opens_a_new_stream_while_the_server_restarts(monkeypatch) -> None:
+    state = {"reading": False, "closed": False}
+    monkeypatch.setattr(client, "open_source", lambda source: Source(_camera(state), 30.0, live=True))
+    monkeypatch.setattr(client, "RECONNECT_FIRST_S", 0.05)
+    service = _RestartingServer()
+    err = io.StringIO()
+    with _fake_server(service) as port:
+        options = ClientOptions(source="0", server=f"127.0.0.1:{port}", reconnect=True, max_frames=9, all_frames=True)
+        assert run_client(options, out=io.StringIO(), err=err) == 0
+    first, second = service.streams
+    assert len(first) == 3 and len(second) >= 3 and second[0] > first[-1]  # the camera went on, not over again
+    tries = [line for line in err.getvalue().splitlines() if "a new stream in" in line]
+    assert tries == [
+        f"127.0.0.1:{port}: UNAVAILABLE: still loading; a new stream in 0.05 s",
+        # the stream ran, so the wait starts over rather than doubling
+        f"127.0.0.1:{port}: UNAVAILABLE: the server is shutting down; a new stream in 0.05 s",
+    ]
+    assert state["closed"]
+
+
+def test_reconnect_does_not_retry_a_refusal_or_take_a_file(tmp_path: Path, monkeypatch) -> None:
+    state = {"reading": False, "closed": False}
+    monkeypatch.setattr(client, "open_source", lambda source: Source(_camera(state), 30.0, live=True))
+    with _fake_server(_FakeService(refuse_after=1)) as port:
+        options = ClientOptions(source="0", server=f"127.0.0.1:{port}", reconnect=True)
+        with pytest.raises(InputError, match="INVALID_ARGUMENT: max_people 99"):  # it would be refused again
+            run_client(options, out=io.StringIO(), err=io.StringIO())
+    monkeypatch.undo()
+    video = _short_video(tmp_path / "clip.mp4")
+    with pytest.raises(InputError, match="--reconnect is for cameras and network streams"):
+        run_client(ClientOptions(source=str(video), server="127.0.0.1:1", reconnect=True))
+
+
 def test_a_video_file_cut_short_is_told_apart_from_a_whole_one(tmp_path: Path) -> None:
     """A real video and a copy of it cut in half (its index lost: a download that stopped):
     the whole file has no warning, the copy reads about half its declared frames and says so."""
