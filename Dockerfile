@@ -2,7 +2,7 @@
 #
 #   python scripts/wheelhouse.py                     # once: every wheel the image installs
 #   podman build --format docker -t actionrec .      # or docker build -t actionrec .
-#   docker run --gpus all -p 50051:50051 -p 9100:9100 actionrec
+#   docker run --gpus all --stop-timeout 40 -p 50051:50051 -p 9100:9100 actionrec   # 40 s: the 30 s drain and a little
 #
 # CPU-only image: --build-arg ONNXRUNTIME=cpu (with `scripts/wheelhouse.py --onnxruntime cpu`),
 # on any Debian or Ubuntu base: --build-arg BASE_IMAGE=debian:bookworm-slim. The two bases differ
@@ -46,7 +46,8 @@ VOLUME /var/lib/actionrec
 USER actionrec
 EXPOSE 50051 9100
 # SIGTERM drains: health turns NOT_SERVING and open streams finish their windows (allow
-# ACTIONREC_DRAIN_SECONDS plus a little in `docker stop --time`).
+# ACTIONREC_DRAIN_SECONDS, 30 s by default, plus a little: `docker run --stop-timeout 40` or
+# `docker stop --time 40`; docker's own default is 10 s).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["sh", "-c", "actionrec health --server 127.0.0.1:${ACTIONREC_PORT}"]
