@@ -61,7 +61,7 @@ def _check_timestamps(timestamps: list[int]) -> None:
 
 
 def _pose_frames(
-    clip, model: LoadedModel, runtime: Runtime, timeout: float, active: Callable[[], bool]
+    clip, model: LoadedModel, runtime: Runtime, deadline: float, active: Callable[[], bool]
 ) -> Observations:
     spec = model.card.window
     max_people = resolve_max_people(clip.max_people, runtime.config.max_people)
@@ -105,7 +105,6 @@ def _pose_frames(
         lane.put(frame)
     # Checked every CALL_POLL_S: a call that ended (the client went away, the server stops) stops
     # posing its clip instead of holding a pose worker and a call slot until the deadline.
-    deadline = time.monotonic() + timeout
     while not (finished := done.wait(min(CALL_POLL_S, max(0.0, deadline - time.monotonic())))):
         if not active():
             lane.close("cancelled")
@@ -128,10 +127,12 @@ def _parse_skeletons(clip, model: LoadedModel, runtime: Runtime) -> tuple[Observ
 
 
 def answer_clip(
-    clip, model: LoadedModel, runtime: Runtime, timeout: float = 60.0, active: Callable[[], bool] = lambda: True
+    clip, model: LoadedModel, runtime: Runtime, deadline: float, active: Callable[[], bool] = lambda: True
 ) -> ClipAnswer:
-    """Classify an ``actionrec.v1.Clip`` (InputError when it is bad or shows nobody). ``active``
-    says whether the call still wants the answer (False once the client has gone)."""
+    """Classify an ``actionrec.v1.Clip`` (InputError when it is bad or shows nobody) by
+    ``deadline`` (``time.monotonic()``; the call's, shared by its clips and by posing and
+    classifying each). ``active`` says whether the call still wants the answer (False once the
+    client has gone)."""
     kind = clip.WhichOneof("kind")
     frames = getattr(clip, kind).frames if kind else []
     if not frames:
@@ -140,7 +141,7 @@ def answer_clip(
         raise InputError(f"the clip has {len(frames)} frames, over the limit of {runtime.config.max_clip_frames}")
     spec = model.card.window
     if kind == "frames":
-        observations, space = _pose_frames(clip.frames, model, runtime, timeout, active), pose_coordinate_space(spec)
+        observations, space = _pose_frames(clip.frames, model, runtime, deadline, active), pose_coordinate_space(spec)
     else:
         observations, space = _parse_skeletons(clip.skeletons, model, runtime)
     config = runtime.config
@@ -157,7 +158,7 @@ def answer_clip(
     batcher = runtime.batchers[model.name]
     futures = [batcher.submit(prepare_window(w.samples, spec, space)) for w in mine]
     try:
-        results = [f.result(timeout) for f in futures]
+        results = [f.result(max(0.0, deadline - time.monotonic())) for f in futures]
     except FutureTimeout:
         raise DeadlineExceeded("classifying the clip took longer than the call's deadline") from None
     return ClipAnswer(

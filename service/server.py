@@ -81,9 +81,12 @@ def _call(method: Callable) -> Callable:
     return handler
 
 
-def _timeout(context: grpc.ServicerContext) -> float:
+def _deadline(context: grpc.ServicerContext) -> float:
+    """When a unary call's work must be done (``time.monotonic()``): its client's deadline, at
+    most ``MAX_CALL_SECONDS`` from now. Taken once a call, so that every clip of an enrolment
+    shares it."""
     remaining = context.time_remaining()
-    return MAX_CALL_SECONDS if remaining is None else max(0.0, min(remaining, MAX_CALL_SECONDS))
+    return time.monotonic() + (MAX_CALL_SECONDS if remaining is None else max(0.0, min(remaining, MAX_CALL_SECONDS)))
 
 
 def model_info(model: LoadedModel, is_default: bool, config: ServerConfig) -> pb.ModelInfo:
@@ -247,12 +250,13 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
 
     @_call
     def ClassifyClip(self, request, context):
+        deadline = _deadline(context)
         runtime = self.server.runtime_for_calls()
         model = runtime.models.get(request.model)
         if request.action_set:
             runtime.actions.require(model.name, model.version, request.action_set)
         with runtime.call_slots:
-            answer = answer_clip(request.clip, model, runtime, _timeout(context), context.is_active)
+            answer = answer_clip(request.clip, model, runtime, deadline, context.is_active)
         top_k = request.top_k or DEFAULT_TOP_K  # for classes and enrolled actions alike (stream_options)
         prototypes = (
             runtime.actions.prototypes(model.name, model.version, request.action_set) if request.action_set else None
@@ -284,6 +288,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
 
     @_call
     def EnrollAction(self, request, context):
+        deadline = _deadline(context)
         runtime = self.server.runtime_for_calls()
         model = runtime.models.get(request.model)
         action_set = request.action_set or DEFAULT_SET
@@ -297,7 +302,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         with runtime.call_slots:
             for i, clip in enumerate(request.examples):
                 try:
-                    embeddings.append(answer_clip(clip, model, runtime, _timeout(context), context.is_active).embedding)
+                    embeddings.append(answer_clip(clip, model, runtime, deadline, context.is_active).embedding)
                 except InputError as e:
                     raise InputError(f"example {i}: {e}") from None
         enrolled, similarity = runtime.actions.enroll(

@@ -24,6 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+import service.server
 import service.session
 from actionrec.cli import main
 from benchmarks.enrolment import Task, run_task
@@ -59,6 +60,7 @@ from service.testing import (
 )
 from service.windowing import FrameGate
 from skeleton.errors import InputError
+from skeleton.pose.estimator import PersonPose
 from tests.test_pose import _blank_video
 
 MAX_STREAMS = 3
@@ -741,6 +743,38 @@ def test_a_drain_lets_a_clip_call_under_way_finish(config: ServerConfig) -> None
         assert len(posed) == warm_up + 20  # the whole clip, before the server stopped
         error = call.exception(TIMEOUT)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "no person" in error.details()
+
+
+@dataclass
+class _StillPerson:
+    """A pose estimator that finds one person standing still, taking ``seconds`` a frame."""
+
+    seconds: float
+
+    def estimate(self, rgb, timestamp_ms, size=None) -> list[PersonPose]:
+        time.sleep(self.seconds)
+        xy = np.stack([np.full(33, 32.0), np.linspace(8.0, 56.0, 33)], axis=1).astype(np.float32)
+        world = np.concatenate([xy / 64.0, np.zeros((33, 1), np.float32)], axis=1)
+        return [PersonPose(image_xy=xy, world_xyz=world, visibility=np.ones(33, np.float32))]
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_enrolments_clips_share_the_calls_time_cap(config: ServerConfig, monkeypatch) -> None:
+    """A unary call without a deadline gets MAX_CALL_SECONDS in all, not that much for each of
+    its clips (and again for classifying each): three clips of 0.6 s each are over a 1 s cap."""
+    monkeypatch.setattr(service.server, "MAX_CALL_SECONDS", 1.0)
+    example = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=BLANK) for i in range(3)]))
+    settings = replace(config, workers=1, pin_workers=False)
+    with running_server(settings, lambda max_people: _StillPerson(seconds=0.2)) as server:
+        api = stub(f"127.0.0.1:{server.port}")
+        one = api.EnrollAction(pb.EnrollActionRequest(action="still", examples=[example]), timeout=TIMEOUT)
+        assert one.action.examples == 1  # one clip is well within the cap
+        code, details = status_of(
+            lambda: api.EnrollAction(pb.EnrollActionRequest(action="stiller", examples=[example] * 3), timeout=TIMEOUT)
+        )
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "longer than the call's deadline" in details
 
 
 # ---------------------------------------------------------------- the command line's clip calls
