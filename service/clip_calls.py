@@ -173,6 +173,7 @@ def classify(server: Server, path: Path, sending: Sending = Sending(), action_se
         "start_ms": answer.start_ms,
         "end_ms": answer.end_ms,
         "windows": answer.windows,
+        "frames_seen": answer.frames_seen,
         "model": answer.model,
     }
 
@@ -181,13 +182,10 @@ def brief_answer(answer: pb.ClassifyClipResponse, info: pb.ModelInfo) -> str:
     """A warning when the person the answer is about was seen for under ``MIN_WINDOW_PRESENCE`` of a
     window (a still image, a person passing by), else "": the model then sees a pose held still,
     and its answer says more about that pose than about a motion."""
-    if info.frame_rate <= 0 or not info.window_length:
-        return ""
-    seen = round((answer.end_ms - answer.start_ms) * info.frame_rate / 1000) + 1
-    if seen >= MIN_WINDOW_PRESENCE * info.window_length:
+    if not info.window_length or answer.frames_seen >= MIN_WINDOW_PRESENCE * info.window_length:
         return ""
     return (
-        f"the person is seen in {_count(seen, 'model frame')} of the {info.window_length} a window holds:"
+        f"the person is seen in {_count(answer.frames_seen, 'model frame')} of the {info.window_length} a window holds:"
         " the answer is about a pose more than a motion"
     )
 

@@ -44,6 +44,7 @@ class ClipAnswer:
     start_ms: float
     end_ms: float
     windows: int
+    frames_seen: int  # the most model frames of one of the windows the person is seen in
     probabilities: np.ndarray  # (classes,) mean over the windows
     embedding: np.ndarray  # (E,) unit length
 
@@ -166,6 +167,7 @@ def answer_clip(
         start_ms=min(w.start_ms for w in mine),
         end_ms=max(w.end_ms for w in mine),
         windows=len(mine),
+        frames_seen=max(w.present for w in mine),
         probabilities=np.mean([r.probabilities for r in results], axis=0),
         embedding=unit(np.mean([unit(r.embedding) for r in results], axis=0)),
     )

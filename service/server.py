@@ -270,6 +270,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             end_ms=round(answer.end_ms),
             windows=answer.windows,
             model=model.name,
+            frames_seen=answer.frames_seen,
         )
 
     @_call

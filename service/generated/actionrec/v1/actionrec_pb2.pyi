@@ -252,7 +252,7 @@ class ClassifyClipRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., clip: _Optional[_Union[Clip, _Mapping]] = ..., top_k: _Optional[int] = ..., action_set: _Optional[str] = ..., include_embedding: _Optional[bool] = ...) -> None: ...
 
 class ClassifyClipResponse(_message.Message):
-    __slots__ = ("labels", "custom_labels", "embedding", "track_id", "start_ms", "end_ms", "windows", "model")
+    __slots__ = ("labels", "custom_labels", "embedding", "track_id", "start_ms", "end_ms", "windows", "model", "frames_seen")
     LABELS_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_LABELS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class ClassifyClipResponse(_message.Message):
     END_MS_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SEEN_FIELD_NUMBER: _ClassVar[int]
     labels: _containers.RepeatedCompositeFieldContainer[LabelScore]
     custom_labels: _containers.RepeatedCompositeFieldContainer[LabelScore]
     embedding: _containers.RepeatedScalarFieldContainer[float]
@@ -269,7 +270,8 @@ class ClassifyClipResponse(_message.Message):
     end_ms: int
     windows: int
     model: str
-    def __init__(self, labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., custom_labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ..., track_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., windows: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    frames_seen: int
+    def __init__(self, labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., custom_labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ..., track_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., windows: _Optional[int] = ..., model: _Optional[str] = ..., frames_seen: _Optional[int] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ("model",)
