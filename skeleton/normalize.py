@@ -17,7 +17,9 @@ from skeleton.mapping import derive_joint
 # Ids written into model metadata. "align" also turns a 3-D sequence about the vertical axis so
 # that the person's left (right hip -> left hip) points along +x in the first frame they are seen:
 # the person then faces +z, whatever the camera's viewpoint.
-NORMALIZATIONS: tuple[str, ...] = ("centre-torso", "centre-torso-align")
+# "bones" then gives each joint as the vector from its parent joint (the layout's tree; the root
+# keeps its place): the bone stream of multi-stream skeleton models, for the same encoder.
+NORMALIZATIONS: tuple[str, ...] = ("centre-torso", "centre-torso-align", "centre-torso-align-bones")
 
 
 def to_y_up(coords: np.ndarray, coordinate_space: str) -> np.ndarray:
@@ -51,9 +53,19 @@ def normalize(coords: np.ndarray, layout: Layout, coordinate_space: str, method:
     torso = _nanmedian_or(np.linalg.norm(neck - pelvis, axis=-1).ravel(), 1.0)
     scale = torso if torso > 1e-6 else 1.0
     out = (coords - centre) / scale
-    if method == "centre-torso-align" and coords.shape[-1] == 3:
+    if method.startswith("centre-torso-align") and coords.shape[-1] == 3:
         out = _face_forward(out, layout)
+    if method.endswith("-bones"):
+        out = _bone_vectors(out, layout)
     return out.astype(np.float32)
+
+
+def _bone_vectors(coords: np.ndarray, layout: Layout) -> np.ndarray:
+    """Each joint as its offset from its parent (NaN where either is missing); the root as it is."""
+    out = coords.copy()
+    for child, parent in layout.bones:
+        out[..., layout.index(child), :] = coords[..., layout.index(child), :] - coords[..., layout.index(parent), :]
+    return out
 
 
 def _face_forward(coords: np.ndarray, layout: Layout) -> np.ndarray:

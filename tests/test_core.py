@@ -429,6 +429,23 @@ def test_normalize_keeps_nan_where_it_was_and_adds_none() -> None:
     np.testing.assert_array_equal(np.isnan(out), np.isnan(frames))
 
 
+def test_bones_give_each_joint_as_the_offset_from_its_parent_after_aligning() -> None:
+    frames = np.repeat(standing_kinect20()[None, None], 3, axis=0) + RNG.normal(scale=0.01, size=(3, 1, 20, 3))
+    frames = frames.astype(np.float32)
+    frames[1, 0, KINECT20.index("left_elbow")] = np.nan
+    joints = normalize(frames, KINECT20, "camera", "centre-torso-align")
+    bones = normalize(frames, KINECT20, "camera", "centre-torso-align-bones")
+    children = {child for child, _ in KINECT20.bones}
+    (root,) = [j for j in KINECT20.joints if j not in children]
+    np.testing.assert_array_equal(bones[..., KINECT20.index(root), :], joints[..., KINECT20.index(root), :])
+    for child, parent in KINECT20.bones:
+        offset = joints[..., KINECT20.index(child), :] - joints[..., KINECT20.index(parent), :]
+        np.testing.assert_allclose(bones[..., KINECT20.index(child), :], offset, atol=1e-6)
+    # a missing joint leaves its own bone and its children's missing, nothing else
+    missing = {KINECT20.index(c) for c, p in KINECT20.bones if "left_elbow" in (c, p)}
+    assert set(np.flatnonzero(np.isnan(bones[1, 0]).any(axis=1))) == missing
+
+
 def test_normalize_unknown_method() -> None:
     with pytest.raises(InputError, match="unknown normalisation"):
         normalize(np.zeros((1, 1, 20, 3)), KINECT20, "camera", "whiten")
