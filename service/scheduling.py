@@ -25,6 +25,12 @@ p99 of latency over the event's own pose + classify time went 1.50 -> 1.475 in o
 1.49 -> 1.50 in the other, nothing to tell from noise, while the skeleton path lost 5.6 % (754
 -> 712 windows/s, same order). So every I/O thread stays lowered.
 
+Other processes' load does not starve the lowered threads into dropping frames: one real-time
+stream (``arm_wrestling.mp4`` through ``actionrec client``) with five busy-looping processes at
+the default priority on the 2-core machine, three runs each way alternating, posed all 150 frames
+and dropped none both ways; event latency median 61-75 ms lowered against 63-65 ms not lowered,
+worst 79-108 ms against 74-80 ms (with two such processes: 43-46 against 40-43, no drops).
+
 ``SCHED_BATCH`` for the I/O threads gave the same skeleton figure but cost the frame path 3 %:
 probably because an I/O thread holding the GIL waited for a core while the pose threads
 waited for the GIL (not measured).
