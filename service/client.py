@@ -33,6 +33,7 @@ from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.outgoing import encode_to_send, width_to_send
+from service.printed import event_json, event_line, stats_line
 from service.windowing import FrameGate
 from skeleton.errors import InputError
 from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
@@ -145,43 +146,6 @@ def open_source(source: str) -> Source:
     return Source(frames, info.fps, live=False, declared_frames=info.frame_count)
 
 
-def scores_json(scores) -> list[dict]:
-    """LabelScores as ``--json`` prints them."""
-    return [{"label": s.label, "score": round(s.score, 4)} for s in scores]
-
-
-def scores_text(scores) -> str:
-    return ", ".join(f"{s.label} {s.score:.2f}" for s in scores)
-
-
-def event_json(event: pb.ActionEvent) -> dict:
-    """One event as the JSON object ``--json`` prints (one a line)."""
-    best = event.labels[0] if event.labels else pb.LabelScore()
-    return {
-        "stream_id": event.stream_id,
-        "track_id": event.track_id,
-        "start_ms": event.start_ms,
-        "end_ms": event.end_ms,
-        "label": best.label,
-        "score": round(best.score, 4),
-        "labels": scores_json(event.labels),
-        "custom_labels": scores_json(event.custom_labels),
-        "model": event.model,
-        "latency_ms": round(event.stats.latency_ms, 1),
-        "pose_ms": round(event.timing.pose_ms, 1),
-        "classify_ms": round(event.timing.classify_ms, 1),
-    }
-
-
-def event_line(event: pb.ActionEvent) -> str:
-    labels, custom = scores_text(event.labels), scores_text(event.custom_labels)
-    return (
-        f"{event.start_ms / 1000:8.2f}-{event.end_ms / 1000:.2f} s  person {event.track_id}: {labels}"
-        + (f"  | custom: {custom}" if custom else "")
-        + f"  ({event.stats.latency_ms:.0f} ms)"
-    )
-
-
 def ask_model(
     api: pb_grpc.ActionRecognitionStub, options: ClientOptions, config: pb.StreamConfig
 ) -> pb.ModelInfo | None:
@@ -208,14 +172,6 @@ def model_frame_gate(info: pb.ModelInfo | None, options: ClientOptions, frame_ra
     if info is None or options.all_frames or info.frame_rate <= 0:
         return None
     return FrameGate(info.frame_rate, frame_rate_hint)
-
-
-def stats_line(stats: pb.StreamStats) -> str:
-    dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.frames_dropped.items())) or "none"
-    return (
-        f"frames: {stats.frames_received} received, {stats.frames_processed} posed, {stats.frames_skipped} skipped"
-        f" (beyond the model's frame rate), dropped: {dropped}; {stats.windows_classified} windows classified"
-    )
 
 
 def default_stream_id(source: str) -> str:

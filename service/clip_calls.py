@@ -25,11 +25,11 @@ from google.protobuf.json_format import MessageToDict
 
 from service.actions import DEFAULT_SET, MAX_EXAMPLES, check_name
 from service.channels import CALL_TIMEOUT_S, MAX_MESSAGE_BYTES, CallFailed, call_metadata, make_channel
-from service.client import scores_json
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.outgoing import encode_to_send, width_to_send
+from service.printed import scores_json, scores_text
 from service.windowing import FrameGate
 from skeleton.errors import InputError
 from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames
@@ -194,15 +194,11 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}" + ("" if n == 1 else "s")
 
 
-def _scores_text(scores: list[dict]) -> str:
-    return ", ".join(f"{s['label']} {s['score']:.2f}" for s in scores)
-
-
 def classify_line(answer: dict) -> str:
-    custom = _scores_text(answer["custom_labels"])
+    custom = scores_text(answer["custom_labels"])
     return (
         f"{answer['clip']}: person {answer['track_id']}, {answer['start_ms'] / 1000:.2f}-{answer['end_ms'] / 1000:.2f}"
-        f" s, {_count(answer['windows'], 'window')}: {_scores_text(answer['labels'])}"
+        f" s, {_count(answer['windows'], 'window')}: {scores_text(answer['labels'])}"
         + (f"  | custom: {custom}" if custom else "")
     )
 

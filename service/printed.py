@@ -1,0 +1,55 @@
+"""What the command-line clients print of the server's answers: events, scores and stream
+statistics, as a line of text or as the JSON object ``--json`` prints (one a line)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from service.generated.actionrec.v1 import actionrec_pb2 as pb
+
+
+def scores_json(scores) -> list[dict]:
+    """LabelScores as ``--json`` prints them."""
+    return [{"label": s.label, "score": round(s.score, 4)} for s in scores]
+
+
+def scores_text(scores: Iterable) -> str:
+    """Scores as "label 0.87, label 0.10": LabelScores, or the objects ``scores_json`` makes of them."""
+    pairs = ((s["label"], s["score"]) if isinstance(s, dict) else (s.label, s.score) for s in scores)
+    return ", ".join(f"{label} {score:.2f}" for label, score in pairs)
+
+
+def event_json(event: pb.ActionEvent) -> dict:
+    """One event as the JSON object ``--json`` prints (one a line)."""
+    best = event.labels[0] if event.labels else pb.LabelScore()
+    return {
+        "stream_id": event.stream_id,
+        "track_id": event.track_id,
+        "start_ms": event.start_ms,
+        "end_ms": event.end_ms,
+        "label": best.label,
+        "score": round(best.score, 4),
+        "labels": scores_json(event.labels),
+        "custom_labels": scores_json(event.custom_labels),
+        "model": event.model,
+        "latency_ms": round(event.stats.latency_ms, 1),
+        "pose_ms": round(event.timing.pose_ms, 1),
+        "classify_ms": round(event.timing.classify_ms, 1),
+    }
+
+
+def event_line(event: pb.ActionEvent) -> str:
+    labels, custom = scores_text(event.labels), scores_text(event.custom_labels)
+    return (
+        f"{event.start_ms / 1000:8.2f}-{event.end_ms / 1000:.2f} s  person {event.track_id}: {labels}"
+        + (f"  | custom: {custom}" if custom else "")
+        + f"  ({event.stats.latency_ms:.0f} ms)"
+    )
+
+
+def stats_line(stats: pb.StreamStats) -> str:
+    dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.frames_dropped.items())) or "none"
+    return (
+        f"frames: {stats.frames_received} received, {stats.frames_processed} posed, {stats.frames_skipped} skipped"
+        f" (beyond the model's frame rate), dropped: {dropped}; {stats.windows_classified} windows classified"
+    )
