@@ -14,7 +14,10 @@ annotated video (``--out``) still has every frame, at the source's size.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import signal
 import sys
 import threading
 import time
@@ -68,9 +71,18 @@ SENDER_STOP_S = 5.0
 # --reconnect: the codes of a server that went away or is full for now (a restart, a drain, a
 # rolling update, more streams than it takes), and the waits between tries, doubling while it
 # stays away; any other refusal would be refused again.
-RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# DEADLINE_EXCEEDED: only the model query has a deadline, and a frozen server or a network that
+# drops packets silently answers it so.
+RECONNECT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 30.0
+# A stream that stayed open this long was taken by the server (a refusal comes at once): the
+# waits start over. Each wait is drawn within +-RECONNECT_JITTER of its step, so that cameras cut
+# off together do not all come back in the same instant.
+RECONNECT_STEADY_S = 10.0
+RECONNECT_JITTER = 0.2
 
 
 @dataclass
@@ -159,8 +171,6 @@ def ask_model(
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             return None
-        if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise InputError(f"{options.server}: no answer within {CALL_TIMEOUT_S:g} s (DEADLINE_EXCEEDED)") from None
         raise
     config.model = info.name
     return info
@@ -221,22 +231,22 @@ class ClientRun:
         self.events = 0  # in the current stream
         self.frames_read: int | None = None  # set when the whole source was read
         self.started: float | None = None  # when the first frame was taken: a file's frames are paced from it
+        self.held: tuple[np.ndarray, int] | None = None  # read as a stream ended: the next stream's first
         self.feed: RequestFeed | None = None
         self.call = None
+        self.opened: float | None = None  # when the current stream's server answered the model query
 
     def requests(self, gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator:
         """The stream's configuration, then the source's frames (those the model uses) as JPEG."""
         options, source = self.options, self.source
         yield pb.StreamFramesRequest(config=self.config)
-        for bgr, timestamp in source.frames:
-            self.frames_taken += 1
-            if stop.is_set() or (options.max_frames and self.frames_taken > options.max_frames):
-                return
+        for bgr, timestamp in self.frames(stop):
             if self.started is None:
                 self.started = time.monotonic() - timestamp / 1000.0
             if not (source.live or options.fast):
                 delay = self.started + timestamp / 1000.0 - time.monotonic()
                 if delay > 0 and stop.wait(delay):
+                    self.held = bgr, timestamp
                     return
             admitted = gate is None or gate.admit(timestamp)
             drawn = None if self.annotator is None else resize_to_width(bgr, options.width or 0)
@@ -253,7 +263,31 @@ class ClientRun:
                 self.drawn_per_sent = np.array(ratios, dtype=np.float32)
             self.frames_sent += 1  # handed to gRPC
             yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=timestamp, encoded=jpeg))
-        self.frames_read = self.frames_taken  # the source ran out, not the stream
+
+    @property
+    def source_done(self) -> bool:
+        """Whether the source has nothing more to send: it ran out, or ``--max-frames`` were read."""
+        max_frames = self.options.max_frames
+        return self.frames_read is not None or bool(max_frames and self.frames_taken >= max_frames and not self.held)
+
+    def frames(self, stop: threading.Event) -> Iterator[tuple[np.ndarray, int]]:
+        """The source's frames until ``stop``, ``--max-frames`` or the source's end (then
+        ``frames_read`` is set); a frame held back as the last stream ended comes first."""
+        max_frames = self.options.max_frames
+        while not stop.is_set():
+            if self.held is not None:
+                frame, self.held = self.held, None
+            elif max_frames and self.frames_taken >= max_frames:
+                return
+            elif (frame := next(self.source.frames, None)) is None:
+                self.frames_read = self.frames_taken  # the source ran out, not the stream
+                return
+            else:
+                self.frames_taken += 1
+            if stop.is_set():
+                self.held = frame
+                return
+            yield frame
 
     def stream(self, api: pb_grpc.ActionRecognitionStub) -> pb.StreamStats | None:
         """One stream, from asking for the model to the server's last message: its final statistics
@@ -262,6 +296,7 @@ class ClientRun:
         final = None
         try:
             info = ask_model(api, self.options, self.config)
+            self.opened = time.monotonic()
             gate = model_frame_gate(info, self.options, self.config.frame_rate_hint)
             stop = threading.Event()
             self.feed = RequestFeed(self.requests(gate, info.pose_width if info is not None else 0, stop), stop)
@@ -317,6 +352,8 @@ class ClientRun:
             self.tell(f"{self.not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)")
         if self.frames_read is not None and (warning := self.source.cut_short(self.frames_read)):
             self.tell(f"{self.options.source}: {warning}")
+        if self.frames_read is not None and self.source.live:
+            self.tell(f"{self.options.source}: the camera or stream gave no more frames")
 
     def end_stream(self) -> bool:
         """Cancel the current call (nothing once it has ended) and get gRPC's thread out of the
@@ -327,32 +364,51 @@ class ClientRun:
 
     def run(self) -> int:
         options = self.options
-        channel = make_channel(options.server, options.tls_ca, options.lb_policy)
         wait_s = RECONNECT_FIRST_S
+        channel = None
         try:
-            api = pb_grpc.ActionRecognitionStub(channel)
             while True:
-                taken = self.frames_taken
+                # A channel a try: one kept through an outage backs off on its own (up to 2 min)
+                # and would fail new calls at once for a while after the server is back.
+                channel = make_channel(options.server, options.tls_ca, options.lb_policy)
+                self.opened = None
                 try:
-                    self.stream(api)
+                    self.stream(pb_grpc.ActionRecognitionStub(channel))
                     return 0
                 except grpc.RpcError as e:
                     code, details = e.code(), e.details()
-                    if not (options.reconnect and code in RECONNECT_CODES and self.frames_read is None):
+                    if not (options.reconnect and code in RECONNECT_CODES and not self.source_done):
+                        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                            details = f"no answer within {CALL_TIMEOUT_S:g} s"
                         raise CallFailed(options.server, code.name, details) from None
                 if not self.end_stream():
                     raise CallFailed(options.server, code.name, details)
-                if self.frames_taken > taken:
+                channel.close()
+                if self.opened is not None and time.monotonic() - self.opened >= RECONNECT_STEADY_S:
                     wait_s = RECONNECT_FIRST_S  # the stream ran: the server came back, start the waits over
-                self.tell(f"{options.server}: {code.name}: {details}; a new stream in {wait_s:g} s")
-                time.sleep(wait_s)
+                waited = wait_s * random.uniform(1 - RECONNECT_JITTER, 1 + RECONNECT_JITTER)
+                self.tell(f"{options.server}: {code.name}: {details}; a new stream in {waited:.1f} s")
+                time.sleep(waited)
                 wait_s = min(2 * wait_s, RECONNECT_MAX_S)
+                self.new_stream()
         finally:
             self.report_source()
             if self.end_stream():
                 self.source.frames.close()
-            channel.close()
+            if channel is not None:
+                channel.close()
             self.close_annotator()
+
+    def new_stream(self) -> None:
+        """Before the next stream: the server numbers its people afresh, so what was drawn of the
+        last stream's people (labels, skeletons) is finished and forgotten."""
+        self.tell(f"{self.options.server}: opening a new stream (person numbers start over)")
+        if self.annotator is not None:
+            with self.sent_lock:
+                for timestamp, bgr in self.sent:
+                    self.annotator.add_frame(timestamp, bgr)
+                self.sent.clear()
+            self.annotator.new_stream()
 
     def close_annotator(self) -> None:
         if self.annotator is None:
@@ -371,4 +427,23 @@ def run_client(options: ClientOptions, out: TextIO | None = None, err: TextIO | 
     if options.reconnect and not source.live:
         source.frames.close()
         raise InputError(f"{options.source}: --reconnect is for cameras and network streams (a file is sent once)")
-    return ClientRun(options, source, out or sys.stdout, err or sys.stderr).run()
+    with sigterm_as_interrupt():
+        return ClientRun(options, source, out or sys.stdout, err or sys.stderr).run()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, ``docker stop``) ends a client as Ctrl-C does: the stream is closed,
+    the statistics told and ``--out``'s video finished, not cut off unreadable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -105,6 +105,14 @@ class Annotator:
         while len(self._frames) > self.max_buffered:
             self._write_next()
 
+    def new_stream(self) -> None:
+        """The frames so far are drawn with what their stream said; a new stream's people are
+        numbered afresh, so no label or skeleton of the last one is carried onto its frames."""
+        while self._frames:
+            self._write_next()
+        self._people, self.labels = [], {}
+        self._pending_people.clear()
+
     def add_poses(self, timestamp_ms: int, people: list) -> None:
         self._pending_people.append((timestamp_ms, people))
         while self._frames and self._frames[0][0] <= timestamp_ms:

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import socket
 import struct
 import threading
@@ -24,7 +25,7 @@ import grpc
 import numpy as np
 import pytest
 
-from service import channels, client
+from service import channels, client, draw
 from service.actions import ActionStore, StoreUnwritable, open_store
 from service.batcher import Batcher
 from service.channels import health_status, make_channel
@@ -773,6 +774,30 @@ def test_the_clients_output_is_refused_before_anything_is_sent(tmp_path: Path, n
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "folder.mp4"]
 
 
+def test_a_new_stream_draws_nothing_of_the_last_ones_people(tmp_path: Path, monkeypatch) -> None:
+    """The server numbers a new stream's people afresh: person 2's label from before a reconnect
+    is not drawn on whoever is person 2 after it."""
+    drawn: list[dict] = []
+    monkeypatch.setattr(draw, "draw_people", lambda bgr, people, labels: drawn.append(dict(labels)))
+    annotator = Annotator(tmp_path / "annotated.mp4", 30.0)
+    annotator.labels[2] = "squat 0.90"
+    annotator.add_frame(0, np.zeros((48, 64, 3), np.uint8))
+    annotator.new_stream()
+    annotator.add_frame(33, np.zeros((48, 64, 3), np.uint8))
+    annotator.close()
+    assert drawn == [{2: "squat 0.90"}, {}] and annotator.written == 2
+
+
+def test_sigterm_ends_a_client_as_ctrl_c_does() -> None:
+    """systemd and `docker stop` send SIGTERM: the client then closes its stream and finishes
+    --out's video as on Ctrl-C, instead of dying with the video unreadable."""
+    with pytest.raises(KeyboardInterrupt):
+        with client.sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_an_annotated_video_that_cannot_be_opened_is_an_error_not_a_success(tmp_path: Path) -> None:
     annotator = Annotator(tmp_path / "annotated.mp4", 30.0)
     (tmp_path / "annotated.mp4").mkdir()  # taken between the check and the first frame
@@ -905,7 +930,9 @@ class _RestartingServer(pb_grpc.ActionRecognitionServicer):
 def test_reconnect_keeps_a_camera_open_and_opens_a_new_stream_while_the_server_restarts(monkeypatch) -> None:
     state = {"reading": False, "closed": False}
     monkeypatch.setattr(client, "open_source", lambda source: Source(_camera(state), 30.0, live=True))
-    monkeypatch.setattr(client, "RECONNECT_FIRST_S", 0.05)
+    monkeypatch.setattr(client, "RECONNECT_FIRST_S", 0.1)
+    monkeypatch.setattr(client, "RECONNECT_JITTER", 0.0)
+    monkeypatch.setattr(client, "RECONNECT_STEADY_S", 0.0)  # every stream that opened counts as one that ran
     service = _RestartingServer()
     err = io.StringIO()
     with _fake_server(service) as port:
@@ -913,11 +940,60 @@ def test_reconnect_keeps_a_camera_open_and_opens_a_new_stream_while_the_server_r
         assert run_client(options, out=io.StringIO(), err=err) == 0
     first, second = service.streams
     assert len(first) == 3 and len(second) >= 3 and second[0] > first[-1]  # the camera went on, not over again
-    tries = [line for line in err.getvalue().splitlines() if "a new stream in" in line]
+    # every frame read reached a stream but those gRPC had taken when the first was cut off
+    assert len(first) + len(second) >= 8 and second[-1] == 8 * 33
+    tries = [line for line in err.getvalue().splitlines() if "a new stream" in line]
     assert tries == [
-        f"127.0.0.1:{port}: UNAVAILABLE: still loading; a new stream in 0.05 s",
+        f"127.0.0.1:{port}: UNAVAILABLE: still loading; a new stream in 0.1 s",
+        f"127.0.0.1:{port}: opening a new stream (person numbers start over)",
         # the stream ran, so the wait starts over rather than doubling
-        f"127.0.0.1:{port}: UNAVAILABLE: the server is shutting down; a new stream in 0.05 s",
+        f"127.0.0.1:{port}: UNAVAILABLE: the server is shutting down; a new stream in 0.1 s",
+        f"127.0.0.1:{port}: opening a new stream (person numbers start over)",
+    ]
+    assert state["closed"]
+
+
+class _FullForAWhile(pb_grpc.ActionRecognitionServicer):
+    """A server whose stream slots are taken for its first three streams, then free; its model
+    query hangs once, as a frozen server's does."""
+
+    def __init__(self) -> None:
+        self.asked = self.streams = 0
+
+    def GetModelInfo(self, request, context):
+        self.asked += 1
+        if self.asked == 2:
+            time.sleep(1.0)
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        self.streams += 1
+        if self.streams <= 3:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "8 streams open, the most this server takes")
+        frames = sum(1 for request in request_iterator if request.HasField("frame"))
+        yield pb.StreamResponse(stats=pb.StreamStats(frames_received=frames, final=True))
+
+
+def test_reconnect_waits_longer_while_the_server_refuses_or_does_not_answer(monkeypatch) -> None:
+    """Refused streams do not reset the waits (the camera is read as soon as a call opens, so
+    frames taken are no sign that the server took the stream), and a model query that times out
+    is tried again."""
+    state = {"reading": False, "closed": False}
+    monkeypatch.setattr(client, "open_source", lambda source: Source(_camera(state), 30.0, live=True))
+    monkeypatch.setattr(client, "RECONNECT_FIRST_S", 0.1)
+    monkeypatch.setattr(client, "RECONNECT_JITTER", 0.0)
+    monkeypatch.setattr(client, "CALL_TIMEOUT_S", 0.5)
+    err = io.StringIO()
+    with _fake_server(_FullForAWhile()) as port:
+        options = ClientOptions(source="0", server=f"127.0.0.1:{port}", reconnect=True, max_frames=3)
+        assert run_client(options, out=io.StringIO(), err=err) == 0
+    lines = err.getvalue().splitlines()
+    tries = [line.split(": ", 1)[1] for line in lines if "a new stream in" in line]
+    assert tries == [
+        "RESOURCE_EXHAUSTED: 8 streams open, the most this server takes; a new stream in 0.1 s",
+        "DEADLINE_EXCEEDED: Deadline Exceeded; a new stream in 0.2 s",
+        "RESOURCE_EXHAUSTED: 8 streams open, the most this server takes; a new stream in 0.4 s",
+        "RESOURCE_EXHAUSTED: 8 streams open, the most this server takes; a new stream in 0.8 s",
     ]
     assert state["closed"]
 
