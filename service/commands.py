@@ -78,6 +78,18 @@ def _whole(text: str) -> int:
     return value
 
 
+# Narrower frames leave pose nothing to find (a person a few pixels tall): a typo, not a choice.
+MIN_SEND_WIDTH = 64
+
+
+def _send_width(text: str) -> int:
+    """``--width``: 0 (frames as read) or at least ``MIN_SEND_WIDTH`` pixels."""
+    value = _whole(text)
+    if 0 < value < MIN_SEND_WIDTH:
+        raise argparse.ArgumentTypeError(f"{value} pixels is too narrow to pose (0, or at least {MIN_SEND_WIDTH})")
+    return value
+
+
 def _env_parser(kwargs: dict) -> Callable[[str], object]:
     """How an environment variable's text becomes the value the flag would give."""
     if kwargs.get("action") is argparse.BooleanOptionalAction:
@@ -270,7 +282,7 @@ def _server_options(
 def _width_option(parser: argparse.ArgumentParser, also: str = "") -> None:
     parser.add_argument(
         "--width",
-        type=_whole,
+        type=_send_width,
         default=None,
         help="shrink frames to this width before sending (0: as they are; default: to the width the server"
         f" poses at, for frames at least twice as wide){also}",

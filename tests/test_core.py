@@ -561,6 +561,10 @@ def test_remap_gives_a_model_the_clips_the_original_gives_it_gaps_included() -> 
         (["serve", "--port", "abc"], "actionrec serve: error: argument --port: invalid int value: 'abc'"),
         ([], "actionrec: error: the following arguments are required: COMMAND"),
         (["train"], "actionrec train: error: the following arguments are required: --config"),
+        (
+            ["client", "0", "--width", "8"],
+            "actionrec client: error: argument --width: 8 pixels is too narrow to pose (0, or at least 64)",
+        ),
     ],
 )
 def test_a_malformed_command_line_is_refused_in_one_line(argv: list[str], line: str, capsys) -> None:
