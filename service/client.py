@@ -312,11 +312,7 @@ class ClientRun:
     def take(self, response: pb.StreamResponse) -> None:
         """An event printed, poses handed to the annotator (with the frames sent before them)."""
         annotator = self.annotator
-        if annotator is not None:
-            with self.sent_lock:
-                for timestamp, bgr in self.sent:
-                    annotator.add_frame(timestamp, bgr)
-                self.sent.clear()
+        self.hand_over_frames()
         kind = response.WhichOneof("kind")
         if kind == "event":
             self.events += 1
@@ -404,18 +400,22 @@ class ClientRun:
         last stream's people (labels, skeletons) is finished and forgotten."""
         self.tell(f"{self.options.server}: opening a new stream (person numbers start over)")
         if self.annotator is not None:
-            with self.sent_lock:
-                for timestamp, bgr in self.sent:
-                    self.annotator.add_frame(timestamp, bgr)
-                self.sent.clear()
+            self.hand_over_frames()
             self.annotator.new_stream()
 
-    def close_annotator(self) -> None:
+    def hand_over_frames(self) -> None:
+        """The frames read so far go to the annotator (before the poses and labels that follow them)."""
         if self.annotator is None:
             return
         with self.sent_lock:
             for timestamp, bgr in self.sent:
                 self.annotator.add_frame(timestamp, bgr)
+            self.sent.clear()
+
+    def close_annotator(self) -> None:
+        if self.annotator is None:
+            return
+        self.hand_over_frames()
         self.annotator.close()
         if self.annotator.written:
             self.tell(f"wrote {self.options.out} ({self.annotator.written} frames)")

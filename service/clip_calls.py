@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import cv2
 import grpc
 from google.protobuf.json_format import MessageToDict
 
@@ -122,9 +121,8 @@ def clip_from_file(path: Path, model: pb.ModelInfo, sending: Sending = Sending()
                 f"{path}: longer than a clip may be ({max_frames} frames at the model's"
                 f" {frame_rate:g} fps, {seconds:.0f} s): cut out the part with the action"
             )
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        width = width_to_send(bgr.shape[1], model.pose_width) if sending.width is None else sending.width
-        jpeg, _ = encode_to_send(bgr, width, f"{path}: frame at {timestamp} ms")
+        width = width_to_send(rgb.shape[1], model.pose_width) if sending.width is None else sending.width
+        jpeg, _ = encode_to_send(rgb, width, f"{path}: frame at {timestamp} ms", rgb=True)
         clip.frames.append(pb.Frame(timestamp_ms=timestamp, encoded=jpeg))
     if not clip.frames:
         raise InputError(f"{path}: no frame could be read")

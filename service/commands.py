@@ -248,9 +248,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     client.add_argument(
         "--reconnect",
         action="store_true",
-        help="a camera or network stream: when the server ends the stream because it went away or is full"
-        " (UNAVAILABLE, RESOURCE_EXHAUSTED: a restart, a drain, a rolling update), keep the source open and"
-        " open a new stream, waiting 1 s, then 2, 4, ... up to 30 s between tries",
+        help="a camera or network stream: when the server ends the stream because it went away, is full or"
+        " does not answer (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED: a restart, a drain, a rolling"
+        " update, a frozen server), keep the source open and open a new stream, waiting 1 s, then 2, 4, ... up"
+        " to 30 s between tries",
     )
     client.set_defaults(handler=_client)
 

@@ -28,11 +28,14 @@ def width_to_send(frame_width: int, pose_width: int) -> int:
     return pose_width if 0 < 2 * pose_width <= frame_width else 0
 
 
-def encode_to_send(bgr: np.ndarray, width: int, what: str) -> tuple[bytes, tuple[int, int]]:
-    """``bgr`` as the JPEG bytes to send, shrunk to ``width`` pixels (0: as it is), and the size
-    sent (width, height); ``what`` names the frame in the error when it cannot be encoded."""
-    small = resize_to_width(bgr, width)
-    quality = QUALITY_AS_READ if small is bgr else QUALITY_SHRUNK
+def encode_to_send(image: np.ndarray, width: int, what: str, rgb: bool = False) -> tuple[bytes, tuple[int, int]]:
+    """``image`` (BGR; RGB with ``rgb``) as the JPEG bytes to send, shrunk to ``width`` pixels (0:
+    as it is), and the size sent (width, height); ``what`` names the frame in the error when it
+    cannot be encoded. Colours are converted after shrinking, on the fewest pixels."""
+    small = resize_to_width(image, width)
+    quality = QUALITY_AS_READ if small is image else QUALITY_SHRUNK
+    if rgb:
+        small = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
     ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise InputError(f"{what} could not be encoded")
