@@ -221,8 +221,8 @@ class ClientRun:
             include_poses=self.annotator is not None,
             lossless=options.fast and not source.live,
         )
-        self.sent: list[tuple[int, np.ndarray]] = []  # frames for the annotator, handed over by the main thread
-        self.sent_lock = threading.Lock()
+        # The annotator takes frames in gRPC's sending thread; what fails there is raised here.
+        self.drawing_failed: Exception | None = None
         # Poses come in pixels of the frame as sent; the annotator draws on the frame as read (x, y ratios).
         self.drawn_per_sent = np.ones(2, dtype=np.float32)
         self.frames_taken = 0  # read from the source, over every stream
@@ -251,8 +251,11 @@ class ClientRun:
             admitted = gate is None or gate.admit(timestamp)
             drawn = None if self.annotator is None else resize_to_width(bgr, options.width or 0)
             if drawn is not None:  # every frame is drawn, sent or not
-                with self.sent_lock:
-                    self.sent.append((timestamp, drawn))
+                try:
+                    self.annotator.add_frame(timestamp, drawn)
+                except Exception as e:  # noqa: BLE001 - gRPC would end the call with its own words for it
+                    self.drawing_failed = e
+                    return
             if not admitted:
                 self.not_sent += 1
                 continue
@@ -305,21 +308,22 @@ class ClientRun:
                 if response.WhichOneof("kind") == "stats" and response.stats.final:
                     final = response.stats
                 self.take(response)
+            if self.drawing_failed is not None:
+                raise self.drawing_failed
         finally:
             self.report_stream(final)
         return final
 
     def take(self, response: pb.StreamResponse) -> None:
-        """An event printed, poses handed to the annotator (with the frames sent before them)."""
+        """An event printed, poses and labels handed to the annotator (which has the frames sent before them)."""
         annotator = self.annotator
-        self.hand_over_frames()
         kind = response.WhichOneof("kind")
         if kind == "event":
             self.events += 1
             event = response.event
             print(json.dumps(event_json(event)) if self.options.json else event_line(event), file=self.out, flush=True)
             if annotator is not None and event.labels:
-                annotator.labels[event.track_id] = f"{event.labels[0].label} {event.labels[0].score:.2f}"
+                annotator.set_label(event.track_id, f"{event.labels[0].label} {event.labels[0].score:.2f}")
         elif kind == "poses" and annotator is not None:
             people = [
                 (
@@ -400,22 +404,11 @@ class ClientRun:
         last stream's people (labels, skeletons) is finished and forgotten."""
         self.tell(f"{self.options.server}: opening a new stream (person numbers start over)")
         if self.annotator is not None:
-            self.hand_over_frames()
             self.annotator.new_stream()
-
-    def hand_over_frames(self) -> None:
-        """The frames read so far go to the annotator (before the poses and labels that follow them)."""
-        if self.annotator is None:
-            return
-        with self.sent_lock:
-            for timestamp, bgr in self.sent:
-                self.annotator.add_frame(timestamp, bgr)
-            self.sent.clear()
 
     def close_annotator(self) -> None:
         if self.annotator is None:
             return
-        self.hand_over_frames()
         self.annotator.close()
         if self.annotator.written:
             self.tell(f"wrote {self.options.out} ({self.annotator.written} frames)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ _NOSE = _LAYOUT.index("nose")
 _PALETTE = [(66, 135, 245), (245, 166, 35), (80, 200, 120), (220, 80, 200), (60, 200, 220), (200, 60, 60)]
 # Containers OpenCV's writer puts MPEG-4 video in; given another name (.txt, .webm) it opens nothing and says nothing.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+# Frames held for their poses at most: 4 s of 30 fps 1080p frames would be 750 MB.
+MAX_BUFFERED_BYTES = 256 << 20
 
 
 def check_output(path: Path) -> None:
@@ -85,7 +88,11 @@ class Annotator:
     """Writes the frames the client sent, each with the people posed at or before its time.
 
     Frames wait until the server has posed a frame at or after theirs (it poses only the frames
-    its model needs), so every written frame shows the newest pose known for it.
+    its model needs), so every written frame shows the newest pose known for it. The wait is
+    bounded, in frames and in bytes (a 1080p frame is 6 MB): a server that answers late or not
+    at all gets its frames written with the poses known so far, instead of the client's memory
+    growing with every frame read. The sending thread adds frames while the responses' thread
+    adds poses and labels, so every method holds one lock.
     """
 
     def __init__(self, path: Path, fps: float, max_buffered: int = 120) -> None:
@@ -93,33 +100,56 @@ class Annotator:
         check_output(self.path)
         self.fps = fps if fps > 0 else 30.0
         self.max_buffered = max_buffered
+        self._lock = threading.Lock()
         self._writer: cv2.VideoWriter | None = None
         self._frames: deque[tuple[int, np.ndarray]] = deque()
+        self._buffered_bytes = 0
         self._people: list = []
         self._pending_people: deque[tuple[int, list]] = deque()
-        self.labels: dict[int, str] = {}
+        self._labels: dict[int, str] = {}
+        self._closed = False
         self.written = 0
 
+    @property
+    def buffered(self) -> tuple[int, int]:
+        """Frames waiting for their poses, and their bytes."""
+        with self._lock:
+            return len(self._frames), self._buffered_bytes
+
     def add_frame(self, timestamp_ms: int, bgr: np.ndarray) -> None:
-        self._frames.append((timestamp_ms, bgr))
-        while len(self._frames) > self.max_buffered:
-            self._write_next()
+        with self._lock:
+            if self._closed:  # a sender still reading as the run ended: the video is finished
+                return
+            self._frames.append((timestamp_ms, bgr))
+            self._buffered_bytes += bgr.nbytes
+            while len(self._frames) > self.max_buffered or (
+                self._buffered_bytes > MAX_BUFFERED_BYTES and len(self._frames) > 1
+            ):
+                self._write_next()
+
+    def set_label(self, track_id: int, text: str) -> None:
+        """The label drawn over person ``track_id`` from the next frame written on."""
+        with self._lock:
+            self._labels[track_id] = text
 
     def new_stream(self) -> None:
         """The frames so far are drawn with what their stream said; a new stream's people are
         numbered afresh, so no label or skeleton of the last one is carried onto its frames."""
-        while self._frames:
-            self._write_next()
-        self._people, self.labels = [], {}
-        self._pending_people.clear()
+        with self._lock:
+            while self._frames:
+                self._write_next()
+            self._people, self._labels = [], {}
+            self._pending_people.clear()
 
     def add_poses(self, timestamp_ms: int, people: list) -> None:
-        self._pending_people.append((timestamp_ms, people))
-        while self._frames and self._frames[0][0] <= timestamp_ms:
-            self._write_next()
+        with self._lock:
+            self._pending_people.append((timestamp_ms, people))
+            while self._frames and self._frames[0][0] <= timestamp_ms:
+                self._write_next()
 
     def _write_next(self) -> None:
         timestamp_ms, bgr = self._frames.popleft()
+        self._buffered_bytes -= bgr.nbytes
         while self._pending_people and self._pending_people[0][0] <= timestamp_ms:
             self._people = self._pending_people.popleft()[1]
         if self._writer is None:
@@ -129,12 +159,14 @@ class Annotator:
                 raise InputError(f"{self.path}: cannot write a video there")
             self._writer = writer
         frame = bgr.copy()
-        draw_people(frame, self._people, self.labels)
+        draw_people(frame, self._people, self._labels)
         self._writer.write(frame)
         self.written += 1
 
     def close(self) -> None:
-        while self._frames:
-            self._write_next()
-        if self._writer is not None:
-            self._writer.release()
+        with self._lock:
+            self._closed = True
+            while self._frames:
+                self._write_next()
+            if self._writer is not None:
+                self._writer.release()

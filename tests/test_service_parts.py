@@ -780,12 +780,79 @@ def test_a_new_stream_draws_nothing_of_the_last_ones_people(tmp_path: Path, monk
     drawn: list[dict] = []
     monkeypatch.setattr(draw, "draw_people", lambda bgr, people, labels: drawn.append(dict(labels)))
     annotator = Annotator(tmp_path / "annotated.mp4", 30.0)
-    annotator.labels[2] = "squat 0.90"
+    annotator.set_label(2, "squat 0.90")
     annotator.add_frame(0, np.zeros((48, 64, 3), np.uint8))
     annotator.new_stream()
     annotator.add_frame(33, np.zeros((48, 64, 3), np.uint8))
     annotator.close()
     assert drawn == [{2: "squat 0.90"}, {}] and annotator.written == 2
+
+
+class _AnswersAtTheEnd(pb_grpc.ActionRecognitionServicer):
+    """A server that reads a whole stream before answering (frozen, then back): the poses of
+    every frame come after the last frame was sent."""
+
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        stamps = [r.frame.timestamp_ms for r in request_iterator if r.HasField("frame")]
+        person = pb.TrackedPose(track_id=1, image_xy=[10.0, 10.0] * 33, visibility=[1.0] * 33)
+        for stamp in stamps:
+            yield pb.StreamResponse(poses=pb.FramePoses(timestamp_ms=stamp, people=[person]))
+
+
+def test_frames_waiting_for_a_silent_servers_poses_are_bounded_in_bytes(tmp_path: Path, monkeypatch) -> None:
+    """--out keeps each frame until its poses come; a server that says nothing for a while must
+    not make the client hold every frame read (1080p frames are 6 MB each). Past the bound the
+    oldest are written with the poses known so far, and none is lost from the video."""
+    frame_bytes = 48 * 64 * 3
+    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 3 * frame_bytes)
+    most = [0]
+    add_frame = Annotator.add_frame
+
+    def watched(self, timestamp_ms, bgr):
+        add_frame(self, timestamp_ms, bgr)
+        most[0] = max(most[0], self.buffered[1])
+
+    monkeypatch.setattr(Annotator, "add_frame", watched)
+    with _fake_server(_AnswersAtTheEnd()) as port:
+        options = ClientOptions(
+            source=str(_short_video(tmp_path / "clip.mp4", frames=12)),
+            server=f"127.0.0.1:{port}",
+            out=tmp_path / "out.mp4",
+            fast=True,
+        )
+        assert run_client(options, out=io.StringIO(), err=io.StringIO()) == 0
+    assert most[0] == 3 * frame_bytes
+    written = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert written.get(cv2.CAP_PROP_FRAME_COUNT) == 12
+    written.release()
+
+
+def test_a_video_that_cannot_be_written_mid_stream_ends_the_client_with_that_error(tmp_path: Path, monkeypatch) -> None:
+    """Frames reach the annotator in gRPC's sending thread; a writer that will not open there is
+    still the client's error, in its own words, not a cancelled call."""
+
+    class Unopened:
+        def __init__(self, *args) -> None:
+            pass
+
+        def isOpened(self) -> bool:
+            return False
+
+    video = _short_video(tmp_path / "clip.mp4")
+    monkeypatch.setattr(cv2, "VideoWriter", Unopened)
+    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 1)  # written (so opened) at the second frame
+    with _fake_server(_AnswersAtTheEnd()) as port:
+        options = ClientOptions(
+            source=str(video),
+            server=f"127.0.0.1:{port}",
+            out=tmp_path / "out.mp4",
+            fast=True,
+        )
+        with pytest.raises(InputError, match="cannot write a video there"):
+            run_client(options, out=io.StringIO(), err=io.StringIO())
 
 
 def test_sigterm_ends_a_client_as_ctrl_c_does() -> None:
