@@ -2,7 +2,9 @@
 
 For each real clip wider than the pose width, on the frames a 15 fps model uses:
 
-* bytes a frame: as read at JPEG quality 90, shrunk at 90, shrunk at ``QUALITY_SHRUNK``;
+* bytes a frame: as read at JPEG quality 90, shrunk to the pose width at 90 and at
+  ``QUALITY_SHRUNK``, and as the clients send it (``width_to_send``: as read, or shrunk at
+  ``QUALITY_SHRUNK`` to the pose width or ``MIN_SHRUNK_WIDTH``, whichever is wider);
 * pose: MediaPipe's landmarks (up to 2 people) on each way of sending, decoded as the server
   decodes it, against its landmarks on the shrunk frame with no JPEG step at all: frames where
   the number of people found agrees, and the median and 90th-percentile landmark distance;
@@ -31,7 +33,7 @@ from benchmarks.pose_throughput import DATA
 from service.config import DEFAULT_MODELS_DIR
 from service.frames import FrameLimits, check_frame, decode_frame
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.outgoing import QUALITY_AS_READ, QUALITY_SHRUNK, encode_to_send
+from service.outgoing import QUALITY_AS_READ, QUALITY_SHRUNK, encode_to_send, width_to_send
 from service.testing import ServerProcess
 from service.windowing import FrameGate
 from skeleton.pose.estimator import MediaPipePose, PersonPose
@@ -68,7 +70,7 @@ def agreement(reference: list[list[PersonPose]], other: list[list[PersonPose]]) 
 
 
 def pose_and_bytes(clip: Path, width: int) -> dict:
-    ways = ("uncompressed", "as read q90", "shrunk q90", f"shrunk q{QUALITY_SHRUNK}")
+    ways = ("uncompressed", "as read q90", "shrunk q90", f"shrunk q{QUALITY_SHRUNK}", "client")
     estimators = {way: MediaPipePose(max_people=2) for way in ways}
     found: dict[str, list] = {way: [] for way in ways}
     sizes: dict[str, list[int]] = {way: [] for way in ways[1:]}
@@ -82,6 +84,7 @@ def pose_and_bytes(clip: Path, width: int) -> dict:
             "as read q90": jpeg(bgr, QUALITY_AS_READ),
             "shrunk q90": jpeg(small, 90),
             f"shrunk q{QUALITY_SHRUNK}": encode_to_send(bgr, width, clip.name)[0],
+            "client": encode_to_send(bgr, width_to_send(bgr.shape[1], width), clip.name)[0],
         }
         images = {"uncompressed": cv2.cvtColor(small, cv2.COLOR_BGR2RGB)}
         for way, data in sent.items():

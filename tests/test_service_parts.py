@@ -25,7 +25,7 @@ import grpc
 import numpy as np
 import pytest
 
-from service import channels, client, draw
+from service import channels, client, draw, outgoing
 from service.actions import ActionStore, StoreUnwritable, open_store
 from service.batcher import Batcher
 from service.channels import health_status, make_channel
@@ -908,6 +908,17 @@ def test_a_refused_stream_ends_the_client_only_once_the_sender_is_out_of_the_sou
         assert not state["reading"] and state["closed"]
 
 
+@pytest.mark.parametrize(
+    "frame_width, pose_width, sent",
+    [(1920, 640, 640), (1279, 640, 0), (1920, 960, 960), (1920, 320, 640), (1279, 320, 0), (768, 320, 0), (1920, 0, 0)],
+)
+def test_frames_are_shrunk_for_the_server_but_never_below_640(frame_width: int, pose_width: int, sent: int) -> None:
+    """A frame twice the pose width is sent at the pose width, but not narrower than 640 pixels:
+    a server posing at 320 gets a 768-wide camera's frames as read (its small people lost
+    landmarks when the client shrank them to 320) and a 1080p one's at 640."""
+    assert outgoing.width_to_send(frame_width, pose_width) == sent
+
+
 class _PosesAtCentre(pb_grpc.ActionRecognitionServicer):
     """Poses frames ``pose_width`` wide (as GetModelInfo says) and answers each with one person
     whose every landmark is at the centre of the frame as received; notes each frame's size."""
@@ -945,6 +956,7 @@ def test_frames_much_wider_than_the_server_poses_are_shrunk_and_drawn_as_read(
     """The server says how wide it poses: a frame at least twice as wide is sent at that width,
     and the annotated video keeps the source's size, with the people (in pixels of the frame as
     sent) drawn where they are on it. ``--width`` sizes both; 0 sends the frames as read."""
+    monkeypatch.setattr(outgoing, "MIN_SHRUNK_WIDTH", 0)  # small frames, as if large ones
     drawn_at: list[np.ndarray] = []
     add_poses = Annotator.add_poses
     monkeypatch.setattr(
