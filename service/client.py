@@ -68,6 +68,8 @@ class ClientOptions:
 # it is on (a camera or RTSP read, a JPEG encode): ending the process while that thread is inside
 # OpenCV aborts it ("terminate called without an active exception").
 SENDER_STOP_S = 5.0
+# How long a file's sender waits for poses before writing the frames held past the bound (under SENDER_STOP_S).
+ANNOTATOR_PATIENCE_S = 2.0
 # --reconnect: the codes of a server that went away or is full for now (a restart, a drain, a
 # rolling update, more streams than it takes), and the waits between tries, doubling while it
 # stays away; any other refusal would be refused again.
@@ -209,7 +211,8 @@ class ClientRun:
         if options.out is not None:
             from service.draw import Annotator
 
-            self.annotator = Annotator(options.out, source.fps)
+            # A file's sender may wait for the server's poses (nothing is lost); a camera's may not.
+            self.annotator = Annotator(options.out, source.fps, patience_s=0.0 if source.live else ANNOTATOR_PATIENCE_S)
         self.config = pb.StreamConfig(
             stream_id=options.stream_id or default_stream_id(options.source),
             model=options.model,

@@ -286,7 +286,7 @@ def _width_option(parser: argparse.ArgumentParser, also: str = "") -> None:
         type=_send_width,
         default=None,
         help="shrink frames to this width before sending (0: as they are; default: to the width the server"
-        f" poses at, but not below 640, for frames at least twice as wide){also}",
+        f" poses at, or 640 if more, for frames at least twice that wide){also}",
     )
 
 

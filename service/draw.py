@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ _NOSE = _LAYOUT.index("nose")
 _PALETTE = [(66, 135, 245), (245, 166, 35), (80, 200, 120), (220, 80, 200), (60, 200, 220), (200, 60, 60)]
 # Containers OpenCV's writer puts MPEG-4 video in; given another name (.txt, .webm) it opens nothing and says nothing.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-# Frames held for their poses at most: 4 s of 30 fps 1080p frames would be 750 MB.
+# Bytes of frames held for their poses at most (43 frames of 1080p): 120 frames of it would be 750 MB.
 MAX_BUFFERED_BYTES = 256 << 20
+# Bytes of frames ready and not yet encoded at most: past it the sender waits for the video writer.
+MAX_UNWRITTEN_BYTES = 64 << 20
 
 
 def check_output(path: Path) -> None:
@@ -87,71 +90,146 @@ def draw_people(bgr: np.ndarray, people: list[tuple[int, np.ndarray, np.ndarray]
 class Annotator:
     """Writes the frames the client sent, each with the people posed at or before its time.
 
-    Frames wait until the server has posed a frame at or after theirs (it poses only the frames
-    its model needs), so every written frame shows the newest pose known for it. The wait is
-    bounded, in frames and in bytes (a 1080p frame is 6 MB): a server that answers late or not
-    at all gets its frames written with the poses known so far, instead of the client's memory
-    growing with every frame read. The sending thread adds frames while the responses' thread
-    adds poses and labels, so every method holds one lock.
+    A frame waits until the server has posed a frame at or after its own (the server poses only
+    the frames its model needs), so every written frame shows the newest pose known for it. The
+    wait is bounded, in frames and in bytes (a 1080p frame is 6 MB): past the bound, the sender
+    waits up to ``patience_s`` for poses (a file: it loses nothing by waiting; a camera gives 0),
+    then the oldest frames are written with the poses known so far, instead of the client's
+    memory growing with every frame read from a server that answers late or not at all.
+
+    gRPC's sending thread adds frames and the responses' thread adds poses and labels; both only
+    pair them up, under one lock. Drawing and encoding the video happen in a thread of their own,
+    so that neither waits for a burst of frames to be written when a late server answers: only
+    the sender waits, and only while the frames held are over the bound. A video that cannot be
+    written is raised by the next call (and by ``close`` if no call raised it).
     """
 
-    def __init__(self, path: Path, fps: float, max_buffered: int = 120) -> None:
+    def __init__(self, path: Path, fps: float, max_buffered: int = 120, patience_s: float = 0.0) -> None:
         self.path = Path(path)
         check_output(self.path)
         self.fps = fps if fps > 0 else 30.0
         self.max_buffered = max_buffered
-        self._lock = threading.Lock()
-        self._writer: cv2.VideoWriter | None = None
-        self._frames: deque[tuple[int, np.ndarray]] = deque()
-        self._buffered_bytes = 0
+        self.patience_s = patience_s
+        self._changed = threading.Condition()
+        self._waiting: deque[tuple[int, np.ndarray]] = deque()  # frames without their poses yet
+        self._to_write: deque[tuple[np.ndarray, list, dict[int, str]]] = deque()  # frames with what to draw
+        self._waiting_bytes = 0
+        self._unwritten_bytes = 0  # of the frames to write
         self._people: list = []
         self._pending_people: deque[tuple[int, list]] = deque()
         self._labels: dict[int, str] = {}
-        self._closed = False
+        self._closing = False
+        self._failure: Exception | None = None
+        self._failure_raised = False
+        self._writer: cv2.VideoWriter | None = None
+        self._thread = threading.Thread(target=self._write_frames, name="annotator", daemon=True)
+        self._thread.start()
         self.written = 0
 
     @property
     def buffered(self) -> tuple[int, int]:
-        """Frames waiting for their poses, and their bytes."""
-        with self._lock:
-            return len(self._frames), self._buffered_bytes
+        """Frames held (waiting for their poses, or to be written), and their bytes."""
+        with self._changed:
+            return len(self._waiting) + len(self._to_write), self._waiting_bytes + self._unwritten_bytes
 
     def add_frame(self, timestamp_ms: int, bgr: np.ndarray) -> None:
-        with self._lock:
-            if self._closed:  # a sender still reading as the run ended: the video is finished
+        with self._changed:
+            self._raise_failure()
+            if self._closing or self._failure is not None:  # the video is finished, or will not be
                 return
-            self._frames.append((timestamp_ms, bgr))
-            self._buffered_bytes += bgr.nbytes
-            while len(self._frames) > self.max_buffered or (
-                self._buffered_bytes > MAX_BUFFERED_BYTES and len(self._frames) > 1
+            self._waiting.append((timestamp_ms, bgr))
+            self._waiting_bytes += bgr.nbytes
+            patient_until = time.monotonic() + self.patience_s
+            while (
+                self._failure is None
+                and len(self._waiting) > 1
+                and (len(self._waiting) > self.max_buffered or self._waiting_bytes > MAX_BUFFERED_BYTES)
             ):
-                self._write_next()
+                if (patience := patient_until - time.monotonic()) > 0:
+                    self._changed.wait(patience)  # poses coming in release frames meanwhile
+                else:
+                    self._release_next()
+            while self._failure is None and self._unwritten_bytes > MAX_UNWRITTEN_BYTES:
+                self._changed.wait()
+            self._raise_failure()
 
     def set_label(self, track_id: int, text: str) -> None:
-        """The label drawn over person ``track_id`` from the next frame written on."""
-        with self._lock:
+        """The label drawn over person ``track_id`` from the next frame released on."""
+        with self._changed:
+            self._raise_failure()
             self._labels[track_id] = text
+
+    def add_poses(self, timestamp_ms: int, people: list) -> None:
+        with self._changed:
+            self._raise_failure()
+            self._pending_people.append((timestamp_ms, people))
+            while self._waiting and self._waiting[0][0] <= timestamp_ms:
+                self._release_next()
 
     def new_stream(self) -> None:
         """The frames so far are drawn with what their stream said; a new stream's people are
         numbered afresh, so no label or skeleton of the last one is carried onto its frames."""
-        with self._lock:
-            while self._frames:
-                self._write_next()
+        with self._changed:
+            self._raise_failure()
+            while self._waiting:
+                self._release_next()
             self._people, self._labels = [], {}
             self._pending_people.clear()
 
-    def add_poses(self, timestamp_ms: int, people: list) -> None:
-        with self._lock:
-            self._pending_people.append((timestamp_ms, people))
-            while self._frames and self._frames[0][0] <= timestamp_ms:
-                self._write_next()
+    def close(self) -> None:
+        """Write every frame held, finish the video; a failure no call has raised yet is raised."""
+        with self._changed:
+            while self._waiting:
+                self._release_next()
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+        if self._writer is not None:
+            self._writer.release()
+        with self._changed:
+            self._raise_failure()
 
-    def _write_next(self) -> None:
-        timestamp_ms, bgr = self._frames.popleft()
-        self._buffered_bytes -= bgr.nbytes
+    def _raise_failure(self) -> None:
+        if self._failure is not None and not self._failure_raised:
+            self._failure_raised = True
+            raise self._failure
+
+    def _release_next(self) -> None:
+        """The oldest waiting frame, with the newest poses at or before it, goes to be written."""
+        timestamp_ms, bgr = self._waiting.popleft()
+        self._waiting_bytes -= bgr.nbytes
         while self._pending_people and self._pending_people[0][0] <= timestamp_ms:
             self._people = self._pending_people.popleft()[1]
+        if self._failure is not None:  # nothing more is written
+            return
+        self._to_write.append((bgr, self._people, dict(self._labels)))
+        self._unwritten_bytes += bgr.nbytes
+        self._changed.notify_all()
+
+    def _write_frames(self) -> None:
+        while True:
+            with self._changed:
+                while not self._to_write and not self._closing:
+                    self._changed.wait()
+                if not self._to_write:
+                    return
+                bgr, people, labels = self._to_write[0]
+            try:
+                self._write(bgr, people, labels)
+            except Exception as e:  # noqa: BLE001 - told to the client by its next call
+                failure = e
+            else:
+                failure = None
+            with self._changed:
+                self._to_write.popleft()
+                self._unwritten_bytes -= bgr.nbytes
+                if failure is not None:
+                    self._failure = failure
+                    self._unwritten_bytes = 0
+                    self._to_write.clear()
+                self._changed.notify_all()
+
+    def _write(self, bgr: np.ndarray, people: list, labels: dict[int, str]) -> None:
         if self._writer is None:
             size = (bgr.shape[1], bgr.shape[0])
             writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
@@ -159,14 +237,6 @@ class Annotator:
                 raise InputError(f"{self.path}: cannot write a video there")
             self._writer = writer
         frame = bgr.copy()
-        draw_people(frame, self._people, self._labels)
+        draw_people(frame, people, labels)
         self._writer.write(frame)
         self.written += 1
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            while self._frames:
-                self._write_next()
-            if self._writer is not None:
-                self._writer.release()

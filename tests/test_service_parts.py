@@ -790,13 +790,17 @@ def test_a_new_stream_draws_nothing_of_the_last_ones_people(tmp_path: Path, monk
 
 class _AnswersAtTheEnd(pb_grpc.ActionRecognitionServicer):
     """A server that reads a whole stream before answering (frozen, then back): the poses of
-    every frame come after the last frame was sent."""
+    every frame come after the last frame was sent. ``before_answering`` runs in between."""
+
+    def __init__(self, before_answering=lambda: None) -> None:
+        self.before_answering = before_answering
 
     def GetModelInfo(self, request, context):
         return pb.ModelInfo(name="sports2d")
 
     def StreamFrames(self, request_iterator, context):
         stamps = [r.frame.timestamp_ms for r in request_iterator if r.HasField("frame")]
+        self.before_answering()
         person = pb.TrackedPose(track_id=1, image_xy=[10.0, 10.0] * 33, visibility=[1.0] * 33)
         for stamp in stamps:
             yield pb.StreamResponse(poses=pb.FramePoses(timestamp_ms=stamp, people=[person]))
@@ -807,16 +811,15 @@ def test_frames_waiting_for_a_silent_servers_poses_are_bounded_in_bytes(tmp_path
     not make the client hold every frame read (1080p frames are 6 MB each). Past the bound the
     oldest are written with the poses known so far, and none is lost from the video."""
     frame_bytes = 48 * 64 * 3
-    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 3 * frame_bytes)
-    most = [0]
-    add_frame = Annotator.add_frame
-
-    def watched(self, timestamp_ms, bgr):
-        add_frame(self, timestamp_ms, bgr)
-        most[0] = max(most[0], self.buffered[1])
-
-    monkeypatch.setattr(Annotator, "add_frame", watched)
-    with _fake_server(_AnswersAtTheEnd()) as port:
+    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 3 * frame_bytes)  # waiting for their poses
+    monkeypatch.setattr(draw, "MAX_UNWRITTEN_BYTES", frame_bytes)  # and waiting for the video writer
+    monkeypatch.setattr(client, "ANNOTATOR_PATIENCE_S", 0.0)  # as a camera's: no wait for the poses
+    annotators: list[Annotator] = []
+    init = Annotator.__init__
+    monkeypatch.setattr(Annotator, "__init__", lambda self, *a, **kw: annotators.append(self) or init(self, *a, **kw))
+    held_when_all_were_sent: list[tuple[int, int]] = []
+    server = _AnswersAtTheEnd(lambda: held_when_all_were_sent.append((annotators[0].buffered, annotators[0].written)))
+    with _fake_server(server) as port:
         options = ClientOptions(
             source=str(_short_video(tmp_path / "clip.mp4", frames=12)),
             server=f"127.0.0.1:{port}",
@@ -824,15 +827,51 @@ def test_frames_waiting_for_a_silent_servers_poses_are_bounded_in_bytes(tmp_path
             fast=True,
         )
         assert run_client(options, out=io.StringIO(), err=io.StringIO()) == 0
-    assert most[0] == 3 * frame_bytes
+    # all 12 frames were sent and not one answered: at most 3 + 1 frames held, the rest written
+    ((frames, held), written) = held_when_all_were_sent[0]
+    assert held <= 4 * frame_bytes and frames <= 4 and written >= 8
     written = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert written.get(cv2.CAP_PROP_FRAME_COUNT) == 12
     written.release()
 
 
-def test_a_video_that_cannot_be_written_mid_stream_ends_the_client_with_that_error(tmp_path: Path, monkeypatch) -> None:
-    """Frames reach the annotator in gRPC's sending thread; a writer that will not open there is
-    still the client's error, in its own words, not a cancelled call."""
+class _PosesAtTheTimestamp(pb_grpc.ActionRecognitionServicer):
+    """Answers each frame at once with one person whose landmarks all lie at x = its timestamp."""
+
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        for request in request_iterator:
+            if request.HasField("frame"):
+                stamp = request.frame.timestamp_ms
+                person = pb.TrackedPose(track_id=1, image_xy=[float(stamp), 0.0] * 33, visibility=[1.0] * 33)
+                yield pb.StreamResponse(poses=pb.FramePoses(timestamp_ms=stamp, people=[person]))
+
+
+def test_a_files_frames_past_the_bound_wait_for_their_own_poses(tmp_path: Path, monkeypatch) -> None:
+    """A file sent as fast as the server takes it runs ahead of the poses coming back; past the
+    bound its sender waits for them (a file loses nothing by waiting), so every frame of the video
+    is drawn with its own pose, not an older one."""
+    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 1)  # one frame held at a time
+    drawn: list[float] = []
+    monkeypatch.setattr(draw, "draw_people", lambda bgr, people, labels: drawn.append(people[0][1][0, 0]))
+    with _fake_server(_PosesAtTheTimestamp()) as port:
+        options = ClientOptions(
+            source=str(_short_video(tmp_path / "clip.mp4", frames=12)),
+            server=f"127.0.0.1:{port}",
+            out=tmp_path / "out.mp4",
+            fast=True,
+        )
+        assert run_client(options, out=io.StringIO(), err=io.StringIO()) == 0
+    assert drawn == [round(i * 1000 / 30) for i in range(12)]
+
+
+def test_a_video_that_cannot_be_written_mid_stream_ends_the_client_with_that_error(
+    tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The video is written as frames are sent; a writer that will not open then is the client's
+    error, in its own words, raised once: not a cancelled call, nor an error in gRPC's thread."""
 
     class Unopened:
         def __init__(self, *args) -> None:
@@ -843,16 +882,13 @@ def test_a_video_that_cannot_be_written_mid_stream_ends_the_client_with_that_err
 
     video = _short_video(tmp_path / "clip.mp4")
     monkeypatch.setattr(cv2, "VideoWriter", Unopened)
-    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 1)  # written (so opened) at the second frame
+    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 1)  # each frame is written as soon as it is read
     with _fake_server(_AnswersAtTheEnd()) as port:
-        options = ClientOptions(
-            source=str(video),
-            server=f"127.0.0.1:{port}",
-            out=tmp_path / "out.mp4",
-            fast=True,
-        )
-        with pytest.raises(InputError, match="cannot write a video there"):
+        options = ClientOptions(source=str(video), server=f"127.0.0.1:{port}", out=tmp_path / "out.mp4", fast=True)
+        with pytest.raises(InputError, match="cannot write a video there") as raised:
             run_client(options, out=io.StringIO(), err=io.StringIO())
+    assert raised.value.__context__ is None
+    assert "Exception iterating requests" not in caplog.text
 
 
 def test_sigterm_ends_a_client_as_ctrl_c_does() -> None:
