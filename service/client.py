@@ -68,7 +68,8 @@ class ClientOptions:
 # it is on (a camera or RTSP read, a JPEG encode): ending the process while that thread is inside
 # OpenCV aborts it ("terminate called without an active exception").
 SENDER_STOP_S = 5.0
-# How long a file's sender waits for poses before writing the frames held past the bound (under SENDER_STOP_S).
+# How long a file's sender waits for poses before writing the frames held past the bound, once
+# for each time the poses stop coming (a stream's end stops the wait: SENDER_STOP_S is not reached).
 ANNOTATOR_PATIENCE_S = 2.0
 # --reconnect: the codes of a server that went away or is full for now (a restart, a drain, a
 # rolling update, more streams than it takes), and the waits between tries, doubling while it
@@ -298,6 +299,7 @@ class ClientRun:
     def stream(self, api: pb_grpc.ActionRecognitionStub) -> pb.StreamStats | None:
         """One stream, from asking for the model to the server's last message: its final statistics
         (None when they never came); a failed call raises its RpcError once it is reported."""
+        self.raise_drawing_failure()  # in the last stream's sender, after that stream was over
         self.frames_sent = self.events = 0
         final = None
         try:
@@ -311,11 +313,16 @@ class ClientRun:
                 if response.WhichOneof("kind") == "stats" and response.stats.final:
                     final = response.stats
                 self.take(response)
-            if self.drawing_failed is not None:
-                raise self.drawing_failed
+            self.raise_drawing_failure()
         finally:
             self.report_stream(final)
         return final
+
+    def raise_drawing_failure(self) -> None:
+        """Raise, once, what failed as the sending thread gave the annotator a frame."""
+        failure, self.drawing_failed = self.drawing_failed, None
+        if failure is not None:
+            raise failure
 
     def take(self, response: pb.StreamResponse) -> None:
         """An event printed, poses and labels handed to the annotator (which has the frames sent before them)."""
@@ -363,6 +370,8 @@ class ClientRun:
         source; whether it is out (ending the process while that thread is inside OpenCV aborts it)."""
         if self.call is not None:
             self.call.cancel()
+        if self.annotator is not None:
+            self.annotator.stop_waiting()  # no poses will come: the sender must not wait for them
         return self.feed is None or self.feed.halt(SENDER_STOP_S)
 
     def run(self) -> int:
@@ -413,7 +422,9 @@ class ClientRun:
         if self.annotator is None:
             return
         self.annotator.close()
-        if self.annotator.written:
+        if self.drawing_failed is not None:  # the sender's, after the stream it was raised for had ended
+            self.tell(str(self.drawing_failed))
+        elif self.annotator.written:
             self.tell(f"wrote {self.options.out} ({self.annotator.written} frames)")
 
 

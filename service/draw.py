@@ -93,14 +93,17 @@ class Annotator:
     A frame waits until the server has posed a frame at or after its own (the server poses only
     the frames its model needs), so every written frame shows the newest pose known for it. The
     wait is bounded, in frames and in bytes (a 1080p frame is 6 MB): past the bound, the sender
-    waits up to ``patience_s`` for poses (a file: it loses nothing by waiting; a camera gives 0),
-    then the oldest frames are written with the poses known so far, instead of the client's
-    memory growing with every frame read from a server that answers late or not at all.
+    waits up to ``patience_s`` for poses (a file loses nothing by waiting; a camera gives 0), and
+    if none come, the oldest frames are written with the poses known so far, with no more waiting
+    until poses come again: the client's memory does not grow with every frame read from a server
+    that answers late or not at all.
 
-    gRPC's sending thread adds frames and the responses' thread adds poses and labels; both only
-    pair them up, under one lock. Drawing and encoding the video happen in a thread of their own,
-    so that neither waits for a burst of frames to be written when a late server answers: only
-    the sender waits, and only while the frames held are over the bound. A video that cannot be
+    gRPC's sending thread adds frames; the main thread, which reads the responses, adds poses and
+    labels. Both only pair them up, under one lock. Drawing and encoding the video happen in a
+    thread of their own, so that a late server's burst of answers does not hold up the events
+    printed; the sender waits for that thread only while more than ``MAX_UNWRITTEN_BYTES`` are
+    queued for it (at most ``MAX_BUFFERED_BYTES`` + ``MAX_UNWRITTEN_BYTES`` are held in all).
+    ``stop_waiting`` ends the sender's waits when its stream ends. A video that cannot be
     written is raised by the next call (and by ``close`` if no call raised it).
     """
 
@@ -119,12 +122,14 @@ class Annotator:
         self._pending_people: deque[tuple[int, list]] = deque()
         self._labels: dict[int, str] = {}
         self._closing = False
+        self._starved = False  # the last wait for poses ran out: no more waiting until some come
+        self._stop_waiting = False  # the sender's stream is ending: it waits for nothing
         self._failure: Exception | None = None
         self._failure_raised = False
         self._writer: cv2.VideoWriter | None = None
+        self.written = 0
         self._thread = threading.Thread(target=self._write_frames, name="annotator", daemon=True)
         self._thread.start()
-        self.written = 0
 
     @property
     def buffered(self) -> tuple[int, int]:
@@ -145,13 +150,23 @@ class Annotator:
                 and len(self._waiting) > 1
                 and (len(self._waiting) > self.max_buffered or self._waiting_bytes > MAX_BUFFERED_BYTES)
             ):
-                if (patience := patient_until - time.monotonic()) > 0:
+                patience = patient_until - time.monotonic()
+                if patience > 0 and not (self._starved or self._stop_waiting):
                     self._changed.wait(patience)  # poses coming in release frames meanwhile
                 else:
+                    if patience <= 0:  # none came: the next frames go as they are until poses come again
+                        self._starved = True
                     self._release_next()
-            while self._failure is None and self._unwritten_bytes > MAX_UNWRITTEN_BYTES:
+            while self._failure is None and not self._stop_waiting and self._unwritten_bytes > MAX_UNWRITTEN_BYTES:
                 self._changed.wait()
             self._raise_failure()
+
+    def stop_waiting(self) -> None:
+        """The sender's stream is ending: a wait in ``add_frame`` ends now, and no other begins
+        until ``new_stream``."""
+        with self._changed:
+            self._stop_waiting = True
+            self._changed.notify_all()
 
     def set_label(self, track_id: int, text: str) -> None:
         """The label drawn over person ``track_id`` from the next frame released on."""
@@ -163,6 +178,7 @@ class Annotator:
         with self._changed:
             self._raise_failure()
             self._pending_people.append((timestamp_ms, people))
+            self._starved = False
             while self._waiting and self._waiting[0][0] <= timestamp_ms:
                 self._release_next()
 
@@ -175,6 +191,7 @@ class Annotator:
                 self._release_next()
             self._people, self._labels = [], {}
             self._pending_people.clear()
+            self._starved = self._stop_waiting = False
 
     def close(self) -> None:
         """Write every frame held, finish the video; a failure no call has raised yet is raised."""

@@ -809,11 +809,14 @@ class _AnswersAtTheEnd(pb_grpc.ActionRecognitionServicer):
 def test_frames_waiting_for_a_silent_servers_poses_are_bounded_in_bytes(tmp_path: Path, monkeypatch) -> None:
     """--out keeps each frame until its poses come; a server that says nothing for a while must
     not make the client hold every frame read (1080p frames are 6 MB each). Past the bound the
-    oldest are written with the poses known so far, and none is lost from the video."""
+    oldest are written with the poses known so far, and none is lost from the video. A file's
+    sender waits for the poses once (1 s here), not again for every frame while none come."""
     frame_bytes = 48 * 64 * 3
     monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 3 * frame_bytes)  # waiting for their poses
     monkeypatch.setattr(draw, "MAX_UNWRITTEN_BYTES", frame_bytes)  # and waiting for the video writer
-    monkeypatch.setattr(client, "ANNOTATOR_PATIENCE_S", 0.0)  # as a camera's: no wait for the poses
+    monkeypatch.setattr(client, "ANNOTATOR_PATIENCE_S", 1.0)
+    draw_people = draw.draw_people
+    monkeypatch.setattr(draw, "draw_people", lambda *args: time.sleep(0.02) or draw_people(*args))  # a slow writer
     annotators: list[Annotator] = []
     init = Annotator.__init__
     monkeypatch.setattr(Annotator, "__init__", lambda self, *a, **kw: annotators.append(self) or init(self, *a, **kw))
@@ -826,7 +829,9 @@ def test_frames_waiting_for_a_silent_servers_poses_are_bounded_in_bytes(tmp_path
             out=tmp_path / "out.mp4",
             fast=True,
         )
+        started = time.monotonic()
         assert run_client(options, out=io.StringIO(), err=io.StringIO()) == 0
+    assert time.monotonic() - started < 5  # 9 frames past the bound: 9 s if each waited
     # all 12 frames were sent and not one answered: at most 3 + 1 frames held, the rest written
     ((frames, held), written) = held_when_all_were_sent[0]
     assert held <= 4 * frame_bytes and frames <= 4 and written >= 8
@@ -882,7 +887,7 @@ def test_a_video_that_cannot_be_written_mid_stream_ends_the_client_with_that_err
 
     video = _short_video(tmp_path / "clip.mp4")
     monkeypatch.setattr(cv2, "VideoWriter", Unopened)
-    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 1)  # each frame is written as soon as it is read
+    monkeypatch.setattr(draw, "MAX_BUFFERED_BYTES", 1)  # the first frame to wait for its poses is written
     with _fake_server(_AnswersAtTheEnd()) as port:
         options = ClientOptions(source=str(video), server=f"127.0.0.1:{port}", out=tmp_path / "out.mp4", fast=True)
         with pytest.raises(InputError, match="cannot write a video there") as raised:
