@@ -263,7 +263,7 @@ class ClientRun:
             if not admitted:
                 self.not_sent += 1
                 continue
-            width = width_to_send(bgr.shape[1], pose_width) if options.width is None else options.width
+            width = width_to_send(bgr.shape[1], pose_width, options.width)
             jpeg, size = encode_to_send(bgr, width, f"{options.source}: frame {self.frames_taken - 1}")
             if drawn is not None:
                 ratios = [drawn.shape[1] / size[0], drawn.shape[0] / size[1]]

@@ -121,7 +121,7 @@ def clip_from_file(path: Path, model: pb.ModelInfo, sending: Sending = Sending()
                 f"{path}: longer than a clip may be ({max_frames} frames at the model's"
                 f" {frame_rate:g} fps, {seconds:.0f} s): cut out the part with the action"
             )
-        width = width_to_send(rgb.shape[1], model.pose_width) if sending.width is None else sending.width
+        width = width_to_send(rgb.shape[1], model.pose_width, sending.width)
         jpeg, _ = encode_to_send(rgb, width, f"{path}: frame at {timestamp} ms", rgb=True)
         clip.frames.append(pb.Frame(timestamp_ms=timestamp, encoded=jpeg))
     if not clip.frames:

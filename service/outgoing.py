@@ -30,10 +30,12 @@ QUALITY_SHRUNK = 95
 MIN_SHRUNK_WIDTH = 640
 
 
-def width_to_send(frame_width: int, pose_width: int) -> int:
-    """How wide to send a frame to a server posing at ``pose_width`` (0: as read): the pose width,
-    or ``MIN_SHRUNK_WIDTH`` if more, for a frame at least twice as wide (``pose_width`` 0: the
-    server poses frames as they come)."""
+def width_to_send(frame_width: int, pose_width: int, asked: int | None = None) -> int:
+    """How wide to send a frame to a server posing at ``pose_width`` (0: as read): ``asked`` if
+    given (``--width``), else the pose width, or ``MIN_SHRUNK_WIDTH`` if more, for a frame at
+    least twice as wide (``pose_width`` 0: the server poses frames as they come)."""
+    if asked is not None:
+        return asked
     if pose_width <= 0:
         return 0
     width = max(pose_width, MIN_SHRUNK_WIDTH)
