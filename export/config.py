@@ -151,6 +151,10 @@ class TrainConfig:
     # When > 0, the model kept (and validated) is an exponential moving average of the weights
     # over the training steps with this decay a step (export.weight_average); 0: the last step's.
     weight_average_decay: float = 0.0
+    # Chance that a training window has joints hidden over a stretch of its frames (a random share
+    # of them, a body part, or the hands, as CFSEM's pretraining masks, drawn coarse to fine over
+    # the epochs), set to what a joint the sensor lost becomes (zero): 0 is off.
+    occlusion: float = 0.0
 
     def __post_init__(self) -> None:
         _same_input(self.window, self.encoder)
@@ -175,6 +179,10 @@ class TrainConfig:
             raise InputError(f"pseudo_label_share is a share, from 0 to 1, not {self.pseudo_label_share}")
         if self.pseudo_label_share and self.mode not in ("finetune", "scratch"):
             raise InputError(f"pseudo_label_share is for modes finetune and scratch, not {self.mode}")
+        if not 0.0 <= self.occlusion <= 1.0:
+            raise InputError(f"occlusion is a probability, from 0 to 1, not {self.occlusion}")
+        if self.occlusion and self.mode not in ("finetune", "scratch"):
+            raise InputError(f"occlusion is for modes finetune and scratch, not {self.mode}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise InputError(f"weight_average_decay is from 0 (off) to below 1, not {self.weight_average_decay}")
         if self.weight_average_decay and self.mode not in ("finetune", "scratch"):
@@ -194,7 +202,8 @@ class TrainConfig:
         the table and the sweep measure the protocols themselves (and their 100 % rows leave
         nothing unlabelled)."""
         warmup = self.head_warmup_epochs if mode == "finetune" else 0
-        averaging = self.weight_average_decay if mode in ("finetune", "scratch") else 0.0
+        trained = mode in ("finetune", "scratch")
+        averaging = self.weight_average_decay if trained else 0.0
         return dataclasses.replace(
             self,
             mode=mode,
@@ -202,6 +211,7 @@ class TrainConfig:
             head_warmup_epochs=warmup,
             pseudo_label_share=0.0,
             weight_average_decay=averaging,
+            occlusion=self.occlusion if trained else 0.0,
         )
 
 

@@ -69,7 +69,8 @@ def masking_state(config: MaskingConfig, progress: float) -> tuple[float, np.nda
     enabled = np.array([getattr(config, g) for g in GRANULARITIES], dtype=float)
     if not enabled.any() or progress < config.warmup_fraction:
         return 0.0, enabled
-    ramp = min(1.0, (progress - config.warmup_fraction) / max(config.ramp_fraction, 1e-9))
+    # No ramp: the whole probability from the first step after the warm-up (that step included).
+    ramp = min(1.0, (progress - config.warmup_fraction) / config.ramp_fraction) if config.ramp_fraction else 1.0
     phase = (progress - config.warmup_fraction) / max(1.0 - config.warmup_fraction, 1e-9)
     position = phase * (len(_SCHEDULE) - 1)
     low = int(min(np.floor(position), len(_SCHEDULE) - 2))

@@ -40,6 +40,7 @@ from export.augment import random_linear_views, random_mirror
 from export.config import TrainConfig, dump_config
 from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, label_budget
 from export.encoder import Classifier, SkeletonEncoder
+from export.masking import CoarseToFineMasker, MaskingConfig
 from export.plots import plot_confusion, plot_curves
 from export.pretrain import split_indices, warmup_cosine
 from export.probe import clip_embeddings, knn_predict, linear_probe, model_clip_probabilities
@@ -60,6 +61,7 @@ from export.self_training import pseudo_label
 from export.weight_average import WeightAverage
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
+from skeleton.layouts import get_layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +297,15 @@ def _fit(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [encoder_schedule, schedule])
     generator = torch.Generator().manual_seed(config.experiment.seed)
+    occluder = (
+        CoarseToFineMasker(
+            MaskingConfig(max_probability=config.occlusion, warmup_fraction=0.0, ramp_fraction=0.0, shuffle=False),
+            get_layout(config.window.layout),
+        )
+        if config.occlusion
+        else None
+    )
+    occlusion_rng = np.random.default_rng(config.experiment.seed)
     mirror_permutation = model.mirror_permutation.cpu()  # windows are augmented on the CPU
     average = WeightAverage(model, config.weight_average_decay) if config.weight_average_decay else None
     answering = copy.deepcopy(model) if average else model  # what validation scores: the average, if kept
@@ -314,7 +325,11 @@ def _fit(
         losses, correct, seen = [], 0, 0
         for windows, labels in loader:
             windows = random_mirror(windows, mirror_permutation, config.mirror, generator)
-            windows = random_linear_views(windows, generator).to(runtime.device)
+            windows = random_linear_views(windows, generator)
+            if occluder is not None:
+                progress = epoch / optim.epochs
+                windows = windows * occluder.masks(len(windows), windows.shape[1], progress, occlusion_rng)[..., None]
+            windows = windows.to(runtime.device)
             labels = labels.to(runtime.device)
             scores, _ = network(windows)
             loss = torch.nn.functional.cross_entropy(scores, labels, label_smoothing=0.1)

@@ -237,6 +237,9 @@ def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr_npz: Pat
         ("scratch", "weight_average_decay = 1.0", "weight_average_decay is from 0 (off) to below 1, not 1.0"),
         ("scratch", "weight_average_decay = -0.5", "weight_average_decay is from 0 (off) to below 1, not -0.5"),
         ("knn", "weight_average_decay = 0.99", "weight_average_decay is for modes finetune and scratch, not knn"),
+        ("scratch", "occlusion = 1.5", "occlusion is a probability, from 0 to 1, not 1.5"),
+        ("scratch", "occlusion = -0.1", "occlusion is a probability, from 0 to 1, not -0.1"),
+        ("linear", "occlusion = 0.3", "occlusion is for modes finetune and scratch, not linear"),
     ],
 )
 def test_training_settings_out_of_place_are_refused(
@@ -360,6 +363,39 @@ def test_a_weight_averaged_run_keeps_the_average_not_the_last_step(
     for name, value in saved.state_dict().items():
         assert torch.equal(value, average.state[name]), name
     assert not torch.equal(saved.head.weight, average.last_step["head.weight"])  # the last step is not kept
+
+
+def _hidden_joint_windows(windows: torch.Tensor) -> int:
+    """How many windows (N, T, J, C) have a joint at exactly zero over at least half their frames
+    while other joints of those frames are not (a hidden joint; a frame with nobody is all zeros)."""
+    zero = (windows == 0).all(dim=-1)  # (N, T, J)
+    someone = ~zero.all(dim=-1, keepdim=True)  # (N, T, 1)
+    hidden = (zero & someone).sum(dim=1)  # (N, J): frames in which the joint alone is missing
+    return int((hidden >= windows.shape[1] // 2).any(dim=1).sum())
+
+
+@pytest.mark.parametrize("occlusion", [0.0, 1.0])
+def test_occlusion_hides_joints_of_the_training_windows(
+    tmp_path: Path, msr_npz: Path, monkeypatch: pytest.MonkeyPatch, occlusion: float
+) -> None:
+    """``occlusion``: that share of training windows reaches the network with joints set to zero,
+    as a joint the sensor lost arrives, over at least half the window; MSR's joints are all
+    tracked, so with it off none does."""
+    from export.encoder import Classifier
+
+    seen: list[torch.Tensor] = []
+    forward = Classifier.forward
+
+    def recorded(self, x: torch.Tensor):
+        if self.training:
+            seen.append(x.detach().clone())
+        return forward(self, x)
+
+    monkeypatch.setattr(Classifier, "forward", recorded)
+    config = _train_config(tmp_path, msr_npz, "scratch", None, top=f"occlusion = {occlusion}\n")
+    assert main(["train", "--config", str(config)]) == 0
+    windows = torch.cat(seen)
+    assert _hidden_joint_windows(windows) == (len(windows) if occlusion else 0)
 
 
 def test_the_unlabelled_part_is_the_rest_of_the_fit_part_never_the_scored_one(tmp_path: Path, msr_npz: Path) -> None:
@@ -497,6 +533,8 @@ def test_masking_schedule_is_coarse_to_fine() -> None:
     _, no_hands = masking_state(MaskingConfig(hand=False), 1.0)
     assert no_hands[2] == 0.0 and no_hands.sum() == pytest.approx(1.0)
     assert masking_state(MaskingConfig(body=False, part=False, hand=False), 1.0)[0] == 0.0
+    # No ramp: the whole probability from the first step after the warm-up, that step included.
+    assert masking_state(MaskingConfig(warmup_fraction=0.0, ramp_fraction=0.0), 0.0)[0] == config.max_probability
 
 
 def test_hand_masks_hide_only_hand_joints() -> None:
@@ -608,6 +646,14 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
     assert {
         m: averaged.under_protocol(m, "e.pt").weight_average_decay for m in ("finetune", "scratch", "linear", "knn")
     } == {"finetune": 0.99, "scratch": 0.99, "linear": 0.0, "knn": 0.0}
+    # So does hiding joints of the training windows.
+    occluded = dataclasses.replace(averaged, occlusion=0.3)
+    assert {m: occluded.under_protocol(m, "e.pt").occlusion for m in ("finetune", "scratch", "linear", "knn")} == {
+        "finetune": 0.3,
+        "scratch": 0.3,
+        "linear": 0.0,
+        "knn": 0.0,
+    }
     # A smoke run of two epochs keeps one warm-up epoch instead of refusing the config.
     smoke = [r.config for r in protocol_runs("data", pretrain_runs("data", 2), 2)] + [
         r.config for r in plan("data", epochs=2)
