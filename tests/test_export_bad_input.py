@@ -52,7 +52,13 @@ def _dataset(path: Path) -> Path:
     return path
 
 
-def _run(folder: Path, mode: str = "scratch", window: WindowSpec = WINDOW, encoder: EncoderConfig = ENCODER) -> Path:
+def _run(
+    folder: Path,
+    mode: str = "scratch",
+    window: WindowSpec = WINDOW,
+    encoder: EncoderConfig = ENCODER,
+    occlusion: float = 0.0,
+) -> Path:
     """A run folder as `actionrec train` leaves it: its config, and (for a trained classifier) an
     untrained model.pt of ``window`` and ``encoder``, which a config may contradict."""
     data = folder.parent / "data.npz"
@@ -65,6 +71,7 @@ def _run(folder: Path, mode: str = "scratch", window: WindowSpec = WINDOW, encod
         benchmark=Benchmark(path=str(data), train_split="cross-subject/train", test_split="cross-subject/test"),
         mode=mode,
         pretrained="" if mode == "scratch" else str(folder.parent / "encoder.pt"),
+        occlusion=occlusion,
     )
     folder.mkdir(parents=True)
     (folder / "config.toml").write_text(dump_config(config))
@@ -252,15 +259,22 @@ def test_a_re_export_removes_the_variants_of_the_earlier_model(
 
 
 @pytest.mark.parametrize(
-    "mode, protocol",
+    "mode, occlusion, protocol",
     [
-        ("scratch", "trained from scratch, no pretraining (100% of the labels, seed 0, "),
-        ("finetune", "finetune of the CFSEM encoder (100% of the labels, seed 0, "),
+        ("scratch", 0.0, "trained from scratch, no pretraining (100% of the labels, seed 0, "),
+        ("finetune", 0.0, "finetune of the CFSEM encoder (100% of the labels, seed 0, "),
+        (
+            "finetune",
+            0.3,
+            "finetune of the CFSEM encoder (100% of the labels, seed 0, 100 epochs,"
+            " joints hidden in 30% of the windows)",
+        ),
     ],
 )
-def test_the_card_names_the_runs_protocol(tmp_path: Path, mode: str, protocol: str) -> None:
-    """A run trained from scratch is not described as using the CFSEM encoder."""
-    run = _run(tmp_path / "runs" / mode, mode=mode)
+def test_the_card_names_the_runs_protocol(tmp_path: Path, mode: str, occlusion: float, protocol: str) -> None:
+    """A run trained from scratch is not described as using the CFSEM encoder; what a run's
+    training windows went through is named."""
+    run = _run(tmp_path / "runs" / mode, mode=mode, occlusion=occlusion)
     out = tmp_path / "models" / "tiny.onnx"
     assert main(["export", str(run), "-o", str(out)]) == 0
     assert f"| protocol | {protocol}" in out.with_suffix(".md").read_text()
