@@ -128,6 +128,12 @@ class Benchmark:
     test_split: str
 
 
+# The modes that train a model (the others probe a frozen encoder), and the settings of a
+# TrainConfig that only they can use.
+TRAINED_MODES = ("finetune", "scratch")
+MODEL_TRAINING_SETTINGS = ("pseudo_label_share", "occlusion", "weight_average_decay")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     experiment: Experiment
@@ -177,16 +183,14 @@ class TrainConfig:
             raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")
         if not 0.0 <= self.pseudo_label_share <= 1.0:
             raise InputError(f"pseudo_label_share is a share, from 0 to 1, not {self.pseudo_label_share}")
-        if self.pseudo_label_share and self.mode not in ("finetune", "scratch"):
-            raise InputError(f"pseudo_label_share is for modes finetune and scratch, not {self.mode}")
         if not 0.0 <= self.occlusion <= 1.0:
             raise InputError(f"occlusion is a probability, from 0 to 1, not {self.occlusion}")
-        if self.occlusion and self.mode not in ("finetune", "scratch"):
-            raise InputError(f"occlusion is for modes finetune and scratch, not {self.mode}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise InputError(f"weight_average_decay is from 0 (off) to below 1, not {self.weight_average_decay}")
-        if self.weight_average_decay and self.mode not in ("finetune", "scratch"):
-            raise InputError(f"weight_average_decay is for modes finetune and scratch, not {self.mode}")
+        if self.mode not in TRAINED_MODES:
+            for setting in MODEL_TRAINING_SETTINGS:
+                if getattr(self, setting):
+                    raise InputError(f"{setting} is for modes finetune and scratch, not {self.mode}")
 
     def with_epochs(self, epochs: int) -> TrainConfig:
         """The same run over ``epochs`` (a short smoke run): the head warm-up stays below them."""
@@ -202,15 +206,14 @@ class TrainConfig:
         the table and the sweep measure the protocols themselves (and their 100 % rows leave
         nothing unlabelled)."""
         warmup = self.head_warmup_epochs if mode == "finetune" else 0
-        trained = mode in ("finetune", "scratch")
-        averaging = self.weight_average_decay if trained else 0.0
+        trained = mode in TRAINED_MODES
         return dataclasses.replace(
             self,
             mode=mode,
             pretrained=pretrained,
             head_warmup_epochs=warmup,
             pseudo_label_share=0.0,
-            weight_average_decay=averaging,
+            weight_average_decay=self.weight_average_decay if trained else 0.0,
             occlusion=self.occlusion if trained else 0.0,
         )
 

@@ -305,7 +305,7 @@ def _fit(
         if config.occlusion
         else None
     )
-    occlusion_rng = np.random.default_rng(config.experiment.seed)
+    occlusion_rng = np.random.default_rng(config.experiment.seed) if occluder else None
     mirror_permutation = model.mirror_permutation.cpu()  # windows are augmented on the CPU
     average = WeightAverage(model, config.weight_average_decay) if config.weight_average_decay else None
     answering = copy.deepcopy(model) if average else model  # what validation scores: the average, if kept
@@ -327,8 +327,8 @@ def _fit(
             windows = random_mirror(windows, mirror_permutation, config.mirror, generator)
             windows = random_linear_views(windows, generator)
             if occluder is not None:
-                progress = epoch / optim.epochs
-                windows = windows * occluder.masks(len(windows), windows.shape[1], progress, occlusion_rng)[..., None]
+                hidden = occluder.masks(len(windows), windows.shape[1], epoch / optim.epochs, occlusion_rng)
+                windows = windows * hidden[..., None]
             windows = windows.to(runtime.device)
             labels = labels.to(runtime.device)
             scores, _ = network(windows)
