@@ -1,6 +1,7 @@
 """The CFSEM results table: every pretraining and protocol run, then one Markdown table.
 
     python -m export.results_table [--jobs N] [--stage pretrain|protocols|all] [--data-dir data]
+                                   [--recipe table|shipped]
 
 Runs are derived from the base configs in ``configs/`` (one pretraining per ablation, one
 protocol run per benchmark, label budget, mode and seed); each run's effective config is
@@ -11,6 +12,12 @@ run again, so the command resumes where it stopped. ``report`` (always last) wri
 
 Settings are fixed in the base configs before any test figure is seen; the Penn Action
 figures are on a validation part of its train folder (its test split is held back).
+
+``--recipe shipped`` derives the fine-tuning and from-scratch runs from each shipped model's
+config (``configs/train/BENCHMARK-ship.toml``) instead, fine-tuning the encoder that config
+names: the recipe a shipped model was trained with, over seeds and against the same recipe
+without pretraining (runs under ``runs/table-shipped``, report in ``results/shipped-recipes``).
+It has no pretraining stage, probes or ablations: those belong to the table's own encoders.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from export.config import LabelBudget, PretrainConfig, TrainConfig, dump_config,
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("ACTIONREC_TABLE_RUNS", "runs/table"))
+# Which base configs the protocol runs come from (module docstring).
+RECIPE_CONFIGS = {"table": "configs/train/{benchmark}.toml", "shipped": "configs/train/{benchmark}-ship.toml"}
 SEEDS = (0, 1, 2)
 BUDGETS = {"100%": LabelBudget(1.0, 0), "10%": LabelBudget(0.1, 0), "1 per class": LabelBudget(1.0, 1)}
 MOCAP = ("bandai1.npz", "bandai2.npz", "cmu.npz")
@@ -57,11 +66,16 @@ class Run:
     kind: str  # "pretrain" or "train"
     name: str
     config: object
-    needs: str = ""  # the pretraining run this one loads
 
     @property
     def folder(self) -> Path:
         return Path(self.config.experiment.output)
+
+    @property
+    def encoder_ready(self) -> bool:
+        """Whether the encoder this run loads exists (a run that loads none is always ready)."""
+        pretrained = getattr(self.config, "pretrained", "")
+        return not pretrained or (ROOT / pretrained).is_file()
 
     @property
     def done(self) -> bool:
@@ -121,33 +135,55 @@ def _pretrain_run(config: PretrainConfig, name: str, data_dir: str) -> Run:
     return Run("pretrain", name, dataclasses.replace(config, data=data, experiment=experiment))
 
 
-def protocol_runs(data_dir: str, pretrained: dict[str, Run], epochs: int | None = None) -> list[Run]:
+def runs_root(recipe: str) -> Path:
+    """Where a recipe's runs go: the table's under RUNS, the shipped recipes' beside it."""
+    return RUNS if recipe == "table" else RUNS.with_name(f"{RUNS.name}-shipped")
+
+
+def recipe_base(benchmark: str, recipe: str, data_dir: str, epochs: int | None = None) -> TrainConfig:
+    """The config a benchmark's protocol runs are derived from under ``recipe``."""
+    base = _with_epochs(load_config(ROOT / RECIPE_CONFIGS[recipe].format(benchmark=benchmark), TrainConfig), epochs)
+    return dataclasses.replace(
+        base, benchmark=dataclasses.replace(base.benchmark, path=relocate(base.benchmark.path, data_dir))
+    )
+
+
+def main_encoder(base: TrainConfig, pretrained: dict[str, Run], recipe: str) -> tuple[str, str]:
+    """(name, path) of the encoder a benchmark's CFSEM rows fine-tune: the table's own pretraining
+    run, or the one the shipped model's config names (``RUN/encoder.pt`` is named by its RUN)."""
+    if recipe == "table":
+        run = pretrained["cfsem-2d" if base.window.dims == 2 else "cfsem"]
+        return run.name, str(run.folder / "encoder.pt")
+    path = Path(base.pretrained)
+    return (path.parent.name if path.stem == "encoder" else path.stem), base.pretrained
+
+
+def protocol_runs(
+    data_dir: str, pretrained: dict[str, Run], epochs: int | None = None, recipe: str = "table"
+) -> list[Run]:
     runs = []
     for benchmark in BENCHMARKS:
-        base = _with_epochs(load_config(ROOT / f"configs/train/{benchmark}.toml", TrainConfig), epochs)
-        base = dataclasses.replace(
-            base, benchmark=dataclasses.replace(base.benchmark, path=relocate(base.benchmark.path, data_dir))
-        )
-        main = pretrained["cfsem-2d" if base.window.dims == 2 else "cfsem"]
-        plan = [("linear", "100%", main, (0,)), ("knn", "100%", main, (0,))]
-        plan += [(mode, budget, main, SEEDS) for mode in ("finetune", "scratch") for budget in BUDGETS]
-        if base.window.dims == 3:
-            for label, run in pretrained.items():
-                if label not in ("cfsem", "cfsem-2d"):
-                    plan += [("finetune", "10%", run, SEEDS), ("linear", "100%", run, (0,))]
-        for mode, budget, encoder, seeds in plan:
+        base = recipe_base(benchmark, recipe, data_dir, epochs)
+        main = main_encoder(base, pretrained, recipe)
+        plan = [(mode, budget, main, SEEDS) for mode in ("finetune", "scratch") for budget in BUDGETS]
+        if recipe == "table":
+            plan += [("linear", "100%", main, (0,)), ("knn", "100%", main, (0,))]
+            if base.window.dims == 3:
+                for label, run in pretrained.items():
+                    if label not in ("cfsem", "cfsem-2d"):
+                        encoder = (run.name, str(run.folder / "encoder.pt"))
+                        plan += [("finetune", "10%", encoder, SEEDS), ("linear", "100%", encoder, (0,))]
+        for mode, budget, (encoder_name, encoder_path), seeds in plan:
             for seed in seeds:
-                run_name = (
-                    f"{benchmark}-{mode}-{slug(budget)}-{encoder.name if mode != 'scratch' else 'none'}-seed{seed}"
-                )
+                encoder_part = encoder_name if mode != "scratch" else "none"
+                run_name = f"{benchmark}-{mode}-{slug(budget)}-{encoder_part}-seed{seed}"
+                output = runs_root(recipe) / "train" / run_name
                 config = dataclasses.replace(
-                    base.under_protocol(mode, str(encoder.folder / "encoder.pt") if mode != "scratch" else ""),
+                    base.under_protocol(mode, encoder_path if mode != "scratch" else ""),
                     labels=BUDGETS[budget],
-                    experiment=dataclasses.replace(
-                        base.experiment, name=run_name, seed=seed, output=str(RUNS / "train" / run_name)
-                    ),
+                    experiment=dataclasses.replace(base.experiment, name=run_name, seed=seed, output=str(output)),
                 )
-                runs.append(Run("train", run_name, config, needs="" if mode == "scratch" else encoder.name))
+                runs.append(Run("train", run_name, config))
     return runs
 
 
@@ -175,7 +211,9 @@ def run_all(runs: list[Run], jobs: int, log_dir: Path | None = None) -> None:
             print(f"{'ok  ' if code == 0 else 'FAIL'} {name} ({seconds:.0f} s)", flush=True)
 
 
-def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
+def report(
+    pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str = "table", data_dir: str = "data"
+) -> None:
     results = {run.name: result for run in runs if (result := run.result()) is not None}
 
     def cell(benchmark: str, mode: str, budget: str, encoder: str) -> str:
@@ -191,14 +229,20 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
         )
 
     lines = [
-        "# CFSEM results",
+        "# CFSEM results" + ("" if recipe == "table" else ": the shipped models' recipes"),
         "",
         "Accuracy (%) on each benchmark's standard split; mean ± std over seeds "
         "(n = number of seeds; linear and kNN probes are deterministic given the encoder).",
         "",
     ]
+    if recipe != "table":
+        lines += [
+            "Each row trains with a shipped model's config (`configs/train/BENCHMARK-ship.toml`): "
+            "fine-tuning the encoder it names, or the same settings from scratch.",
+            "",
+        ]
     for benchmark, title in BENCHMARKS.items():
-        main = pretrained["cfsem-2d" if benchmark == "sports2d" else "cfsem"].name
+        main, _ = main_encoder(recipe_base(benchmark, recipe, data_dir), pretrained, recipe)
         # Rows (and whole tables) with no result yet are left out: a partial run, such as the
         # 10 % rows alone, reports what it has.
         rows = [
@@ -224,7 +268,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
             if label != "cfsem-2d"
         ]
         variants_reported = any(c != NO_RESULT for label, *cells in ablations if label != "cfsem" for c in cells)
-        if benchmark != "sports2d" and variants_reported:
+        if recipe == "table" and benchmark != "sports2d" and variants_reported:
             lines += [
                 "Ablations (pretraining variant → fine-tuning with 10% labels; linear probe with all labels):",
                 "",
@@ -233,13 +277,14 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path) -> None:
             ]
             lines += [f"| {label} | {tuned} | {linear} |" for label, tuned, linear in ablations]
             lines.append("")
-    lines += ["## Pretraining runs", "", "| run | epochs | final loss | minutes |", "|---|---|---|---|"]
-    for run in pretrained.values():
-        history_path = run.folder / "history.json"
-        if history_path.is_file():
-            history = json.loads(history_path.read_text())
-            minutes = sum(h["seconds"] for h in history) / 60
-            lines.append(f"| {run.name} | {len(history)} | {history[-1]['loss']:.1f} | {minutes:.1f} |")
+    if recipe == "table":
+        lines += ["## Pretraining runs", "", "| run | epochs | final loss | minutes |", "|---|---|---|---|"]
+        for run in pretrained.values():
+            history_path = run.folder / "history.json"
+            if history_path.is_file():
+                history = json.loads(history_path.read_text())
+                minutes = sum(h["seconds"] for h in history) / 60
+                lines.append(f"| {run.name} | {len(history)} | {history[-1]['loss']:.1f} | {minutes:.1f} |")
     out.mkdir(parents=True, exist_ok=True)
     (out / "cfsem.md").write_text("\n".join(lines) + "\n")
     (out / "cfsem.json").write_text(json.dumps(results, indent=1))
@@ -255,29 +300,29 @@ def main() -> None:
         "--only", action="append", default=[], help="run only runs whose name contains this (repeatable: any of them)"
     )
     parser.add_argument("--epochs", type=int, default=None, help="override every run's epochs (smoke tests)")
+    parser.add_argument(
+        "--recipe", choices=tuple(RECIPE_CONFIGS), default="table", help="which base configs the protocol runs use"
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
     pretrained = pretrain_runs(args.data_dir, args.epochs)
-    protocols = protocol_runs(args.data_dir, pretrained, args.epochs)
-    if args.stage in ("pretrain", "all"):
+    protocols = protocol_runs(args.data_dir, pretrained, args.epochs, args.recipe)
+    if args.stage in ("pretrain", "all") and args.recipe == "table":  # the shipped configs name their encoders
         run_all([r for r in pretrained.values() if chosen_by_name(r, args.only)], args.jobs)
     if args.stage in ("protocols", "all"):
-        ready = [
-            r
-            for r in protocols
-            if chosen_by_name(r, args.only) and (not r.needs or _encoder_ready(pretrained, r.needs))
-        ]
-        run_all(ready, args.jobs)
-    report(pretrained, protocols, ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", "results"))
+        chosen = [r for r in protocols if chosen_by_name(r, args.only)]
+        for run in chosen:
+            if not run.encoder_ready:
+                print(f"skipped {run.name}: its encoder {run.config.pretrained} does not exist yet", flush=True)
+        run_all([r for r in chosen if r.encoder_ready], args.jobs, log_dir=runs_root(args.recipe) / "logs")
+    default_out = "results" if args.recipe == "table" else "results/shipped-recipes"
+    out = ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", default_out)
+    report(pretrained, protocols, out, args.recipe, args.data_dir)
 
 
 def chosen_by_name(run: Run, only: list[str]) -> bool:
     """Whether ``--only`` picks this run: its name contains any of them (all runs when none)."""
     return not only or any(part in run.name for part in only)
-
-
-def _encoder_ready(pretrained: dict[str, Run], name: str) -> bool:
-    return any(r.name == name and r.done for r in pretrained.values())
 
 
 if __name__ == "__main__":

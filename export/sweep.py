@@ -108,7 +108,7 @@ def plan(data_dir: str, runs_root: Path = RUNS, epochs: int | None = None) -> di
                 encoder_lr_scale=s.encoder_lr_scale,
                 experiment=dataclasses.replace(base.experiment, name=name, seed=0, output=str(runs_root / name)),
             )
-            planned[Run("train", name, config, needs="" if s.mode == "scratch" else encoder)] = s
+            planned[Run("train", name, config)] = s
     return planned
 
 
@@ -207,10 +207,10 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
     planned = plan(args.data_dir, args.runs, args.epochs)
     if not args.report_only:
-        missing = sorted({r.needs for r in planned if r.needs and not (PRETRAINED / r.needs / "encoder.pt").is_file()})
+        missing = sorted({r.config.pretrained for r in planned if not r.encoder_ready})
         if missing:
-            print(f"no encoder for {', '.join(missing)} under {PRETRAINED}: those fine-tuning runs are skipped")
-        chosen = [r for r in planned if table.chosen_by_name(r, args.only) and r.needs not in missing]
+            print(f"no encoder {', '.join(missing)}: the fine-tuning runs that load it are skipped")
+        chosen = [r for r in planned if table.chosen_by_name(r, args.only) and r.encoder_ready]
         run_all(sorted(chosen, key=_cost, reverse=True), args.jobs, log_dir=args.runs / "logs")
     print(report(planned, args.results))
 

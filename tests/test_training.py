@@ -683,6 +683,48 @@ def test_the_table_reports_only_the_rows_it_has(tmp_path: Path, monkeypatch: pyt
     assert "## msr3d" in text and "## daily3d" not in text and "## sports2d" not in text
 
 
+def test_the_shipped_recipes_train_as_the_shipped_models_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--recipe shipped``: each benchmark's runs take its shipped model's config, fine-tune the
+    encoder that config names (or train the same settings from scratch), and go beside the
+    table's runs, not among them; no probes, no ablations."""
+    import export.results_table as table
+
+    monkeypatch.setattr(table, "RUNS", tmp_path / "table")
+    runs = table.protocol_runs("data", table.pretrain_runs("data"), recipe="shipped")
+    assert {r.config.mode for r in runs} == {"finetune", "scratch"}
+    assert all(r.folder.is_relative_to(tmp_path / "table-shipped") for r in runs)
+    for benchmark in table.BENCHMARKS:
+        shipped = load_config(ROOT / f"configs/train/{benchmark}-ship.toml", TrainConfig)
+        mine = [r for r in runs if r.name.startswith(f"{benchmark}-")]
+        assert len(mine) == 2 * len(table.BUDGETS) * len(table.SEEDS)
+        for run in mine:
+            assert run.config.pretrained == (shipped.pretrained if run.config.mode == "finetune" else "")
+            assert (run.config.window, run.config.encoder, run.config.optim) == (
+                shipped.window,
+                shipped.encoder,
+                shipped.optim,
+            )
+            assert (run.config.mirror, run.config.occlusion) == (shipped.mirror, shipped.occlusion)
+    daily = {r.name: r for r in runs if r.name.startswith("daily3d-")}
+    assert "daily3d-finetune-100-cfsem-3d-80-seed2" in daily and "daily3d-scratch-10-none-seed0" in daily
+    assert daily["daily3d-finetune-100-cfsem-3d-80-seed0"].encoder_ready  # the committed encoder
+
+    # A run whose encoder is not there is not ready; one that loads none always is.
+    tuned = daily["daily3d-finetune-100-cfsem-3d-80-seed0"].config
+    assert not table.Run("train", "gone", dataclasses.replace(tuned, pretrained=str(tmp_path / "x.pt"))).encoder_ready
+    assert daily["daily3d-scratch-100-none-seed0"].encoder_ready
+
+    for name in ("daily3d-finetune-100-cfsem-3d-80-seed0", "daily3d-scratch-100-none-seed0"):
+        daily[name].folder.mkdir(parents=True)
+        accuracy = 0.9 if "finetune" in name else 0.8
+        (daily[name].folder / "results.json").write_text(json.dumps({"accuracy": accuracy, "scored": "test"}))
+    table.report(table.pretrain_runs("data"), runs, tmp_path / "out", recipe="shipped")
+    text = (tmp_path / "out" / "cfsem.md").read_text()
+    assert "the shipped models' recipes" in text and "-ship.toml" in text
+    assert "| CFSEM + fine-tuning | 90.0 | — | — |" in text and "| from scratch | 80.0 | — | — |" in text
+    assert "## daily3d" in text and "## msr3d" not in text and "Pretraining runs" not in text
+
+
 def test_the_sweep_validates_each_benchmark_as_its_test_split_asks() -> None:
     """NW-UCLA's test part is a new camera view, so its sweep runs hold out a view; the others
     hold out subjects. Every run is scored on validation, never on a test split."""
