@@ -141,10 +141,19 @@ def runs_root(recipe: str) -> Path:
 
 
 def recipe_base(benchmark: str, recipe: str, data_dir: str, epochs: int | None = None) -> TrainConfig:
-    """The config a benchmark's protocol runs are derived from under ``recipe``."""
-    base = _with_epochs(load_config(ROOT / RECIPE_CONFIGS[recipe].format(benchmark=benchmark), TrainConfig), epochs)
+    """The config a benchmark's protocol runs are derived from under ``recipe``, scored on the part
+    the table's own rows are scored on (Penn Action's validation part: its test split is held
+    back), so that the two reports compare."""
+
+    def read(name: str) -> TrainConfig:
+        return load_config(ROOT / RECIPE_CONFIGS[name].format(benchmark=benchmark), TrainConfig)
+
+    base, table = _with_epochs(read(recipe), epochs), read("table")
     return dataclasses.replace(
-        base, benchmark=dataclasses.replace(base.benchmark, path=relocate(base.benchmark.path, data_dir))
+        base,
+        benchmark=dataclasses.replace(base.benchmark, path=relocate(base.benchmark.path, data_dir)),
+        validation=table.validation,
+        validation_holds_out=table.validation_holds_out,
     )
 
 

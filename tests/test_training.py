@@ -705,6 +705,8 @@ def test_the_shipped_recipes_train_as_the_shipped_models_did(tmp_path: Path, mon
                 shipped.optim,
             )
             assert (run.config.mirror, run.config.occlusion) == (shipped.mirror, shipped.occlusion)
+            # Scored where the table's own rows are: Penn Action's test split is held back.
+            assert run.config.validation == (benchmark == "sports2d")
     daily = {r.name: r for r in runs if r.name.startswith("daily3d-")}
     assert "daily3d-finetune-100-cfsem-3d-80-seed2" in daily and "daily3d-scratch-10-none-seed0" in daily
     assert daily["daily3d-finetune-100-cfsem-3d-80-seed0"].encoder_ready  # the committed encoder
