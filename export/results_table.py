@@ -240,16 +240,15 @@ def report(
     lines = [
         "# CFSEM results" + ("" if recipe == "table" else ": the shipped models' recipes"),
         "",
-        "Accuracy (%) on each benchmark's standard split; mean ± std over seeds "
-        "(n = number of seeds; linear and kNN probes are deterministic given the encoder).",
+        "Accuracy (%) on each benchmark's standard split; mean ± std over seeds (n = number of seeds"
+        + (
+            "; linear and kNN probes are deterministic given the encoder)."
+            if recipe == "table"
+            else "). Each row trains with a shipped model's config (`configs/train/BENCHMARK-ship.toml`): "
+            "fine-tuning the encoder it names, or the same settings from scratch."
+        ),
         "",
     ]
-    if recipe != "table":
-        lines += [
-            "Each row trains with a shipped model's config (`configs/train/BENCHMARK-ship.toml`): "
-            "fine-tuning the encoder it names, or the same settings from scratch.",
-            "",
-        ]
     for benchmark, title in BENCHMARKS.items():
         main, _ = main_encoder(recipe_base(benchmark, recipe, data_dir), pretrained, recipe)
         # Rows (and whole tables) with no result yet are left out: a partial run, such as the
