@@ -140,7 +140,7 @@ def runs_root(recipe: str) -> Path:
     return RUNS if recipe == "table" else RUNS.with_name(f"{RUNS.name}-shipped")
 
 
-def recipe_base(benchmark: str, recipe: str, data_dir: str, epochs: int | None = None) -> TrainConfig:
+def recipe_base(benchmark: str, recipe: str, data_dir: str = "data", epochs: int | None = None) -> TrainConfig:
     """The config a benchmark's protocol runs are derived from under ``recipe``, scored on the part
     the table's own rows are scored on (Penn Action's validation part: its test split is held
     back), so that the two reports compare."""
@@ -220,9 +220,7 @@ def run_all(runs: list[Run], jobs: int, log_dir: Path | None = None) -> None:
             print(f"{'ok  ' if code == 0 else 'FAIL'} {name} ({seconds:.0f} s)", flush=True)
 
 
-def report(
-    pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str = "table", data_dir: str = "data"
-) -> None:
+def report(pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str = "table") -> None:
     results = {run.name: result for run in runs if (result := run.result()) is not None}
 
     def cell(benchmark: str, mode: str, budget: str, encoder: str) -> str:
@@ -250,7 +248,7 @@ def report(
         "",
     ]
     for benchmark, title in BENCHMARKS.items():
-        main, _ = main_encoder(recipe_base(benchmark, recipe, data_dir), pretrained, recipe)
+        main, _ = main_encoder(recipe_base(benchmark, recipe), pretrained, recipe)  # named the same in any data dir
         # Rows (and whole tables) with no result yet are left out: a partial run, such as the
         # 10 % rows alone, reports what it has.
         rows = [
@@ -325,7 +323,7 @@ def main() -> None:
         run_all([r for r in chosen if r.encoder_ready], args.jobs, log_dir=runs_root(args.recipe) / "logs")
     default_out = "results" if args.recipe == "table" else "results/shipped-recipes"
     out = ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", default_out)
-    report(pretrained, protocols, out, args.recipe, args.data_dir)
+    report(pretrained, protocols, out, args.recipe)
 
 
 def chosen_by_name(run: Run, only: list[str]) -> bool:
