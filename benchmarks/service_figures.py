@@ -27,10 +27,10 @@ stream is under way, from the statistics the server reports every ``STATS_INTERV
 whole run's count over its wall time, start-up and drain included, is printed beside them.
 
     python -m benchmarks.service_figures [--only throughput latency ...] [--soak-minutes 10]
-        [--repeats 3] [--model-depth 0] [--json]
+        [--repeats 3] [--models-dir DIR] [--json]
 
-Until ``models/sports2d.onnx`` ships, the model is the development stand-in (``--model-depth``
-gives it hidden layers, the compute cost of a real encoder).
+The model is the shipped ``models/sports2d.onnx`` (``--models-dir`` names another folder holding a
+``sports2d.onnx``).
 """
 
 from __future__ import annotations
@@ -447,20 +447,16 @@ def main() -> None:
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3, help="trials per figure (medians; cameras: most trials)")
     parser.add_argument("--max-people", type=int, default=1, help="people posed per frame, streams and baseline")
-    parser.add_argument("--model-depth", type=int, default=0, help="hidden layers of the stand-in model")
-    parser.add_argument("--models-dir", type=Path, help="use these models instead of the shipped or stand-in ones")
+    parser.add_argument("--models-dir", type=Path, help="use these models instead of the shipped ones")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
     args = parser.parse_args()
 
-    from service.devmodel import build_model, sports2d_card
     from service.testing import models_for_development
 
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = args.models_dir
         if models_dir is None:
             models_dir = models_for_development(Path(tmp) / "models")
-            if args.model_depth and not (Path("models") / "sports2d.onnx").is_file():
-                build_model(models_dir / "sports2d.onnx", sports2d_card(), depth=args.model_depth)
         state = Path(tmp) / "state"
         state.mkdir()
         base = pb.StreamConfig(max_people=args.max_people)

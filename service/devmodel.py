@@ -52,48 +52,28 @@ def daily3d_card(length: int = 32, fps: float = 15.0) -> ModelCard:
     )
 
 
-def build_model(
-    path: Path, card: ModelCard, seed: int = 0, metadata: dict[str, str] | None = None, depth: int = 0
-) -> Path:
+def build_model(path: Path, card: ModelCard, seed: int = 0, metadata: dict[str, str] | None = None) -> Path:
     """Write the stand-in model for ``card`` to ``path``; ``metadata`` replaces the card's (to
-    make deliberately broken models). ``depth`` adds that many 512-wide hidden layers, so that
-    benchmarks can give the stand-in the compute cost of a real encoder."""
+    make deliberately broken models)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     spec = card.window
     size = spec.length * spec.num_joints * spec.dims
     rng = np.random.default_rng(seed)
-    width = 512 if depth else size
 
-    def weights(rows: int, columns: int) -> np.ndarray:
-        return (rng.normal(size=(rows, columns)) / np.sqrt(rows)).astype(np.float32)
-
-    initializers = [numpy_helper.from_array(np.array([-1, size], dtype=np.int64), "flat_shape")]
-    nodes = [helper.make_node("Reshape", [INPUT_NAME, "flat_shape"], ["layer0"])]
-    if depth:
-        initializers += [
-            numpy_helper.from_array(weights(size, width), "into"),
-            numpy_helper.from_array(weights(width, width), "hidden"),
-        ]
-        nodes += [
-            helper.make_node("MatMul", ["layer0", "into"], ["in0"]),
-            helper.make_node("Tanh", ["in0"], ["layer1"]),
-        ]
-        for i in range(1, depth + 1):  # one weight matrix, applied depth times: cost without file size
-            nodes += [
-                helper.make_node("MatMul", [f"layer{i}", "hidden"], [f"in{i}"]),
-                helper.make_node("Tanh", [f"in{i}"], [f"layer{i + 1}"]),
-            ]
-    last = f"layer{depth + 1}" if depth else "layer0"
-    initializers += [
-        numpy_helper.from_array(weights(width, card.embedding_size), "project"),
+    initializers = [
+        numpy_helper.from_array(np.array([-1, size], dtype=np.int64), "flat_shape"),
+        numpy_helper.from_array(
+            (rng.normal(size=(size, card.embedding_size)) / np.sqrt(size)).astype(np.float32), "project"
+        ),
         numpy_helper.from_array(
             rng.normal(size=(card.embedding_size, len(card.labels))).astype(np.float32), "classify"
         ),
     ]
-    nodes += [
-        helper.make_node("MatMul", [last, "project"], ["projected"]),
+    nodes = [
+        helper.make_node("Reshape", [INPUT_NAME, "flat_shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "project"], ["projected"]),
         helper.make_node("Tanh", ["projected"], [EMBEDDING_NAME]),
         helper.make_node("MatMul", [EMBEDDING_NAME, "classify"], [SCORES_NAME]),
     ]

@@ -123,6 +123,9 @@ def test_metrics_count_frames_streams_and_batches(secured, tls_files) -> None:
     assert values['actionrec_active_streams{kind="frames"}'] == 0
     assert values['actionrec_stage_seconds_count{stage="pose"}'] == final.frames_processed
     assert values['actionrec_batch_size_count{model="sports2d"}'] >= 1
+    # Every event that went out was timed from its window's last frame.
+    events = sum(response.HasField("event") for response in responses)
+    assert events >= 1 and values["actionrec_event_latency_seconds_count"] == events
 
 
 # ---------------------------------------------------------------- the client CLI

@@ -50,7 +50,7 @@ from service.models import ModelRegistry, load_model
 from service.testing import VIDEOS, free_port
 from service.windowing import TRACKS_PER_PERSON, FrameGate, StreamWindower
 from skeleton.errors import InputError
-from skeleton.pose.video import read_frames, resize_to, shrunk_size
+from skeleton.pose.video import probe_video, read_frames, resize_to, shrunk_size
 from skeleton.windows import WindowSpec
 
 SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=10.0, normalization="centre-torso")
@@ -1149,6 +1149,21 @@ def test_a_video_file_cut_short_is_told_apart_from_a_whole_one(tmp_path: Path) -
     for path, message in [(tmp_path, "is a folder, not a video file"), (Path("/dev/null"), "not a regular file")]:
         with pytest.raises(InputError, match=message):
             open_source(str(path))
+
+
+def test_a_url_source_is_read_live_and_one_that_cannot_be_opened_is_one_line() -> None:
+    """The camera and network branch of ``open_source`` with OpenCV itself: a ``file://`` URL
+    stands for a network stream (read as live, stamped by the clock as it is read), and a camera
+    index or an RTSP address with nothing behind it is refused by name."""
+    video = VIDEOS / "arm_wrestling.mp4"
+    source = open_source(f"file://{video}")
+    assert source.live and source.fps == pytest.approx(probe_video(video).fps)
+    timestamps = [timestamp for _, timestamp in source.frames]
+    assert len(timestamps) == probe_video(video).frame_count
+    assert all(later > earlier for earlier, later in zip(timestamps, timestamps[1:]))
+    for unreachable in ("99", "rtsp://127.0.0.1:1/nothing"):
+        with pytest.raises(InputError, match=f"{unreachable}: cannot open the camera or stream"):
+            open_source(unreachable)
 
 
 def test_a_missing_or_wrong_ca_file_or_a_folder_as_source_is_one_line(tmp_path: Path) -> None:

@@ -577,7 +577,12 @@ def test_bad_skeletons_get_invalid_argument(api, channel) -> None:
     plain = pb.SkeletonStreamConfig()
     with_id = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=good[0].people[0].coords, track_id=0)])
     without_id = pb.SkeletonFrame(timestamp_ms=10_001, people=[pb.Skeleton(coords=good[0].people[0].coords)])
+    last = good[-1].timestamp_ms
+    repeated = pb.SkeletonFrame(timestamp_ms=last, people=good[-1].people)
+    earlier = pb.SkeletonFrame(timestamp_ms=last - 5, people=good[-1].people)
     cases = [
+        (plain, good + [repeated], f"does not follow the previous frame's {last} ms"),
+        (plain, good + [earlier], "does not follow"),
         (plain, good + [nan], "coordinates must be finite"),
         # the server's ids and the caller's would name different people alike
         (plain, good + [with_id], "people with a track_id in a stream whose people the server tracks"),
@@ -590,6 +595,9 @@ def test_bad_skeletons_get_invalid_argument(api, channel) -> None:
     for config, frames, message in cases:
         code, details = status_of(_skeleton_stream(api, config, frames))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details, (message, details)
+    frame_first = [pb.StreamSkeletonsRequest(frame=frame) for frame in good[:2]]
+    code, details = status_of(lambda: collect(api.StreamSkeletons(iter(frame_first), timeout=TIMEOUT)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "first message of a stream must be its configuration" in details
     assert_still_serving(channel)
 
 
