@@ -29,6 +29,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--config", type=Path, required=True, help="experiment TOML (see configs/train/)")
     train.add_argument("--seed", type=int, default=None, help="override the config's seed (output gets -seedN)")
+    train.add_argument(
+        "--validation",
+        action="store_true",
+        help="train on the train split less a validation part and score that part, not the test split"
+        " (the config's validation = true; output gets -validation)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = subcommands.add_parser("evaluate", help="score a model on a dataset by a standard protocol")
@@ -121,6 +127,9 @@ def _train(args: argparse.Namespace) -> int:
             config.experiment, seed=args.seed, output=f"{config.experiment.output}-seed{args.seed}"
         )
         config = dataclasses.replace(config, experiment=experiment)
+    if args.validation and not config.validation:
+        experiment = dataclasses.replace(config.experiment, output=f"{config.experiment.output}-validation")
+        config = dataclasses.replace(config, experiment=experiment, validation=True)
     run_train(config)
     return 0
 

@@ -183,11 +183,11 @@ def test_a_second_stage_from_a_checkpoint_that_does_not_fit_is_refused(
 
 
 def test_validation_never_scores_the_test_split(tmp_path: Path, msr_npz: Path) -> None:
+    """``--validation`` is the config's ``validation = true`` for one run, in a folder of its own."""
     config = _train_config(tmp_path, msr_npz, "scratch", None, "")
-    text = config.read_text().replace('mode = "scratch"', 'mode = "scratch"\nvalidation = true')
-    config.write_text(text)
-    assert main(["train", "--config", str(config)]) == 0
-    results = json.loads((tmp_path / "scratch" / "results.json").read_text())
+    assert main(["train", "--config", str(config), "--validation"]) == 0
+    assert not (tmp_path / "scratch").exists()
+    results = json.loads((tmp_path / "scratch-validation" / "results.json").read_text())
     assert results["scored"] == "validation"
     assert results["n_train"] + results["n_test"] == 284  # the train split, whole subjects held out
 
