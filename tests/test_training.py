@@ -513,6 +513,16 @@ def test_the_committed_configs_are_found() -> None:
     assert {("train", f"{name}-ship.toml") for name in ("daily3d", "msr3d", "sports2d")} <= found
 
 
+@pytest.mark.parametrize("name", ["daily3d", "msr3d", "sports2d"])
+def test_each_shipped_config_fine_tunes_a_committed_encoder_that_fits_it(name: str) -> None:
+    """A shipped model's config trains without first repeating a pretraining (hours on a CPU): the
+    encoder it names is in the repository, and is the config's architecture and input."""
+    config = load_config(ROOT / f"configs/train/{name}-ship.toml", TrainConfig)
+    assert config.mode == "finetune" and Path(config.pretrained).parent == Path("models/encoders")
+    encoder = load_encoder(ROOT / config.pretrained, config.encoder, config.window)
+    assert sum(p.numel() for p in encoder.parameters()) > 0
+
+
 @pytest.mark.parametrize(
     ("path", "cls"), COMMITTED_CONFIGS, ids=lambda value: value.name if isinstance(value, Path) else ""
 )
