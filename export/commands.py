@@ -120,17 +120,15 @@ def _train(args: argparse.Namespace) -> int:
     from skeleton.errors import InputError
 
     config = load_config(args.config, TrainConfig)
+    experiment = config.experiment
+    # Each override gets its own output folder, so that it never writes over the config's run.
     if args.seed is not None:
         if not 0 <= args.seed <= MAX_SEED:
             raise InputError(f"--seed must be from 0 to {MAX_SEED}, not {args.seed}")
-        experiment = dataclasses.replace(
-            config.experiment, seed=args.seed, output=f"{config.experiment.output}-seed{args.seed}"
-        )
-        config = dataclasses.replace(config, experiment=experiment)
+        experiment = dataclasses.replace(experiment, seed=args.seed, output=f"{experiment.output}-seed{args.seed}")
     if args.validation and not config.validation:
-        experiment = dataclasses.replace(config.experiment, output=f"{config.experiment.output}-validation")
-        config = dataclasses.replace(config, experiment=experiment, validation=True)
-    run_train(config)
+        experiment = dataclasses.replace(experiment, output=f"{experiment.output}-validation")
+    run_train(dataclasses.replace(config, experiment=experiment, validation=config.validation or args.validation))
     return 0
 
 

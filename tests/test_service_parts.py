@@ -1156,10 +1156,11 @@ def test_a_url_source_is_read_live_and_one_that_cannot_be_opened_is_one_line() -
     stands for a network stream (read as live, stamped by the clock as it is read), and a camera
     index or an RTSP address with nothing behind it is refused by name."""
     video = VIDEOS / "arm_wrestling.mp4"
+    declared = probe_video(video)
     source = open_source(f"file://{video}")
-    assert source.live and source.fps == pytest.approx(probe_video(video).fps)
+    assert source.live and source.fps == pytest.approx(declared.fps)
     timestamps = [timestamp for _, timestamp in source.frames]
-    assert len(timestamps) == probe_video(video).frame_count
+    assert len(timestamps) == declared.frame_count
     assert all(later > earlier for earlier, later in zip(timestamps, timestamps[1:]))
     for unreachable in ("99", "rtsp://127.0.0.1:1/nothing"):
         with pytest.raises(InputError, match=f"{unreachable}: cannot open the camera or stream"):
