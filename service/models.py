@@ -9,6 +9,7 @@ rather than fed wrong data later. onnxruntime is asked for CUDA first and falls 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -70,6 +71,21 @@ def _file_version(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+@functools.cache
+def _share_one_cpu_arena() -> None:
+    """Register one CPU memory arena that every session of this process allocates from.
+
+    An arena keeps the most a session ever needed, and each session has its own by default: warmed
+    up at a batch of 16, the shipped models hold 50-190 MiB each, and a server of the nine files in
+    ``models/`` sat at 884 MiB idle. One shared arena holds about what the largest model needs
+    (the nine models' sessions: 635 MiB without sharing, 227 MiB with it; batch times alike).
+    Registering twice is an error in onnxruntime, hence once a process."""
+    import onnxruntime as ort
+
+    cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, -1, -1, -1))  # onnxruntime's defaults
+
+
 def load_model(
     path: Path, name: str | None = None, threads: int = 1, warmup_batches: Sequence[int] = (1,)
 ) -> LoadedModel:
@@ -84,6 +100,8 @@ def load_model(
     # Spinning threads would steal the cores that pose needs between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    _share_one_cpu_arena()
+    options.add_session_config_entry("session.use_env_allocators", "1")
     available = set(ort.get_available_providers())
     providers = [p for p in PREFERRED_PROVIDERS if p in available]
     card, session = open_model(path, options, providers)

@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -47,7 +49,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.lanes import Lane
 from service.loadgen import StreamResult, steady_rate, whole_run_rate
 from service.models import ModelRegistry, load_model
-from service.testing import VIDEOS, free_port
+from service.testing import ROOT, VIDEOS, free_port
 from service.windowing import TRACKS_PER_PERSON, FrameGate, StreamWindower
 from skeleton.errors import InputError
 from skeleton.pose.video import probe_video, read_frames, resize_to, shrunk_size
@@ -512,6 +514,41 @@ def test_registry_finds_models_by_name_or_path_and_picks_the_default(model_path:
         both.get("nope")
     with pytest.raises(InputError, match="default model 'daily3d'"):
         ModelRegistry.load(["sports2d", str(other)], model_path.parent, default="daily3d")
+
+
+# Loads shipped models as the server does (warmed up at its batch of 16) and prints how much
+# resident memory that added, in MiB, while they are still loaded.
+_LOAD_AND_MEASURE = """
+import sys
+from pathlib import Path
+from service.models import ModelRegistry
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+import onnxruntime
+before = rss_mib()
+registry = ModelRegistry.load(sys.argv[1:], Path("models"), default=sys.argv[1], max_batch=16)
+print(rss_mib() - before)
+"""
+
+
+def test_models_loaded_together_share_one_memory_arena() -> None:
+    """Each session's own arena would keep its warm-up's peak: the three shipped models would hold
+    about the sum of theirs (daily3d 184 MiB, msr3d 93, sports2d 49, measured). Sharing one,
+    the three hold about what daily3d alone does, plus their weights."""
+
+    def added_mib(*names: str) -> float:
+        command = [sys.executable, "-c", _LOAD_AND_MEASURE, *names]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+        return float(done.stdout.split()[-1])
+
+    largest_alone = added_mib("daily3d")
+    together = added_mib("daily3d", "msr3d", "sports2d")
+    assert largest_alone > 100  # the arena a batch of 16 needs, or this test measures nothing
+    assert together - largest_alone < 60
 
 
 @pytest.mark.parametrize(
