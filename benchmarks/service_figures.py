@@ -451,7 +451,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
     args = parser.parse_args()
 
+    from service.config import DEFAULT_MODELS_DIR
     from service.testing import models_for_development
+
+    # The figures are the shipped model's: never a development stand-in's.
+    if not ((args.models_dir or DEFAULT_MODELS_DIR) / "sports2d.onnx").is_file():
+        parser.error(f"no sports2d.onnx in {args.models_dir or DEFAULT_MODELS_DIR}: the figures measure that model")
 
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = args.models_dir

@@ -33,7 +33,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "--validation",
         action="store_true",
         help="train on the train split less a validation part and score that part, not the test split"
-        " (the config's validation = true; output gets -validation)",
+        " (the config's validation = true; output gets -validation unless the config already validates)",
     )
     train.set_defaults(handler=_train)
 

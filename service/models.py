@@ -9,9 +9,9 @@ rather than fed wrong data later. onnxruntime is asked for CUDA first and falls 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,19 +71,32 @@ def _file_version(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-@functools.cache
+_cpu_arena_lock = threading.Lock()
+_cpu_arena_registered = False
+
+
 def _share_one_cpu_arena() -> None:
-    """Register one CPU memory arena that every session of this process allocates from.
+    """Register, once a process, one CPU memory arena that the service's sessions allocate from.
 
     An arena keeps the most a session ever needed, and each session has its own by default: warmed
     up at a batch of 16, the shipped models hold 50-190 MiB each, and a server of the nine files in
-    ``models/`` sat at 884 MiB idle. One shared arena holds about what the largest model needs
-    (the nine models' sessions: 635 MiB without sharing, 227 MiB with it; batch times alike).
-    Registering twice is an error in onnxruntime, hence once a process."""
+    ``models/`` sat at 884 MiB idle. Shared, an idle server holds about what its largest model
+    needs (the nine models' sessions: 635 MiB apart, 227 MiB shared; batch times alike). Under load
+    on several models at once (each has its own batcher thread) the arena grows toward what they
+    need together, never beyond their own arenas' sum; its lock is taken per allocation, not per
+    batch. GPU memory is not affected: each CUDA session keeps its own pool.
+
+    onnxruntime accepts a second registration and quietly replaces the first arena (sessions made
+    after it would not share), hence the flag; only sessions that ask for it (``load_model``'s)
+    use the arena, so training, export and evaluation sessions in the same process are unaffected."""
+    global _cpu_arena_registered
     import onnxruntime as ort
 
-    cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, -1, -1, -1))  # onnxruntime's defaults
+    with _cpu_arena_lock:
+        if not _cpu_arena_registered:
+            cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, -1, -1, -1))  # onnxruntime's defaults
+            _cpu_arena_registered = True
 
 
 def load_model(

@@ -535,6 +535,13 @@ print(rss_mib() - before)
 """
 
 
+def _cuda_listed() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.skipif(_cuda_listed(), reason="sessions on CUDA warm up in GPU memory, not the CPU arena")
 def test_models_loaded_together_share_one_memory_arena() -> None:
     """Each session's own arena would keep its warm-up's peak: the three shipped models would hold
     about the sum of theirs (daily3d 184 MiB, msr3d 93, sports2d 49, measured). Sharing one,
@@ -542,7 +549,8 @@ def test_models_loaded_together_share_one_memory_arena() -> None:
 
     def added_mib(*names: str) -> float:
         command = [sys.executable, "-c", _LOAD_AND_MEASURE, *names]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
         return float(done.stdout.split()[-1])
 
     largest_alone = added_mib("daily3d")
