@@ -259,6 +259,14 @@ def skeleton_frames(people: list[np.ndarray], timestamps_ms, with_ids: bool = Fa
     return frames
 
 
+def rss_mib(pid: int | str = "self") -> float:
+    """A process's resident memory in MiB (this process's by default)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
 class ServerProcess:
     """``actionrec serve`` in its own process on a free loopback port, its JSON logs collected.
 
@@ -320,10 +328,7 @@ class ServerProcess:
 
     def rss_mib(self) -> float:
         """The server's resident memory."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
+        return rss_mib(self.process.pid)
 
     def cpu_seconds(self) -> float:
         """CPU time the server has used so far, all its threads, user and system."""

@@ -522,13 +522,9 @@ _LOAD_AND_MEASURE = """
 import sys
 from pathlib import Path
 from service.models import ModelRegistry
+from service.testing import rss_mib
 
-def rss_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-
-import onnxruntime
+import onnxruntime  # its own import is not the models' memory
 before = rss_mib()
 registry = ModelRegistry.load(sys.argv[1:], Path("models"), default=sys.argv[1], max_batch=16)
 print(rss_mib() - before)
