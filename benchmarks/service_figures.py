@@ -18,7 +18,9 @@ are measured in the same run. Sections:
 * skeletons   StreamSkeletons windows/s against raw onnxruntime on the same model; how many
               30 fps skeleton streams one core keeps in real time;
 * memory      resident memory per open stream, and after --soak-minutes of 4 real-time streams
-              against after 1 minute.
+              against after 1 minute; the streams take turns over --soak-models (sports2d alone
+              by default; ``sports2d daily3d`` loads both models' share of the one memory arena
+              the server's models have).
 
 Each throughput, camera and skeleton figure is the median of ``--repeats`` trials (3), since the
 machine's speed drifts between seconds; MediaPipe alone is timed on the clip looped 5 times.
@@ -27,7 +29,7 @@ stream is under way, from the statistics the server reports every ``STATS_INTERV
 whole run's count over its wall time, start-up and drain included, is printed beside them.
 
     python -m benchmarks.service_figures [--only throughput latency ...] [--soak-minutes 10]
-        [--repeats 3] [--models-dir DIR] [--json]
+        [--soak-models sports2d daily3d] [--repeats 3] [--models-dir DIR] [--json]
 
 The model is the shipped ``models/sports2d.onnx`` (``--models-dir`` names another folder holding a
 ``sports2d.onnx``).
@@ -42,7 +44,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -397,17 +399,29 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
     }
 
 
-def memory(models_dir: Path, state: Path, frames, base, soak_minutes: float) -> dict:
+def memory(models_dir: Path, state: Path, frames, base, soak_minutes: float, models: Sequence[str]) -> dict:
+    """The server's resident memory idle, then while 4 real-time streams run for ``soak_minutes``;
+    stream i asks for ``models[i % len(models)]``."""
     with ServerProcess(models_dir, state) as server:
         idle = server.rss_mib()
-        config = stream_config(base, frame_rate_hint=28)
-        results = [StreamResult() for _ in range(4)]
+        stream_models = [models[i % len(models)] for i in range(4)]
+        results = [StreamResult() for _ in stream_models]
         threads = [
             threading.Thread(
                 target=run_stream,
-                args=(server.address, frame_stream(frames, config, r, realtime=True, seconds=soak_minutes * 60), r),
+                args=(
+                    server.address,
+                    frame_stream(
+                        frames,
+                        stream_config(base, frame_rate_hint=28, model=model),
+                        result,
+                        realtime=True,
+                        seconds=soak_minutes * 60,
+                    ),
+                    result,
+                ),
             )
-            for r in results
+            for model, result in zip(stream_models, results)
         ]
         for t in threads:
             t.start()
@@ -428,13 +442,19 @@ def memory(models_dir: Path, state: Path, frames, base, soak_minutes: float) -> 
         "after_1_min_mib": at_one_minute,
         "at_end_mib": at_end,
         "soak_minutes": soak_minutes,
+        "stream_models": stream_models,
+        "events": sum(r.events for r in results),
+        "stream_errors": [r.error for r in results if r.error],
         "growth_mib": at_end - at_one_minute,
         "dropped": sum(sum(r.final.frames_dropped.values()) for r in results if r.final),
     }
     print(
-        f"  idle {idle:.0f} MiB; 4 streams: {at_one_minute:.0f} MiB after 1 min ({row['per_stream_mib']:.0f} MiB a"
-        f" stream), {at_end:.0f} MiB after {soak_minutes:g} min (growth {row['growth_mib']:+.0f} MiB)"
+        f"  idle {idle:.0f} MiB; 4 streams ({', '.join(stream_models)}): {at_one_minute:.0f} MiB after 1 min"
+        f" ({row['per_stream_mib']:.0f} MiB a stream), {at_end:.0f} MiB after {soak_minutes:g} min"
+        f" (growth {row['growth_mib']:+.0f} MiB)"
     )
+    for error in row["stream_errors"]:
+        print(f"  a stream failed: {error}")
     return row
 
 
@@ -445,6 +465,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each real-time trial")
     parser.add_argument("--clip-seconds", type=float, default=20.0, help="clip time per stream in 'throughput'")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--soak-models", nargs="+", default=["sports2d"], help="models the soak's streams take turns over"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="trials per figure (medians; cameras: most trials)")
     parser.add_argument("--max-people", type=int, default=1, help="people posed per frame, streams and baseline")
     parser.add_argument("--models-dir", type=Path, help="use these models instead of the shipped ones")
@@ -528,7 +551,7 @@ def main() -> None:
             figures["skeletons"] = skeletons(models_dir, state, raw["windows_per_s"], args.seconds, args.repeats)
         if "memory" in args.only:
             print(f"memory (4 real-time streams for {args.soak_minutes:g} min):")
-            figures["memory"] = memory(models_dir, state, frames, base, args.soak_minutes)
+            figures["memory"] = memory(models_dir, state, frames, base, args.soak_minutes, args.soak_models)
     if args.json:
         print(json.dumps(figures, default=str))
 
