@@ -220,8 +220,22 @@ def run_all(runs: list[Run], jobs: int, log_dir: Path | None = None) -> None:
             print(f"{'ok  ' if code == 0 else 'FAIL'} {name} ({seconds:.0f} s)", flush=True)
 
 
+def results_found(runs: list[Run]) -> dict[str, dict]:
+    """Each finished run's results, by run name."""
+    return {run.name: result for run in runs if (result := run.result()) is not None}
+
+
+def results_a_report_would_drop(runs: list[Run], out: Path) -> list[str]:
+    """The runs whose results ``out/cfsem.json`` holds but whose folders are not here (a machine
+    that did not run them, or deleted runs): a report written now would lose them."""
+    committed = out / "cfsem.json"
+    if not committed.is_file():
+        return []
+    return sorted(set(json.loads(committed.read_text())) - set(results_found(runs)))
+
+
 def report(pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str = "table") -> None:
-    results = {run.name: result for run in runs if (result := run.result()) is not None}
+    results = results_found(runs)
 
     def cell(benchmark: str, mode: str, budget: str, encoder: str) -> str:
         values = [
@@ -238,7 +252,8 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str =
     lines = [
         "# CFSEM results" + ("" if recipe == "table" else ": the shipped models' recipes"),
         "",
-        "Accuracy (%) on each benchmark's standard split; mean ± std over seeds (n = number of seeds"
+        "Accuracy (%) on each benchmark's standard split (Penn Action: a validation part of its train folder,"
+        " the official test split being held back); mean ± std over seeds (n = number of seeds"
         + (
             "; linear and kNN probes are deterministic given the encoder)."
             if recipe == "table"
@@ -309,10 +324,24 @@ def main() -> None:
     parser.add_argument(
         "--recipe", choices=tuple(RECIPE_CONFIGS), default="table", help="which base configs the protocol runs use"
     )
+    parser.add_argument(
+        "--drop-missing",
+        action="store_true",
+        help="write the report even if results already in it have no run folder here (they are dropped)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
     pretrained = pretrain_runs(args.data_dir, args.epochs)
     protocols = protocol_runs(args.data_dir, pretrained, args.epochs, args.recipe)
+    default_out = "results" if args.recipe == "table" else "results/shipped-recipes"
+    out = ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", default_out)
+    # Checked before any run: runs are only ever added, so a report that keeps everything now will then too.
+    dropped = results_a_report_would_drop(protocols, out)
+    if dropped and not args.drop_missing:
+        parser.error(
+            f"{len(dropped)} results in {out / 'cfsem.json'} have no run folder under {runs_root(args.recipe)}"
+            f" (first: {dropped[0]}), so the report would drop them: run them here first, or pass --drop-missing"
+        )
     if args.stage in ("pretrain", "all") and args.recipe == "table":  # the shipped configs name their encoders
         run_all([r for r in pretrained.values() if chosen_by_name(r, args.only)], args.jobs)
     if args.stage in ("protocols", "all"):
@@ -321,8 +350,6 @@ def main() -> None:
             if not run.encoder_ready:
                 print(f"skipped {run.name}: its encoder {run.config.pretrained} does not exist yet", flush=True)
         run_all([r for r in chosen if r.encoder_ready], args.jobs, log_dir=runs_root(args.recipe) / "logs")
-    default_out = "results" if args.recipe == "table" else "results/shipped-recipes"
-    out = ROOT / os.environ.get("ACTIONREC_TABLE_RESULTS", default_out)
     report(pretrained, protocols, out, args.recipe)
 
 

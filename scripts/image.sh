@@ -17,7 +17,7 @@ BASE_IMAGE=${BASE_IMAGE:-$DEBIAN_BASE}
 ONNXRUNTIME=${ONNXRUNTIME:-cpu}
 WHEEL_PYTHON=${WHEEL_PYTHON:-3.11}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-# crun cannot set up this sandbox's cgroups and setrlimit is not permitted: runc, no ulimits.
+# Inside a container host crun may not set up cgroups and setrlimit may be forbidden: runc, no ulimits.
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/scripts/podman/containers.conf}
 PODMAN=(podman --runtime runc)
 

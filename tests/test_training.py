@@ -696,6 +696,31 @@ def test_the_table_reports_only_the_rows_it_has(tmp_path: Path, monkeypatch: pyt
     assert "## msr3d" in text and "## daily3d" not in text and "## sports2d" not in text
 
 
+def test_a_report_never_drops_committed_results_whose_runs_are_not_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The committed table comes from runs on another machine: a report written where those run
+    folders are missing is refused, before any run starts, unless asked to drop them."""
+    import export.results_table as table
+
+    monkeypatch.setattr(table, "RUNS", tmp_path / "runs")
+    out = tmp_path / "results"
+    out.mkdir()
+    committed = {"msr3d-finetune-10-3d-cfsem-seed0": {"accuracy": 0.6, "scored": "test"}}
+    (out / "cfsem.json").write_text(json.dumps(committed))
+    monkeypatch.setenv("ACTIONREC_TABLE_RESULTS", str(out))
+    monkeypatch.setattr("sys.argv", ["results_table", "--stage", "report"])
+    with pytest.raises(SystemExit) as refused:
+        table.main()
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert "1 results in" in error and "(first: msr3d-finetune-10-3d-cfsem-seed0)" in error
+    assert json.loads((out / "cfsem.json").read_text()) == committed
+    monkeypatch.setattr("sys.argv", ["results_table", "--stage", "report", "--drop-missing"])
+    table.main()
+    assert json.loads((out / "cfsem.json").read_text()) == {}
+
+
 def test_the_shipped_recipes_train_as_the_shipped_models_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--recipe shipped``: each benchmark's runs take its shipped model's config, fine-tune the
     encoder that config names (or train the same settings from scratch), and go beside the
