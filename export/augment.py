@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -69,3 +70,21 @@ def random_mirror(
     chosen = torch.rand(windows.shape[0], generator=generator) < probability
     mirrored = mirror(windows, permutation)
     return torch.where(chosen.view(-1, 1, 1, 1), mirrored, windows)
+
+
+def random_mixup(
+    windows: torch.Tensor, alpha: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup: each window (N, T, J, C) blended with another window of the batch.
+
+    Returns the blended windows, the partner of each (an index into the batch) and the weight
+    of the window's own label, drawn from Beta(alpha, alpha) and folded to at least one half so
+    that each blend stays mostly its own window (whose label train accuracy counts). The loss
+    weighs the two labels as the windows were weighed.
+    """
+    n = windows.shape[0]
+    drawn = rng.beta(alpha, alpha, n)
+    weight = torch.from_numpy(np.maximum(drawn, 1 - drawn)).to(windows.dtype)
+    partner = torch.from_numpy(rng.permutation(n))
+    share = weight.view(-1, 1, 1, 1)
+    return share * windows + (1 - share) * windows[partner], partner, weight

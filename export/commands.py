@@ -170,6 +170,7 @@ def _export(args: argparse.Namespace) -> int:
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
     augmentation = f", mirrored windows {config.mirror:.0%}" if config.mirror else ""
     augmentation += f", joints hidden in {config.occlusion:.0%} of the windows" if config.occlusion else ""
+    augmentation += f", windows mixed in pairs (mixup, Beta({config.mixup}, {config.mixup}))" if config.mixup else ""
     augmentation += ", answers the mean of a window and its mirror image" if config.mirror_average else ""
     if config.weight_average_decay:
         augmentation += f", weights averaged over steps (decay {config.weight_average_decay})"

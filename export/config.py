@@ -131,7 +131,7 @@ class Benchmark:
 # The modes that train a model (the others probe a frozen encoder), and the settings of a
 # TrainConfig that only they can use.
 TRAINED_MODES = ("finetune", "scratch")
-MODEL_TRAINING_SETTINGS = ("pseudo_label_share", "occlusion", "weight_average_decay")
+MODEL_TRAINING_SETTINGS = ("pseudo_label_share", "occlusion", "weight_average_decay", "mixup")
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,9 @@ class TrainConfig:
     # of them, a body part, or the hands, as CFSEM's pretraining masks, drawn coarse to fine over
     # the epochs), set to what a joint the sensor lost becomes (zero): 0 is off.
     occlusion: float = 0.0
+    # When > 0, each training window is blended with another of its batch and the loss weighs
+    # their labels alike (mixup), the weight drawn from Beta(mixup, mixup): 0 is off.
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         _same_input(self.window, self.encoder)
@@ -185,6 +188,8 @@ class TrainConfig:
             raise InputError(f"pseudo_label_share is a share, from 0 to 1, not {self.pseudo_label_share}")
         if not 0.0 <= self.occlusion <= 1.0:
             raise InputError(f"occlusion is a probability, from 0 to 1, not {self.occlusion}")
+        if not (self.mixup >= 0.0 and math.isfinite(self.mixup)):
+            raise InputError(f"mixup is a Beta distribution's parameter, 0 (off) or more, not {self.mixup}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise InputError(f"weight_average_decay is from 0 (off) to below 1, not {self.weight_average_decay}")
         if self.mode not in TRAINED_MODES:
@@ -215,6 +220,7 @@ class TrainConfig:
             pseudo_label_share=0.0,
             weight_average_decay=self.weight_average_decay if trained else 0.0,
             occlusion=self.occlusion if trained else 0.0,
+            mixup=self.mixup if trained else 0.0,
         )
 
 

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from export.augment import random_linear_views, random_mirror
+from export.augment import random_linear_views, random_mirror, random_mixup
 from export.config import TrainConfig, dump_config
 from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, label_budget
 from export.encoder import Classifier, SkeletonEncoder
@@ -306,6 +306,7 @@ def _fit(
         else None
     )
     occlusion_rng = np.random.default_rng(config.experiment.seed) if occluder else None
+    mixing_rng = np.random.default_rng(config.experiment.seed) if config.mixup else None
     mirror_permutation = model.mirror_permutation.cpu()  # windows are augmented on the CPU
     average = WeightAverage(model, config.weight_average_decay) if config.weight_average_decay else None
     answering = copy.deepcopy(model) if average else model  # what validation scores: the average, if kept
@@ -329,10 +330,13 @@ def _fit(
             if occluder is not None:
                 hidden = occluder.masks(len(windows), windows.shape[1], epoch / optim.epochs, occlusion_rng)
                 windows = windows * hidden[..., None]
+            partner, own_share = None, None
+            if mixing_rng is not None:
+                windows, partner, own_share = random_mixup(windows, config.mixup, mixing_rng)
             windows = windows.to(runtime.device)
             labels = labels.to(runtime.device)
             scores, _ = network(windows)
-            loss = torch.nn.functional.cross_entropy(scores, labels, label_smoothing=0.1)
+            loss = _classification_loss(scores, labels, partner, own_share)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -358,3 +362,17 @@ def _fit(
     if average:
         average.copy_to(model)
     return history
+
+
+def _classification_loss(
+    scores: torch.Tensor, labels: torch.Tensor, partner: torch.Tensor | None, own_share: torch.Tensor | None
+) -> torch.Tensor:
+    """Cross-entropy with label smoothing; for mixed windows, each label weighed by its window's share."""
+    if partner is None:
+        return torch.nn.functional.cross_entropy(scores, labels, label_smoothing=0.1)
+    own_share = own_share.to(scores.device)
+    own = torch.nn.functional.cross_entropy(scores, labels, label_smoothing=0.1, reduction="none")
+    other = torch.nn.functional.cross_entropy(
+        scores, labels[partner.to(labels.device)], label_smoothing=0.1, reduction="none"
+    )
+    return (own_share * own + (1 - own_share) * other).mean()

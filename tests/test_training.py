@@ -240,6 +240,9 @@ def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr_npz: Pat
         ("scratch", "occlusion = 1.5", "occlusion is a probability, from 0 to 1, not 1.5"),
         ("scratch", "occlusion = -0.1", "occlusion is a probability, from 0 to 1, not -0.1"),
         ("linear", "occlusion = 0.3", "occlusion is for modes finetune and scratch, not linear"),
+        ("scratch", "mixup = -0.2", "mixup is a Beta distribution's parameter, 0 (off) or more, not -0.2"),
+        ("scratch", "mixup = nan", "mixup is a Beta distribution's parameter, 0 (off) or more, not nan"),
+        ("knn", "mixup = 0.2", "mixup is for modes finetune and scratch, not knn"),
     ],
 )
 def test_training_settings_out_of_place_are_refused(
@@ -396,6 +399,37 @@ def test_occlusion_hides_joints_of_the_training_windows(
     assert main(["train", "--config", str(config)]) == 0
     windows = torch.cat(seen)
     assert _hidden_joint_windows(windows) == (len(windows) if occlusion else 0)
+
+
+def test_mixup_blends_pairs_of_a_batch_and_weighs_their_labels_alike() -> None:
+    """Each window is itself at its weight (at least a half) plus its partner at the rest, and
+    the loss is the same blend of the two labels' losses; off, the loss is plain cross-entropy."""
+    from export.augment import random_mixup
+    from export.supervised import _classification_loss
+
+    windows = torch.randn(64, 8, 20, 3)
+    blended, partner, own = random_mixup(windows, 0.4, np.random.default_rng(0))
+    assert blended.shape == windows.shape and sorted(partner.tolist()) == list(range(64))
+    assert bool(((own >= 0.5) & (own <= 1)).all()) and own.std() > 0
+    expected = own.view(-1, 1, 1, 1) * windows + (1 - own.view(-1, 1, 1, 1)) * windows[partner]
+    assert torch.allclose(blended, expected)
+    # Missing joints are zeros in both windows and stay zeros when blended.
+    windows[:, :, 5] = 0
+    assert bool((random_mixup(windows, 0.4, np.random.default_rng(1))[0][:, :, 5] == 0).all())
+
+    scores, labels = torch.randn(64, 10), torch.randint(0, 10, (64,))
+    smoothed = torch.nn.functional.cross_entropy
+    own_loss = smoothed(scores, labels, label_smoothing=0.1, reduction="none")
+    partner_loss = smoothed(scores, labels[partner], label_smoothing=0.1, reduction="none")
+    mixed = _classification_loss(scores, labels, partner, own)
+    assert torch.allclose(mixed, (own * own_loss + (1 - own) * partner_loss).mean())
+    assert torch.allclose(_classification_loss(scores, labels, None, None), own_loss.mean())
+
+
+def test_training_with_mixup_runs_and_its_config_keeps_it(tmp_path: Path, msr_npz: Path) -> None:
+    config = _train_config(tmp_path, msr_npz, "scratch", None, top="mixup = 0.2\n")
+    assert main(["train", "--config", str(config)]) == 0
+    assert load_config(tmp_path / "scratch" / "config.toml", TrainConfig).mixup == 0.2
 
 
 def test_the_unlabelled_part_is_the_rest_of_the_fit_part_never_the_scored_one(tmp_path: Path, msr_npz: Path) -> None:
@@ -667,6 +701,8 @@ def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
         "linear": 0.0,
         "knn": 0.0,
     }
+    mixed = dataclasses.replace(occluded, mixup=0.2)
+    assert [mixed.under_protocol(m, "e.pt").mixup for m in ("finetune", "scratch", "linear", "knn")] == [0.2, 0.2, 0, 0]
     # A smoke run of two epochs keeps one warm-up epoch instead of refusing the config.
     smoke = [r.config for r in protocol_runs("data", pretrain_runs("data", 2), 2)] + [
         r.config for r in plan("data", epochs=2)
