@@ -129,10 +129,17 @@ def real_images(footage) -> list[bytes]:
     return [data for data, _ in footage[::6]] + [(VIDEOS / "basketball1.png").read_bytes()]
 
 
+# Warnings the service gives about a caller's own input, for its operator, once a stream (the
+# caller sees the same in its stream's stats): fuzzed input may rightly cause them.
+INPUT_DIAGNOSTICS = ("stream has more tracks than it keeps",)
+
+
 def assert_unharmed(server, channel, warnings: list[logging.LogRecord]) -> None:
-    """Nothing logged as a warning or an error (an exception the caller never saw), no stream
-    left open, health SERVING, and a good stream still gets its events."""
-    assert not warnings, [f"{r.name}: {r.getMessage()}" for r in warnings[:3]]
+    """Nothing logged as a warning or an error (an exception the caller never saw) but the
+    diagnostics of a caller's input, no stream left open, health SERVING, and a good stream
+    still gets its events."""
+    faults = [r for r in warnings if not r.getMessage().startswith(INPUT_DIAGNOSTICS)]
+    assert not faults, [f"{r.name}: {r.getMessage()}" for r in faults[:3]]
     assert wait_until(lambda: not server.sessions and server.runtime.slots.open == 0), "a stream was left open"
     assert_still_serving(channel)
 
@@ -506,6 +513,16 @@ def _one_person_at(timestamps_ms: list[int]) -> list[pb.SkeletonFrame]:
     return [pb.SkeletonFrame(timestamp_ms=t, people=[person]) for t in timestamps_ms]
 
 
+def _new_ids_every_frame(count: int, per_frame: int) -> list[pb.SkeletonFrame]:
+    frames = _one_person_at([33 * i for i in range(count)])
+    for i, frame in enumerate(frames):
+        frame.people[0].track_id = per_frame * i
+        frame.people.extend(
+            pb.Skeleton(coords=frame.people[0].coords, track_id=per_frame * i + p) for p in range(1, per_frame)
+        )
+    return frames
+
+
 def test_classify_clip_fuzz(api, server, channel, real_images, service_warnings) -> None:
     @fuzz_settings(short=100, full=1300)
     @given(
@@ -612,6 +629,9 @@ def test_stream_skeletons_fuzz(api, server, channel, service_warnings) -> None:
         extra=mostly(st.none(), st.sampled_from(["config", "empty", "no_config"])),
     )
     @example(stream=pb.StreamConfig(), shaped=(pb.SkeletonFormat(), _one_person_at([0, INT64[1]])), extra=None)
+    # Track ids new in every frame (a caller numbering its detections, not its people): more tracks
+    # than the stream keeps within a window's span, which is the caller's to fix, not a fault.
+    @example(stream=pb.StreamConfig(), shaped=(pb.SkeletonFormat(), _new_ids_every_frame(40, 3)), extra=None)
     def case(stream, shaped, extra: str | None) -> None:
         CASES["StreamSkeletons"] += 1
         fmt, frames = shaped
