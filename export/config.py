@@ -211,16 +211,13 @@ class TrainConfig:
         the table and the sweep measure the protocols themselves (and their 100 % rows leave
         nothing unlabelled)."""
         warmup = self.head_warmup_epochs if mode == "finetune" else 0
-        trained = mode in TRAINED_MODES
+        dropped = {} if mode in TRAINED_MODES else dict.fromkeys(MODEL_TRAINING_SETTINGS, 0.0)
         return dataclasses.replace(
             self,
             mode=mode,
             pretrained=pretrained,
             head_warmup_epochs=warmup,
-            pseudo_label_share=0.0,
-            weight_average_decay=self.weight_average_decay if trained else 0.0,
-            occlusion=self.occlusion if trained else 0.0,
-            mixup=self.mixup if trained else 0.0,
+            **{**dropped, "pseudo_label_share": 0.0},
         )
 
 
