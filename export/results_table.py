@@ -7,7 +7,8 @@ Runs are derived from the base configs in ``configs/`` (one pretraining per abla
 protocol run per benchmark, label budget, mode and seed); each run's effective config is
 written beside its results as ``config.toml``, so any single number can be reproduced with
 ``actionrec pretrain|train --config runs/.../config.toml``. A run whose results exist is not
-run again, so the command resumes where it stopped. ``report`` (always last) writes
+run again, so the command resumes where it stopped, unless its base config has changed since
+(its ``config.toml`` differs from what it would run now): then it is run again. ``report`` (always last) writes
 ``results/cfsem.md`` and ``results/cfsem.json`` from whatever results exist.
 
 Settings are fixed in the base configs before any test figure is seen; the Penn Action
@@ -35,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.config import LabelBudget, PretrainConfig, TrainConfig, dump_config, load_config
+from export.config import LabelBudget, PretrainConfig, TrainConfig, config_differences, dump_config, load_config
+from skeleton.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("ACTIONREC_TABLE_RUNS", "runs/table"))
@@ -88,12 +90,27 @@ class Run:
         path = self.folder / "results.json"
         if self.kind == "pretrain" or not path.is_file():
             return None
+        if self.config_changed_since_run():
+            return None
         result = json.loads(path.read_text())
         # A validation run scored on another held-out part than its config now asks for (it was
         # made before the config changed) is not done: it is run again, and not reported.
         if self.config.validation and held_out_by(result) != self.config.validation_holds_out:
             return None
         return result
+
+    def config_changed_since_run(self) -> bool:
+        """Whether the config the run was made with (its ``config.toml``) differs from the one it
+        would run with now, such as after a shipped model's config gained a setting: its results
+        then describe another recipe, so it is run again rather than reported. Folders without
+        that file (results copied from elsewhere) are taken as they are."""
+        written = self.folder / "config.toml"
+        if not written.is_file():
+            return False
+        try:
+            return bool(config_differences(load_config(written, TrainConfig), self.config))
+        except InputError:  # a key this version no longer has
+            return True
 
 
 def held_out_by(result: dict) -> str:

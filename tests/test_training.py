@@ -757,6 +757,25 @@ def test_a_report_never_drops_committed_results_whose_runs_are_not_here(
     assert json.loads((out / "cfsem.json").read_text()) == {}
 
 
+def test_a_run_made_with_another_config_is_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped model's config that gains a setting makes the runs made before it stale: their
+    results describe another recipe, so they are neither reported nor counted as done."""
+    import export.results_table as table
+
+    monkeypatch.setattr(table, "RUNS", tmp_path / "table")
+    run = next(r for r in table.protocol_runs("data", {}, recipe="shipped") if r.name.startswith("msr3d-finetune-100-"))
+    run.folder.mkdir(parents=True)
+    (run.folder / "results.json").write_text(json.dumps({"accuracy": 0.9, "scored": "test"}))
+    assert run.done  # copied results, no config beside them: taken as they are
+    (run.folder / "config.toml").write_text(table.dump_config(run.config))
+    assert run.done and run.result() == {"accuracy": 0.9, "scored": "test"}
+    changed = dataclasses.replace(run.config, occlusion=run.config.occlusion + 0.1)
+    (run.folder / "config.toml").write_text(table.dump_config(changed))
+    assert not run.done and run.result() is None
+    (run.folder / "config.toml").write_text(table.dump_config(run.config) + "\nno_such_setting = 1\n")
+    assert not run.done
+
+
 def test_the_shipped_recipes_train_as_the_shipped_models_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--recipe shipped``: each benchmark's runs take its shipped model's config, fine-tune the
     encoder that config names (or train the same settings from scratch), and go beside the
