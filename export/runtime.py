@@ -210,13 +210,16 @@ def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: Wi
 
     Window length, frame rate and normalisation may differ: the encoder is convolutional in time
     and pools over it, so its weights take any length, and fine-tuning adapts them to another
-    rate or normalisation. The difference is printed, since it is a choice, not an accident."""
+    rate or normalisation. So may the dropout rate, which has no weights. Each difference is
+    printed, since it is a choice, not an accident."""
     checkpoint = read_checkpoint(path, ("encoder",))
     saved = EncoderConfig.from_dict(checkpoint["encoder_config"])
-    if saved != expected_config:
+    if dataclasses.replace(saved, dropout=expected_config.dropout) != expected_config:
         raise InputError(
             f"{path}: checkpoint is another architecture ({saved}) than the experiment's ({expected_config})"
         )
+    if saved.dropout != expected_config.dropout:
+        print(f"{path}: pretrained with dropout {saved.dropout}, fine-tuned with {expected_config.dropout}")
     saved_window = WindowSpec(**checkpoint["window"])
     if (saved_window.layout, saved_window.dims) != (expected_window.layout, expected_window.dims):
         raise InputError(f"{path}: checkpoint was trained on other input ({checkpoint['window']})")
@@ -230,6 +233,6 @@ def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: Wi
             f"{path}: pretrained on other windows, adapted by fine-tuning: "
             + ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
         )
-    encoder = SkeletonEncoder(saved)
+    encoder = SkeletonEncoder(expected_config)
     encoder.load_state_dict(checkpoint["state_dict"])  # read_checkpoint found that the weights fit
     return encoder

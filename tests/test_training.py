@@ -533,6 +533,12 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, msr_npz: 
     )
     said = capsys.readouterr().out
     assert "length 16 -> 32" in said and "normalization centre-torso-align -> centre-torso" in said
+    # So is another dropout rate: it has no weights, and the encoder fine-tunes with the new one.
+    encoder = load_encoder(
+        tmp_path / "pretrain" / "encoder.pt", EncoderConfig("kinect20", 3, (8, 8, 16, 16, 16, 16), dropout=0.3), window
+    )
+    assert "pretrained with dropout 0.1, fine-tuned with 0.3" in capsys.readouterr().out
+    assert {m.p for m in encoder.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
 
 
 COMMITTED_CONFIGS = [(p, PretrainConfig) for p in sorted((ROOT / "configs/pretrain").glob("*.toml"))] + [
