@@ -12,6 +12,7 @@ more than attention when labelled data is this small.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,11 @@ class EncoderConfig:
     def from_dict(cls, values: dict) -> EncoderConfig:
         """From a checkpoint's stored config (lists come back where tuples went in)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# The settings an encoder's weights depend on: all but dropout, which has none, so a checkpoint
+# may go on training (a second pretraining stage, fine-tuning) with another dropout rate.
+ENCODER_ARCHITECTURE = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.name != "dropout")
 
 
 def partitioned_adjacency(layout: Layout) -> np.ndarray:

@@ -30,7 +30,7 @@ from export.config import (
     toml_value,
 )
 from export.data import Clip, WindowDataset, clips_from_dataset
-from export.encoder import SkeletonEncoder
+from export.encoder import ENCODER_ARCHITECTURE, SkeletonEncoder
 from export.masking import CoarseToFineMasker, masking_state
 from export.plots import plot_curves
 from export.runtime import (
@@ -102,15 +102,7 @@ RESUMABLE_CHANGES = ("optim.epochs", "experiment.output")
 # What the weights are the weights of: with another value of any of these a checkpoint's weights
 # mean nothing to this encoder and projector. Data, window length and normalisation, dropout and
 # schedules may differ (a second stage exists to change them).
-ARCHITECTURE_KEYS = (
-    "encoder.layout",
-    "encoder.dims",
-    "encoder.channels",
-    "encoder.strides",
-    "encoder.temporal_kernel",
-    "encoder.temporal",
-    "projector_width",
-)
+ARCHITECTURE_KEYS = (*(f"encoder.{name}" for name in ENCODER_ARCHITECTURE), "projector_width")
 
 # Buffers that training fills from the data; every other buffer is fixed by the architecture.
 BATCH_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")

@@ -8,8 +8,8 @@ protocol run per benchmark, label budget, mode and seed); each run's effective c
 written beside its results as ``config.toml``, so any single number can be reproduced with
 ``actionrec pretrain|train --config runs/.../config.toml``. A run whose results exist is not
 run again, so the command resumes where it stopped, unless its base config has changed since
-(its ``config.toml`` differs from what it would run now): then it is run again. ``report`` (always last) writes
-``results/cfsem.md`` and ``results/cfsem.json`` from whatever results exist.
+(its ``config.toml`` differs from what it would run now): then it is run again. ``report``
+(always last) writes ``results/cfsem.md`` and ``results/cfsem.json`` from whatever results exist.
 
 Settings are fixed in the base configs before any test figure is seen; the Penn Action
 figures are on a validation part of its train folder (its test split is held back).
@@ -93,8 +93,8 @@ class Run:
         if self.config_changed_since_run():
             return None
         result = json.loads(path.read_text())
-        # A validation run scored on another held-out part than its config now asks for (it was
-        # made before the config changed) is not done: it is run again, and not reported.
+        # A validation run scored on another held-out part than its config now asks for is not
+        # done either: its results say so even where no config.toml came with them.
         if self.config.validation and held_out_by(result) != self.config.validation_holds_out:
             return None
         return result

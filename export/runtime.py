@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
+from export.encoder import ENCODER_ARCHITECTURE, Classifier, EncoderConfig, SkeletonEncoder
 from skeleton.artifact import checked_labels
 from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
@@ -214,7 +214,7 @@ def load_encoder(path: Path, expected_config: EncoderConfig, expected_window: Wi
     printed, since it is a choice, not an accident."""
     checkpoint = read_checkpoint(path, ("encoder",))
     saved = EncoderConfig.from_dict(checkpoint["encoder_config"])
-    if dataclasses.replace(saved, dropout=expected_config.dropout) != expected_config:
+    if any(getattr(saved, name) != getattr(expected_config, name) for name in ENCODER_ARCHITECTURE):
         raise InputError(
             f"{path}: checkpoint is another architecture ({saved}) than the experiment's ({expected_config})"
         )
