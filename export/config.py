@@ -145,6 +145,9 @@ class TrainConfig:
     labels: LabelBudget = field(default_factory=LabelBudget)
     validation: bool = False  # hold out part of the train split and report on it (choosing settings)
     validation_holds_out: str = "subjects"  # or "views": a new camera angle, for cross-view benchmarks
+    # Which of the validation parts the train split gives is held out (export.data.validation_parts:
+    # one a fold, for cross-validation); 0 is the part every single validation run holds out.
+    validation_fold: int = 0
     optim: Optimisation = field(default_factory=Optimisation)
     encoder_lr_scale: float = 1.0  # fine-tuning: the encoder's learning rate relative to the head's
     head_warmup_epochs: int = 0  # fine-tuning: epochs that train the head alone on the frozen encoder first
@@ -175,6 +178,10 @@ class TrainConfig:
             raise InputError(
                 f"validation_holds_out is {' or '.join(VALIDATION_HOLDOUTS)}, not {self.validation_holds_out!r}"
             )
+        if self.validation_fold < 0:
+            raise InputError(f"validation_fold is a fold's number, 0 or more, not {self.validation_fold}")
+        if self.validation_fold and not self.validation:
+            raise InputError("validation_fold chooses a validation part: it needs validation = true")
         if self.head_warmup_epochs and self.mode != "finetune":
             raise InputError(f"head_warmup_epochs is for mode finetune, not {self.mode}")
         if not 0 <= self.head_warmup_epochs < self.optim.epochs:

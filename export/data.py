@@ -221,32 +221,52 @@ VALIDATION_HOLDOUTS = {
 }
 
 
-def carve_validation(
+def validation_parts(
     dataset: SkeletonDataset, train: np.ndarray, fraction: float = 0.2, seed: int = 0, by: str = "subjects"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split a train part into (fit, validation), never touching the test part.
+) -> list[np.ndarray]:
+    """The disjoint validation parts a train part can give, one per cross-validation fold; the
+    first is the part every single validation run holds out.
 
     ``by="subjects"``: with known subjects, whole subjects are held out (a validation set of new
-    people, like a cross-subject test set); otherwise a class-stratified random ``fraction``.
-    ``by="views"``: the train part's last camera view is held out (a validation set seen from a
-    new angle, like a cross-view test set).
+    people, like a cross-subject test set), ``fraction`` of them a part, so the subjects shuffled
+    by ``seed`` give ``1 / fraction`` parts (subjects left over are never held out); otherwise a
+    class-stratified random ``fraction``, one part only.
+    ``by="views"``: one camera view a part (a validation set seen from a new angle, like a
+    cross-view test set), the train part's last view first.
     """
     if by == "views":
         views = np.unique(dataset.views[train])
         views = views[views >= 0]
         if len(views) < 2:
             raise InputError("holding out a view for validation needs a train part of two views or more")
-        validation = train[dataset.views[train] == views[-1]]
-        return np.setdiff1d(train, validation), np.sort(validation)
+        return [np.sort(train[dataset.views[train] == view]) for view in views[::-1]]
     if by not in VALIDATION_HOLDOUTS:
         raise InputError(f"validation holds out {' or '.join(VALIDATION_HOLDOUTS)}, not {by!r}")
     subjects = np.unique(dataset.subjects[train])
     subjects = subjects[subjects >= 0]
     if len(subjects) >= 3:
-        rng = np.random.default_rng(seed)
-        held = rng.permutation(subjects)[: max(1, int(round(fraction * len(subjects))))]
-        validation = train[np.isin(dataset.subjects[train], held)]
-    else:
-        positions = label_budget(dataset.labels[train], seed, fraction=fraction)
-        validation = train[positions]
-    return np.setdiff1d(train, validation), np.sort(validation)
+        shuffled = np.random.default_rng(seed).permutation(subjects)
+        size = max(1, int(round(fraction * len(subjects))))
+        groups = [shuffled[start : start + size] for start in range(0, len(subjects) - size + 1, size)]
+        return [np.sort(train[np.isin(dataset.subjects[train], held)]) for held in groups]
+    return [np.sort(train[label_budget(dataset.labels[train], seed, fraction=fraction)])]
+
+
+def carve_validation(
+    dataset: SkeletonDataset,
+    train: np.ndarray,
+    fraction: float = 0.2,
+    seed: int = 0,
+    by: str = "subjects",
+    fold: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a train part into (fit, validation), never touching the test part: the validation
+    part is ``validation_parts(...)[fold]``."""
+    parts = validation_parts(dataset, train, fraction, seed, by)
+    if not 0 <= fold < len(parts):
+        raise InputError(
+            f"validation fold {fold} does not exist: this train part gives {len(parts)} validation "
+            f"part{'s' if len(parts) > 1 else ''} ({VALIDATION_HOLDOUTS[by]}; folds 0 to {len(parts) - 1})"
+        )
+    validation = parts[fold]
+    return np.setdiff1d(train, validation), validation

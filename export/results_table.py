@@ -95,7 +95,10 @@ class Run:
         result = json.loads(path.read_text())
         # A validation run scored on another held-out part than its config now asks for is not
         # done either: its results say so even where no config.toml came with them.
-        if self.config.validation and held_out_by(result) != self.config.validation_holds_out:
+        if self.config.validation and held_out_by(result) != (
+            self.config.validation_holds_out,
+            self.config.validation_fold,
+        ):
             return None
         return result
 
@@ -113,10 +116,10 @@ class Run:
             return True
 
 
-def held_out_by(result: dict) -> str:
-    """What a validation result's part held out (results from before this was recorded held out
-    subjects, the only choice then)."""
-    return result.get("validation_holds_out") or "subjects"
+def held_out_by(result: dict) -> tuple[str, int]:
+    """What a validation result's part held out, and which fold of it (results from before these
+    were recorded held out subjects, the only choice then, and the first fold)."""
+    return result.get("validation_holds_out") or "subjects", result.get("validation_fold") or 0
 
 
 def slug(text: str) -> str:

@@ -97,8 +97,11 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
         )
     left_out = {config.benchmark.train_split: len(every_train) - len(train)}
     if config.validation:
-        # Seed 0 always: every seed and every setting is compared on the same held-out part.
-        fit, scored, name = *carve_validation(dataset, train, seed=0, by=config.validation_holds_out), "validation"
+        # Seed 0 always: every seed and every setting is compared on the same held-out part (fold).
+        fit, scored = carve_validation(
+            dataset, train, seed=0, by=config.validation_holds_out, fold=config.validation_fold
+        )
+        name = "validation"
     else:
         every_test = split_indices(dataset, config.benchmark.test_split, origin)
         fit, scored, name = train, dataset.labelled_in(every_test), "test"
@@ -189,6 +192,7 @@ def run_train(config: TrainConfig) -> dict:
             "scored": scored,
             # What the validation part held out: a result scored on another part is not comparable.
             "validation_holds_out": config.validation_holds_out if config.validation else None,
+            "validation_fold": config.validation_fold if config.validation else None,
             "accuracy": accuracy,
             "n_train": len(fit_clips),  # labelled; pseudo-labelled clips are counted under pseudo_labels
             "n_test": len(scored_clips),

@@ -243,6 +243,14 @@ def test_mirror_probability_out_of_range_is_refused(tmp_path: Path, msr_npz: Pat
         ("scratch", "mixup = -0.2", "mixup is a Beta distribution's parameter, 0 (off) or more, not -0.2"),
         ("scratch", "mixup = nan", "mixup is a Beta distribution's parameter, 0 (off) or more, not nan"),
         ("knn", "mixup = 0.2", "mixup is for modes finetune and scratch, not knn"),
+        ("scratch", "validation_fold = 1", "validation_fold chooses a validation part: it needs validation = true"),
+        ("scratch", "validation = true\nvalidation_fold = -1", "validation_fold is a fold's number, 0 or more, not -1"),
+        (
+            "scratch",
+            "validation = true\nvalidation_fold = 5",
+            "validation fold 5 does not exist: this train part gives 5 validation parts (whole subjects held out"
+            " where known; folds 0 to 4)",
+        ),
     ],
 )
 def test_training_settings_out_of_place_are_refused(
@@ -674,6 +682,68 @@ def test_validation_can_hold_out_a_view_never_the_test_view(nw_ucla) -> None:
     assert not np.isin(np.concatenate([fit, validation]), nw_ucla.splits["cross-view/test"]).any()
     with pytest.raises(InputError, match="two views or more"):
         carve_validation(nw_ucla, fit, by="views")
+
+
+def test_validation_folds_hold_out_each_train_subject_or_view_once(msr, nw_ucla) -> None:
+    """Cross-validation's parts: MSR's train part gives one fold per train subject, the first the
+    part a single validation run holds out (subject 5); NW-UCLA's gives one per train view, the
+    last view first. The parts are disjoint, cover the train part and never touch the test part."""
+    from export.data import carve_validation, validation_parts
+
+    for dataset, split, by, key, expected in [
+        (msr, "cross-subject", "subjects", msr.subjects, [{5}, {9}, {7}, {1}, {3}]),
+        (nw_ucla, "cross-view", "views", nw_ucla.views, [{2}, {1}]),
+    ]:
+        train = dataset.labelled_in(dataset.splits[f"{split}/train"])
+        parts = validation_parts(dataset, train, by=by)
+        assert [set(key[part]) for part in parts] == expected
+        assert np.array_equal(np.sort(np.concatenate(parts)), np.sort(train))
+        assert not np.isin(np.concatenate(parts), dataset.splits[f"{split}/test"]).any()
+        for fold, part in enumerate(parts):
+            fit, validation = carve_validation(dataset, train, by=by, fold=fold)
+            assert np.array_equal(validation, part) and np.array_equal(fit, np.setdiff1d(train, part))
+        with pytest.raises(InputError, match=f"validation fold {len(parts)} does not exist"):
+            carve_validation(dataset, train, by=by, fold=len(parts))
+
+
+def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path, msr_npz: Path) -> None:
+    """``export.cross_validate`` on real MSR: a tiny config trained once per fold, each scored on its
+    own held-out subject (together: the whole train part); the report pairs a second config's folds
+    with the first's, and results made for another fold are not taken for this one."""
+    from export.cross_validate import plan, report
+
+    base = _train_config(tmp_path, msr_npz, "scratch", None, optim={"epochs": 1})
+    other = tmp_path / "wider.toml"
+    other.write_text(base.read_text().replace("[8, 8, 16, 16, 16, 16]", "[8, 8, 16, 16, 32, 32]"))
+    runs = tmp_path / "cv"
+    command = [sys.executable, "-m", "export.cross_validate", str(base), "--runs", str(runs)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads((runs / "scratch-seed0" / f"fold{k}" / "results.json").read_text()) for k in range(5)]
+    assert [r["validation_fold"] for r in results] == [0, 1, 2, 3, 4]
+    assert all(r["scored"] == "validation" for r in results)
+    assert sum(r["n_test"] for r in results) == len(SkeletonDataset.load(msr_npz).splits["cross-subject/train"])
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| scratch |"))
+    assert "—" not in row and len(row.split("|")) == 10  # five folds, mean, pooled
+
+    # The second config: fake results, two folds better by one clip in 50 and one worse.
+    planned = plan([base, other], seed=0, runs_root=runs)
+    for fold, change in enumerate((0.02, 0.02, -0.02)):
+        run = planned["wider"][fold]
+        run.folder.mkdir(parents=True)
+        result = {**results[fold], "accuracy": results[fold]["accuracy"] + change}
+        (run.folder / "results.json").write_text(json.dumps(result))
+    text = report(planned)
+    assert "wider against scratch, paired over 3 of 5 folds: +2.0, +2.0, -2.0" in text
+    assert "better on 2, worse on 1" in text
+    moved = planned["wider"][0].folder / "results.json"
+    moved.write_text(json.dumps({**json.loads(moved.read_text()), "validation_fold": 1}))
+    assert planned["wider"][0].result() is None and "paired over 2 of 5 folds" in report(planned)
+
+    daily = tmp_path / "daily.toml"
+    daily.write_text('validation_holds_out = "views"\n' + base.read_text())
+    with pytest.raises(InputError, match="their folds would not pair up"):
+        plan([base, daily], seed=0)
 
 
 def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
