@@ -34,11 +34,17 @@ from skeleton.errors import InputError
 RUNS = Path("runs/cross-validation")
 
 
-def fold_count(config: TrainConfig) -> int:
-    """How many validation parts the config's train split gives (as ``export.supervised`` carves them)."""
+def fold_names(config: TrainConfig) -> list[str]:
+    """What each validation part the config's train split gives (as ``export.supervised`` carves
+    them) holds out, such as ``subject 5``: one name a fold."""
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
     train = dataset.labelled_in(split_indices(dataset, config.benchmark.train_split, config.benchmark.path))
-    return len(validation_parts(dataset, train, by=config.validation_holds_out))
+    parts = validation_parts(dataset, train, by=config.validation_holds_out)
+    if config.validation_holds_out == "views":
+        return [f"view {dataset.views[part[0]]}" for part in parts]
+    if len(parts) == 1 and (dataset.subjects[train] < 0).any():
+        return ["a random fifth"]
+    return ["subject " + ", ".join(str(s) for s in np.unique(dataset.subjects[part])) for part in parts]
 
 
 def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> dict[str, list[Run]]:
@@ -56,7 +62,7 @@ def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> dict[str, list
                 f"{stem} trains on {config.benchmark.path} {config.benchmark.train_split!r} holding out "
                 f"{config.validation_holds_out}, not as {paths[0].stem} does: their folds would not pair up"
             )
-    folds = fold_count(first)
+    folds = len(fold_names(first))
     planned = {}
     for stem, config in configs.items():
         runs = []
@@ -79,7 +85,8 @@ def report(planned: dict[str, list[Run]]) -> str:
     stems = list(planned)
     results = {stem: [run.result() for run in runs] for stem, runs in planned.items()}
     config = planned[stems[0]][0].config
-    folds = len(planned[stems[0]])
+    names = fold_names(config)
+    folds = len(names)
     sizes = [next((r["n_test"] for r in column if r), None) for column in zip(*results.values())]
     lines = [
         f"# Cross-validation on {config.benchmark.path} {config.benchmark.train_split!r}",
@@ -89,7 +96,7 @@ def report(planned: dict[str, list[Run]]) -> str:
         f"{', '.join('?' if n is None else str(n) for n in sizes)}. "
         "Made by `python -m export.cross_validate`.",
         "",
-        "| config | " + " | ".join(f"fold {k}" for k in range(folds)) + " | mean ± std | pooled |",
+        "| config | " + " | ".join(f"fold {k}: {name}" for k, name in enumerate(names)) + " | mean ± std | pooled |",
         "|---|" + "---|" * (folds + 2),
     ]
     for stem in stems:

@@ -725,6 +725,7 @@ def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path,
     assert sum(r["n_test"] for r in results) == len(SkeletonDataset.load(msr_npz).splits["cross-subject/train"])
     row = next(line for line in done.stdout.splitlines() if line.startswith("| scratch |"))
     assert "—" not in row and len(row.split("|")) == 10  # five folds, mean, pooled
+    assert "| fold 0: subject 5 | fold 1: subject 9 |" in done.stdout
 
     # The second config: fake results, two folds better by one clip in 50 and one worse.
     planned = plan([base, other], seed=0, runs_root=runs)
