@@ -76,9 +76,10 @@ class Parts:
     left_out: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
-    """The parts of the config's protocol, labelled sequences only: a split's unlabelled ones are
-    left out (counted in ``left_out``); a train split with no labelled sequence is refused."""
+def labelled_train(dataset: SkeletonDataset, config: TrainConfig) -> tuple[np.ndarray, int]:
+    """The labelled sequences of the config's train split, and how many of its sequences are left
+    out unlabelled; a file without labels, an empty split name or a split with no labelled sequence
+    is refused."""
     origin = config.benchmark.path
     for key in ("train_split", "test_split"):
         # An empty split name means the whole file elsewhere (pretraining's [[data]]); here it would
@@ -95,7 +96,15 @@ def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
             f"{origin}: split {config.benchmark.train_split!r} has no labelled sequences to train on"
             f" ({len(every_train)} unlabelled)"
         )
-    left_out = {config.benchmark.train_split: len(every_train) - len(train)}
+    return train, len(every_train) - len(train)
+
+
+def choose_parts(dataset: SkeletonDataset, config: TrainConfig) -> Parts:
+    """The parts of the config's protocol, labelled sequences only: a split's unlabelled ones are
+    left out (counted in ``left_out``); a train split with no labelled sequence is refused."""
+    origin = config.benchmark.path
+    train, unlabelled_train = labelled_train(dataset, config)
+    left_out = {config.benchmark.train_split: unlabelled_train}
     if config.validation:
         # Seed 0 always: every seed and every setting is compared on the same held-out part (fold).
         fit, scored = carve_validation(
