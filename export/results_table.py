@@ -254,6 +254,11 @@ def results_a_report_would_drop(runs: list[Run], out: Path) -> list[str]:
     return sorted(set(json.loads(committed.read_text())) - set(results_found(runs)))
 
 
+def mean_and_spread(values: list[float]) -> str:
+    """The mean ± std of several figures (population std, one decimal); one figure alone as it is."""
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
 def report(pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str = "table") -> None:
     results = results_found(runs)
 
@@ -265,9 +270,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str =
         ]
         if not values:
             return NO_RESULT
-        return (
-            f"{np.mean(values):.1f} ± {np.std(values):.1f} (n={len(values)})" if len(values) > 1 else f"{values[0]:.1f}"
-        )
+        return mean_and_spread(values) + (f" (n={len(values)})" if len(values) > 1 else "")
 
     lines = [
         "# CFSEM results" + ("" if recipe == "table" else ": the shipped models' recipes"),
