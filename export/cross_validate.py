@@ -26,19 +26,27 @@ import numpy as np
 
 from export.config import TrainConfig, load_config
 from export.data import VALIDATION_HOLDOUTS, validation_parts
-from export.pretrain import split_indices
-from export.results_table import Run, run_all
+from export.results_table import Run, mean_and_spread, run_all
+from export.supervised import labelled_train
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 
 RUNS = Path("runs/cross-validation")
 
 
+@dataclasses.dataclass(frozen=True)
+class CrossValidation:
+    """Each config's runs, one a fold, by the config file's name, and what each fold holds out."""
+
+    runs: dict[str, list[Run]]
+    fold_names: list[str]
+
+
 def fold_names(config: TrainConfig) -> list[str]:
     """What each validation part the config's train split gives (as ``export.supervised`` carves
     them) holds out, such as ``subject 5``: one name a fold."""
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
-    train = dataset.labelled_in(split_indices(dataset, config.benchmark.train_split, config.benchmark.path))
+    train, _ = labelled_train(dataset, config)
     parts = validation_parts(dataset, train, by=config.validation_holds_out)
     if config.validation_holds_out == "views":
         return [f"view {dataset.views[part[0]]}" for part in parts]
@@ -47,8 +55,8 @@ def fold_names(config: TrainConfig) -> list[str]:
     return ["subject " + ", ".join(str(s) for s in np.unique(dataset.subjects[part])) for part in parts]
 
 
-def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> dict[str, list[Run]]:
-    """Each config's runs, one a fold, by the config file's name."""
+def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> CrossValidation:
+    """Each config's runs, one a fold."""
     if not paths:
         raise InputError("give one config or more to cross-validate")
     configs = {path.stem: load_config(path, TrainConfig) for path in paths}
@@ -62,30 +70,26 @@ def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> dict[str, list
                 f"{stem} trains on {config.benchmark.path} {config.benchmark.train_split!r} holding out "
                 f"{config.validation_holds_out}, not as {paths[0].stem} does: their folds would not pair up"
             )
-    folds = len(fold_names(first))
+    names = fold_names(first)
     planned = {}
     for stem, config in configs.items():
         runs = []
-        for fold in range(folds):
+        for fold in range(len(names)):
             name = f"{stem}-seed{seed}-fold{fold}"
             output = runs_root / f"{stem}-seed{seed}" / f"fold{fold}"
             experiment = dataclasses.replace(config.experiment, name=name, seed=seed, output=str(output))
             changed = dataclasses.replace(config, experiment=experiment, validation=True, validation_fold=fold)
             runs.append(Run("train", name, changed))
         planned[stem] = runs
-    return planned
+    return CrossValidation(planned, names)
 
 
-def _points(values: list[float]) -> str:
-    return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
-
-
-def report(planned: dict[str, list[Run]]) -> str:
+def report(planned: CrossValidation) -> str:
     """The Markdown table of whatever results exist; a config's summary needs every fold."""
-    stems = list(planned)
-    results = {stem: [run.result() for run in runs] for stem, runs in planned.items()}
-    config = planned[stems[0]][0].config
-    names = fold_names(config)
+    stems = list(planned.runs)
+    results = {stem: [run.result() for run in runs] for stem, runs in planned.runs.items()}
+    config = planned.runs[stems[0]][0].config
+    names = planned.fold_names
     folds = len(names)
     sizes = [next((r["n_test"] for r in column if r), None) for column in zip(*results.values())]
     lines = [
@@ -102,7 +106,7 @@ def report(planned: dict[str, list[Run]]) -> str:
     for stem in stems:
         cells = [f"{100 * r['accuracy']:.1f}" if r else "—" for r in results[stem]]
         complete = all(results[stem])
-        mean = _points([100 * r["accuracy"] for r in results[stem]]) if complete else "—"
+        mean = mean_and_spread([100 * r["accuracy"] for r in results[stem]]) if complete else "—"
         pooled = "—"
         if complete:
             right = sum(r["accuracy"] * r["n_test"] for r in results[stem])
@@ -119,7 +123,7 @@ def report(planned: dict[str, list[Run]]) -> str:
             "",
             f"{stem} against {stems[0]}, paired over {len(pairs)} of {folds} folds: "
             + ", ".join(f"{d:+.1f}" for d in differences)
-            + f" (mean {_points(differences)} points; better on {better}, worse on {worse})",
+            + f" (mean {mean_and_spread(differences)} points; better on {better}, worse on {worse})",
         ]
     return "\n".join(lines) + "\n"
 
@@ -140,7 +144,7 @@ def main() -> None:
     if not args.report_only:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
         # Fold by fold, every config: a run cut short leaves whole pairs to compare.
-        interleaved = [run for fold in zip(*planned.values()) for run in fold]
+        interleaved = [run for fold in zip(*planned.runs.values()) for run in fold]
         run_all(interleaved, args.jobs, log_dir=args.runs / "logs")
     text = report(planned)
     if args.out:

@@ -730,16 +730,16 @@ def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path,
     # The second config: fake results, two folds better by one clip in 50 and one worse.
     planned = plan([base, other], seed=0, runs_root=runs)
     for fold, change in enumerate((0.02, 0.02, -0.02)):
-        run = planned["wider"][fold]
+        run = planned.runs["wider"][fold]
         run.folder.mkdir(parents=True)
         result = {**results[fold], "accuracy": results[fold]["accuracy"] + change}
         (run.folder / "results.json").write_text(json.dumps(result))
     text = report(planned)
     assert "wider against scratch, paired over 3 of 5 folds: +2.0, +2.0, -2.0" in text
     assert "better on 2, worse on 1" in text
-    moved = planned["wider"][0].folder / "results.json"
+    moved = planned.runs["wider"][0].folder / "results.json"
     moved.write_text(json.dumps({**json.loads(moved.read_text()), "validation_fold": 1}))
-    assert planned["wider"][0].result() is None and "paired over 2 of 5 folds" in report(planned)
+    assert planned.runs["wider"][0].result() is None and "paired over 2 of 5 folds" in report(planned)
 
     daily = tmp_path / "daily.toml"
     daily.write_text('validation_holds_out = "views"\n' + base.read_text())
