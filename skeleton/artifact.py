@@ -110,7 +110,20 @@ class ModelCard:
         props = {k[len(METADATA_PREFIX) :]: v for k, v in metadata.items() if k.startswith(METADATA_PREFIX)}
         if not props:
             raise InputError(f"{origin}: not an actionrec model (no {METADATA_PREFIX}* metadata)")
-        required = ("card_version", "name", "labels", "window", "embedding_size", "input_space")
+        # Where the model came from is part of its description: a file without it cannot say
+        # what it was trained on or how well it does (the listing and the cards print these).
+        required = (
+            "card_version",
+            "name",
+            "labels",
+            "window",
+            "embedding_size",
+            "input_space",
+            "training_data",
+            "protocol",
+            "accuracy",
+            "source_commit",
+        )
         missing = [k for k in required if k not in props]
         if missing:
             raise InputError(f"{origin}: model metadata lacks {', '.join(METADATA_PREFIX + k for k in missing)}")
@@ -126,10 +139,10 @@ class ModelCard:
                 window=WindowSpec(**json.loads(props["window"])),
                 embedding_size=json.loads(props["embedding_size"]),
                 input_space=props["input_space"],
-                training_data=props.get("training_data", ""),
-                protocol=props.get("protocol", ""),
-                accuracy=json.loads(props.get("accuracy", "{}")),
-                source_commit=props.get("source_commit", ""),
+                training_data=props["training_data"],
+                protocol=props["protocol"],
+                accuracy=json.loads(props["accuracy"]),
+                source_commit=props["source_commit"],
                 created=props.get("created", ""),
             )
         except InputError as e:

@@ -74,6 +74,11 @@ def test_card_round_trips_through_metadata() -> None:
     [
         (lambda m: {}, "not an actionrec model"),
         (lambda m: {k: v for k, v in m.items() if not k.endswith(".labels")}, "lacks actionrec.labels"),
+        (lambda m: {k: v for k, v in m.items() if not k.endswith(".accuracy")}, "lacks actionrec.accuracy"),
+        (
+            lambda m: {k: v for k, v in m.items() if not k.endswith((".training_data", ".source_commit"))},
+            "lacks actionrec.training_data, actionrec.source_commit",
+        ),
         (lambda m: {**m, "actionrec.window": "{not json"}, "malformed"),
         (lambda m: {**m, "actionrec.card_version": "7"}, "version 7"),
         (lambda m: {**m, "actionrec.labels": '["a", "a"]'}, "distinct"),
