@@ -181,10 +181,15 @@ def _export(args: argparse.Namespace) -> int:
         measured = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
         accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored
         check_name = f"{parts.scored_name} part"
+        confusion, confusion_of = run / "confusion.png", check_name
     else:
         accuracy = _reference_accuracy(args.accuracy_from)
-        # Nothing unseen is left to score: the variants are compared on the training data.
+        # Nothing unseen is left to score: the variants are compared on the training data, and
+        # the card shows the errors of the run its accuracy comes from.
         check_on, check_name = parts.fit, "train part (seen in training, so this compares the variants only)"
+        reference = args.accuracy_from if args.accuracy_from.is_dir() else args.accuracy_from.parent
+        confusion = reference / "confusion.png"
+        confusion_of = "validation part, by the run with the same settings that the accuracy comes from"
     card, reports = export_model(
         run / "model.pt",
         output,
@@ -209,7 +214,7 @@ def _export(args: argparse.Namespace) -> int:
             f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): max |ONNX - PyTorch| "
             f"{report.max_abs_difference:.2e}, accuracy {accuracy:.2%} on the {check_name}"
         )
-    write_card(output.with_suffix(".md"), card, variants, run / "confusion.png", check_name)
+    write_card(output.with_suffix(".md"), card, variants, check_name, confusion, confusion_of)
     print(f"wrote {output.with_suffix('.md')}")
     return 0
 

@@ -33,12 +33,16 @@ class Variant:
     accuracy: float
 
 
-def write_card(path: Path, card: ModelCard, variants: list[Variant], confusion: Path | None, scored: str) -> None:
+def write_card(
+    path: Path, card: ModelCard, variants: list[Variant], scored: str, confusion: Path | None, confusion_of: str
+) -> None:
+    """The card at ``path``: the variants' accuracy on the ``scored`` part, and the confusion matrix
+    image ``confusion`` (the errors on the ``confusion_of``; left out where there is none)."""
     figure = ""
     target = path.with_name(f"{card.name}.confusion.png")
     if confusion is not None and confusion.is_file():
         shutil.copyfile(confusion, target)
-        figure = f"\n![confusion matrix on the {scored}]({target.name})\n"
+        figure = f"\n![confusion matrix on the {confusion_of}]({target.name})\n"
     else:
         # An earlier model of this name's figure: it would sit beside a card that does not show it.
         target.unlink(missing_ok=True)

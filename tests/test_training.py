@@ -655,6 +655,8 @@ def test_distributed_self_training_with_two_cpu_processes(tmp_path: Path, msr_np
 
 
 def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr_npz: Path, capsys) -> None:
+    """Penn Action's case: the model trains on the whole train split and scores nothing; its card
+    takes the accuracy and the confusion matrix of a validation run with the same settings."""
     from skeleton.dataset import SkeletonDataset
 
     held_back = SkeletonDataset.load(msr_npz)
@@ -668,6 +670,16 @@ def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr_np
     assert main(["export", str(tmp_path / "scratch"), "--name", "held", "-o", str(tmp_path / "held.onnx")]) == 2
     assert "--accuracy-from" in capsys.readouterr().err
     assert not (tmp_path / "held.onnx").exists()
+    # With it, the card states that run's accuracy and shows its errors on validation.
+    assert main(["train", "--config", str(config), "--validation"]) == 0
+    reference = tmp_path / "scratch-validation"
+    command = ["export", str(tmp_path / "scratch"), "--name", "held", "-o", str(tmp_path / "held.onnx")]
+    assert main([*command, "--accuracy-from", str(reference)]) == 0
+    card = (tmp_path / "held.md").read_text()
+    validation = json.loads((reference / "results.json").read_text())["accuracy"]
+    assert f"| accuracy | validation (same settings, 227 training clips): {validation:.1%} |" in card
+    assert "![confusion matrix on the validation part, by the run with the same settings" in card
+    assert (tmp_path / "held.confusion.png").read_bytes() == (reference / "confusion.png").read_bytes()
 
 
 def test_validation_can_hold_out_a_view_never_the_test_view(nw_ucla) -> None:
