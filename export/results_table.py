@@ -276,7 +276,7 @@ def report(pretrained: dict[str, Run], runs: list[Run], out: Path, recipe: str =
         "# CFSEM results" + ("" if recipe == "table" else ": the shipped models' recipes"),
         "",
         "Accuracy (%) on each benchmark's standard split (Penn Action: a validation part of its train folder,"
-        " the official test split being held back); mean ± std over seeds (n = number of seeds"
+        " the official test split being held back); mean ± std over seeds (population std; n = number of seeds"
         + (
             "; linear and kNN probes are deterministic given the encoder)."
             if recipe == "table"
