@@ -11,7 +11,8 @@ from skeleton.artifact import ModelCard
 LIMITS_2D = """\
 - Input: 2-D image landmarks (pixels, any resolution), mapped to the Penn Action joints. Trained on
   human annotations of YouTube sports video; MediaPipe landmarks are noisier and place the head and
-  hips slightly differently, so expect some loss on camera streams (see the domain check).
+  hips slightly differently, so expect some loss on camera streams (the domain check:
+  `python -m benchmarks.domain_check`, reported in results/README.md).
 - One person per window; people are classified independently. Needs the whole body in view: a
   close-up of hands or face (no hips, no legs) gives windows of mostly missing joints.
 - Only the classes listed above are known; anything else is forced into one of them (use the service's
@@ -20,7 +21,8 @@ LIMITS_2D = """\
 LIMITS_3D = """\
 - Input: 3-D joints in metres, y up (Kinect camera space, mocap, or MediaPipe world landmarks turned
   into Kinect axes by the shared core). Trained on Kinect v1 skeletons; MediaPipe world landmarks are
-  rougher in depth and hip-centred per frame, so expect some loss on them.
+  rougher in depth and hip-centred per frame, so expect some loss on them (the domain check:
+  `python -m benchmarks.domain_check`, reported in results/README.md).
 - One person per window; the sensor's left/right conventions are handled by the joint layouts.
 - Only the classes listed above are known; anything else is forced into one of them."""
 
