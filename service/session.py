@@ -51,6 +51,9 @@ DEFAULT_TOP_K = 3
 MIN_STATS_INTERVAL_MS = 50  # periodic statistics at most 20 times a second a stream
 # Frames a pose worker takes from one stream before it serves the next (see service.lanes).
 FRAMES_PER_TURN = 2
+# How long a failed stream's statistics wait for the frames it was posing to come back and be
+# counted (a pose takes tens of milliseconds); past it they are sent with those frames pending.
+FAILED_STREAM_SETTLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -358,6 +361,9 @@ class StreamSession:
                 yield pb.StreamResponse(stats=self.stats(final=True))
                 return
             if isinstance(item, _Failure):
+                # The statistics first, so that the client sees what became of its frames (the
+                # bad one as invalid, those in hand as stream_failed), then the error's status.
+                yield pb.StreamResponse(stats=self._stats_once_settled(FAILED_STREAM_SETTLE_S))
                 raise item.error
             if item.arrived is not None:
                 latency_s = time.monotonic() - item.arrived
@@ -366,6 +372,13 @@ class StreamSession:
                     self._latency_ms = latency_s * 1000.0
                 item.response.event.stats.CopyFrom(self.stats())
             yield item.response
+
+    def _stats_once_settled(self, timeout_s: float) -> pb.StreamStats:
+        """The statistics of a closed stream once no frame is pending (final), or after
+        ``timeout_s`` with what is still pending (a pose running long: not final)."""
+        with self._lock:
+            settled = self._room.wait_for(lambda: self._pending_frames == 0, timeout_s)
+            return self.stats(final=settled)
 
     def stats(self, final: bool = False) -> pb.StreamStats:
         with self._lock:
@@ -386,25 +399,32 @@ class StreamSession:
     # ------------------------------------------------------------------ ending
 
     def fail(self, error: BaseException) -> None:
-        """End the stream with ``error`` (its status goes to the client)."""
+        """End the stream with ``error`` (its status goes to the client, after the statistics)."""
         with self._lock:
-            if self._closed or self._finished:
+            if self._finished:
                 return
         if status_of(error) is None:
             error = ServiceError("internal error")
-        self._outbox.put(_Failure(error), droppable=False)
-        self.close("stream_failed")
+        # Released before the failure is queued: the statistics sent with it count the frames
+        # that the release drops.
+        if self._shut("stream_failed"):
+            self._outbox.put(_Failure(error), droppable=False)
 
     def close(self, reason: str = "cancelled") -> None:
         """Release everything; frames still pending are dropped with ``reason``. Idempotent."""
+        if self._shut(reason):
+            self._outbox.put(_END, droppable=False)
+
+    def _shut(self, reason: str) -> bool:
+        """Mark the stream closed and release it, once: False when it already was."""
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             self._close_reason = reason
             self._input_ended = True
         self._release(reason)
-        self._outbox.put(_END, droppable=False)
+        return True
 
     def _release(self, reason: str) -> None:
         pass

@@ -566,6 +566,34 @@ def test_bad_frame_streams_get_invalid_argument(api, channel, messages, message:
     assert_still_serving(channel)
 
 
+def _until_failure(call) -> tuple[list[pb.StreamResponse], grpc.RpcError]:
+    """A call's responses up to the error that ended it, and that error."""
+    responses = []
+    with pytest.raises(grpc.RpcError) as error:
+        for response in call:
+            responses.append(response)
+    return responses, error.value
+
+
+def test_a_failed_stream_sends_its_final_statistics_before_the_error(api, channel) -> None:
+    """Nothing lost unseen when a stream fails: its last message counts every frame it took (the
+    bad one as invalid, those in hand as stream_failed once their pose returns), then the status
+    says what was wrong. Camera frames and skeletons alike."""
+    frames = [_frame(40 * k, encoded=PNG) for k in range(6)] + [_frame(1000, encoded=b"junk")]
+    camera = api.StreamFrames(iter([CONFIG, *frames]), timeout=TIMEOUT)
+    good = waving_skeletons(0.5, people=1)
+    nan = pb.SkeletonFrame(timestamp_ms=10_000, people=[pb.Skeleton(coords=[float("nan")] * 66)])
+    skeletons = api.StreamSkeletons(skeleton_requests(pb.SkeletonStreamConfig(), good + [nan]), timeout=TIMEOUT)
+    for call, received in ((camera, len(frames)), (skeletons, len(good) + 1)):
+        responses, error = _until_failure(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        final = responses[-1].stats
+        assert final.final and final.frames_pending == 0, final
+        assert final.frames_received == received and accounted(final) == received, final
+        assert final.frames_dropped["invalid"] == 1, final
+    assert_still_serving(channel)
+
+
 def _skeleton_stream(api, config: pb.SkeletonStreamConfig, frames):
     return lambda: collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
 
