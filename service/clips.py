@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from service.errors import ServiceError, Unavailable
 from service.frames import IncomingFrame, check_frame
 from service.lanes import Lane
 from service.models import LoadedModel
-from service.posing import FramePoser, pose_coordinate_space
+from service.posing import FramePoser, pose_coordinate_space, start_estimator
 from service.runtime import Runtime
 from service.session import resolve_max_people
 from service.skeletons import SkeletonParser, resolve_format
@@ -70,12 +69,7 @@ def _pose_frames(
     _check_timestamps([f.timestamp_ms for f in frames])
     gate = FrameGate(spec.fps)
     admitted = [f for f in frames if gate.admit(f.timestamp_ms)]
-    worker = runtime.pose_workers.assign()
-    try:
-        estimator = worker.call(partial(runtime.make_estimator, max_people))
-    except BaseException:
-        runtime.pose_workers.release(worker)
-        raise
+    worker, estimator = start_estimator(runtime.pose_workers, runtime.make_estimator, max_people)
     poser = FramePoser(estimator, spec, runtime.config.pose_width, runtime.metrics)
     observations: Observations = []
     failures: list[BaseException] = []

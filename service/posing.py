@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from service.errors import Unavailable
 from service.frames import IncomingFrame, decode_frame
 from service.metrics import Metrics
+from service.workers import PoseWorker, PoseWorkers
 from skeleton.errors import InputError
 from skeleton.pose.estimator import POSE_LAYOUT, PoseEstimator
 from skeleton.pose.tracker import PersonTracker
@@ -28,6 +31,26 @@ log = logging.getLogger(__name__)
 class PoseFailed(Unavailable):
     """The pose estimator of one stream (or clip) failed: the server's fault, not the caller's,
     and that estimator's state is lost; a new stream gets a new one."""
+
+
+def start_estimator(
+    workers: PoseWorkers, make_estimator: Callable[[int], PoseEstimator], max_people: int
+) -> tuple[PoseWorker, PoseEstimator]:
+    """A pose worker for one stream or clip, and a fresh estimator made on its thread (so that
+    MediaPipe's own threads share its core); give the worker back with ``workers.release``. An
+    estimator that cannot be made (its model file gone from a mounted volume, no memory or
+    threads left, the workers shutting down) is the server's failure, not the caller's: it is
+    reported as PoseFailed, with the details in the server's log only."""
+    worker = workers.assign()
+    try:
+        return worker, worker.call(partial(make_estimator, max_people))
+    except Exception as e:
+        workers.release(worker)
+        log.error("starting a pose estimator failed", exc_info=e)
+        raise PoseFailed(f"the pose estimator could not be started ({type(e).__name__}); reconnect") from None
+    except BaseException:
+        workers.release(worker)
+        raise
 
 
 def pose_coordinate_space(spec: WindowSpec) -> str:

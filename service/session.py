@@ -34,7 +34,7 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.labels import custom_labels, top_labels
 from service.lanes import Lane
 from service.models import Classified, LoadedModel
-from service.posing import FramePoser, pose_coordinate_space
+from service.posing import FramePoser, pose_coordinate_space, start_estimator
 from service.runtime import Runtime
 from service.scheduling import become_io_thread
 from service.skeletons import SkeletonFormat, SkeletonParser
@@ -470,13 +470,7 @@ class FrameSession(StreamSession):
         spec = options.model.card.window
         super().__init__(options, runtime, pose_coordinate_space(spec), options.max_people)
         self.gate = FrameGate(spec.fps, options.source_fps)
-        self.worker = runtime.pose_workers.assign()
-        try:
-            # created on the worker's thread, so that MediaPipe's own threads share its core
-            estimator = self.worker.call(partial(runtime.make_estimator, options.max_people))
-        except BaseException:
-            runtime.pose_workers.release(self.worker)
-            raise
+        self.worker, estimator = start_estimator(runtime.pose_workers, runtime.make_estimator, options.max_people)
         self.poser = FramePoser(estimator, spec, runtime.config.pose_width, runtime.metrics)
         self.lane: Lane = Lane(
             self.worker.executor,

@@ -556,6 +556,47 @@ def test_a_stop_asked_for_while_loading_never_reports_serving(models_dir: Path, 
         server.drain()
 
 
+def test_a_pose_estimator_that_cannot_be_started_is_the_servers_failure(models_dir: Path, tmp_path: Path) -> None:
+    """The pose model vanishing from a mounted volume (or no memory or threads left) after the
+    server started: each stream or clip that needs an estimator gets UNAVAILABLE ("reconnect",
+    no server path in the message), not INVALID_ARGUMENT, and the server goes on serving once
+    estimators can be made again, every pose worker's share given back."""
+    broken = threading.Event()
+
+    def make_estimator(max_people: int) -> NobodyPose:
+        if broken.is_set():
+            raise InputError("/models/pose_landmarker_full.task: pose model not found")
+        return NobodyPose()
+
+    config = ServerConfig(host="127.0.0.1", port=0, models_dir=models_dir, actions_file=tmp_path / "actions.json")
+    server = ActionServer(config, make_estimator)
+    try:
+        server.start()
+        server.load()
+        api = pb_grpc.ActionRecognitionStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        frames = [pb.Frame(timestamp_ms=t, encoded=data) for data, t in encoded_frames(VIDEOS / "arm_wrestling.mp4", 3)]
+        stream = [pb.StreamFramesRequest(config=pb.StreamConfig())] + [pb.StreamFramesRequest(frame=f) for f in frames]
+        clip = pb.ClassifyClipRequest(clip=pb.Clip(frames=pb.FrameClip(frames=frames)))
+        broken.set()
+        for call in (
+            lambda: list(api.StreamFrames(iter(stream), timeout=TIMEOUT)),
+            lambda: api.ClassifyClip(clip, timeout=TIMEOUT),
+        ):
+            with pytest.raises(grpc.RpcError) as error:
+                call()
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "the pose estimator could not be started (InputError); reconnect" in error.value.details()
+            assert "/models" not in error.value.details()
+        assert [worker.streams for worker in server.runtime.pose_workers.workers] == [0] * len(
+            server.runtime.pose_workers.workers
+        )
+        broken.clear()
+        responses = list(api.StreamFrames(iter(stream), timeout=TIMEOUT))
+        assert responses[-1].stats.final and responses[-1].stats.frames_received == len(frames)
+    finally:
+        server.drain()
+
+
 def _silent_stream_holding_the_slot(api: pb_grpc.ActionRecognitionStub, quiet: threading.Event):
     """A stream that sends nothing until ``quiet`` is set, once the server holds the one stream
     slot it has (``--max-streams 1``) for it: an empty probe stream is refused exactly while
