@@ -86,6 +86,12 @@ class Batcher:
         """Whether a window submitted now would be queued (a hint: ``submit`` decides)."""
         return not self._closed and len(self._queue) < self.max_queue
 
+    @property
+    def is_full(self) -> bool:
+        """Whether the queue is full for now, so that room comes as batches run (a closed
+        batcher is not: it refuses every window for good, and nothing should wait for it)."""
+        return not self._closed and len(self._queue) >= self.max_queue
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Run what is queued, then stop."""
         with self._ready:

@@ -29,6 +29,9 @@ class Metrics:
         )
         self.windows_classified = Counter("actionrec_windows_classified", "Windows classified", ["model"], registry=r)
         self.windows_dropped = Counter("actionrec_windows_dropped", "Windows not classified", ["reason"], registry=r)
+        self.poses_dropped = Counter(
+            "actionrec_poses_dropped", "Pose messages (include_poses) not sent: the client read too slowly", registry=r
+        )
         self.active_streams = Gauge("actionrec_active_streams", "Open streams", ["kind"], registry=r)
         self.stage_seconds = Histogram(
             "actionrec_stage_seconds",

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -54,6 +54,10 @@ FRAMES_PER_TURN = 2
 # How long a failed stream's statistics wait for the frames it was posing to come back and be
 # counted (a pose takes tens of milliseconds); past it they are sent with those frames pending.
 FAILED_STREAM_SETTLE_S = 2.0
+# The share of its model's batch queue one stream may hold: a skeleton client sending as fast as
+# it can (one window a frame) would otherwise fill the queue that every stream of the model
+# shares, and the others' windows would be refused. A quarter leaves room for three more.
+STREAM_QUEUE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -140,9 +144,11 @@ class Outbox:
         self._capacity = capacity
         self._ready = threading.Condition()
 
-    def put(self, item, droppable: bool = True) -> bool:
+    def put(self, item, droppable: bool = True, share: float = 1.0) -> bool:
+        """Queue ``item``; a droppable one is refused (False) when the outbox already holds
+        ``share`` of its capacity."""
         with self._ready:
-            if droppable and len(self._items) >= self._capacity:
+            if droppable and len(self._items) >= self._capacity * share:
                 return False
             self._items.append(item)
             self._ready.notify()
@@ -175,7 +181,7 @@ class StreamSession:
         self._lock = threading.RLock()
         self._room = threading.Condition(self._lock)  # a lossless stream waits here for lane room
         self._outbox = Outbox(runtime.config.max_pending_events)
-        self._received = self._processed = self._skipped = self._classified = 0
+        self._received = self._processed = self._skipped = self._classified = self._poses_dropped = 0
         self._dropped: Counter[str] = Counter()
         self._windows_dropped: Counter[str] = Counter()
         self._latency_ms = 0.0
@@ -186,6 +192,7 @@ class StreamSession:
         self._last_arrival = time.monotonic()
         self._input_ended = self._flushed = self._finished = self._closed = False
         self._close_reason = ""  # what a frame still pending when the stream closed is dropped as
+        self._queue_share = max(1, int(self.batcher.max_queue * STREAM_QUEUE_SHARE))
 
     # ------------------------------------------------------------------ input (reader thread)
 
@@ -276,10 +283,23 @@ class StreamSession:
             )
         return windows
 
+    def _wait_for_room(self, full: Callable[[], bool], poll_s: float) -> None:
+        """A lossless stream's reader waits while ``full()`` (read under the lock, woken when a
+        frame or a window of this stream settles, else every ``poll_s``) until input ends. Until
+        then the next message has not entered, and gRPC flow control holds the client back."""
+        with self._lock:
+            while full() and not self._input_ended:
+                self._room.wait(poll_s)
+
     def _submit(self, windows: list[Window], arrived: float, pose_ms: float = 0.0) -> None:
         """Classify ``windows``, completed by a frame that arrived at ``arrived`` and took
         ``pose_ms`` to pose (0: no posing, as for skeletons and the windows an end flushes)."""
         for window in windows:
+            with self._lock:
+                behind = self._pending_windows >= self._queue_share
+            if behind and not self.options.lossless:  # a lossless stream waited for room instead
+                self._count_window_dropped("stream_behind")
+                continue
             if not self.batcher.has_room:
                 # Refused before it is prepared: under overload the input threads' time goes to
                 # the windows that can still be classified, not to ones the queue would refuse.
@@ -307,6 +327,7 @@ class StreamSession:
         finally:
             with self._lock:
                 self._pending_windows -= 1
+                self._room.notify_all()
             self._maybe_finish()
 
     def _emit_event(self, window: Window, result: Classified, arrived: float, pose_ms: float) -> None:
@@ -393,6 +414,7 @@ class StreamSession:
                 latency_ms=self._latency_ms,
                 active_tracks=self.windower.active_tracks,
                 tracks_forgotten=self.windower.forgotten_tracks,
+                poses_dropped=self._poses_dropped,
                 final=final,
             )
 
@@ -492,12 +514,8 @@ class FrameSession(StreamSession):
             self.runtime.pose_workers.release(self.worker)
 
     def take(self, message) -> bool:
-        if self.options.lossless:
-            # Wait for room before taking the frame in: until then it has not entered, and the
-            # client's sending is held back by gRPC flow control.
-            with self._lock:
-                while self._pending_frames >= self.runtime.config.max_pending_frames and not self._input_ended:
-                    self._room.wait(0.5)
+        if self.options.lossless:  # room in the stream's pose lane
+            self._wait_for_room(lambda: self._pending_frames >= self.runtime.config.max_pending_frames, 0.5)
         return super().take(message)
 
     def _take_frame(self, frame, index: int, arrived: float) -> None:
@@ -560,7 +578,11 @@ class FrameSession(StreamSession):
                 for t, xy, v in zip(posed.track_ids, posed.image_xy, posed.visibility)
             ]
             poses = pb.FramePoses(timestamp_ms=frame.timestamp_ms, people=people)
-            self._outbox.put(_Outgoing(pb.StreamResponse(poses=poses)))
+            # Events come first: poses may fill half the outbox, and one not sent is counted.
+            if not self._outbox.put(_Outgoing(pb.StreamResponse(poses=poses)), share=0.5):
+                with self._lock:
+                    self._poses_dropped += 1
+                self._metrics.poses_dropped.inc()
         self._submit(windows, frame.arrived, posed.pose_ms)
 
     def _release(self, reason: str) -> None:
@@ -576,6 +598,13 @@ class SkeletonSession(StreamSession):
         super().__init__(options, runtime, fmt.coordinate_space, runtime.config.max_skeleton_people)
         self.parser = SkeletonParser(fmt, self.spec, runtime.config.max_skeleton_people)
         self._input_lock = threading.Lock()  # the parser and windower: the reader's, or the drain's flush
+
+    def take(self, message) -> bool:
+        if self.options.lossless:
+            # Room for this stream's windows, in its share and in the model's queue (which other
+            # streams fill too, so it is polled): a frame completes at most one window a person.
+            self._wait_for_room(lambda: self._pending_windows >= self._queue_share or self.batcher.is_full, 0.02)
+        return super().take(message)
 
     def _take_frame(self, frame, index: int, arrived: float) -> None:
         with self._input_lock:

@@ -71,6 +71,18 @@ def png_bytes() -> bytes:
 # ---------------------------------------------------------------- frames
 
 
+def test_a_streams_outbox_keeps_half_its_room_for_events() -> None:
+    """Pose messages may fill half of a stream's outbox, events all of it, and the control items
+    that end a stream always get in: a client reading slowly loses poses before events."""
+    from service.session import Outbox
+
+    outbox = Outbox(4)
+    assert [outbox.put(f"poses {k}", share=0.5) for k in range(3)] == [True, True, False]
+    assert [outbox.put(f"event {k}") for k in range(3)] == [True, True, False]
+    assert outbox.put("end", droppable=False)
+    assert [outbox.get(0.0) for _ in range(6)] == ["poses 0", "poses 1", "event 0", "event 1", "end", None]
+
+
 def test_real_png_and_jpeg_are_checked_and_decoded(png_bytes: bytes) -> None:
     assert encoded_image_size(png_bytes) == ImageHeader("png", 640, 480)
     frame = check_frame(pb.Frame(timestamp_ms=5, encoded=png_bytes), 0, FrameLimits())

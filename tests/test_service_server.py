@@ -202,7 +202,7 @@ def test_frame_stream_poses_the_models_frames_and_accounts_for_every_frame(api, 
     fps = server.runtime.models.get().card.window.fps
     # 5 s of 28 fps video: the model's rate is posed, the rest never decoded
     assert final.frames_processed == pytest.approx(140 / 28 * fps, abs=2)
-    assert len(outcome.poses) == final.frames_processed
+    assert len(outcome.poses) == final.frames_processed and final.poses_dropped == 0
     people = [p for frame in outcome.poses for p in frame.people]
     assert people and all(len(p.image_xy) == 66 and len(p.visibility) == 33 for p in people)
     xy = np.array([p.image_xy for p in people]).reshape(-1, 33, 2)
@@ -293,6 +293,8 @@ def test_windows_a_full_batch_queue_refuses_are_counted(api, config: ServerConfi
     prepared = []
     prepare = service.session.prepare_window
     monkeypatch.setattr(service.session, "prepare_window", lambda *args: prepared.append(1) or prepare(*args))
+    # The stream's own share of the queue out of the way: here the batcher refuses.
+    monkeypatch.setattr(service.session, "STREAM_QUEUE_SHARE", 1000.0)
     with running_server(replace(config, max_batch=1, max_batch_queue=1)) as tight:
         tight_api = stub(f"127.0.0.1:{tight.port}")
         final = collect(tight_api.StreamSkeletons(skeleton_requests(config_message, frames), timeout=TIMEOUT)).final
@@ -506,6 +508,40 @@ def test_a_batch_the_model_fails_costs_only_its_windows(config: ServerConfig) ->
         )
         failing.failing = False
         assert_still_serving(channel)
+
+
+class _SlowModel:
+    """A loaded model that takes ``seconds`` a batch: a model slower than its callers send."""
+
+    def __init__(self, model, seconds: float) -> None:
+        self.model, self.name, self.seconds = model, model.name, seconds
+
+    def run(self, batch: np.ndarray):
+        time.sleep(self.seconds)
+        return self.model.run(batch)
+
+
+def test_a_fast_skeleton_stream_holds_a_share_of_the_models_queue(config: ServerConfig) -> None:
+    """A skeleton client sending as fast as it can, one window a frame, to a model slower than it:
+    beyond its share of the model's queue (a quarter) its windows are dropped as stream_behind,
+    leaving the rest of the queue to other streams; with lossless the server stops reading it
+    instead, and every window is classified."""
+    with running_server(replace(config, max_batch_queue=8, max_batch=2)) as server:
+        api = pb_grpc.ActionRecognitionStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        batcher = server.runtime.batchers["sports2d"]
+        batcher.model = _SlowModel(batcher.model, 0.02)
+        frames = waving_skeletons(3.0, people=2)
+        finals = []
+        for lossless in (False, True):
+            stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(window_stride=1, lossless=lossless, max_people=2))
+            outcome = collect(api.StreamSkeletons(skeleton_requests(stream, frames), timeout=TIMEOUT))
+            assert outcome.final.frames_processed == len(frames)
+            assert outcome.final.windows_classified == len(outcome.events)
+            finals.append(outcome.final)
+        fast, lossless = finals
+        assert set(fast.windows_dropped) == {"stream_behind"}, fast
+        assert not lossless.windows_dropped, lossless
+        assert lossless.windows_classified == fast.windows_classified + fast.windows_dropped["stream_behind"]
 
 
 def test_bad_enrolments_are_refused(api) -> None:

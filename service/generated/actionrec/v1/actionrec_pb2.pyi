@@ -156,7 +156,7 @@ class LabelScore(_message.Message):
     def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class StreamStats(_message.Message):
-    __slots__ = ("frames_received", "frames_processed", "frames_skipped", "frames_dropped", "frames_pending", "windows_classified", "windows_dropped", "latency_ms", "active_tracks", "final", "tracks_forgotten")
+    __slots__ = ("frames_received", "frames_processed", "frames_skipped", "frames_dropped", "frames_pending", "windows_classified", "windows_dropped", "latency_ms", "active_tracks", "final", "tracks_forgotten", "poses_dropped")
     class FramesDroppedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,7 @@ class StreamStats(_message.Message):
     ACTIVE_TRACKS_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     TRACKS_FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
+    POSES_DROPPED_FIELD_NUMBER: _ClassVar[int]
     frames_received: int
     frames_processed: int
     frames_skipped: int
@@ -193,7 +194,8 @@ class StreamStats(_message.Message):
     active_tracks: int
     final: bool
     tracks_forgotten: int
-    def __init__(self, frames_received: _Optional[int] = ..., frames_processed: _Optional[int] = ..., frames_skipped: _Optional[int] = ..., frames_dropped: _Optional[_Mapping[str, int]] = ..., frames_pending: _Optional[int] = ..., windows_classified: _Optional[int] = ..., windows_dropped: _Optional[_Mapping[str, int]] = ..., latency_ms: _Optional[float] = ..., active_tracks: _Optional[int] = ..., final: _Optional[bool] = ..., tracks_forgotten: _Optional[int] = ...) -> None: ...
+    poses_dropped: int
+    def __init__(self, frames_received: _Optional[int] = ..., frames_processed: _Optional[int] = ..., frames_skipped: _Optional[int] = ..., frames_dropped: _Optional[_Mapping[str, int]] = ..., frames_pending: _Optional[int] = ..., windows_classified: _Optional[int] = ..., windows_dropped: _Optional[_Mapping[str, int]] = ..., latency_ms: _Optional[float] = ..., active_tracks: _Optional[int] = ..., final: _Optional[bool] = ..., tracks_forgotten: _Optional[int] = ..., poses_dropped: _Optional[int] = ...) -> None: ...
 
 class FramePoses(_message.Message):
     __slots__ = ("timestamp_ms", "people")
