@@ -79,7 +79,7 @@ class Lane(Generic[T]):
 
     def close(self, reason: str) -> None:
         """Take no more items, drop the pending ones (telling ``on_drop`` with ``reason``), and call
-        ``on_closed`` once no item is running any more."""
+        ``on_closed`` on the executor once no item is running any more."""
         with self._lock:
             if self._closed:
                 return
@@ -90,7 +90,12 @@ class Lane(Generic[T]):
         for item in dropped:
             self._on_drop(item, reason)
         if idle:
-            self._release()
+            # On the executor, not on the closing thread: that is gRPC's own when a client goes
+            # away, and closing a stream's landmarker there would hold up every call's I/O.
+            try:
+                self._executor.submit(self._release)
+            except RuntimeError:  # the executor is shut down: the server is stopping
+                self._release()
 
     def _submit(self) -> None:
         try:

@@ -429,10 +429,14 @@ def test_lane_runs_one_item_at_a_time_in_order_and_drops_the_oldest_when_full() 
         ran.append(item)
         active.pop()
 
-    closed = threading.Event()
-    with ThreadPoolExecutor(4) as pool:
+    closed_on = []  # the thread that closed the lane's resources
+    with ThreadPoolExecutor(4, thread_name_prefix="pool") as pool:
         lane = Lane(
-            pool, process, capacity=2, on_drop=lambda item, why: dropped.append((item, why)), on_closed=closed.set
+            pool,
+            process,
+            capacity=2,
+            on_drop=lambda item, why: dropped.append((item, why)),
+            on_closed=lambda: closed_on.append(threading.current_thread().name),
         )
         for item in range(6):
             lane.put(item)
@@ -443,7 +447,7 @@ def test_lane_runs_one_item_at_a_time_in_order_and_drops_the_oldest_when_full() 
         lane.close("cancelled")
     assert ran == [0, 4, 5]  # 0 was running; 1, 2 and 3 were the oldest waiting when newer came
     assert dropped == [(1, "queue_full"), (2, "queue_full"), (3, "queue_full")]
-    assert closed.is_set() and not lane.put(9)
+    assert len(closed_on) == 1 and closed_on[0].startswith("pool") and not lane.put(9)
 
 
 # ---------------------------------------------------------------- batcher and models
