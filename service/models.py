@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,15 @@ class LoadedModel:
     path: Path
     card: ModelCard
     version: str  # the first 12 hex digits of the file's sha256: two files, two versions
-    providers: tuple[str, ...]
+    providers: tuple[str, ...]  # the execution providers it was loaded with
     session: object  # onnxruntime.InferenceSession
+    _fell_back: threading.Event = field(default_factory=threading.Event, init=False, repr=False, compare=False)
+
+    @property
+    def running_on(self) -> tuple[str, ...]:
+        """The execution providers it runs on now: onnxruntime moves a session whose CUDA provider
+        fails mid-run to the CPU (retrying the batch there) and says so only on stdout."""
+        return tuple(self.session.get_providers())
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -56,6 +63,10 @@ class LoadedModel:
         started = time.perf_counter()
         scores, embeddings = self.session.run([SCORES_NAME, EMBEDDING_NAME], {INPUT_NAME: batch})
         batch_ms = (time.perf_counter() - started) * 1000.0
+        if not self._fell_back.is_set() and self.running_on != self.providers:
+            self._fell_back.set()  # once: the model info and this line say it from now on
+            fields = {"model": self.name, "loaded_with": list(self.providers), "now": list(self.running_on)}
+            log.warning("model fell back to other execution providers", extra={"fields": fields})
         scores = np.asarray(scores, dtype=np.float64)
         exp = np.exp(scores - scores.max(axis=1, keepdims=True))  # the card's scores are logits
         probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -110,7 +110,7 @@ def model_info(model: LoadedModel, is_default: bool, config: ServerConfig) -> pb
         protocol=card.protocol,
         source_commit=card.source_commit,
         created=card.created,
-        execution_providers=model.providers,
+        execution_providers=model.running_on,
         is_default=is_default,
         pose_width=config.pose_width,
         max_clip_frames=config.max_clip_frames,

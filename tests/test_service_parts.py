@@ -4,6 +4,7 @@ model registry and the enrolled-action store."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import itertools
@@ -451,6 +452,30 @@ def test_lane_runs_one_item_at_a_time_in_order_and_drops_the_oldest_when_full() 
 
 
 # ---------------------------------------------------------------- batcher and models
+
+
+def test_a_model_that_onnxruntime_moves_to_the_cpu_says_so(model_path: Path, caplog) -> None:
+    """onnxruntime retries a batch whose CUDA provider failed on the CPU and keeps the session
+    there, saying so only on stdout: the model's providers now say it, and one warning does."""
+    loaded = load_model(model_path)
+
+    class MovedSession:  # the session as onnxruntime leaves it after such a fall-back
+        def run(self, names, feeds):
+            return loaded.session.run(names, feeds)
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    model = dataclasses.replace(loaded, providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    model = dataclasses.replace(model, session=MovedSession())
+    window = np.zeros((2, *model.input_shape), dtype=np.float32)
+    with caplog.at_level(logging.WARNING, logger="service.models"):
+        for _ in range(3):
+            assert len(model.run(window)) == 2
+    assert model.running_on == ("CPUExecutionProvider",)
+    warnings = [r for r in caplog.records if r.getMessage() == "model fell back to other execution providers"]
+    assert len(warnings) == 1 and warnings[0].fields["now"] == ["CPUExecutionProvider"]
+    assert loaded.running_on == loaded.providers  # a model that stayed where it was loaded
 
 
 def test_batcher_gathers_windows_into_batches_and_refuses_beyond_its_queue(model_path: Path) -> None:
