@@ -32,6 +32,10 @@ FILE_VERSION = 1
 DEFAULT_SET = "default"
 MAX_NAME = 64
 MAX_EXAMPLES = 32  # example clips an EnrollAction call may carry
+# A store's bounds: each example is kept (the prototype is their mean) and every change rewrites
+# the whole file, so neither may grow without end across calls.
+MAX_EXAMPLES_PER_ACTION = 256
+MAX_ACTIONS = 1024
 
 
 def check_name(kind: str, name: str) -> str:
@@ -179,6 +183,21 @@ class ActionStore:
                 extra={"fields": {"path": str(self.path), "error": e.strerror or str(e)}},
             )
 
+    def check_room(self, model: str, model_version: str, action_set: str, action: str, examples: int) -> None:
+        """InputError unless ``examples`` more examples of the action fit the store's bounds."""
+        with self._lock:
+            old = self._actions.get((model, action_set, action))
+            kept = len(old.embeddings) if old is not None and old.model_version == model_version else 0
+            if old is None and len(self._actions) >= MAX_ACTIONS:
+                raise InputError(
+                    f"the store holds {len(self._actions)} actions, its limit: delete some before enrolling {action!r}"
+                )
+        if kept + examples > MAX_EXAMPLES_PER_ACTION:
+            raise InputError(
+                f"action {action!r} has {kept} examples; {examples} more would pass the limit of"
+                f" {MAX_EXAMPLES_PER_ACTION} an action (delete it and enrol it again from fewer)"
+            )
+
     def enroll(
         self, model: str, model_version: str, action_set: str, action: str, embeddings: np.ndarray
     ) -> tuple[EnrolledAction, float]:
@@ -188,6 +207,7 @@ class ActionStore:
         check_name("action", action)
         embeddings = unit(np.asarray(embeddings, dtype=np.float32))
         with self._write_lock:  # only changes replace _actions, so it holds still under this lock
+            self.check_room(model, model_version, action_set, action, len(embeddings))
             key = (model, action_set, action)
             old = self._actions.get(key)
             same_space = old is not None and old.model_version == model_version

@@ -299,6 +299,8 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             raise InputError("enrolling an action needs at least one example clip")
         if len(request.examples) > MAX_EXAMPLES:
             raise InputError(f"{len(request.examples)} example clips; at most {MAX_EXAMPLES} a call")
+        # Before the clips are posed: a call the store cannot take costs nothing.
+        runtime.actions.check_room(model.name, model.version, action_set, request.action, len(request.examples))
         embeddings = []
         with runtime.call_slots:
             for i, clip in enumerate(request.examples):

@@ -733,6 +733,27 @@ def test_a_damaged_action_store_is_refused_by_the_store_and_set_aside_at_start_u
     assert sorted(b.read_text() for b in tmp_path.glob("actions.json.corrupt-*")) == sorted(damaged)
 
 
+def test_action_store_bounds_examples_and_actions(tmp_path: Path, monkeypatch) -> None:
+    """Examples pile up across enrolments and every change rewrites the file: both are bounded,
+    and a call past a bound is refused, saying which, with the store unchanged."""
+    import service.actions
+
+    monkeypatch.setattr(service.actions, "MAX_EXAMPLES_PER_ACTION", 4)
+    monkeypatch.setattr(service.actions, "MAX_ACTIONS", 2)
+    store = ActionStore(tmp_path / "actions.json")
+    store.enroll("m", "v1", "set", "wave", np.ones((3, 4)))
+    with pytest.raises(InputError, match="action 'wave' has 3 examples; 2 more would pass the limit of 4"):
+        store.enroll("m", "v1", "set", "wave", np.ones((2, 4)))
+    store.enroll("m", "v2", "set", "wave", np.ones((4, 4)))  # a new model version starts it afresh
+    store.enroll("m", "v2", "set", "clap", np.ones((1, 4)))
+    with pytest.raises(InputError, match="the store holds 2 actions, its limit: delete some before enrolling 'bow'"):
+        store.enroll("m", "v2", "set", "bow", np.ones((1, 4)))
+    assert [(a.action, len(a.embeddings)) for a in ActionStore(tmp_path / "actions.json").list()] == [
+        ("clap", 1),
+        ("wave", 4),
+    ]
+
+
 def test_action_store_refuses_bad_names(tmp_path: Path) -> None:
     store = ActionStore(tmp_path / "fresh.json")
     for bad in ("", " padded", "x" * 65, "tab\there"):
