@@ -363,11 +363,13 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
     whole = [whole_run_rate(results, wall, "windows") for results, wall in trials]
     refused = sum(sum(r.final.windows_dropped.values()) for results, _ in trials for r in results if r.final)
     service_rate = steady_median(rates)
-    # The streams send faster than the model classifies: the batcher's queue stays full, and the
-    # windows beyond it are refused (and counted), so the rate is the service's ceiling.
+    # The streams send faster than the model classifies: each holds its share of the batcher's
+    # queue (a quarter; four streams fill it), and the windows beyond it are refused (and counted,
+    # as stream_behind or batch_queue_full), so the rate is the service's ceiling.
     print(
         f"  StreamSkeletons: {service_rate:.0f} windows/s, median of {', '.join(f'{v:.0f}' for v in rates)} (4 streams,"
-        f" a window every model frame, {refused} refused at the full queue; whole runs, start and drain included:"
+        f" a window every model frame, {refused} refused at the full queue or a stream's share of it;"
+        f" whole runs, start and drain included:"
         f" {', '.join(f'{v:.0f}' for v in whole)}); onnxruntime alone {raw_windows_per_s:.0f}:"
         f" {service_rate / raw_windows_per_s:.2f}"
     )

@@ -21,7 +21,7 @@ from service.errors import ServiceError, Unavailable
 from service.frames import IncomingFrame, check_frame
 from service.lanes import Lane
 from service.models import LoadedModel
-from service.posing import FramePoser, pose_coordinate_space, start_estimator
+from service.posing import FramePoser, pose_coordinate_space, start_estimator, stop_estimator
 from service.runtime import Runtime
 from service.session import resolve_max_people
 from service.skeletons import SkeletonParser, resolve_format
@@ -87,8 +87,7 @@ def _pose_frames(
     # Like a stream's frames, a clip's go through a lane, one at a time, taking turns with the
     # streams' frames: a long clip does not hold a pose worker to itself.
     def closed() -> None:
-        poser.close()
-        runtime.pose_workers.release(worker)
+        stop_estimator(poser, runtime.pose_workers, worker)
 
     def dropped(frame: IncomingFrame, reason: str) -> None:
         if reason == "shutdown":  # the pose workers stopped: the rest of the clip will never be posed

@@ -16,6 +16,7 @@ live recognizer wants) and ``on_drop`` hears about it, so the stream can count i
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Lane(Generic[T]):
@@ -134,4 +136,7 @@ class Lane(Generic[T]):
             if self._released:
                 return
             self._released = True
-        self._on_closed()
+        try:
+            self._on_closed()
+        except BaseException as e:  # on the executor nobody reads the result: logged, not lost
+            log.error("closing a lane failed", exc_info=e)

@@ -53,6 +53,18 @@ def start_estimator(
         raise
 
 
+def stop_estimator(poser: FramePoser, workers: PoseWorkers, worker: PoseWorker) -> None:
+    """Close what ``start_estimator`` gave a stream or clip: its estimator, and its share of the
+    worker, given back whatever closing raises (logged: this runs when the lane closes, on the
+    worker or at shutdown, where nobody up the call can act on it)."""
+    try:
+        poser.close()
+    except BaseException as e:
+        log.error("closing a pose estimator failed", exc_info=e)
+    finally:
+        workers.release(worker)
+
+
 def pose_coordinate_space(spec: WindowSpec) -> str:
     """The coordinate space of the landmarks that feed a model with this window."""
     return "image" if spec.dims == 2 else "camera"

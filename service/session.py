@@ -34,7 +34,7 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.labels import custom_labels, top_labels
 from service.lanes import Lane
 from service.models import Classified, LoadedModel
-from service.posing import FramePoser, pose_coordinate_space, start_estimator
+from service.posing import FramePoser, pose_coordinate_space, start_estimator, stop_estimator
 from service.runtime import Runtime
 from service.scheduling import become_io_thread
 from service.skeletons import SkeletonFormat, SkeletonParser
@@ -193,6 +193,9 @@ class StreamSession:
         self._input_ended = self._flushed = self._finished = self._closed = False
         self._close_reason = ""  # what a frame still pending when the stream closed is dropped as
         self._queue_share = max(1, int(self.batcher.max_queue * STREAM_QUEUE_SHARE))
+        # A lossless skeleton stream's reader waits for room in its share instead of losing windows;
+        # a frame stream's windows come from a pose worker, which must not wait for one stream.
+        self._waits_for_window_room = False
 
     # ------------------------------------------------------------------ input (reader thread)
 
@@ -297,7 +300,7 @@ class StreamSession:
         for window in windows:
             with self._lock:
                 behind = self._pending_windows >= self._queue_share
-            if behind and not self.options.lossless:  # a lossless stream waited for room instead
+            if behind and not self._waits_for_window_room:
                 self._count_window_dropped("stream_behind")
                 continue
             if not self.batcher.has_room:
@@ -331,6 +334,11 @@ class StreamSession:
             self._maybe_finish()
 
     def _emit_event(self, window: Window, result: Classified, arrived: float, pose_ms: float) -> None:
+        with self._lock:
+            ended = self._close_reason if self._closed else ""
+        if ended:  # the stream failed or went away while this window was classified: no event will go
+            self._count_window_dropped(ended)
+            return
         options, card = self.options, self.options.model.card
         prototypes = (
             self.runtime.actions.prototypes(options.model.name, options.model.version, options.action_set)
@@ -395,10 +403,10 @@ class StreamSession:
             yield item.response
 
     def _stats_once_settled(self, timeout_s: float) -> pb.StreamStats:
-        """The statistics of a closed stream once no frame is pending (final), or after
+        """The statistics of a closed stream once no frame or window is pending (final), or after
         ``timeout_s`` with what is still pending (a pose running long: not final)."""
         with self._lock:
-            settled = self._room.wait_for(lambda: self._pending_frames == 0, timeout_s)
+            settled = self._room.wait_for(lambda: self._pending_frames == 0 and self._pending_windows == 0, timeout_s)
             return self.stats(final=settled)
 
     def stats(self, final: bool = False) -> pb.StreamStats:
@@ -504,14 +512,7 @@ class FrameSession(StreamSession):
         )
 
     def _lane_closed(self) -> None:
-        try:
-            self.poser.close()
-        except BaseException as e:
-            # Nobody up the call can act on it (this runs on a pose worker or the closing
-            # thread); the stream's share of its worker must be given back all the same.
-            log.error("closing a stream's pose estimator failed", exc_info=e)
-        finally:
-            self.runtime.pose_workers.release(self.worker)
+        stop_estimator(self.poser, self.runtime.pose_workers, self.worker)
 
     def take(self, message) -> bool:
         if self.options.lossless:  # room in the stream's pose lane
@@ -597,6 +598,7 @@ class SkeletonSession(StreamSession):
     def __init__(self, options: StreamOptions, runtime: Runtime, fmt: SkeletonFormat) -> None:
         super().__init__(options, runtime, fmt.coordinate_space, runtime.config.max_skeleton_people)
         self.parser = SkeletonParser(fmt, self.spec, runtime.config.max_skeleton_people)
+        self._waits_for_window_room = options.lossless
         self._input_lock = threading.Lock()  # the parser and windower: the reader's, or the drain's flush
 
     def take(self, message) -> bool:

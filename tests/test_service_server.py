@@ -533,7 +533,7 @@ def test_a_fast_skeleton_stream_holds_a_share_of_the_models_queue(config: Server
         frames = waving_skeletons(3.0, people=2)
         finals = []
         for lossless in (False, True):
-            stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(window_stride=1, lossless=lossless, max_people=2))
+            stream = pb.SkeletonStreamConfig(stream=pb.StreamConfig(window_stride=1, lossless=lossless))
             outcome = collect(api.StreamSkeletons(skeleton_requests(stream, frames), timeout=TIMEOUT))
             assert outcome.final.frames_processed == len(frames)
             assert outcome.final.windows_classified == len(outcome.events)
@@ -613,8 +613,9 @@ def _until_failure(call) -> tuple[list[pb.StreamResponse], grpc.RpcError]:
 
 def test_a_failed_stream_sends_its_final_statistics_before_the_error(api, channel) -> None:
     """Nothing lost unseen when a stream fails: its last message counts every frame it took (the
-    bad one as invalid, those in hand as stream_failed once their pose returns), then the status
-    says what was wrong. Camera frames and skeletons alike."""
+    bad one as invalid; any still in hand, as stream_failed once their pose returns) and says
+    classified only for windows whose events were sent, then the status says what was wrong.
+    Camera frames and skeletons alike."""
     frames = [_frame(40 * k, encoded=PNG) for k in range(6)] + [_frame(1000, encoded=b"junk")]
     camera = api.StreamFrames(iter([CONFIG, *frames]), timeout=TIMEOUT)
     good = waving_skeletons(0.5, people=1)
@@ -627,6 +628,7 @@ def test_a_failed_stream_sends_its_final_statistics_before_the_error(api, channe
         assert final.final and final.frames_pending == 0, final
         assert final.frames_received == received and accounted(final) == received, final
         assert final.frames_dropped["invalid"] == 1, final
+        assert final.windows_classified == sum(r.WhichOneof("kind") == "event" for r in responses), final
     assert_still_serving(channel)
 
 
