@@ -179,7 +179,9 @@ class StreamSession:
         self.drained = False  # ended by the server's drain, not by the client
         self._metrics = runtime.metrics
         self._lock = threading.RLock()
-        self._room = threading.Condition(self._lock)  # a lossless stream waits here for lane room
+        # Notified as a frame or a window settles: lossless readers wait here for room, and a failed
+        # stream's last statistics for what it had in hand.
+        self._room = threading.Condition(self._lock)
         self._outbox = Outbox(runtime.config.max_pending_events)
         self._received = self._processed = self._skipped = self._classified = self._poses_dropped = 0
         self._dropped: Counter[str] = Counter()
