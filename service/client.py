@@ -74,8 +74,8 @@ ANNOTATOR_PATIENCE_S = 2.0
 # --reconnect: the codes of a server that went away or is full for now (a restart, a drain, a
 # rolling update, more streams than it takes), and the waits between tries, doubling while it
 # stays away; any other refusal would be refused again.
-# DEADLINE_EXCEEDED: only the model query has a deadline, and a frozen server or a network that
-# drops packets silently answers it so.
+# DEADLINE_EXCEEDED: the model query's deadline, which a frozen server or a network that drops
+# packets silently runs out, or a server that did not get the stream's configuration in time.
 RECONNECT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
@@ -390,7 +390,7 @@ class ClientRun:
                 except grpc.RpcError as e:
                     code, details = e.code(), e.details()
                     if not (options.reconnect and code in RECONNECT_CODES and not self.source_done):
-                        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                        if code == grpc.StatusCode.DEADLINE_EXCEEDED and self.opened is None:  # the model query's
                             details = f"no answer within {CALL_TIMEOUT_S:g} s"
                         raise CallFailed(options.server, code.name, details) from None
                 if not self.end_stream():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.actions import unit
-from service.errors import ServiceError, Unavailable
+from service.errors import DeadlineExceeded, Unavailable
 from service.frames import IncomingFrame, check_frame
 from service.lanes import Lane
 from service.models import LoadedModel
@@ -28,11 +28,6 @@ from service.skeletons import SkeletonParser, resolve_format
 from service.windowing import FrameGate, StreamWindower
 from skeleton.errors import InputError
 from skeleton.windows import prepare_window
-
-
-class DeadlineExceeded(ServiceError):
-    code = "DEADLINE_EXCEEDED"
-
 
 CALL_POLL_S = 0.1  # how soon a clip call notices that it ended (client gone, server stopping)
 

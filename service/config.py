@@ -60,7 +60,7 @@ class ServerConfig:
     pose_model: Path | None = None  # MediaPipe .task; None = the shipped full model
     max_streams: int = 8
     max_clip_calls: int = 4  # ClassifyClip / EnrollAction calls at once (each holds a handler thread)
-    config_seconds: float = 10.0  # a stream that sends no configuration within this is cancelled
+    config_seconds: float = 10.0  # a stream that sends no configuration within this ends (DEADLINE_EXCEEDED)
     workers: int = field(default_factory=available_cores)  # pose threads
     pin_workers: bool = True  # each pose thread (and its streams' MediaPipe threads) on its own core
     max_people: int = 4  # the most people a stream may ask to pose per frame

@@ -34,6 +34,13 @@ class Unavailable(ServiceError):
     code = "UNAVAILABLE"
 
 
+class DeadlineExceeded(ServiceError):
+    """The work did not finish in the time it had: a clip call's deadline, or a stream that sent
+    no configuration in time."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class ModelFailed(ServiceError):
     """The model raised while classifying a batch: the windows in it fail (the server logs why)."""
 

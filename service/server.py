@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import queue
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ from service.auth import TokenAuth
 from service.batcher import Batcher
 from service.clips import answer_clip
 from service.config import ServerConfig, SettingError
-from service.errors import Unavailable, status_of
+from service.errors import DeadlineExceeded, Unavailable, status_of
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.labels import custom_labels, top_labels
@@ -181,26 +182,35 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
 
     def _first_message(self, requests, context: grpc.ServicerContext) -> tuple[object | None, bool]:
         """(the stream's first message, False); or (None, False) when the client closed first;
-        or (None, True) when it went away or sent nothing within ``config_seconds`` (then the
-        call is cancelled, freeing its thread)."""
+        or (None, True) when it went away before a word. Raises ``DeadlineExceeded`` when nothing
+        came within ``config_seconds``: the stream then ends with that status and its thread is free."""
         seconds = self.server.config.config_seconds
-        gave_up = threading.Event()
+        arrived: queue.Queue = queue.Queue(maxsize=1)
 
-        def give_up() -> None:
-            gave_up.set()
-            log.warning("stream sent no configuration; cancelled", extra={"fields": {"seconds": seconds}})
-            context.cancel()
+        # A helper thread reads, and this one waits with a time limit: gRPC's sync server gives a
+        # call its status only from the handler's thread, so a timer could only cancel the call,
+        # and its client would see CANCELLED without a word of why. Once the call has ended with
+        # the status, gRPC ends the helper's read too.
+        def read_first() -> None:
+            try:
+                arrived.put((next(requests, None), None))
+            except Exception as e:  # cancelled before a word (RpcError), or a message gRPC could not read
+                arrived.put((None, e))
 
-        timer = threading.Timer(seconds, give_up)
-        timer.daemon = True
-        timer.start()
+        threading.Thread(target=read_first, name="stream-first-message", daemon=True).start()
         try:
-            first = next(requests, None)
-            return first, first is None and (gave_up.is_set() or not context.is_active())
-        except grpc.RpcError:  # cancelled (by the client, its deadline, or the timer) before a word
+            first, error = arrived.get(timeout=seconds)
+        except queue.Empty:
+            log.warning("stream sent no configuration in time; ended", extra={"fields": {"seconds": seconds}})
+            raise DeadlineExceeded(
+                f"the stream sent no configuration within {seconds:g} s of opening: its first message must be its"
+                " configuration"
+            ) from None
+        if isinstance(error, grpc.RpcError):
             return None, True
-        finally:
-            timer.cancel()
+        if error is not None:
+            raise error
+        return first, first is None and not context.is_active()
 
     def _end_session(self, session: StreamSession) -> None:
         """Close a stream whose call ended (nothing to do if it finished): gRPC cancels the calls

@@ -709,6 +709,35 @@ def test_one_stream_too_many_gets_resource_exhausted(api, channel, server: Actio
     assert_still_serving(channel)
 
 
+def test_a_stream_that_sends_no_configuration_in_time_is_told_so(config: ServerConfig) -> None:
+    """A stream that opens and says nothing ends after ``config_seconds`` with DEADLINE_EXCEEDED
+    and a message that says why (not a bare CANCELLED), and gives its slot back; one that closes
+    before a word ends OK."""
+    with running_server(replace(config, config_seconds=0.5)) as server:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        api = pb_grpc.ActionRecognitionStub(channel)
+        silent = HeldRequests([])
+        try:
+            began = time.monotonic()
+            code, details = status_of(lambda: collect(api.StreamFrames(iter(silent), timeout=TIMEOUT)))
+            took = time.monotonic() - began
+        finally:
+            silent.release.set()
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED, (code, details)
+        assert "sent no configuration within 0.5 s" in details and "first message" in details
+        assert 0.5 <= took < TIMEOUT / 2, took
+        assert not collect(api.StreamSkeletons(iter(()), timeout=TIMEOUT)).events  # closed before a word: OK
+        sample = server.metrics.registry.get_sample_value
+        assert wait_until(lambda: server.runtime.slots.open == 0)
+        # the thread that waited for the silent stream's first message ended with the call
+        assert wait_until(lambda: not any(t.name == "stream-first-message" for t in threading.enumerate()))
+        assert wait_until(
+            lambda: sample("actionrec_rpcs_total", {"method": "StreamFrames", "code": "DEADLINE_EXCEEDED"}) == 1
+        )
+        assert sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": "OK"}) == 1
+        assert_still_serving(channel)
+
+
 def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, channel, server: ActionServer, arm_wrestling) -> None:
     frames = [_frame(ts, encoded=data) for data, ts in arm_wrestling[:10]]
     held = HeldRequests([pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="vanishing")), *frames])
