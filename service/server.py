@@ -312,15 +312,17 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         # Before the clips are posed: a call the store cannot take costs nothing.
         runtime.actions.check_room(model.name, model.version, action_set, request.action, len(request.examples))
         embeddings = []
+        # The store's write (an fsync, seconds on a busy disk) is inside the slot too: it holds the
+        # handler thread as long as the posing does, and a drain waits for the enrolment to be stored.
         with runtime.call_slots:
             for i, clip in enumerate(request.examples):
                 try:
                     embeddings.append(answer_clip(clip, model, runtime, deadline, context.is_active).embedding)
                 except InputError as e:
                     raise InputError(f"example {i}: {e}") from None
-        enrolled, similarity = runtime.actions.enroll(
-            model.name, model.version, action_set, request.action, np.stack(embeddings)
-        )
+            enrolled, similarity = runtime.actions.enroll(
+                model.name, model.version, action_set, request.action, np.stack(embeddings)
+            )
         log.info(
             "action enrolled",
             extra={"fields": {"model": model.name, "action_set": action_set, "action": request.action}},

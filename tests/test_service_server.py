@@ -864,6 +864,35 @@ class _StillPerson:
         pass
 
 
+def test_a_drain_waits_for_an_enrolment_being_stored(config: ServerConfig, tmp_path: Path) -> None:
+    """An enrolment whose clips are posed but whose store write is slow (a busy disk) still holds
+    its call slot: a drain waits for it, and the caller gets its answer, not UNAVAILABLE."""
+    example = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=BLANK) for i in range(3)]))
+    settings = replace(config, workers=1, pin_workers=False, actions_file=tmp_path / "actions.json")
+    with running_server(settings, lambda max_people: _StillPerson(seconds=0.0)) as server:
+        store, writing, go_on = server.runtime.actions, threading.Event(), threading.Event()
+        enroll = store.enroll
+
+        def slow_enroll(*args, **kwargs):
+            writing.set()
+            go_on.wait(TIMEOUT)
+            return enroll(*args, **kwargs)
+
+        store.enroll = slow_enroll
+        api = stub(f"127.0.0.1:{server.port}")
+        call = api.EnrollAction.future(pb.EnrollActionRequest(action="still", examples=[example]), timeout=TIMEOUT)
+        assert writing.wait(TIMEOUT)
+        assert server.runtime.call_slots.open == 1
+        with ThreadPoolExecutor(1) as pool:
+            drained = pool.submit(server.drain, TIMEOUT)
+            time.sleep(0.5)
+            assert not drained.done()  # the drain waits for the store
+            go_on.set()
+            drained.result(TIMEOUT)
+        assert call.result(TIMEOUT).action.examples == 1
+        assert [a.action for a in store.list()] == ["still"]
+
+
 def test_an_enrolments_clips_share_the_calls_time_cap(config: ServerConfig, monkeypatch) -> None:
     """A unary call without a deadline gets MAX_CALL_SECONDS in all, not that much for each of
     its clips (and again for classifying each): three clips of 0.6 s each are over a 1 s cap."""
