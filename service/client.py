@@ -35,7 +35,7 @@ from service.channels import CALL_TIMEOUT_S, CallFailed, call_metadata, make_cha
 from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
-from service.outgoing import encode_to_send, width_to_send
+from service.outgoing import check_people, encode_to_send, width_to_send
 from service.printed import event_json, event_line, stats_line
 from service.windowing import FrameGate
 from skeleton.errors import InputError
@@ -175,6 +175,7 @@ def ask_model(
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
             return None
         raise
+    check_people(options.max_people, info.max_people)
     config.model = info.name
     return info
 
@@ -225,8 +226,8 @@ class ClientRun:
             include_poses=self.annotator is not None,
             lossless=options.fast and not source.live,
         )
-        # The annotator takes frames in gRPC's sending thread; what fails there is raised here.
-        self.drawing_failed: Exception | None = None
+        # What failed in gRPC's sending thread (reading the source, encoding, drawing): raised here.
+        self.sender_failed: Exception | None = None
         # Poses come in pixels of the frame as sent; the annotator draws on the frame as read (x, y ratios).
         self.drawn_per_sent = np.ones(2, dtype=np.float32)
         self.frames_taken = 0  # read from the source, over every stream
@@ -241,9 +242,18 @@ class ClientRun:
         self.opened: float | None = None  # when the current stream's server answered the model query
 
     def requests(self, gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator:
-        """The stream's configuration, then the source's frames (those the model uses) as JPEG."""
-        options, source = self.options, self.source
+        """The stream's configuration, then the source's frames (those the model uses) as JPEG.
+        They are made in gRPC's sending thread, which would end the call as UNKNOWN "Exception
+        iterating requests!" for anything raised there, the cause unsaid: a failure ends the
+        requests instead (the stream then ends as usual) and ``raise_sender_failure`` raises it."""
         yield pb.StreamFramesRequest(config=self.config)
+        try:
+            yield from self.frame_requests(gate, pose_width, stop)
+        except Exception as e:  # noqa: BLE001 - raised in the main thread, in its own words
+            self.sender_failed = e
+
+    def frame_requests(self, gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator:
+        options, source = self.options, self.source
         for bgr, timestamp in self.frames(stop):
             if self.started is None:
                 self.started = time.monotonic() - timestamp / 1000.0
@@ -255,11 +265,7 @@ class ClientRun:
             admitted = gate is None or gate.admit(timestamp)
             drawn = None if self.annotator is None else resize_to_width(bgr, options.width or 0)
             if drawn is not None:  # every frame is drawn, sent or not
-                try:
-                    self.annotator.add_frame(timestamp, drawn)
-                except Exception as e:  # noqa: BLE001 - gRPC would end the call with its own words for it
-                    self.drawing_failed = e
-                    return
+                self.annotator.add_frame(timestamp, drawn)
             if not admitted:
                 self.not_sent += 1
                 continue
@@ -299,7 +305,7 @@ class ClientRun:
     def stream(self, api: pb_grpc.ActionRecognitionStub) -> pb.StreamStats | None:
         """One stream, from asking for the model to the server's last message: its final statistics
         (None when they never came); a failed call raises its RpcError once it is reported."""
-        self.raise_drawing_failure()  # in the last stream's sender, after that stream was over
+        self.raise_sender_failure()  # in the last stream's sender, after that stream was over
         self.frames_sent = self.events = 0
         final = None
         try:
@@ -313,14 +319,14 @@ class ClientRun:
                 if response.WhichOneof("kind") == "stats" and response.stats.final:
                     final = response.stats
                 self.take(response)
-            self.raise_drawing_failure()
+            self.raise_sender_failure()
         finally:
             self.report_stream(final)
         return final
 
-    def raise_drawing_failure(self) -> None:
-        """Raise, once, what failed as the sending thread gave the annotator a frame."""
-        failure, self.drawing_failed = self.drawing_failed, None
+    def raise_sender_failure(self) -> None:
+        """Raise, once, what failed in the sending thread."""
+        failure, self.sender_failed = self.sender_failed, None
         if failure is not None:
             raise failure
 
@@ -351,6 +357,9 @@ class ClientRun:
     def report_stream(self, final: pb.StreamStats | None) -> None:
         if final is not None:
             self.tell(stats_line(final))
+            if (unread := self.frames_sent - final.frames_received) > 0:
+                # A drain or a failure stops the server reading while frames are on their way.
+                self.tell(f"{unread} frames sent after the server stopped taking this stream's frames: not posed")
             windowed = final.windows_classified or final.windows_dropped
             if not self.events and final.frames_processed and not windowed:
                 self.tell(f"no events: nobody was seen for half a window ({final.frames_processed} frames posed)")
@@ -358,6 +367,10 @@ class ClientRun:
             self.tell(f"{self.frames_sent} frames sent; the stream ended before the server's final statistics")
 
     def report_source(self) -> None:
+        if self.held is not None:
+            self.tell("1 frame read as the last stream ended was not sent")
+        if self.sender_failed is not None:  # raised as its stream ended for another reason: told, not lost
+            self.tell(str(self.sender_failed))
         if self.not_sent:
             self.tell(f"{self.not_sent} frames not sent: beyond the model's frame rate (--all-frames sends them)")
         if self.frames_read is not None and (warning := self.source.cut_short(self.frames_read)):
@@ -393,11 +406,15 @@ class ClientRun:
                         if code == grpc.StatusCode.DEADLINE_EXCEEDED and self.opened is None:  # the model query's
                             details = f"no answer within {CALL_TIMEOUT_S:g} s"
                         raise CallFailed(options.server, code.name, details) from None
-                if not self.end_stream():
-                    raise CallFailed(options.server, code.name, details)
+                if not self.end_stream():  # a new stream would wait on the same stuck read
+                    stuck = f"not reconnecting: reading {options.source} has not returned in {SENDER_STOP_S:g} s"
+                    raise CallFailed(options.server, code.name, f"{details}; {stuck}")
                 channel.close()
-                if self.opened is not None and time.monotonic() - self.opened >= RECONNECT_STEADY_S:
-                    wait_s = RECONNECT_FIRST_S  # the stream ran: the server came back, start the waits over
+                # The stream ran (the server came back): the waits start over. Not for a stream the server
+                # ended for want of its configuration, which it does after 10 s: that one never ran.
+                ran = self.opened is not None and time.monotonic() - self.opened >= RECONNECT_STEADY_S
+                if ran and code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    wait_s = RECONNECT_FIRST_S
                 waited = wait_s * random.uniform(1 - RECONNECT_JITTER, 1 + RECONNECT_JITTER)
                 self.tell(f"{options.server}: {code.name}: {details}; a new stream in {waited:.1f} s")
                 time.sleep(waited)
@@ -422,14 +439,16 @@ class ClientRun:
         if self.annotator is None:
             return
         self.annotator.close()
-        if self.drawing_failed is not None:  # the sender's, after the stream it was raised for had ended
-            self.tell(str(self.drawing_failed))
-        elif self.annotator.written:
+        if self.annotator.written:
             self.tell(f"wrote {self.options.out} ({self.annotator.written} frames)")
 
 
 def run_client(options: ClientOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
     quiet_ffmpeg_log()  # the client says what is wrong with a file, and that it was cut short
+    if options.out is not None:  # before a camera is opened for nothing
+        from service.draw import check_output
+
+        check_output(options.out)
     source = open_source(options.source)
     if options.reconnect and not source.live:
         source.frames.close()

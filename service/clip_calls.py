@@ -27,7 +27,7 @@ from service.channels import CALL_TIMEOUT_S, MAX_MESSAGE_BYTES, CallFailed, call
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
-from service.outgoing import encode_to_send, width_to_send
+from service.outgoing import check_people, encode_to_send, width_to_send
 from service.printed import scores_json, scores_text
 from service.windowing import FrameGate
 from skeleton.errors import InputError
@@ -147,6 +147,15 @@ def _as_json(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
+def check_classify_call(server: Server, sending: Sending, action_set: str) -> None:
+    """What would fail every clip's call alike, refused once before any clip is read: the action
+    set's name, the token and CA certificate (by asking for the model), the model, and the people
+    per frame over the server's limit."""
+    if action_set:
+        check_name("action set", action_set)
+    check_people(sending.max_people, model_info(server, sending.model).max_people)
+
+
 def classify(server: Server, path: Path, sending: Sending = Sending(), action_set: str = "", top_k: int = 0) -> dict:
     """One clip file's answer, as the JSON object ``--json`` prints; a refusal names the file."""
     info = model_info(server, sending.model)
@@ -210,6 +219,7 @@ def enroll(server: Server, action: str, paths: list[Path], action_set: str = "",
         raise InputError(f"{len(paths)} example clips; at most {MAX_EXAMPLES} a call (enrol the rest in another)")
     check_clip_files(paths)
     info = model_info(server, sending.model)
+    check_people(sending.max_people, info.max_people)
     examples = []
     for path in paths:
         examples.append(clip_from_file(path, info, sending))

@@ -360,11 +360,20 @@ def _classify(args: argparse.Namespace) -> int:
     itself (the server, the model, the action set) ends the command: the next would fare no better."""
     import json
 
-    from service.clip_calls import CallFailed, Sending, check_clip_files, classify, classify_line, print_result
+    from service.clip_calls import (
+        CallFailed,
+        Sending,
+        check_classify_call,
+        check_clip_files,
+        classify,
+        classify_line,
+        print_result,
+    )
 
     server = _server(args)
     check_clip_files(args.clips)  # a bad file is told before the first call, not after the others' answers
     sending = Sending(args.model, args.max_people, args.width)
+    check_classify_call(server, sending, args.action_set)
     refused = 0
     for clip in args.clips:
         try:

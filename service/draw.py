@@ -127,6 +127,7 @@ class Annotator:
         self._failure: Exception | None = None
         self._failure_raised = False
         self._writer: cv2.VideoWriter | None = None
+        self._size = (0, 0)  # (width, height) the writer was opened at, by the first frame
         self.written = 0
         self._thread = threading.Thread(target=self._write_frames, name="annotator", daemon=True)
         self._thread.start()
@@ -253,7 +254,12 @@ class Annotator:
             if not writer.isOpened():
                 raise InputError(f"{self.path}: cannot write a video there")
             self._writer = writer
+            self._size = size
         frame = bgr.copy()
         draw_people(frame, people, labels)
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            # A camera that changes resolution mid-stream: the writer takes only its first size and
+            # would drop the others without a word, so they are drawn as they came, then scaled to it.
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(frame)
         self.written += 1

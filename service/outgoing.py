@@ -30,6 +30,13 @@ QUALITY_SHRUNK = 95
 MIN_SHRUNK_WIDTH = 640
 
 
+def check_people(requested: int, limit: int) -> None:
+    """Refuse, before anything is sent, people per frame over the server's limit (``ModelInfo.max_people``;
+    0 from a server that does not say it, which then refuses it itself)."""
+    if limit and requested > limit:
+        raise InputError(f"--max-people {requested} is over the server's limit of {limit}")
+
+
 def width_to_send(frame_width: int, pose_width: int, asked: int | None = None) -> int:
     """How wide to send a frame to a server posing at ``pose_width`` (0: as read): ``asked`` if
     given (``--width``), else the pose width, or ``MIN_SHRUNK_WIDTH`` if more, for a frame at

@@ -116,6 +116,7 @@ def model_info(model: LoadedModel, is_default: bool, config: ServerConfig) -> pb
         pose_width=config.pose_width,
         max_clip_frames=config.max_clip_frames,
         max_message_bytes=config.max_message_bytes,
+        max_people=config.max_people,
     )
 
 

@@ -909,6 +909,56 @@ class _AnswersAtTheEnd(pb_grpc.ActionRecognitionServicer):
             yield pb.StreamResponse(poses=pb.FramePoses(timestamp_ms=stamp, people=[person]))
 
 
+class _StopsReading(pb_grpc.ActionRecognitionServicer):
+    """Takes ``reads`` frames of a stream, then ends it with its final statistics (as a drain
+    does), leaving the frames still on their way unread; its model takes at most 2 people."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d", max_people=2)
+
+    def StreamFrames(self, request_iterator, context):
+        taken = sum(1 for _, r in zip(range(self.reads + 1), request_iterator) if r.HasField("frame"))
+        time.sleep(0.5)  # the client sends the rest meanwhile
+        yield pb.StreamResponse(stats=pb.StreamStats(final=True, frames_received=taken, frames_processed=taken))
+
+
+def test_frames_sent_after_the_server_stopped_reading_are_told(tmp_path: Path) -> None:
+    video = _short_video(tmp_path / "clip.mp4", frames=10)
+    err = io.StringIO()
+    with _fake_server(_StopsReading(reads=3)) as port:
+        options = ClientOptions(source=str(video), server=f"127.0.0.1:{port}", fast=True)
+        assert run_client(options, out=io.StringIO(), err=err) == 0
+    assert "7 frames sent after the server stopped taking this stream's frames: not posed" in err.getvalue()
+
+
+def test_people_over_the_servers_limit_are_refused_before_the_stream(tmp_path: Path) -> None:
+    video = _short_video(tmp_path / "clip.mp4")
+    with _fake_server(_StopsReading(reads=3)) as port:
+        options = ClientOptions(source=str(video), server=f"127.0.0.1:{port}", max_people=3)
+        with pytest.raises(InputError, match="--max-people 3 is over the server's limit of 2"):
+            run_client(options, out=io.StringIO(), err=io.StringIO())
+
+
+def test_a_source_that_fails_mid_stream_is_reported_in_its_own_words(caplog) -> None:
+    """A source that fails in gRPC's sending thread (a file gone, a frame that cannot be encoded)
+    ends the client with its own message, not the server's UNKNOWN "Exception iterating requests!"."""
+
+    def failing() -> Iterator[tuple[np.ndarray, int]]:
+        yield np.zeros((48, 64, 3), np.uint8), 0
+        raise InputError("camera.mp4: the file is gone")
+
+    err = io.StringIO()
+    with _fake_server(_AnswersAtTheEnd()) as port:
+        options = ClientOptions(source="camera.mp4", server=f"127.0.0.1:{port}", fast=True)
+        run = client.ClientRun(options, client.Source(failing(), 30.0, live=False), io.StringIO(), err)
+        with pytest.raises(InputError, match="the file is gone"):
+            run.run()
+    assert "Exception iterating requests" not in caplog.text + err.getvalue()
+
+
 def test_frames_waiting_for_a_silent_servers_poses_are_bounded_in_bytes(tmp_path: Path, monkeypatch) -> None:
     """--out keeps each frame until its poses come; a server that says nothing for a while must
     not make the client hold every frame read (1080p frames are 6 MB each). Past the bound the
@@ -1016,6 +1066,23 @@ def test_an_annotated_video_that_cannot_be_opened_is_an_error_not_a_success(tmp_
     with pytest.raises(InputError, match="cannot write a video there"):
         annotator.close()
     assert annotator.written == 0
+
+
+def test_a_source_that_changes_resolution_keeps_every_frame_in_the_annotated_video(tmp_path: Path) -> None:
+    """A camera that switches resolution mid-stream: the video keeps its first size, and the
+    frames of the other size are scaled to it, not dropped by the writer without a word."""
+    path = tmp_path / "annotated.mp4"
+    annotator = Annotator(path, 15.0)
+    for i, shape in enumerate([(48, 64, 3)] * 3 + [(96, 160, 3)] * 3):
+        annotator.add_frame(i * 67, np.full(shape, 40 * i, np.uint8))
+    annotator.close()
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    capture.release()
+    assert annotator.written == 6 and [f.shape for f in frames] == [(48, 64, 3)] * 6
+    assert abs(int(frames[-1].mean()) - 200) < 10  # the last frame, not a copy of the first
 
 
 def test_labels_are_drawn_whole_inside_the_frame_and_scale_with_it() -> None:
@@ -1219,6 +1286,38 @@ def test_reconnect_waits_longer_while_the_server_refuses_or_does_not_answer(monk
         "RESOURCE_EXHAUSTED: 8 streams open, the most this server takes; a new stream in 0.8 s",
     ]
     assert state["closed"]
+
+
+class _GoesAwayAtTheFirstFrame(pb_grpc.ActionRecognitionServicer):
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        for request in request_iterator:
+            if request.HasField("frame"):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        return iter(())
+
+
+def test_reconnect_says_why_it_gives_up_on_a_camera_read_that_hangs(monkeypatch) -> None:
+    """A camera whose read hangs as the server goes away: a new stream would wait on the same
+    read, so the client ends, and says that the camera is why it did not reconnect."""
+    release = threading.Event()
+
+    def hanging_camera() -> Iterator[tuple[np.ndarray, int]]:
+        yield np.zeros((48, 64, 3), np.uint8), 0
+        release.wait(30)
+        yield np.zeros((48, 64, 3), np.uint8), 33
+
+    monkeypatch.setattr(client, "open_source", lambda source: Source(hanging_camera(), 30.0, live=True))
+    monkeypatch.setattr(client, "SENDER_STOP_S", 0.2)
+    try:
+        with _fake_server(_GoesAwayAtTheFirstFrame()) as port:
+            options = ClientOptions(source="0", server=f"127.0.0.1:{port}", reconnect=True, all_frames=True)
+            with pytest.raises(InputError, match="shutting down; not reconnecting: reading 0 has not"):
+                run_client(options, out=io.StringIO(), err=io.StringIO())
+    finally:
+        release.set()
 
 
 def test_reconnect_does_not_retry_a_refusal_or_take_a_file(tmp_path: Path, monkeypatch) -> None:

@@ -919,8 +919,8 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     server = Server(address)
     wrestling, hugging = VIDEOS / "arm_wrestling.mp4", VIDEOS / "hugging_ntu_style.mp4"
     info = model_info(server, "")  # with how the server takes frames: its pose width, clip and call limits
-    limits = (info.pose_width, info.max_clip_frames, info.max_message_bytes)
-    assert info.frame_rate == 15.0 and limits == (640, 900, 64 << 20)
+    limits = (info.pose_width, info.max_clip_frames, info.max_message_bytes, info.max_people)
+    assert info.frame_rate == 15.0 and limits == (640, 900, 64 << 20, 4)
     clip = clip_from_file(wrestling, info)
     assert 145 <= len(clip.frames.frames) <= 155  # 280 frames at 28 fps: 10 s, at 15 fps
     wide = clip_from_file(hugging, info).frames.frames  # 1920 x 1080: sent at the server's pose width
@@ -996,6 +996,19 @@ def test_clip_files_the_server_refuses_are_named_and_the_others_still_answered(
     with pytest.raises(InputError, match=rf"INVALID_ARGUMENT: {nobody}: no person found in the clip's 10 frames"):
         enroll(server, "wave", [wrestling, nobody], "cli-errors", Sending(warn=lambda message: None))
     assert list_actions(server, "cli-errors", "") == []
+
+
+def test_classify_refuses_what_would_fail_every_clip_once(address: str, tmp_path: Path, capsys) -> None:
+    """An action set name or a people count the server refuses for any clip ends `classify` with
+    one error before a clip is read, not one error a clip (each clip sent in vain)."""
+    wrestling, hugging = VIDEOS / "arm_wrestling.mp4", VIDEOS / "hugging_ntu_style.mp4"
+    for flags, message in [
+        (["--action-set", "gym "], "action set name 'gym ' must be 1 to 64 printable characters"),
+        (["--max-people", "9"], "--max-people 9 is over the server's limit of 4"),
+    ]:
+        assert main(["classify", str(wrestling), str(hugging), "--server", address, *flags]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("error") == 1 and message in captured.err, captured.err
 
 
 def test_clip_files_are_checked_before_anything_is_sent(tmp_path: Path) -> None:

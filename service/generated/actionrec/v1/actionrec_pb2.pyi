@@ -282,7 +282,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "card_name", "labels", "layout", "dims", "window_length", "frame_rate", "normalization", "input_space", "embedding_size", "version", "accuracy", "training_data", "protocol", "source_commit", "created", "execution_providers", "is_default", "pose_width", "max_clip_frames", "max_message_bytes")
+    __slots__ = ("name", "card_name", "labels", "layout", "dims", "window_length", "frame_rate", "normalization", "input_space", "embedding_size", "version", "accuracy", "training_data", "protocol", "source_commit", "created", "execution_providers", "is_default", "pose_width", "max_clip_frames", "max_message_bytes", "max_people")
     class AccuracyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +311,7 @@ class ModelInfo(_message.Message):
     POSE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_CLIP_FRAMES_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PEOPLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     card_name: str
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -332,7 +333,8 @@ class ModelInfo(_message.Message):
     pose_width: int
     max_clip_frames: int
     max_message_bytes: int
-    def __init__(self, name: _Optional[str] = ..., card_name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., layout: _Optional[str] = ..., dims: _Optional[int] = ..., window_length: _Optional[int] = ..., frame_rate: _Optional[float] = ..., normalization: _Optional[str] = ..., input_space: _Optional[str] = ..., embedding_size: _Optional[int] = ..., version: _Optional[str] = ..., accuracy: _Optional[_Mapping[str, float]] = ..., training_data: _Optional[str] = ..., protocol: _Optional[str] = ..., source_commit: _Optional[str] = ..., created: _Optional[str] = ..., execution_providers: _Optional[_Iterable[str]] = ..., is_default: _Optional[bool] = ..., pose_width: _Optional[int] = ..., max_clip_frames: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    max_people: int
+    def __init__(self, name: _Optional[str] = ..., card_name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., layout: _Optional[str] = ..., dims: _Optional[int] = ..., window_length: _Optional[int] = ..., frame_rate: _Optional[float] = ..., normalization: _Optional[str] = ..., input_space: _Optional[str] = ..., embedding_size: _Optional[int] = ..., version: _Optional[str] = ..., accuracy: _Optional[_Mapping[str, float]] = ..., training_data: _Optional[str] = ..., protocol: _Optional[str] = ..., source_commit: _Optional[str] = ..., created: _Optional[str] = ..., execution_providers: _Optional[_Iterable[str]] = ..., is_default: _Optional[bool] = ..., pose_width: _Optional[int] = ..., max_clip_frames: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_people: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
