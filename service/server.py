@@ -36,6 +36,7 @@ from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.labels import custom_labels, top_labels
 from service.metrics import Metrics
 from service.models import LoadedModel, ModelRegistry
+from service.parsing import TolerantRequests, parsed
 from service.runtime import Runtime, Slots, mediapipe_factory
 from service.scheduling import become_io_thread
 from service.session import DEFAULT_TOP_K, FrameSession, SkeletonSession, StreamSession, stream_options
@@ -72,7 +73,7 @@ def _call(method: Callable) -> Callable:
         context.set_trailing_metadata(((REPLICA_HEADER, self.server.config.replica_id),))
         code = "OK"
         try:
-            return method(self, request, context)
+            return method(self, parsed(request, "the request"), context)
         except Exception as e:
             code, message = _status(e, method.__name__)
             context.abort(getattr(grpc.StatusCode, code), message)
@@ -145,7 +146,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
 
     def StreamSkeletons(self, request_iterator, context):
         def open_session(config: pb.SkeletonStreamConfig, runtime: Runtime) -> StreamSession:
-            options = stream_options(config.stream, runtime)
+            options = stream_options(config.stream, runtime, posed=False)
             return SkeletonSession(options, runtime, resolve_format(config.format, options.model.card.window))
 
         return self._stream("StreamSkeletons", request_iterator, context, open_session)
@@ -162,7 +163,7 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
             try:
                 first, cancelled = self._first_message(requests, context)
                 if first is not None:
-                    if first.WhichOneof("kind") != "config":
+                    if parsed(first, "the stream's first message").WhichOneof("kind") != "config":
                         raise InputError("the first message of a stream must be its configuration")
                     session = open_session(first.config, runtime)
             finally:
@@ -224,12 +225,15 @@ class Servicer(pb_grpc.ActionRecognitionServicer):
         active = self.server.metrics.active_streams.labels(kind=session.kind)
         active.inc()
         self.server.sessions.add(session)
-        if self.server.draining:  # the drain began while this stream was opening: it takes no frames
-            session.drain()
-        context.add_callback(functools.partial(self._end_session, session))
-        reader = threading.Thread(target=session.read, args=(requests,), name="stream-reader", daemon=True)
-        reader.start()
-        try:
+        try:  # from here the stream holds its slot: whatever fails below, the finally gives it back
+            if self.server.draining:  # the drain began while this stream was opening: it takes no frames
+                session.drain()
+            call_ended = functools.partial(self._end_session, session)
+            context.add_callback(call_ended)
+            reader = threading.Thread(
+                target=session.read, args=(requests, call_ended), name="stream-reader", daemon=True
+            )
+            reader.start()
             yield from session.responses()
         finally:
             try:
@@ -364,7 +368,9 @@ class ActionServer:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        interceptors = [TokenAuth(config.auth_token)] if config.auth_token else []
+        interceptors = [TolerantRequests(f"/{SERVICE_NAME}/")]
+        if config.auth_token:
+            interceptors.append(TokenAuth(config.auth_token))
         # One handler thread per open stream and per clip call (both bounded by their slots), plus
         # threads that nothing holds for long: health checks, quick calls, refusals.
         self._handlers = ThreadPoolExecutor(

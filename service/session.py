@@ -34,6 +34,7 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.labels import custom_labels, top_labels
 from service.lanes import Lane
 from service.models import Classified, LoadedModel
+from service.parsing import parsed
 from service.posing import FramePoser, pose_coordinate_space, start_estimator, stop_estimator
 from service.runtime import Runtime
 from service.scheduling import become_io_thread
@@ -83,13 +84,14 @@ def resolve_max_people(requested: int, limit: int) -> int:
     return people
 
 
-def stream_options(message: pb.StreamConfig, runtime: Runtime) -> StreamOptions:
-    """A stream's configuration with defaults filled in, checked (InputError / NotFound)."""
+def stream_options(message: pb.StreamConfig, runtime: Runtime, posed: bool = True) -> StreamOptions:
+    """A stream's configuration with defaults filled in, checked (InputError / NotFound);
+    ``posed``: the server poses its frames (a skeleton stream's ``max_people`` does not apply)."""
     model = runtime.models.get(message.model)
     card = model.card
     if len(message.stream_id) > MAX_STREAM_ID:
         raise InputError(f"stream id of {len(message.stream_id)} characters is over the limit of {MAX_STREAM_ID}")
-    max_people = resolve_max_people(message.max_people, runtime.config.max_people)
+    max_people = resolve_max_people(message.max_people, runtime.config.max_people) if posed else 0
     # Not capped at the model's classes: the same number applies to enrolled actions, which may
     # be more (each list simply ends where its names do).
     top_k = message.top_k or DEFAULT_TOP_K
@@ -201,8 +203,9 @@ class StreamSession:
 
     # ------------------------------------------------------------------ input (reader thread)
 
-    def read(self, requests: Iterator) -> None:
-        """Take the stream's messages until it ends, fails, or the call goes away."""
+    def read(self, requests: Iterator, call_ended: Callable[[], None]) -> None:
+        """Take the stream's messages until it ends, fails, or the call goes away (then
+        ``call_ended``: the server knows whether it went for a shutdown or was cancelled)."""
         become_io_thread()
         iterator = iter(requests)
         while True:
@@ -212,7 +215,7 @@ class StreamSession:
                 self.end_input()
                 return
             except Exception:  # the call ended under us: client gone, deadline, server stopping
-                self.close("cancelled")
+                call_ended()
                 return
             try:
                 if not self.take(message):
@@ -228,10 +231,10 @@ class StreamSession:
     def take(self, message) -> bool:
         """One request after the configuration; False once input has ended (drain)."""
         arrived = time.monotonic()
-        kind = message.WhichOneof("kind")
         with self._lock:
             if self._input_ended or self._closed:
                 return False
+            kind = parsed(message, "a message of the stream").WhichOneof("kind")
             if kind != "frame":
                 raise InputError(
                     "a stream is configured once, by its first message" if kind == "config" else "an empty message"
@@ -358,11 +361,13 @@ class StreamSession:
             model=options.model.name,
             timing=pb.EventTiming(pose_ms=pose_ms, classify_ms=result.batch_ms),
         )
-        # A window counts once: classified when its event is on its way, dropped when it is not.
-        if self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived)):
-            with self._lock:
+        # A window counts once: classified when its event is on its way, dropped when it is not;
+        # counted as it is queued (under the lock), so statistics sent right after it include it.
+        with self._lock:
+            queued = self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived))
+            if queued:
                 self._classified += 1
-        else:
+        if not queued:
             self._count_window_dropped("client_slow")
 
     def _maybe_finish(self) -> None:
@@ -487,6 +492,11 @@ class StreamSession:
             self._metrics.frames_dropped.labels(reason=reason).inc()
         self._maybe_finish()
 
+    def _ended_reason(self) -> str:
+        """What a frame that arrives after input ended is dropped as: the stream's close reason
+        once it is closed (failed, cancelled, shut down), else "stream_ended" (a drain). Under ``_lock``."""
+        return self._close_reason if self._closed else "stream_ended"
+
     def _count_window_dropped(self, reason: str) -> None:
         with self._lock:
             self._windows_dropped[reason] += 1
@@ -525,11 +535,11 @@ class FrameSession(StreamSession):
         incoming = check_frame(frame, index, self.runtime.limits, arrived)
         with self._lock:  # cheap from here on; under the lock, so that a drain's flush comes after it
             if self._input_ended:
-                self._settle("dropped", "stream_ended")
+                self._settle("dropped", self._ended_reason())
             elif not self.gate.admit(incoming.timestamp_ms):
                 self._settle("skipped")
             elif not self.lane.put(incoming):  # in the lane it stays pending, until posed or dropped
-                self._settle("dropped", "stream_ended")
+                self._settle("dropped", self._ended_reason())
 
     def end_input(self) -> None:
         with self._lock:
@@ -574,7 +584,6 @@ class FrameSession(StreamSession):
         if closed:  # the stream ended while this frame was posed: nothing will be sent for it
             self._settle("dropped", reason)
             return
-        self._settle("processed")
         if self.options.include_poses:
             people = [
                 pb.TrackedPose(track_id=t, image_xy=xy.ravel().tolist(), visibility=v.tolist())
@@ -586,7 +595,10 @@ class FrameSession(StreamSession):
                 with self._lock:
                     self._poses_dropped += 1
                 self._metrics.poses_dropped.inc()
+        # Its windows are submitted before the frame is settled: a failed stream's last statistics
+        # wait for pending frames and windows, and must not find neither while they are in between.
         self._submit(windows, frame.arrived, posed.pose_ms)
+        self._settle("processed")
 
     def _release(self, reason: str) -> None:
         self.lane.close(reason)
@@ -613,7 +625,9 @@ class SkeletonSession(StreamSession):
     def _take_frame(self, frame, index: int, arrived: float) -> None:
         with self._input_lock:
             if self._input_ended:  # a drain flushed the windows while this frame was arriving
-                self._settle("dropped", "stream_ended")
+                with self._lock:
+                    reason = self._ended_reason()
+                self._settle("dropped", reason)
                 return
             people = self.parser.parse(frame, index)
             windows = self._window_people(frame.timestamp_ms, people)

@@ -269,6 +269,10 @@ def test_skeleton_stream_gives_events_for_each_person(api) -> None:
     assert len(per_person) >= expected
     assert all(len(e.labels) == 3 for e in outcome.events)
     assert all(e.timing.pose_ms == 0 and e.timing.classify_ms > 0 for e in outcome.events)  # no pose here
+    # max_people is the frame streams' (the server poses): a skeleton stream's is not held to --max-people
+    unposed = pb.SkeletonStreamConfig(stream=pb.StreamConfig(max_people=16))
+    unposed_outcome = collect(api.StreamSkeletons(skeleton_requests(unposed, frames[:40]), timeout=TIMEOUT))
+    assert unposed_outcome.final.frames_processed == 40
 
 
 def test_every_statistics_snapshot_accounts_for_every_frame(api) -> None:
@@ -632,6 +636,32 @@ def test_a_failed_stream_sends_its_final_statistics_before_the_error(api, channe
     assert_still_serving(channel)
 
 
+TRUNCATED = b"\x0a\x05\x0a"  # a field that says 5 bytes follow, and one does: no message parses it
+
+
+def test_messages_that_do_not_parse_are_invalid_argument(channel) -> None:
+    """Bytes gRPC cannot parse as the request (a client in another language can send them) are
+    bad input, said so, not INTERNAL; mid-stream they end the stream with its final statistics,
+    not as a clean end of the stream."""
+    raw_stream = channel.stream_stream(
+        f"/{SERVICE_NAME}/StreamSkeletons", request_serializer=bytes, response_deserializer=pb.StreamResponse.FromString
+    )
+    code, details = status_of(lambda: list(raw_stream(iter([TRUNCATED]), timeout=TIMEOUT)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "the stream's first message could not be parsed" in details
+    good = [r.SerializeToString() for r in skeleton_requests(pb.SkeletonStreamConfig(), waving_skeletons(0.5))]
+    responses, error = _until_failure(raw_stream(iter([*good, TRUNCATED, *good[1:]]), timeout=TIMEOUT))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert "a message of the stream could not be parsed" in error.details()
+    final = responses[-1].stats
+    assert final.final and final.frames_received == len(good) - 1 == accounted(final), final
+    raw_call = channel.unary_unary(
+        f"/{SERVICE_NAME}/GetModelInfo", request_serializer=bytes, response_deserializer=pb.ModelInfo.FromString
+    )
+    code, details = status_of(lambda: raw_call(TRUNCATED, timeout=TIMEOUT))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "the request could not be parsed" in details
+    assert_still_serving(channel)
+
+
 def _skeleton_stream(api, config: pb.SkeletonStreamConfig, frames):
     return lambda: collect(api.StreamSkeletons(skeleton_requests(config, frames), timeout=TIMEOUT))
 
@@ -736,6 +766,31 @@ def test_a_stream_that_sends_no_configuration_in_time_is_told_so(config: ServerC
         )
         assert sample("actionrec_rpcs_total", {"method": "StreamSkeletons", "code": "OK"}) == 1
         assert_still_serving(channel)
+
+
+class _NoStreamReaders:
+    """``threading`` for the server module, except that a stream's reader thread cannot start
+    (a process at its thread limit)."""
+
+    def __getattr__(self, name: str):
+        return getattr(threading, name)
+
+    def Thread(self, *args, name: str = "", **kwargs) -> threading.Thread:
+        if name == "stream-reader":
+            raise RuntimeError("can't start new thread")
+        return threading.Thread(*args, name=name, **kwargs)
+
+
+def test_a_stream_that_fails_as_it_opens_gives_its_slot_back(api, channel, server: ActionServer, monkeypatch) -> None:
+    monkeypatch.setattr(service.server, "threading", _NoStreamReaders())
+    for _ in range(MAX_STREAMS + 1):  # one slot kept each time would refuse the last with RESOURCE_EXHAUSTED
+        code, details = status_of(_skeleton_stream(api, pb.SkeletonStreamConfig(), waving_skeletons(0.5)))
+        assert code == grpc.StatusCode.INTERNAL, (code, details)
+    assert wait_until(lambda: server.runtime.slots.open == 0 and not server.sessions)
+    active = server.metrics.registry.get_sample_value("actionrec_active_streams", {"kind": "skeletons"})
+    assert active == 0
+    monkeypatch.undo()
+    assert_still_serving(channel)
 
 
 def test_a_client_that_vanishes_mid_stream_frees_its_stream(api, channel, server: ActionServer, arm_wrestling) -> None:
