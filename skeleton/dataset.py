@@ -17,6 +17,7 @@ never leaves half a dataset behind, and read without pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import reprlib
 import zipfile
@@ -223,6 +224,17 @@ class SkeletonDataset:
         """The labelled sequences among ``indices`` (a split), in their order."""
         indices = np.asarray(indices)
         return indices[self.labels[indices] >= 0]
+
+    def copies_among(self, indices: np.ndarray, originals: np.ndarray) -> np.ndarray:
+        """The sequences of ``indices`` whose frames are exactly those of a sequence of
+        ``originals`` (a test part against its train part: a copy there is no held-out clip)."""
+        seen = {self._frames_digest(i) for i in originals}
+        indices = np.asarray(indices, dtype=np.int64)
+        return indices[np.array([self._frames_digest(i) in seen for i in indices], dtype=bool)]
+
+    def _frames_digest(self, i: int) -> bytes:
+        frames = self.coords[int(self.offsets[i]) : int(self.offsets[i] + self.lengths[i])]
+        return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).digest()
 
     def persons_per_sequence(self) -> np.ndarray:
         """How many people actually appear in each sequence (not the padded count)."""
