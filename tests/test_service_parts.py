@@ -813,10 +813,16 @@ def _short_video(path: Path, frames: int = 10) -> Path:
 
 class _FakeService(pb_grpc.ActionRecognitionServicer):
     """Says the model has no frame rate (so the client sends every frame), counts the stream's
-    frames, then refuses the stream after ``refuse_after`` of them (None: reads on, saying nothing)."""
+    frames, then ends the stream with ``refusal`` after ``refuse_after`` of them (None: reads on,
+    saying nothing)."""
 
-    def __init__(self, refuse_after: int | None) -> None:
+    def __init__(
+        self,
+        refuse_after: int | None,
+        refusal: tuple[grpc.StatusCode, str] = (grpc.StatusCode.INVALID_ARGUMENT, "max_people 99 is over the limit"),
+    ) -> None:
         self.refuse_after = refuse_after
+        self.refusal = refusal
         self.frames = 0
         self.streaming = threading.Event()
 
@@ -829,7 +835,7 @@ class _FakeService(pb_grpc.ActionRecognitionServicer):
                 self.frames += 1
                 self.streaming.set()
                 if self.refuse_after is not None and self.frames >= self.refuse_after:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_people 99 is over the server's limit (4)")
+                    context.abort(*self.refusal)
         return iter(())
 
 
@@ -1288,17 +1294,6 @@ def test_reconnect_waits_longer_while_the_server_refuses_or_does_not_answer(monk
     assert state["closed"]
 
 
-class _GoesAwayAtTheFirstFrame(pb_grpc.ActionRecognitionServicer):
-    def GetModelInfo(self, request, context):
-        return pb.ModelInfo(name="sports2d")
-
-    def StreamFrames(self, request_iterator, context):
-        for request in request_iterator:
-            if request.HasField("frame"):
-                context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
-        return iter(())
-
-
 def test_reconnect_says_why_it_gives_up_on_a_camera_read_that_hangs(monkeypatch) -> None:
     """A camera whose read hangs as the server goes away: a new stream would wait on the same
     read, so the client ends, and says that the camera is why it did not reconnect."""
@@ -1312,7 +1307,8 @@ def test_reconnect_says_why_it_gives_up_on_a_camera_read_that_hangs(monkeypatch)
     monkeypatch.setattr(client, "open_source", lambda source: Source(hanging_camera(), 30.0, live=True))
     monkeypatch.setattr(client, "SENDER_STOP_S", 0.2)
     try:
-        with _fake_server(_GoesAwayAtTheFirstFrame()) as port:
+        going_away = _FakeService(refuse_after=1, refusal=(grpc.StatusCode.UNAVAILABLE, "the server is shutting down"))
+        with _fake_server(going_away) as port:
             options = ClientOptions(source="0", server=f"127.0.0.1:{port}", reconnect=True, all_frames=True)
             with pytest.raises(InputError, match="shutting down; not reconnecting: reading 0 has not"):
                 run_client(options, out=io.StringIO(), err=io.StringIO())
