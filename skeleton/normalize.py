@@ -36,11 +36,28 @@ def _nanmedian_or(values: np.ndarray, default: float) -> float:
     return float(np.median(finite)) if finite.size else default
 
 
+def _body_spread(coords: np.ndarray) -> float:
+    """The median over frames of the joints' RMS distance from their mean (NaN: none): a body
+    size for a window whose torso is never seen (hips out of view or not annotated). In the
+    median frame it is the torso's length within 20 %: torso / spread is 1.00 on Penn Action,
+    0.83 on NW-UCLA, 0.84 on MSR Action3D."""
+    present = np.isfinite(coords).all(axis=-1)  # (T, P, J)
+    seen = present.any(axis=-1)
+    if not seen.any():
+        return float("nan")
+    frames = coords[seen]  # (N, J, C)
+    with np.errstate(invalid="ignore"):
+        centre = np.nanmean(frames, axis=1, keepdims=True)
+        spread = np.sqrt(np.nanmean(np.sum((frames - centre) ** 2, axis=-1), axis=1))
+    return _nanmedian_or(spread, float("nan"))
+
+
 def normalize(coords: np.ndarray, layout: Layout, coordinate_space: str, method: str = "centre-torso") -> np.ndarray:
     """Normalise ``coords`` (T, P, J, C) of one sequence or window; NaN stays NaN.
 
-    A sequence with no visible pelvis or torso is returned centred/scaled as far as possible
-    (a torso of 1), never with NaN or inf introduced.
+    A sequence with no visible pelvis is centred on its joints' mean, and one whose torso is
+    never seen is scaled by the spread of its joints (a torso of 1 only when there is nothing
+    to measure), never with NaN or inf introduced.
     """
     if method not in NORMALIZATIONS:
         raise InputError(f"unknown normalisation {method!r}; known: {', '.join(NORMALIZATIONS)}")
@@ -50,7 +67,9 @@ def normalize(coords: np.ndarray, layout: Layout, coordinate_space: str, method:
     centre = np.nanmean(pelvis.reshape(-1, coords.shape[-1]), axis=0) if np.isfinite(pelvis).any() else None
     if centre is None:
         centre = np.nanmean(coords.reshape(-1, coords.shape[-1]), axis=0) if np.isfinite(coords).any() else 0.0
-    torso = _nanmedian_or(np.linalg.norm(neck - pelvis, axis=-1).ravel(), 1.0)
+    torso = _nanmedian_or(np.linalg.norm(neck - pelvis, axis=-1).ravel(), float("nan"))
+    if not torso > 1e-6:  # in pixels, a torso of 1 would blow a window up a hundredfold
+        torso = _body_spread(coords)
     scale = torso if torso > 1e-6 else 1.0
     out = (coords - centre) / scale
     if method.startswith("centre-torso-align") and coords.shape[-1] == 3:

@@ -391,6 +391,26 @@ def test_normalize_image_space_turns_y_up() -> None:
     np.testing.assert_allclose(torso, 1.0, rtol=1e-5)
 
 
+def test_a_window_whose_torso_is_never_seen_is_scaled_by_its_body_not_by_one_pixel() -> None:
+    """Hips out of view (or not annotated) in every frame: no torso to measure. The window is
+    scaled by the spread of the joints it has, so pixel coordinates come out body-sized, not
+    hundreds of units wide (which a model, and its INT8 variant most of all, cannot take)."""
+    penn = get_layout("penn13")
+    image = np.zeros((4, 1, 13, 2), dtype=np.float32)
+    y = {"head": 100, "shoulder": 150, "elbow": 200, "wrist": 240, "hip": 300, "knee": 400, "ankle": 500}
+    for i, name in enumerate(penn.joints):
+        x = 320 + {"left": 40, "right": -40}.get(name.split("_")[0], 0)
+        image[:, 0, i] = (x, y[name.split("_", 1)[-1]])
+    seen = normalize(image, penn, "image")
+    image[:, 0, [penn.index("left_hip"), penn.index("right_hip")]] = np.nan
+    unseen = normalize(image, penn, "image")
+    assert np.isfinite(unseen[:, :, [penn.index("head"), penn.index("left_ankle")]]).all()
+    assert np.nanmax(np.abs(unseen)) < 3.0
+    # the same body, about the same size: the head-to-ankle length within a factor of 1.5
+    length = lambda out: out[0, 0, penn.index("head"), 1] - out[0, 0, penn.index("left_ankle"), 1]  # noqa: E731
+    assert 1 / 1.5 < length(unseen) / length(seen) < 1.5
+
+
 @pytest.mark.parametrize("angle", [0.0, 0.7, np.pi / 2, 2.5, -2.0])
 def test_align_turns_hips_onto_x_and_person_to_face_plus_z(angle: float) -> None:
     base = standing_kinect20() @ yaw(angle).T.astype(np.float32) + np.array([0.5, 0.0, 2.5], dtype=np.float32)

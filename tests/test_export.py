@@ -300,11 +300,11 @@ def test_shipped_3d_models_on_their_real_test_splits(model: str, request: pytest
 
 # Seconds a file on two idle CPU cores: 2.5 (INT8) to 4.5.
 @pytest.mark.slow
-@pytest.mark.parametrize("model, right", [("sports2d", 1258), ("sports2d.fp16", 1258), ("sports2d.int8", 1249)])
+@pytest.mark.parametrize("model, right", [("sports2d", 1258), ("sports2d.fp16", 1258), ("sports2d.int8", 1258)])
 def test_shipped_sports2d_on_the_real_penn_action_train_clips(model: str, right: int, penn_npz: Path) -> None:
     """Train data, not a held-out figure: sports2d was trained on all 1,258 clips of Penn Action's
     train folder (its test split is held back), and its card can only state, for each file, what
-    it answers on those clips (100.0 %, 100.0 %, 99.3 %). The card's headline figure, 99.6 % on
+    it answers on those clips (100.0 % each). The card's headline figure, 99.2 % on
     validation, belongs to another training run with the same settings (on 1,005 of these clips,
     scored on the other 253) and cannot be measured on the shipped model."""
     assert _card_rows("sports2d")[f"{model}.onnx"] == f"{right / 1258:.1%}"

@@ -22,6 +22,7 @@ from conftest import DATA, SOURCES
 from actionrec.cli import main
 from skeleton.dataset import SkeletonDataset
 from skeleton.readers import FORMATS
+from skeleton.readers.penn_action import UNPLACED_WITHIN_PX
 
 
 def convert(fmt: str, out_dir: Path, source: Path | None = None) -> Path:
@@ -124,6 +125,11 @@ def test_penn_action(tmp_path: Path) -> None:
     assert set(ds.views.tolist()) == {0, 1, 2, 3}
     assert len(ds.splits["official/train"]) == 1258  # this folder is the official train split
     assert (ds.image_sizes > 0).all()
+    # Joints the annotators did not place are stored near the image's corner: read as missing.
+    near_corner = (ds.coords < UNPLACED_WITHIN_PX).all(axis=-1)
+    assert not near_corner.any(), f"{near_corner.sum()} joints at the image's corner"
+    missing = np.isnan(ds.coords).any(axis=-1)
+    assert 80_000 < missing.sum() < 100_000 and (ds.confidence[missing] == 0).all()
 
 
 @pytest.mark.parametrize(("fmt", "dims"), [("ntu", 3), ("ntu-color", 2)])
