@@ -814,15 +814,17 @@ def _short_video(path: Path, frames: int = 10) -> Path:
 class _FakeService(pb_grpc.ActionRecognitionServicer):
     """Says the model has no frame rate (so the client sends every frame), counts the stream's
     frames, then ends the stream with ``refusal`` after ``refuse_after`` of them (None: reads on,
-    saying nothing)."""
+    saying nothing), once ``refuse_when`` is set if given."""
 
     def __init__(
         self,
         refuse_after: int | None,
         refusal: tuple[grpc.StatusCode, str] = (grpc.StatusCode.INVALID_ARGUMENT, "max_people 99 is over the limit"),
+        refuse_when: threading.Event | None = None,
     ) -> None:
         self.refuse_after = refuse_after
         self.refusal = refusal
+        self.refuse_when = refuse_when
         self.frames = 0
         self.streaming = threading.Event()
 
@@ -835,6 +837,8 @@ class _FakeService(pb_grpc.ActionRecognitionServicer):
                 self.frames += 1
                 self.streaming.set()
                 if self.refuse_after is not None and self.frames >= self.refuse_after:
+                    if self.refuse_when is not None:
+                        self.refuse_when.wait(30)
                     context.abort(*self.refusal)
         return iter(())
 
@@ -1297,17 +1301,19 @@ def test_reconnect_waits_longer_while_the_server_refuses_or_does_not_answer(monk
 def test_reconnect_says_why_it_gives_up_on_a_camera_read_that_hangs(monkeypatch) -> None:
     """A camera whose read hangs as the server goes away: a new stream would wait on the same
     read, so the client ends, and says that the camera is why it did not reconnect."""
-    release = threading.Event()
+    hanging, release = threading.Event(), threading.Event()
 
     def hanging_camera() -> Iterator[tuple[np.ndarray, int]]:
         yield np.zeros((48, 64, 3), np.uint8), 0
+        hanging.set()
         release.wait(30)
         yield np.zeros((48, 64, 3), np.uint8), 33
 
     monkeypatch.setattr(client, "open_source", lambda source: Source(hanging_camera(), 30.0, live=True))
     monkeypatch.setattr(client, "SENDER_STOP_S", 0.2)
     try:
-        going_away = _FakeService(refuse_after=1, refusal=(grpc.StatusCode.UNAVAILABLE, "the server is shutting down"))
+        shutting_down = (grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        going_away = _FakeService(refuse_after=1, refusal=shutting_down, refuse_when=hanging)  # once the read hangs
         with _fake_server(going_away) as port:
             options = ClientOptions(source="0", server=f"127.0.0.1:{port}", reconnect=True, all_frames=True)
             with pytest.raises(InputError, match="shutting down; not reconnecting: reading 0 has not"):
