@@ -233,8 +233,7 @@ class SkeletonDataset:
         return indices[np.array([self._frames_digest(i) in seen for i in indices], dtype=bool)]
 
     def _frames_digest(self, i: int) -> bytes:
-        frames = self.coords[int(self.offsets[i]) : int(self.offsets[i] + self.lengths[i])]
-        return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).digest()
+        return hashlib.sha256(np.ascontiguousarray(self[i].coords).tobytes()).digest()
 
     def persons_per_sequence(self) -> np.ndarray:
         """How many people actually appear in each sequence (not the padded count)."""
