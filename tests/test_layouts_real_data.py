@@ -248,6 +248,33 @@ def test_nw_ucla_sitting_down_lowers_the_pelvis_and_standing_up_raises_it(nw_ucl
     assert len(as_filed[stand]) == 5 and np.mean(as_filed[stand]) >= 0.8
 
 
+def walking_cadence(ds: SkeletonDataset, action: str) -> float:
+    """Median steps a second of a dataset's walking takes, on the frame times its reader gave:
+    the main frequency of the distance between the ankles, which peaks once a step."""
+    layout = LAYOUTS[ds.layout]
+    left, right = layout.index("left_ankle"), layout.index("right_ankle")
+    cadences = []
+    for s in sequences_of(ds, label_of(ds, action), min_frames=20):
+        gap = np.linalg.norm(s.coords[:, 0, left] - s.coords[:, 0, right], axis=-1).astype(np.float64)
+        if np.isnan(gap).any():
+            continue
+        fps = 1000.0 / np.median(np.diff(s.timestamps_ms))
+        frequencies = np.fft.rfftfreq(1024, d=1.0 / fps)
+        power = np.abs(np.fft.rfft((gap - gap.mean()) * np.hanning(len(gap)), 1024))
+        band = (frequencies > 0.5) & (frequencies < 6.0)
+        cadences.append(frequencies[band][np.argmax(power[band])])
+    return float(np.median(cadences))
+
+
+def test_nw_ucla_frame_rate_gives_a_walking_cadence(nw_ucla: SkeletonDataset, bandai: SkeletonDataset) -> None:
+    """NW-UCLA's files have no time codes: the frame rate is the reader's. Measured: its "walk
+    around" takes step 1.87 times a second at the reader's 15 fps (3.7 at the sensor's nominal 30 fps,
+    a running cadence); Bandai-Namco's 30 fps mocap walks 1.88 times a second."""
+    reference = walking_cadence(bandai, "walk")
+    assert 1.6 < reference < 2.4, reference
+    assert 0.75 < walking_cadence(nw_ucla, "walk around") / reference < 1.25
+
+
 # -- NTU RGB+D sample (ntu25) -------------------------------------------------------------
 # 3-D camera joints. Kinect v2 camera space is documented as right-handed: X to the sensor's
 # left, Y up, Z away from the sensor. Measured: head 0.82 m, feet -0.49 m; torso 0.47 m; head

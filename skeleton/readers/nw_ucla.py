@@ -12,7 +12,12 @@ from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestam
 from skeleton.errors import InputError
 from skeleton.readers.common import input_files, name_fields, one_person
 
-FPS = 30.0
+# The files carry no time codes, and the sensor's nominal 30 fps does not fit them: read at 30 fps,
+# the "walk around" takes step 3.7 times a second at 1.9 m/s (running cadence with 0.5 m steps),
+# where Bandai-Namco's 30 fps mocap walks step 1.9 times a second and its runs 2.4; read at 15 fps
+# they walk at 1.9 steps a second and 0.95 m/s, a slow indoor walk, and a sit-down takes 1.5 s
+# instead of 0.8 (tests/test_layouts_real_data.py checks the cadence).
+FPS = 15.0
 NAME_PATTERN = r"a(?P<a>\d+)_s(?P<s>\d+)_e(?P<e>\d+)_v(?P<v>\d+)\.json"
 # The file label 1..10 stands for the original action ids 1,2,3,4,5,6,8,9,11,12.
 LABEL_NAMES = (
