@@ -37,6 +37,11 @@ from skeleton.windows import MIN_WINDOW_PRESENCE
 # The server gives a clip call up to two minutes (service.server.MAX_CALL_SECONDS); a few clips of
 # a few seconds are posed in well under that.
 CLIP_CALL_TIMEOUT_S = 120.0
+# A person seen this long has made a motion, even where it fills under half a window: the shipped
+# models' training clips last a second or more (nine in ten of NW-UCLA's and Penn Action's), and a
+# model with long windows (daily3d's hold 4.1 s) learnt most of its actions from clips that fill
+# only part of one.
+MOTION_S = 1.0
 
 
 def to_stderr(message: str) -> None:
@@ -187,9 +192,15 @@ def classify(server: Server, path: Path, sending: Sending = Sending(), action_se
 
 def brief_answer(answer: pb.ClassifyClipResponse, info: pb.ModelInfo) -> str:
     """A warning when the person the answer is about was seen for under ``MIN_WINDOW_PRESENCE`` of a
-    window (a still image, a person passing by), else "": the model then sees a pose held still,
-    and its answer says more about that pose than about a motion."""
-    if not info.window_length or answer.frames_seen >= MIN_WINDOW_PRESENCE * info.window_length:
+    window, or under ``MOTION_S`` where that is less (a still image, a person passing by), else "":
+    the model then sees a pose held still, and its answer says more about that pose than about a
+    motion."""
+    if not info.window_length:
+        return ""
+    enough = MIN_WINDOW_PRESENCE * info.window_length
+    if info.frame_rate > 0:
+        enough = min(enough, MOTION_S * info.frame_rate)
+    if answer.frames_seen >= enough:
         return ""
     return (
         f"the person is seen in {_count(answer.frames_seen, 'model frame')} of the {info.window_length} a window holds:"

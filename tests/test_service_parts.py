@@ -41,6 +41,7 @@ from service.client import (
     open_source,
     run_client,
 )
+from service.clip_calls import brief_answer
 from service.devmodel import build_model, sports2d_card
 from service.draw import Annotator, Style, draw_people, label_origin
 from service.errors import NotFound, Overloaded
@@ -251,13 +252,17 @@ def test_raw_frames_must_match_their_declared_size() -> None:
 # ---------------------------------------------------------------- the model's time grid
 
 
-@pytest.mark.parametrize("camera_fps, expected", [(30, 15), (28, 15), (25, 15), (60, 15), (10, 10), (15, 15)])
-def test_gate_admits_the_models_frame_rate(camera_fps: float, expected: int) -> None:
+@pytest.mark.parametrize(
+    "model_fps, camera_fps, expected",
+    [(15.0, 30, 15), (15.0, 28, 15), (15.0, 25, 15), (15.0, 60, 15), (15.0, 10, 10), (15.0, 15, 15)]
+    + [(7.5, 30, 7.5), (7.5, 25, 7.5)],
+)
+def test_gate_admits_the_models_frame_rate(model_fps: float, camera_fps: int, expected: float) -> None:
     for hint in (0.0, camera_fps):
-        gate = FrameGate(15.0, hint)
+        gate = FrameGate(model_fps, hint)
         admitted = [t for t in (round(i * 1000 / camera_fps) for i in range(camera_fps * 4)) if gate.admit(t)]
         assert abs(len(admitted) / 4 - expected) <= 0.5
-        assert np.diff(admitted).max() <= 1000 / min(camera_fps, 15) * 1.5
+        assert np.diff(admitted).max() <= 1000 / min(camera_fps, model_fps) * 1.5
 
 
 def _people(value: float) -> dict[int, np.ndarray]:
@@ -274,7 +279,9 @@ class _ModelInfoOnly:
         return pb.ModelInfo(name="sports2d", frame_rate=self.frame_rate)
 
 
-@pytest.mark.parametrize("model_fps, camera_fps", [(15.0, 500 / 13), (29.97, 59.94), (10.0, 30.0), (20.0, 25.0)])
+@pytest.mark.parametrize(
+    "model_fps, camera_fps", [(15.0, 500 / 13), (29.97, 59.94), (10.0, 30.0), (20.0, 25.0), (7.5, 30.0), (7.5, 25.0)]
+)
 def test_the_clients_gate_sends_only_frames_the_servers_gate_admits(model_fps: float, camera_fps: float) -> None:
     """The client's gate runs on what the protocol carries (ModelInfo.frame_rate and the stream's
     frame_rate_hint, both float32), the server's on the model's own rate and the hint it got:
@@ -294,6 +301,19 @@ def test_the_clients_gate_sends_only_frames_the_servers_gate_admits(model_fps: f
     every = ClientOptions(source="cam", server="x", all_frames=True)
     assert model_frame_gate(ask_model(_ModelInfoOnly(model_fps), every, pinned), every, camera_fps) is None
     assert pinned.model == "sports2d"
+
+
+def test_a_clip_answer_is_called_a_pose_when_seen_under_half_a_window_or_a_second() -> None:
+    """Half a window, or a second where that is less: a 4.1 s window is half filled by a 2 s
+    action, as most of its model's training clips were."""
+    long_window = pb.ModelInfo(window_length=32, frame_rate=7.5)
+    assert brief_answer(pb.ClassifyClipResponse(frames_seen=8), long_window) == ""
+    assert "a pose more than a motion" in brief_answer(pb.ClassifyClipResponse(frames_seen=7), long_window)
+    short_window = pb.ModelInfo(window_length=16, frame_rate=15.0)
+    assert brief_answer(pb.ClassifyClipResponse(frames_seen=8), short_window) == ""
+    assert "seen in 7 model frames of the 16" in brief_answer(pb.ClassifyClipResponse(frames_seen=7), short_window)
+    # a server that does not say its frame rate: half a window
+    assert "pose" in brief_answer(pb.ClassifyClipResponse(frames_seen=15), pb.ModelInfo(window_length=32))
 
 
 def test_windower_hands_out_full_windows_every_stride_at_the_models_rate() -> None:
