@@ -10,9 +10,10 @@ subjects where known; always the same part), so no test split is read. Seed 0 th
 ``config.toml``; they are run, and resumed, by the results table's machinery
 (``export.results_table.run_all``). Planned:
 
-* from scratch, all labels: fps x window length x normalisation (align only for 3-D) x epochs;
-* fine-tuning the CFSEM encoders of ``runs/table/pretrain/`` on their own window (fps 15,
-  32 frames, the base normalisation): label budget x encoder learning-rate scale x epochs.
+* from scratch, all labels: fps (the base config's and twice it) x window length x normalisation
+  (align only for 3-D) x epochs;
+* fine-tuning the CFSEM encoders of ``runs/table/pretrain/`` on the base config's window: label
+  budget x encoder learning-rate scale x epochs.
 
 The report (always written last, from whatever results exist) is ``results/validation-sweep.md``
 (``--results``): each benchmark's settings sorted by validation accuracy, and the best setting
@@ -35,7 +36,7 @@ from export.results_table import BENCHMARKS, BUDGETS, ROOT, Run, run_all
 RUNS = Path("runs/sweep")
 PRETRAINED = Path("runs/table/pretrain")
 ENCODERS = {2: "2d-cfsem", 3: "3d-cfsem"}  # pretraining run per window dims
-FPS = (15.0, 30.0)
+FPS_FACTORS = (1.0, 2.0)  # of the base config's frame rate
 LENGTHS = (32, 48)
 NORMALIZATIONS = {2: ("centre-torso",), 3: ("centre-torso", "centre-torso-align")}
 EPOCHS = (60, 120)
@@ -80,7 +81,9 @@ def plan(data_dir: str, runs_root: Path = RUNS, epochs: int | None = None) -> di
         window, dims = base.window, base.window.dims
         settings = [
             Setting(benchmark, "scratch", "100%", fps, length, norm, ep, 1.0, False)
-            for fps, length, norm, ep in itertools.product(FPS, LENGTHS, NORMALIZATIONS[dims], EPOCHS)
+            for fps, length, norm, ep in itertools.product(
+                [window.fps * f for f in FPS_FACTORS], LENGTHS, NORMALIZATIONS[dims], EPOCHS
+            )
         ]
         settings += [
             Setting(benchmark, "finetune", budget, window.fps, window.length, window.normalization, ep, scale, False)

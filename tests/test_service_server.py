@@ -344,7 +344,7 @@ def test_track_ids_that_change_every_frame_are_bounded_and_counted(api, config: 
 
 
 def test_3d_skeletons_feed_the_3d_model(api) -> None:
-    times = np.arange(90) * 33
+    times = np.arange(150) * 33  # 5 s: longer than a daily3d window (4.1 s), so a live window forms
     flat = waving_person("ntu25", times, scale=0.01, offset=(0.0, 0.0))
     person = np.concatenate([flat * np.array([1, -1]), np.full(flat.shape[:2] + (1,), 3.0)], axis=-1)
     config = pb.SkeletonStreamConfig(
@@ -352,6 +352,7 @@ def test_3d_skeletons_feed_the_3d_model(api) -> None:
     )
     outcome = collect(api.StreamSkeletons(skeleton_requests(config, skeleton_frames([person], times)), timeout=TIMEOUT))
     assert outcome.events and all(e.model == "daily3d" for e in outcome.events)
+    assert outcome.events[0].end_ms < times[-1]  # before the stream's end: not only its final flush
 
 
 # ---------------------------------------------------------------- clips
