@@ -52,8 +52,9 @@ _HEADER_FIELDS = {
     "label_names": ((list,), "a list of class names"),
     "source": ((str,), "a text"),
     "view_names": ((list,), "a list of view names"),
+    "reader": ((str,), "the converting reader's format and revision"),
 }
-_HEADER_DEFAULTS = {"source": "", "view_names": []}
+_HEADER_DEFAULTS = {"source": "", "view_names": [], "reader": ""}
 
 
 def checked_labels(labels: object, what: str) -> tuple[str, ...]:
@@ -129,6 +130,9 @@ class SkeletonDataset:
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
     view_names: tuple[str, ...] = ()
+    # The reader that converted the source and its revision ("nw-ucla 2"; skeleton.readers), kept
+    # through subsets and remapping; "" for data no reader converted.
+    reader: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -154,6 +158,7 @@ class SkeletonDataset:
         splits: dict[str, Iterable[int]] | None = None,
         source: str = "",
         view_names: Iterable[str] = (),
+        reader: str = "",
     ) -> SkeletonDataset:
         """Pack sequences (people padded with NaN to the largest count) into one dataset."""
         if not sequences:
@@ -189,6 +194,7 @@ class SkeletonDataset:
             splits={k: np.asarray(sorted(v), dtype=np.int64) for k, v in (splits or {}).items()},
             source=source,
             view_names=tuple(view_names),
+            reader=reader,
         )
 
     # -- reading --------------------------------------------------------------------------
@@ -269,6 +275,7 @@ class SkeletonDataset:
             timestamps_ms=self.timestamps_ms[frames],
             source=self.source,
             view_names=self.view_names,
+            reader=self.reader,
         )
 
     # -- checking -------------------------------------------------------------------------
@@ -372,6 +379,7 @@ class SkeletonDataset:
             "splits": sorted(self.splits),
             "source": self.source,
             "view_names": list(self.view_names),
+            "reader": self.reader,
         }
 
     def save(self, path: Path, compact: bool = False) -> None:
@@ -419,7 +427,7 @@ class SkeletonDataset:
             raise InputError(f"{path}: not a readable skeleton dataset ({type(e).__name__}: {e})") from None
         try:
             fields = _header_values(header)
-            return cls(
+            dataset = cls(
                 **fields,
                 names=arrays["names"],
                 labels=arrays["labels"],
@@ -436,6 +444,11 @@ class SkeletonDataset:
             raise InputError(f"{path}: skeleton dataset lacks {e}") from None
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
+        from skeleton.readers import outdated_conversion  # the readers import this module
+
+        if why := outdated_conversion(dataset.reader, dataset.source):
+            raise InputError(f"{path}: {why}")
+        return dataset
 
 
 def _header_values(header: dict) -> dict:

@@ -45,4 +45,5 @@ def remap(
         splits=dataset.splits,
         source=f"{dataset.source}; remapped to {layout} at {fps:g} fps",
         view_names=dataset.view_names,
+        reader=dataset.reader,
     )

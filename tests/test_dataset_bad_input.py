@@ -137,10 +137,43 @@ def test_training_refuses_a_bad_dataset_before_writing_anything(
         ({"view_names": 5}, "header field 'view_names' must be a list of view names, not 5"),
         ({"view_names": ["front", 2]}, "header field 'view_names' must be a list of view names, not ['front', 2]"),
         ({"source": {"a": 1}}, "header field 'source' must be a text, not {'a': 1}"),
+        ({"reader": 2}, "header field 'reader' must be the converting reader's format and revision, not 2"),
     ],
 )
 def test_a_header_field_of_the_wrong_type_is_refused_naming_it(tmp_path: Path, header: dict, expected: str) -> None:
     assert expected in _refused(_written(tmp_path / "bad.npz", header=header))
+
+
+@pytest.mark.parametrize(
+    "header, refused",
+    [
+        ({"reader": "nw-ucla 2"}, False),
+        ({"reader": "nw-ucla 1"}, True),
+        ({"reader": "bvh 1"}, False),
+        # converted before readers signed their files, known by the source text
+        ({"reader": "", "source": "NW-UCLA Multiview Action3D (nw-ucla/all_sqe)"}, True),
+        ({"reader": "", "source": "Penn Action (penn-action-train); views index view_names"}, True),
+        ({"reader": ""}, False),  # no reader's: the project's synthetic data, a user's own
+    ],
+)
+def test_a_file_converted_by_an_older_reader_is_refused(tmp_path: Path, header: dict, refused: bool) -> None:
+    """It would train and score on the old reading without a word."""
+    path = _written(tmp_path / "data.npz", header=header)
+    if refused:
+        message = _refused(path)
+        assert "revision 1 of the" in message and "revision 2 reads the source differently" in message
+        assert "convert it again (`make data`" in message
+    else:
+        assert SkeletonDataset.load(path).reader == header["reader"]
+
+
+def test_a_readers_signature_survives_subsets_remapping_and_files(tmp_path: Path) -> None:
+    from skeleton.transform import remap
+
+    signed = _dataset(reader="nw-ucla 2")
+    remapped = remap(signed.subset([0, 1]), "kinect20", 15.0)
+    remapped.save(tmp_path / "compact.npz", compact=True)
+    assert SkeletonDataset.load(tmp_path / "compact.npz").reader == "nw-ucla 2"
 
 
 @pytest.mark.parametrize("key", ["coords", "confidence", "timestamps_ms"])

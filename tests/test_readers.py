@@ -68,7 +68,7 @@ def test_msr_action3d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_nw_ucla(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ds = SkeletonDataset.load(convert("nw-ucla", tmp_path))
     assert "relabelled 24 takes labelled as the reverse of their action" in capsys.readouterr().err
-    assert (ds.layout, ds.dims, ds.units) == ("kinect20", 3, "m")
+    assert (ds.layout, ds.dims, ds.units, ds.fps, ds.reader) == ("kinect20", 3, "m", 15.0, "nw-ucla 2")
     assert len(ds) == 1484
     assert ds.num_frames == 58534
     assert len(ds.label_names) == 10
