@@ -31,6 +31,7 @@ import numpy as np
 from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
+from skeleton.provenance import outdated_conversion
 from skeleton.resample import MAX_SEQUENCE_SPAN_MS
 
 FORMAT_NAME = "actionrec-skeleton-dataset"
@@ -427,6 +428,8 @@ class SkeletonDataset:
             raise InputError(f"{path}: not a readable skeleton dataset ({type(e).__name__}: {e})") from None
         try:
             fields = _header_values(header)
+            if why := outdated_conversion(fields["reader"], fields["source"]):
+                raise InputError(why)
             dataset = cls(
                 **fields,
                 names=arrays["names"],
@@ -444,10 +447,6 @@ class SkeletonDataset:
             raise InputError(f"{path}: skeleton dataset lacks {e}") from None
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
-        from skeleton.readers import outdated_conversion  # the readers import this module
-
-        if why := outdated_conversion(dataset.reader, dataset.source):
-            raise InputError(f"{path}: {why}")
         return dataset
 
 
