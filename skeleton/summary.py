@@ -37,6 +37,7 @@ def summarize(dataset: SkeletonDataset) -> dict:
         "views": known(dataset.views),
         "splits": {name: int(len(idx)) for name, idx in sorted(dataset.splits.items())},
         "source": dataset.source,
+        "reader": dataset.reader,
     }
 
 
@@ -45,6 +46,7 @@ def format_summary(summary: dict) -> str:
     per_sequence = summary["frames_per_sequence"]
     lines = [
         f"source      {summary['source']}",
+        f"reader      {summary['reader'] or 'none recorded'}",
         f"layout      {summary['layout']} ({summary['dims']}-D,"
         f" {summary['coordinate_space']} space, {summary['units']})",
         f"fps         {summary['fps']:g}",

@@ -173,7 +173,7 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str)
     assert summary["sequences"] == len(ds)
     assert summary["frames"] == ds.num_frames
     assert summary["layout"] == ds.layout
-    assert summary["fps"] == ds.fps
+    assert (summary["fps"], summary["reader"]) == (ds.fps, ds.reader) and ds.reader
     assert list(summary["classes"]) == list(ds.label_names)
     # Hours span each sequence's first to last timestamp: a stretch the sensor lost counts.
     spans = [(s.timestamps_ms[-1] - s.timestamps_ms[0]) / 1000 + 1 / ds.fps for s in ds]
