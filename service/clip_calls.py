@@ -71,12 +71,13 @@ class Server:
 class Sending:
     """How clip files are sent: for which model (the server's default for ""), with how many people
     posed a frame (0: the server's default), shrunk to what width (None: as ``service.outgoing``
-    decides from the width the server poses at; 0: as they are), and where a warning about a file goes."""
+    decides from the width the server poses at; 0: as they are), and where what is said about a
+    file goes (warnings, and an enrolment's progress)."""
 
     model: str = ""
     max_people: int = 0
     width: int | None = None
-    warn: Callable[[str], None] = to_stderr
+    tell: Callable[[str], None] = to_stderr
 
 
 def model_info(server: Server, model: str) -> pb.ModelInfo:
@@ -108,7 +109,7 @@ def check_clip_files(paths: list[Path]) -> None:
 
 def clip_from_file(path: Path, model: pb.ModelInfo, sending: Sending = Sending()) -> pb.Clip:
     """A video or image file as a clip of the JPEG frames ``model`` uses, sized for its server;
-    ``sending.warn`` hears of a file that ends well before the frames it declares."""
+    ``sending.tell`` hears of a file that ends well before the frames it declares."""
     quiet_ffmpeg_log()
     info = probe_video(path)
     frame_rate = model.frame_rate
@@ -132,7 +133,7 @@ def clip_from_file(path: Path, model: pb.ModelInfo, sending: Sending = Sending()
     if not clip.frames:
         raise InputError(f"{path}: no frame could be read")
     if warning := cut_short(read, info.frame_count):
-        sending.warn(f"{path}: {warning}")
+        sending.tell(f"{path}: {warning}")
     return pb.Clip(frames=clip)
 
 
@@ -173,7 +174,7 @@ def classify(server: Server, path: Path, sending: Sending = Sending(), action_se
     except CallFailed as e:
         raise e.about(str(path)) if e.code == "INVALID_ARGUMENT" else e from None
     if warning := brief_answer(answer, info):
-        sending.warn(f"{path}: {warning}")
+        sending.tell(f"{path}: {warning}")
     best = answer.labels[0] if answer.labels else pb.LabelScore()
     return {
         "clip": str(path),
@@ -235,7 +236,7 @@ def enroll(server: Server, action: str, paths: list[Path], action_set: str = "",
     for path in paths:
         examples.append(clip_from_file(path, info, sending))
         # an enrolment of many clips takes minutes: say what is being sent
-        sending.warn(f"{path}: {len(examples[-1].frames.frames)} frames at {info.frame_rate:g} fps")
+        sending.tell(f"{path}: {len(examples[-1].frames.frames)} frames at {info.frame_rate:g} fps")
     request = pb.EnrollActionRequest(action_set=action_set, action=action, model=info.name, examples=examples)
     check_size(request, paths, info)
     try:

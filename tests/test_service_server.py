@@ -986,10 +986,10 @@ def test_classify_enroll_list_and_delete_from_video_files(address: str, tmp_path
     narrow = clip_from_file(hugging, info, Sending(width=320)).frames.frames[0]  # --width
     assert cv2.imdecode(np.frombuffer(narrow.encoded, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (180, 320)
     warnings: list[str] = []
-    answer = classify(server, wrestling, Sending(warn=warnings.append), top_k=3)
+    answer = classify(server, wrestling, Sending(tell=warnings.append), top_k=3)
     assert warnings == []
     still = VIDEOS / "basketball1.png"  # a photo: one pose, held still for the whole window
-    photo = classify(server, still, Sending(warn=warnings.append))
+    photo = classify(server, still, Sending(tell=warnings.append))
     assert photo["windows"] == 1 and photo["frames_seen"] == 1
     assert warnings == [
         f"{still}: the person is seen in 1 model frame of the 32 a window holds:"
@@ -1052,7 +1052,7 @@ def test_clip_files_the_server_refuses_are_named_and_the_others_still_answered(
     assert captured.err.splitlines() == [f"actionrec classify: error: {first['error']}"]
     server = Server(address)
     with pytest.raises(InputError, match=rf"INVALID_ARGUMENT: {nobody}: no person found in the clip's 10 frames"):
-        enroll(server, "wave", [wrestling, nobody], "cli-errors", Sending(warn=lambda message: None))
+        enroll(server, "wave", [wrestling, nobody], "cli-errors", Sending(tell=lambda message: None))
     assert list_actions(server, "cli-errors", "") == []
 
 
@@ -1099,12 +1099,12 @@ def test_a_clip_file_cut_short_is_sent_with_a_warning(tmp_path: Path) -> None:
     cut.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
     warnings: list[str] = []
     model = pb.ModelInfo(frame_rate=15.0, pose_width=640)
-    clip = clip_from_file(cut, model, Sending(warn=warnings.append))
+    clip = clip_from_file(cut, model, Sending(tell=warnings.append))
     assert clip.frames.frames and warnings == [
         f"{cut}: the video ended after 77 of the 164 frames its file declares (cut short?)"
     ]
     warnings.clear()
-    clip_from_file(original, model, Sending(warn=warnings.append))
+    clip_from_file(original, model, Sending(tell=warnings.append))
     assert warnings == []
 
 
