@@ -32,6 +32,12 @@ from skeleton.pose.tracker import TRACKS_PER_PERSON
 from skeleton.resample import resample
 from skeleton.windows import MIN_WINDOW_PRESENCE, WindowSpec, fit_length
 
+# Timestamps arrive in whole milliseconds, and most models' grid times do not (15 fps: every
+# 66.67 ms), so a frame stamped 1333 ms is the frame of the grid time 1333.33 ms: a grid time
+# within half a millisecond of a frame's timestamp is that frame's. Without this, the last grid
+# time of a clip whose last frame was rounded down was never read, and a clip's window lost it.
+TIMESTAMP_TOLERANCE_MS = 0.5
+
 
 class FrameGate:
     """Admits the frames a model at ``fps`` needs: the one nearest each of its frame times.
@@ -120,7 +126,7 @@ class StreamWindower:
         timestamp_ms = float(timestamp_ms)
         if self._origin is None:
             self._origin = timestamp_ms
-        last_step = math.floor((timestamp_ms - self._origin) / self.period + 1e-9)
+        last_step = math.floor((timestamp_ms - self._origin + TIMESTAMP_TOLERANCE_MS) / self.period)
         # Windows still to come end at this frame's steps or later, so they hold no step before this.
         oldest_useful = self._next_step - self.spec.length + 1
         for track_id, coords in people.items():
@@ -147,10 +153,10 @@ class StreamWindower:
         steps = self._steps_between(first, last)
         if not steps.size:
             return
-        # the last step may lie a rounding error past this frame: it is this frame
-        times = np.minimum(self._origin + steps * self.period, timestamp_ms)
+        times = self._origin + steps * self.period
+        times[np.abs(times - timestamp_ms) <= TIMESTAMP_TOLERANCE_MS] = timestamp_ms  # this frame's grid time
         if track.last_time == timestamp_ms:  # first seen in this frame: nothing to interpolate from
-            values = np.where((np.abs(times - timestamp_ms) < 1e-3)[:, None, None], coords[None], np.nan)
+            values = np.where((times == timestamp_ms)[:, None, None], coords[None], np.nan)
         else:
             observed = np.stack([track.last_coords, coords])
             values = resample(observed, np.array([track.last_time, timestamp_ms]), times, self.max_gap_ms)

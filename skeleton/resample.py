@@ -33,7 +33,9 @@ def sample_times(start_ms: float, end_ms: float, fps: float) -> np.ndarray:
             " a sequence may last (timestamps are in ms)"
         )
     count = int(np.floor((end_ms - start_ms) * fps / 1000.0 + 1e-6)) + 1
-    return start_ms + np.arange(max(count, 0)) * (1000.0 / fps)
+    # The last time may come out a rounding error past ``end_ms`` (20 * 1000 / 15 against
+    # 10 * (1000 / 7.5)): it is ``end_ms``, not a time after the sequence (read as missing).
+    return np.minimum(start_ms + np.arange(max(count, 0)) * (1000.0 / fps), end_ms)
 
 
 def resample(

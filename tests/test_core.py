@@ -544,6 +544,12 @@ def test_resample_edge_cases() -> None:
     assert sample_times(0.0, 100.0, 30.0).tolist() == pytest.approx([0.0, 100 / 3, 200 / 3, 100.0])
     with pytest.raises(InputError, match="not positive"):
         sample_times(0.0, 100.0, 0.0)
+    # The last sample time computed a rounding error past the last frame is that frame, not missing.
+    end = np.arange(21) * 1000 / 15
+    assert 10 * (1000 / 7.5) > end[-1]
+    values = np.arange(21, dtype=np.float32)[:, None]
+    resampled, times = resample_to_fps(values, end, 7.5)
+    assert times[-1] == end[-1] and resampled[:, 0].tolist() == list(range(0, 21, 2))
 
 
 def test_remap_gives_a_model_the_clips_the_original_gives_it_gaps_included() -> None:

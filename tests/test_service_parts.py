@@ -55,6 +55,7 @@ from service.testing import ROOT, VIDEOS, free_port
 from service.windowing import TRACKS_PER_PERSON, FrameGate, StreamWindower
 from skeleton.errors import InputError
 from skeleton.pose.video import probe_video, read_frames, resize_to, shrunk_size
+from skeleton.resample import resample_to_fps
 from skeleton.windows import WindowSpec
 
 SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=10.0, normalization="centre-torso")
@@ -338,6 +339,25 @@ def test_windower_leaves_gaps_missing_and_flushes_a_short_clip() -> None:
     # 7 grid steps held out to 8 by repeating the last; the gap stays missing, not invented
     assert window.samples[:, 0, 0].tolist()[:3] == [0, 100, 200] and window.samples[6:, 0, 0].tolist() == [600, 600]
     assert np.isnan(window.samples[3:6, 0, 0]).all()
+
+
+def test_whole_millisecond_timestamps_fill_the_grid_times_they_round() -> None:
+    """A 15 fps clip with timestamps in whole milliseconds (as the protocol carries them) for a
+    7.5 fps model: every other frame is a grid time, some rounded down (1333 for 1333.33 ms).
+    The window holds every grid time the clip spans, the last one included, with those frames'
+    joints exactly: what resampling the clip at its exact times gives (how it was trained)."""
+    spec = WindowSpec(layout="penn13", dims=2, length=32, fps=7.5, normalization="centre-torso")
+    exact = np.arange(21) * 1000 / 15  # the last frame at 1333.33 ms, grid step 10
+    coords = np.repeat(np.arange(21, dtype=np.float32)[:, None, None], spec.num_joints, axis=1).repeat(2, axis=2)
+    expected, _ = resample_to_fps(coords, exact, spec.fps)
+    for first_seen in (0, 4):  # a person first seen at a frame stamped 267 for the grid time 266.67
+        windower = StreamWindower(spec, stride=16, max_gap_ms=300)
+        for i, t in enumerate(np.round(exact)):
+            assert windower.add(t, {7: coords[i]} if i >= first_seen else {}) == []
+        (window,) = windower.flush(min_samples=1)
+        assert window.present == len(expected) - first_seen // 2 and window.end_ms == pytest.approx(exact[-1])
+        seen = window.samples[np.isfinite(window.samples[:, 0, 0]), 0, 0]
+        assert np.unique(seen).tolist() == expected[first_seen // 2 :, 0, 0].tolist()
 
 
 def test_a_person_missing_from_some_frames_is_read_at_every_grid_time_between_them() -> None:
