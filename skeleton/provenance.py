@@ -12,20 +12,22 @@ READER_REVISIONS: dict[str, tuple[int, str]] = {
     "nw-ucla": (2, "its clips are read at 15 fps, not 30"),
     "penn-action": (2, "joints the annotators did not place are missing, not at the image's corner"),
 }
-# Files converted before readers signed them (revision 1), known by the source text each reader writes.
+# Files converted before readers signed them (revision 1), known by the source text each reader
+# writes. Only readers past revision 1 need an entry: an unsigned file of any other is current.
 _UNSIGNED_SOURCES = {
-    "MSR Action3D (": "msr-action3d",
     "NW-UCLA Multiview Action3D (": "nw-ucla",
     "Penn Action (": "penn-action",
-    "NTU RGB+D (": "ntu",
-    "BVH motion capture (": "bvh",
-    "Bandai-Namco Research motion dataset 2 positions (": "bandai-positions",
 }
 
 
 def reader_signature(fmt: str) -> str:
     """What a dataset converted by ``fmt``'s reader records as its ``reader``: "nw-ucla 2"."""
     return f"{fmt} {READER_REVISIONS.get(fmt, (1, ''))[0]}"
+
+
+def unsigned_reader(source: str) -> str:
+    """The reader past revision 1 that writes ``source`` (a dataset's source text), or ""."""
+    return next((fmt for prefix, fmt in _UNSIGNED_SOURCES.items() if source.startswith(prefix)), "")
 
 
 def outdated_conversion(reader: str, source: str) -> str | None:
@@ -35,8 +37,7 @@ def outdated_conversion(reader: str, source: str) -> str | None:
         fmt, _, revision_text = reader.partition(" ")
         revision = int(revision_text) if revision_text.isdigit() else 0
     else:
-        fmt = next((f for prefix, f in _UNSIGNED_SOURCES.items() if source.startswith(prefix)), "")
-        revision = 1
+        fmt, revision = unsigned_reader(source), 1
     if fmt not in READER_REVISIONS or revision >= READER_REVISIONS[fmt][0]:
         return None
     current, change = READER_REVISIONS[fmt]

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, SOURCES
+from conftest import DATA, SOURCES, converted
 
 from actionrec.cli import main
 from skeleton.dataset import SkeletonDataset
+from skeleton.provenance import READER_REVISIONS, reader_signature, unsigned_reader
 from skeleton.readers import FORMATS
 from skeleton.readers.penn_action import UNPLACED_WITHIN_PX
 
@@ -130,6 +131,15 @@ def test_penn_action(tmp_path: Path) -> None:
     assert not near_corner.any(), f"{near_corner.sum()} joints at the image's corner"
     missing = np.isnan(ds.coords).any(axis=-1)
     assert 80_000 < missing.sum() < 100_000 and (ds.confidence[missing] == 0).all()
+
+
+@pytest.mark.parametrize("fmt", sorted(READER_REVISIONS))
+def test_a_reader_past_revision_1_is_known_by_its_source_text(fmt: str) -> None:
+    """Files converted before readers signed them carry only their source text: what the reader
+    writes there must name it, or such a file of an old reading would load as current."""
+    dataset = converted(fmt)
+    assert dataset.reader == reader_signature(fmt)
+    assert unsigned_reader(dataset.source) == fmt
 
 
 @pytest.mark.parametrize(("fmt", "dims"), [("ntu", 3), ("ntu-color", 2)])
