@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from skeleton.errors import InputError
+from skeleton.pose.estimator import MAX_IMAGE_SIDE
 from skeleton.pose.video import resize_to, shrunk_size
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -204,6 +205,8 @@ def check_frame(frame, index: int, limits: FrameLimits, arrived: float | None = 
             raise InputError(
                 f"image of {width}x{height} pixels is empty or over the limit of {limits.max_image_pixels} pixels"
             )
+        if max(width, height) > MAX_IMAGE_SIDE:  # pose would abort the server on it
+            raise InputError(f"image of {width}x{height} pixels has a side over {MAX_IMAGE_SIDE} pixels")
     except InputError as e:
         raise InputError(f"frame {index} (t={frame.timestamp_ms} ms): {e}") from None
     return IncomingFrame(index, frame.timestamp_ms, width, height, data, kind == "raw", arrived, orientation)

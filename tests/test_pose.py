@@ -14,7 +14,7 @@ from actionrec.cli import main
 from benchmarks.pose_vs_kinect import compare
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.errors import InputError
-from skeleton.pose.estimator import MediaPipePose
+from skeleton.pose.estimator import MAX_IMAGE_SIDE, MediaPipePose
 from skeleton.pose.tracker import PersonTracker
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -178,6 +178,15 @@ def test_pose_refuses_non_increasing_timestamps() -> None:
         with pytest.raises(InputError, match="does not follow"):
             pose.estimate(frame, 10)
         assert pose.estimate(frame, 11) == []  # still usable after the refusal
+
+
+def test_pose_refuses_an_image_with_a_side_mediapipe_cannot_take() -> None:
+    """MediaPipe aborts the process (SIGABRT, no exception) on a side of 32767 pixels or more."""
+    with MediaPipePose(max_people=1) as pose:
+        for shape in ((MAX_IMAGE_SIDE + 1, 1, 3), (1, MAX_IMAGE_SIDE + 1, 3)):
+            with pytest.raises(InputError, match=f"has a side over {MAX_IMAGE_SIDE}"):
+                pose.estimate(np.zeros(shape, dtype=np.uint8), 10)
+        assert pose.estimate(np.zeros((MAX_IMAGE_SIDE, 1, 3), dtype=np.uint8), 11) == []
 
 
 def _write(path: Path, content: bytes) -> Path:

@@ -584,6 +584,12 @@ def _frame(timestamp: int, **image) -> pb.StreamFramesRequest:
         ([CONFIG, _frame(0, encoded=b"")], "empty image bytes"),
         ([CONFIG, _frame(0, encoded=PNG + bytes(2 << 20))], "over the limit of 1048576"),
         ([CONFIG, _frame(0, raw=pb.RawImage(rgb=bytes(100), width=10, height=10))], "needs 300 RGB bytes"),
+        # a tiny file: MediaPipe would abort the whole server on a side of 32767 pixels or more
+        (
+            [CONFIG, _frame(0, encoded=cv2.imencode(".png", np.zeros((40_000, 1, 3), np.uint8))[1].tobytes())],
+            "image of 1x40000 pixels has a side over 16384",
+        ),
+        ([CONFIG, _frame(0, raw=pb.RawImage(rgb=bytes(3 * 16_385), width=16_385, height=1))], "has a side over"),
         ([CONFIG, _frame(0, encoded=PNG), _frame(0, encoded=PNG)], "does not follow the previous frame's 0 ms"),
         ([CONFIG, _frame(10, encoded=PNG), _frame(5, encoded=PNG)], "does not follow"),
         ([pb.StreamFramesRequest(config=pb.StreamConfig(max_people=99))], "over this server's limit"),
@@ -597,6 +603,8 @@ def _frame(timestamp: int, **image) -> pb.StreamFramesRequest:
         "empty-bytes",
         "oversized-bytes",
         "wrong-raw-size",
+        "tall-png",
+        "wide-raw",
         "repeated-timestamp",
         "decreasing-timestamp",
         "too-many-people",

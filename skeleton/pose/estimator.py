@@ -25,6 +25,10 @@ os.environ.setdefault("GLOG_minloglevel", "1")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POSE_MODEL = Path(os.environ.get("ACTIONREC_POSE_MODEL", PROJECT_ROOT / "models" / "pose_landmarker_full.task"))
 POSE_LAYOUT = "mediapipe33"
+# MediaPipe's pose graph aborts the whole process (an OpenCV assertion in C++: SIGABRT, not an
+# exception) on an image with a side of 32767 pixels or more. Images with a side over this are
+# refused before it sees them: far beyond any camera's (8K is 7680 x 4320).
+MAX_IMAGE_SIDE = 16384
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class MediaPipePose:
 
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise InputError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        if max(rgb.shape[:2]) > MAX_IMAGE_SIDE:
+            raise InputError(f"an image of {rgb.shape[1]}x{rgb.shape[0]} pixels has a side over {MAX_IMAGE_SIDE}")
         timestamp_ms = int(timestamp_ms)
         if self._last_timestamp_ms is not None and timestamp_ms <= self._last_timestamp_ms:
             raise InputError(
