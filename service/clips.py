@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.actions import unit
+from service.batcher import Batcher
 from service.errors import DeadlineExceeded, Unavailable
 from service.frames import IncomingFrame, check_frame
 from service.lanes import Lane
-from service.models import LoadedModel
+from service.models import Classified, LoadedModel
 from service.posing import FramePoser, pose_coordinate_space, start_estimator, stop_estimator
 from service.runtime import Runtime
-from service.session import resolve_max_people
+from service.session import queue_share, resolve_max_people
 from service.skeletons import SkeletonParser, resolve_format
 from service.windowing import FrameGate, StreamWindower
 from skeleton.errors import InputError
@@ -115,6 +116,20 @@ def _parse_skeletons(clip, model: LoadedModel, runtime: Runtime) -> tuple[Observ
     return [(frame.timestamp_ms, parser.parse(frame, i)) for i, frame in enumerate(clip.frames)], fmt.coordinate_space
 
 
+def _classify(windows: list[np.ndarray], batcher: Batcher, deadline: float) -> list[Classified]:
+    """Every window's result by ``deadline``, holding no more of the model's queue at a time than
+    a stream may (``queue_share``): a long clip's windows submitted at once (hundreds for a
+    900-frame clip) would fill the queue every stream of the model shares."""
+    share, results = queue_share(batcher), []
+    for first in range(0, len(windows), share):
+        futures = [batcher.submit(window) for window in windows[first : first + share]]
+        try:
+            results += [f.result(max(0.0, deadline - time.monotonic())) for f in futures]
+        except FutureTimeout:
+            raise DeadlineExceeded("classifying the clip took longer than the call's deadline") from None
+    return results
+
+
 def answer_clip(
     clip, model: LoadedModel, runtime: Runtime, deadline: float, active: Callable[[], bool] = lambda: True
 ) -> ClipAnswer:
@@ -144,12 +159,7 @@ def answer_clip(
     seen = Counter(track for _, people in observations for track in people)
     track_id = max({w.track_id for w in windows}, key=lambda t: (seen[t], -t))
     mine = [w for w in windows if w.track_id == track_id]
-    batcher = runtime.batchers[model.name]
-    futures = [batcher.submit(prepare_window(w.samples, spec, space)) for w in mine]
-    try:
-        results = [f.result(max(0.0, deadline - time.monotonic())) for f in futures]
-    except FutureTimeout:
-        raise DeadlineExceeded("classifying the clip took longer than the call's deadline") from None
+    results = _classify([prepare_window(w.samples, spec, space) for w in mine], runtime.batchers[model.name], deadline)
     return ClipAnswer(
         track_id=track_id,
         start_ms=min(w.start_ms for w in mine),

@@ -27,6 +27,7 @@ from functools import partial
 
 import numpy as np
 
+from service.batcher import Batcher
 from service.config import MAX_STREAM_ID
 from service.errors import Overloaded, ServiceError, status_of
 from service.frames import IncomingFrame, check_frame
@@ -55,10 +56,16 @@ FRAMES_PER_TURN = 2
 # How long a failed stream's statistics wait for the frames it was posing to come back and be
 # counted (a pose takes tens of milliseconds); past it they are sent with those frames pending.
 FAILED_STREAM_SETTLE_S = 2.0
-# The share of its model's batch queue one stream may hold: a skeleton client sending as fast as
-# it can (one window a frame) would otherwise fill the queue that every stream of the model
-# shares, and the others' windows would be refused. A quarter leaves room for three more.
+# The share of its model's batch queue one stream (or clip call) may hold: a skeleton client
+# sending as fast as it can (one window a frame), or a long clip, would otherwise fill the queue
+# that every stream of the model shares, and the others' windows would be refused. A quarter
+# leaves room for three more.
 STREAM_QUEUE_SHARE = 0.25
+
+
+def queue_share(batcher: Batcher) -> int:
+    """How many windows one stream or clip call may have in ``batcher``'s queue at a time."""
+    return max(1, int(batcher.max_queue * STREAM_QUEUE_SHARE))
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,7 @@ class StreamSession:
         self._last_arrival = time.monotonic()
         self._input_ended = self._flushed = self._finished = self._closed = False
         self._close_reason = ""  # what a frame still pending when the stream closed is dropped as
-        self._queue_share = max(1, int(self.batcher.max_queue * STREAM_QUEUE_SHARE))
+        self._queue_share = queue_share(self.batcher)
         # A lossless skeleton stream's reader waits for room in its share instead of losing windows;
         # a frame stream's windows come from a pose worker, which must not wait for one stream.
         self._waits_for_window_room = False

@@ -372,6 +372,22 @@ def test_classify_clip_of_a_still_image_and_of_skeletons(api) -> None:
     assert answer.windows >= 2 and len(answer.labels) == 1 and answer.end_ms > answer.start_ms
 
 
+def test_a_long_clip_holds_no_more_of_the_queue_than_a_stream(api, config: ServerConfig) -> None:
+    """A clip's windows go to the model a stream's share at a time (a quarter of its queue): all
+    at once, a long clip would fill the queue every stream of the model shares (here: be refused
+    by a queue of 8 outright), and the answer is still the mean over every window."""
+    clip = pb.Clip(skeletons=pb.SkeletonClip(frames=waving_skeletons(20.0, fps=10.0, people=1)))
+    roomy = api.ClassifyClip(pb.ClassifyClipRequest(clip=clip, top_k=3), timeout=TIMEOUT)
+    assert roomy.windows > 8
+    with running_server(replace(config, max_batch=1, max_batch_queue=8)) as tight:
+        answer = stub(f"127.0.0.1:{tight.port}").ClassifyClip(
+            pb.ClassifyClipRequest(clip=clip, top_k=3), timeout=TIMEOUT
+        )
+    assert answer.windows == roomy.windows
+    assert [label.label for label in answer.labels] == [label.label for label in roomy.labels]
+    assert [label.score for label in answer.labels] == pytest.approx([label.score for label in roomy.labels], abs=1e-5)
+
+
 def test_bad_clips_are_refused(api) -> None:
     blank = cv2.imencode(".png", np.zeros((120, 160, 3), np.uint8))[1].tobytes()
     cases = {
