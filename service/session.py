@@ -282,7 +282,11 @@ class StreamSession:
         raise NotImplementedError
 
     def drain(self) -> None:
-        self.drained = True
+        """The server is shutting down: the stream takes no more frames and finishes its windows.
+        It ends UNAVAILABLE (reconnect) only if this cut its input short: a client that had sent
+        everything lost nothing, and its stream ends as it would have."""
+        with self._lock:
+            self.drained = not self._input_ended
         self.end_input()
 
     # ------------------------------------------------------------------ windows and events

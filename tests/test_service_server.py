@@ -888,6 +888,24 @@ def test_frames_pending_when_the_server_stops_are_dropped_as_shutdown(config: Se
     assert processed + dropped["shutdown"] == 12
 
 
+def test_a_drain_after_the_client_sent_everything_ends_the_stream_as_usual(config: ServerConfig) -> None:
+    """A client that had sent its last frame when the server began to drain lost nothing: its
+    frames are posed and the call ends OK, not UNAVAILABLE with a request to reconnect (a file
+    client would report a failure, or send the file again)."""
+    frames = [pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=i * 67, raw=BLANK)) for i in range(8)]
+    requests = [pb.StreamFramesRequest(config=pb.StreamConfig(stream_id="sent", lossless=True)), *frames]
+    slow = replace(config, workers=1, pin_workers=False)
+    with running_server(slow, lambda max_people: NobodyPose(seconds=0.2)) as server:
+        call = stub(f"127.0.0.1:{server.port}").StreamFrames(iter(requests), timeout=TIMEOUT)
+        # every frame in and the input closed, most of them still to pose
+        assert wait_until(lambda: any(s._input_ended for s in server.sessions), TIMEOUT)
+        draining = threading.Thread(target=server.drain, args=(TIMEOUT,))
+        draining.start()
+        final = collect(call).final
+        draining.join(TIMEOUT)
+    assert final.frames_processed == 8 and not final.frames_dropped
+
+
 def test_a_clip_call_that_ends_stops_posing_its_clip(config: ServerConfig) -> None:
     """A client that gives up on a ClassifyClip (no deadline), and a server that stops under one,
     end the call's posing within a moment: it no longer holds a pose worker and a call slot (or the
