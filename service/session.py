@@ -374,12 +374,15 @@ class StreamSession:
         )
         # A window counts once: classified when its event is on its way, dropped when it is not;
         # counted as it is queued (under the lock), so statistics sent right after it include it.
+        # Checked again under that lock: a stream closed since would queue the event behind its
+        # end (or failure), where it is never sent.
         with self._lock:
-            queued = self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived))
+            ended = self._close_reason if self._closed else ""
+            queued = not ended and self._outbox.put(_Outgoing(pb.StreamResponse(event=event), arrived))
             if queued:
                 self._classified += 1
         if not queued:
-            self._count_window_dropped("client_slow")
+            self._count_window_dropped(ended or "client_slow")
 
     def _maybe_finish(self) -> None:
         with self._lock:

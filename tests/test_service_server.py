@@ -663,6 +663,29 @@ def test_a_failed_stream_sends_its_final_statistics_before_the_error(api, channe
     assert_still_serving(channel)
 
 
+def test_an_event_made_as_its_stream_fails_is_dropped_not_counted_as_sent(config: ServerConfig, monkeypatch) -> None:
+    """The stream fails while a window's event is being made: the event would go behind the
+    failure, never sent, so its window is counted dropped (stream_failed), not classified."""
+    with running_server(config) as server:
+        make_labels = service.session.top_labels
+
+        def failing_meanwhile(*args):
+            for session in list(server.sessions):
+                session.fail(InputError("a bad frame arrived meanwhile"))
+            return make_labels(*args)
+
+        monkeypatch.setattr(service.session, "top_labels", failing_meanwhile)
+        frames = waving_skeletons(4.0, people=1)
+        call = stub(f"127.0.0.1:{server.port}").StreamSkeletons(
+            skeleton_requests(pb.SkeletonStreamConfig(), frames), timeout=TIMEOUT
+        )
+        responses, error = _until_failure(call)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "a bad frame arrived meanwhile" in error.details()
+    final = responses[-1].stats
+    assert final.final and not any(r.WhichOneof("kind") == "event" for r in responses)
+    assert final.windows_classified == 0 and final.windows_dropped["stream_failed"] >= 1, final
+
+
 TRUNCATED = b"\x0a\x05\x0a"  # a field that says 5 bytes follow, and one does: no message parses it
 
 
