@@ -82,14 +82,19 @@ def encoded_image_size(data: bytes) -> ImageHeader:
             raise InputError("truncated PNG (no image header)")
         width, height = struct.unpack(">II", data[16:24])
         if b"IEND" not in data[-_TRAILER_SLACK:]:
-            raise InputError("truncated PNG (no end chunk)")
+            raise InputError(
+                f"truncated PNG (no end chunk in its last {_TRAILER_SLACK} bytes; data after the image is not taken)"
+            )
         return _shown("png", width, height, _png_orientation(data))
     if data.startswith(_JPEG_SOI):
         header = _jpeg_header(data)
         if header is None:
             raise InputError("truncated or corrupt JPEG (no frame header)")
         if _JPEG_EOI not in data[-_TRAILER_SLACK:]:
-            raise InputError("truncated JPEG (no end marker)")
+            raise InputError(
+                f"truncated JPEG (no end marker in its last {_TRAILER_SLACK} bytes; data after the image, such as"
+                " a motion photo's video, is not taken)"
+            )
         return _shown("jpeg", *header)
     raise InputError("image bytes are neither JPEG nor PNG")
 
