@@ -596,6 +596,8 @@ class FrameSession(StreamSession):
             closed, reason = self._closed, self._close_reason
             self._last_arrival = frame.arrived
         if closed:  # the stream ended while this frame was posed: nothing will be sent for it
+            for _ in windows:
+                self._count_window_dropped(reason)
             self._settle("dropped", reason)
             return
         if self.options.include_poses:
