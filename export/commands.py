@@ -85,16 +85,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(handler=_export)
 
-    models = subcommands.add_parser(
-        "models",
-        help="list the shipped models with their metadata",
-        description="List the models in models/ with their metadata. Each file there that is not a usable model"
-        " is named on stderr with the reason, the others are still listed, and the exit status is then 2:"
-        " `serve` without --models loads every file there and would refuse to start.",
-    )
-    models.add_argument("--json", action="store_true", help="end with one line of JSON")
-    models.set_defaults(handler=_models)
-
 
 def _pretrain(args: argparse.Namespace) -> int:
     import dataclasses
@@ -331,24 +321,3 @@ def _reference_accuracy(reference: Path | None) -> dict[str, float]:
     if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
         raise InputError(f"{path}: n_train must be a number of training clips, not {n_train!r}")
     return {f"validation (same settings, {n_train} training clips)": round(float(accuracy), 4)}
-
-
-def _models(args: argparse.Namespace) -> int:
-    import json
-    import sys
-
-    from export.evaluate import shipped_models
-
-    cards, problems = shipped_models()
-    for card in cards:
-        accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
-        print(
-            f"{card['name']:<10} {card['window']['dims']}-D {card['window']['layout']:<10} "
-            f"{card['window']['length']} frames @ {card['window']['fps']:g} fps  {len(card['labels'])} classes  "
-            f"{accuracy}  ({card['file']})"
-        )
-    for problem in problems:
-        print(f"actionrec models: error: {problem}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(cards))
-    return 2 if problems else 0

@@ -25,9 +25,9 @@ from skeleton.artifact import (
     SCORES_NAME,
     model_names,
     open_model,
-    read_models,
     resolve_model_path,
     training_data_split,
+    variant_of,
 )
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
@@ -37,14 +37,6 @@ from skeleton.windows import WindowSpec
 MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = "sports2d"
 SPLITS = ("cross-subject", "cross-view", "all")
-# NAME.fp16.onnx and NAME.int8.onnx are lower-precision copies of NAME.onnx; any other dotted
-# name (tiny.v2.onnx) is a model of its own.
-VARIANTS = ("fp16", "int8")
-
-
-def variant_of(path: Path) -> str:
-    """The variant a model file is (``fp16``, ``int8``), or "" for a model of its own."""
-    return next((v for v in VARIANTS if path.name.endswith(f".{v}.onnx")), "")
 
 
 @dataclass
@@ -87,25 +79,6 @@ def _onnx_model(path: Path) -> LoadedModel:
     # A variant answers by its own arithmetic: its results name it, not the FP32 model.
     name = f"{card.name}.{variant_of(path)}" if variant_of(path) else card.name
     return LoadedModel(name, card.window, card.labels, run, card.training_data)
-
-
-def shipped_models() -> tuple[list[dict], list[str]]:
-    """The description (model card) of every usable FP32 model in models/, with its usable
-    variants, and one line for each file there that is not a usable model."""
-    import dataclasses
-
-    usable, problems = read_models(MODELS_DIR)
-    files = {path.name for path, _ in usable}
-    cards = [
-        {
-            **dataclasses.asdict(card),
-            "file": str(path.relative_to(PROJECT_ROOT)),
-            "variants": [f"{path.stem}.{v}.onnx" for v in VARIANTS if f"{path.stem}.{v}.onnx" in files],
-        }
-        for path, card in usable
-        if not variant_of(path)
-    ]
-    return cards, problems
 
 
 def load_model(model: str | None) -> LoadedModel:

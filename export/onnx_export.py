@@ -30,9 +30,16 @@ import numpy as np
 import torch
 
 from export.encoder import Classifier
-from export.evaluate import VARIANTS, variant_of
 from export.runtime import classifier_from_checkpoint, read_checkpoint, source_commit
-from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, MODEL_FILE_SUFFIXES, SCORES_NAME, ModelCard
+from skeleton.artifact import (
+    EMBEDDING_NAME,
+    INPUT_NAME,
+    MODEL_FILE_SUFFIXES,
+    SCORES_NAME,
+    VARIANTS,
+    ModelCard,
+    variant_of,
+)
 from skeleton.atomic import atomic_path
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
@@ -175,7 +182,7 @@ def export_model(
         training_data=training_data,
         protocol=protocol,
         accuracy=accuracy,
-        source_commit=saved.get("source_commit") or source_commit(),
+        source_commit=saved.get("source_commit") or source_commit() or "unknown (exported outside a git checkout)",
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     fp32 = _with_card(_to_onnx(model, window), card)

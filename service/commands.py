@@ -220,6 +220,17 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _env_option(serve, "--log-level", "how much to log", "info", type=str.lower, choices=LOG_LEVELS)
     serve.set_defaults(handler=_serve)
 
+    models = subcommands.add_parser(
+        "models",
+        help="list the models in the models folder with their metadata",
+        description="List the models a server would load from its models folder, with their metadata. Each file"
+        " there that is not a usable model is named on stderr with the reason, the others are still listed, and the"
+        " exit status is then 2: `serve` without --models loads every file there and would refuse to start.",
+    )
+    _env_option(models, "--models-dir", "the models folder", str(DEFAULT_MODELS_DIR), type=Path)
+    models.add_argument("--json", action="store_true", help="end with one line of JSON")
+    models.set_defaults(handler=_models)
+
     client = subcommands.add_parser(
         "client",
         help="stream a video, camera or RTSP source to a server and print its events",
@@ -476,6 +487,30 @@ def _serve(args: argparse.Namespace) -> int:
         server.stop()
         raise
     return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import json
+
+    from service.config import PROJECT_ROOT
+    from skeleton.artifact import model_listing
+
+    read_env(args)
+    cards, problems = model_listing(args.models_dir, relative_to=PROJECT_ROOT)
+    if not cards and not problems:
+        raise InputError(f"{args.models_dir}: no .onnx models there")
+    for card in cards:
+        accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
+        print(
+            f"{card['name']:<10} {card['window']['dims']}-D {card['window']['layout']:<10} "
+            f"{card['window']['length']} frames @ {card['window']['fps']:g} fps  {len(card['labels'])} classes  "
+            f"{accuracy}  ({card['file']})"
+        )
+    for problem in problems:
+        print(f"actionrec models: error: {problem}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(cards))
+    return 2 if problems else 0
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from service.errors import NotFound
-from skeleton.artifact import EMBEDDING_NAME, INPUT_NAME, SCORES_NAME, ModelCard, open_model, resolve_model_path
+from skeleton.artifact import (
+    EMBEDDING_NAME,
+    INPUT_NAME,
+    SCORES_NAME,
+    ModelCard,
+    base_model_file,
+    open_model,
+    resolve_model_path,
+    variant_differences,
+)
 from skeleton.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -138,7 +147,11 @@ def load_model(
         session=session,
     )
     for size in warmup_batches:
-        results = model.run(np.zeros((size, *model.input_shape), dtype=np.float32))
+        try:
+            results = model.run(np.zeros((size, *model.input_shape), dtype=np.float32))
+        except Exception as e:  # a graph the checks could not see through fails here, not in a stream
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            raise InputError(f"{origin}: a batch of {size} windows fails ({type(e).__name__}: {first_line})") from None
         got = (len(results), results[0].probabilities.shape, results[0].embedding.shape)
         if got != (size, (len(card.labels),), (card.embedding_size,)):
             raise InputError(f"{origin}: a batch of {size} gave outputs {got}, unlike its card")
@@ -162,6 +175,11 @@ class ModelRegistry:
         self._models = {m.name: m for m in models}
         if len(self._models) != len(models):
             raise InputError(f"two models share a name: {', '.join(m.name for m in models)}")
+        by_path = {m.path.resolve(): m for m in models}
+        for model in models:  # a variant served beside its model must be a copy of it
+            base = by_path.get(base_model_file(model.path).resolve())
+            if base is not None and base is not model and (differences := variant_differences(model.card, base.card)):
+                raise InputError(f"{model.path}: its card differs from {base.path.name}'s in {', '.join(differences)}")
         # The configured default when it is loaded, else the only model, else refuse to guess.
         if default in self._models:
             self.default = default

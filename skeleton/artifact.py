@@ -31,9 +31,23 @@ SCORES_NAME = "scores"  # (batch, classes) logits
 EMBEDDING_NAME = "embedding"  # (batch, embedding_size)
 # What names a model file rather than a model in the models folder (evaluate also takes checkpoints).
 MODEL_FILE_SUFFIXES = (".onnx", ".pt")
+# NAME.fp16.onnx and NAME.int8.onnx are lower-precision copies of NAME.onnx; any other dotted
+# name (tiny.v2.onnx) is a model of its own.
+VARIANTS = ("fp16", "int8")
 
 _LESS_VALIDATION = " less a validation part"
 _TRAINING_DATA = re.compile(rf"(?P<file>[^,]+), split (?P<split>\S+)(?:{_LESS_VALIDATION})?")
+
+
+def variant_of(path: Path) -> str:
+    """The variant a model file is (``fp16``, ``int8``), or "" for a model of its own."""
+    return next((v for v in VARIANTS if Path(path).name.endswith(f".{v}.onnx")), "")
+
+
+def base_model_file(path: Path) -> Path:
+    """The FP32 model a variant file is a copy of (``daily3d.int8.onnx`` -> ``daily3d.onnx``)."""
+    variant = variant_of(path)
+    return Path(path).with_name(Path(path).name.removesuffix(f".{variant}.onnx") + ".onnx") if variant else Path(path)
 
 
 def training_data_text(file: str, split: str, less_validation: bool = False) -> str:
@@ -127,6 +141,10 @@ class ModelCard:
         missing = [k for k in required if k not in props]
         if missing:
             raise InputError(f"{origin}: model metadata lacks {', '.join(METADATA_PREFIX + k for k in missing)}")
+        # Present but blank says no more than absent (the listing would print an empty column).
+        blank = [k for k in required if not props[k].strip() or props[k].strip() in ("{}", "[]", '""')]
+        if blank:
+            raise InputError(f"{origin}: model metadata {', '.join(METADATA_PREFIX + k for k in blank)} is empty")
         try:
             version = json.loads(props["card_version"])
             if type(version) is not int or version != CARD_VERSION:
@@ -172,6 +190,8 @@ def check_graph(session, card: ModelCard, origin: str) -> None:
     outputs = {o.name: o for o in session.get_outputs()}
     if INPUT_NAME not in inputs:
         raise InputError(f"{origin}: the model has no input named {INPUT_NAME!r} (it has {', '.join(inputs)})")
+    if len(inputs) > 1:  # the service feeds it windows and nothing else
+        raise InputError(f"{origin}: the model takes inputs other than {INPUT_NAME!r}: {', '.join(sorted(inputs))}")
     missing = [name for name in (SCORES_NAME, EMBEDDING_NAME) if name not in outputs]
     if missing:
         raise InputError(f"{origin}: the model lacks the output(s) {', '.join(missing)}")
@@ -184,8 +204,22 @@ def check_graph(session, card: ModelCard, origin: str) -> None:
     for name, (shape, want) in expected.items():
         if len(shape) != len(want) or any(isinstance(s, int) and w is not None and s != w for s, w in zip(shape, want)):
             raise InputError(f"{origin}: {name} has shape {shape}, but its card says {want} (None: the batch)")
-    if inputs[INPUT_NAME].type != "tensor(float)":
-        raise InputError(f"{origin}: {INPUT_NAME} is {inputs[INPUT_NAME].type}, not float32")
+        if isinstance(shape[0], int):  # the service batches windows from many streams
+            raise InputError(f"{origin}: {name} has a fixed batch size of {shape[0]}; exported models take any")
+    for name, port in (
+        (INPUT_NAME, inputs[INPUT_NAME]),
+        (SCORES_NAME, outputs[SCORES_NAME]),
+        (EMBEDDING_NAME, outputs[EMBEDDING_NAME]),
+    ):
+        if port.type != "tensor(float)":
+            raise InputError(f"{origin}: {name} is {port.type}, not float32")
+
+
+def variant_differences(variant: ModelCard, base: ModelCard) -> list[str]:
+    """What a variant's card says unlike its FP32 model's (a copy at lower precision says the same,
+    its creation time aside): a file under a variant's name holding another model would answer
+    with its labels under the base model's name."""
+    return [key for key in asdict(base) if key != "created" and getattr(variant, key) != getattr(base, key)]
 
 
 def open_model(
@@ -211,10 +245,42 @@ def open_model(
 def read_models(models_dir: Path) -> tuple[list[tuple[Path, ModelCard]], list[str]]:
     """Every ``models_dir/*.onnx`` opened by ``open_model``: (file, card) of each usable one, and
     one line for each other file saying why (one bad file does not hide the others)."""
-    usable, problems = [], []
+    opened, problems = {}, []
     for path in sorted(Path(models_dir).glob("*.onnx")):
         try:
-            usable.append((path, open_model(path)[0]))
+            opened[path] = open_model(path)[0]
         except InputError as e:
             problems.append(str(e))
+    usable = []
+    for path, card in opened.items():
+        base = base_model_file(path)
+        if base != path and base not in opened:
+            problems.append(f"{path}: the {variant_of(path)} copy of {base.name}, which is not a usable model here")
+        elif base != path and (differences := variant_differences(card, opened[base])):
+            problems.append(f"{path}: its card differs from {base.name}'s in {', '.join(differences)}")
+        else:
+            usable.append((path, card))
     return usable, problems
+
+
+def model_listing(models_dir: Path, relative_to: Path | None = None) -> tuple[list[dict], list[str]]:
+    """The description (card) of every usable FP32 model in ``models_dir``, with its usable
+    variants and its file (relative to ``relative_to`` when inside it), and one line for each
+    file there that is not a usable model (``read_models``)."""
+    usable, problems = read_models(models_dir)
+    files = {path.name for path, _ in usable}
+
+    def shown(path: Path) -> str:
+        inside = relative_to is not None and path.resolve().is_relative_to(Path(relative_to).resolve())
+        return str(path.resolve().relative_to(Path(relative_to).resolve())) if inside else str(path)
+
+    cards = [
+        {
+            **asdict(card),
+            "file": shown(path),
+            "variants": [f"{path.stem}.{v}.onnx" for v in VARIANTS if f"{path.stem}.{v}.onnx" in files],
+        }
+        for path, card in usable
+        if not variant_of(path)
+    ]
+    return cards, problems

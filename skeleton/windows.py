@@ -14,7 +14,6 @@ live camera alike:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,11 @@ from skeleton.normalize import NORMALIZATIONS, normalize
 # the service skips emptier ones, and training and evaluation leave them out the same way, so
 # that a model neither learns from nor is scored on windows it would never be shown.
 MIN_WINDOW_PRESENCE = 0.5
+
+
+# A model's frame rate, within what actions and cameras take: the service runs on it (as float32)
+# to choose frames and cut windows, and 1e5 fps would make hundreds of windows of three frames.
+MIN_WINDOW_FPS, MAX_WINDOW_FPS = 1.0, 1000.0
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,10 @@ class WindowSpec:
             raise InputError(f"window length must be a whole number of at least 2 frames, not {self.length!r}")
         if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)):
             raise InputError(f"window frame rate must be a number, not {self.fps!r}")
-        if not (self.fps > 0 and math.isfinite(self.fps)):
-            raise InputError(f"window frame rate must be positive and finite, not {self.fps}")
+        if not MIN_WINDOW_FPS <= self.fps <= MAX_WINDOW_FPS:
+            raise InputError(
+                f"window frame rate must be from {MIN_WINDOW_FPS:g} to {MAX_WINDOW_FPS:g} fps, not {self.fps:g}"
+            )
         if self.normalization not in NORMALIZATIONS:
             raise InputError(f"unknown normalisation {self.normalization!r}; known: {', '.join(NORMALIZATIONS)}")
 

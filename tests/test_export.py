@@ -179,6 +179,56 @@ def test_opening_a_model_checks_its_card_against_its_graph(tmp_path: Path, chang
     assert str(error.value).startswith(f"{path}: ")
 
 
+def _edited_graph(source: Path, path: Path, edit) -> Path:
+    import onnx
+
+    model = onnx.load(str(source))
+    edit(model.graph)
+    onnx.save(model, str(path))
+    return path
+
+
+def _fixed_batch(graph) -> None:
+    graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+
+
+def _extra_input(graph) -> None:
+    from onnx import TensorProto, helper
+
+    graph.input.append(helper.make_tensor_value_info("gain", TensorProto.FLOAT, [1]))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_fixed_batch, "skeleton has a fixed batch size of 1; exported models take any"),
+        (_extra_input, "the model takes inputs other than 'skeleton': gain, skeleton"),
+    ],
+)
+def test_opening_a_model_refuses_a_graph_the_service_cannot_batch(tmp_path: Path, edit, message: str) -> None:
+    """Such graphs pass onnxruntime's own loading and fail only when the service runs a batch."""
+    path = _edited_graph(build_model(tmp_path / "m.onnx", sports2d_card()), tmp_path / "edited.onnx", edit)
+    with pytest.raises(InputError, match=message) as error:
+        open_model(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_the_model_listing_refuses_a_variant_unlike_its_model_or_without_one(tmp_path: Path) -> None:
+    """daily3d.int8.onnx holding another model would answer with its labels under daily3d's name."""
+    card = sports2d_card()
+    build_model(tmp_path / "good.onnx", card)
+    build_model(tmp_path / "good.fp16.onnx", card)  # other weights, the same card: a copy
+    reversed_labels = {**card.to_metadata(), "actionrec.labels": json.dumps(card.labels[::-1])}
+    build_model(tmp_path / "good.int8.onnx", card, metadata=reversed_labels)
+    build_model(tmp_path / "orphan.int8.onnx", card)
+    usable, problems = read_models(tmp_path)
+    assert [path.name for path, _ in usable] == ["good.fp16.onnx", "good.onnx"]
+    assert sorted(problems) == [
+        f"{tmp_path / 'good.int8.onnx'}: its card differs from good.onnx's in labels",
+        f"{tmp_path / 'orphan.int8.onnx'}: the int8 copy of orphan.onnx, which is not a usable model here",
+    ]
+
+
 def test_the_model_listing_names_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> None:
     good = build_model(tmp_path / "good.onnx", sports2d_card())
     (tmp_path / "good.fp16.onnx").write_bytes(good.read_bytes())

@@ -597,6 +597,32 @@ def test_registry_finds_models_by_name_or_path_and_picks_the_default(model_path:
         ModelRegistry.load(["sports2d", str(other)], model_path.parent, default="daily3d")
 
 
+def test_registry_refuses_a_variant_unlike_the_model_served_beside_it(tmp_path: Path) -> None:
+    card = sports2d_card()
+    build_model(tmp_path / "m.onnx", card)
+    build_model(tmp_path / "m.int8.onnx", sports2d_card(length=16), seed=1)  # another window: another model
+    assert ModelRegistry.load(["m.int8"], tmp_path, default="m.int8").names == ["m.int8"]  # served alone: its own
+    with pytest.raises(InputError, match=r"m\.int8\.onnx: its card differs from m\.onnx's in window"):
+        ModelRegistry.load([], tmp_path, default="m")
+
+
+def test_a_model_that_fails_its_warm_up_is_refused_naming_its_file(model_path: Path, monkeypatch) -> None:
+    """A graph that passes every check and still fails a batch: refused at start-up in one line,
+    not a traceback (or a failure in the first stream)."""
+    import service.models
+
+    def fails(self, batch):
+        raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got: 16 Expected: 1\nmore detail")
+
+    monkeypatch.setattr(service.models.LoadedModel, "run", fails)
+    with pytest.raises(InputError) as error:
+        load_model(model_path, warmup_batches=(16,))
+    assert str(error.value) == (
+        f"{model_path}: a batch of 16 windows fails (RuntimeError: [ONNXRuntimeError] : 2 : INVALID_ARGUMENT :"
+        " Got: 16 Expected: 1)"
+    )
+
+
 # Loads shipped models as the server does (warmed up at its batch of 16) and prints how much
 # resident memory that added, in MiB, while they are still loaded.
 _LOAD_AND_MEASURE = """

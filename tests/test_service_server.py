@@ -8,6 +8,7 @@ else: each bad-input test ends by checking that the server still serves a good s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -1171,6 +1172,22 @@ def test_a_clip_file_cut_short_is_sent_with_a_warning(tmp_path: Path) -> None:
     warnings.clear()
     clip_from_file(original, model, Sending(tell=warnings.append))
     assert warnings == []
+
+
+def test_the_model_listing_reads_the_servers_models_folder_without_torch(models_dir: Path) -> None:
+    """The container has no torch and its models elsewhere (ACTIONREC_MODELS_DIR): `actionrec
+    models` lists what `serve` would load there."""
+    no_torch = "import sys; sys.modules['torch'] = None; from actionrec.cli import main; sys.exit(main())"
+    listing = subprocess.run(
+        [sys.executable, "-c", no_torch, "models", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "ACTIONREC_MODELS_DIR": str(models_dir)},
+    )
+    assert listing.returncode == 0, listing.stderr
+    cards = json.loads(listing.stdout.splitlines()[-1])
+    assert sorted(Path(card["file"]).name for card in cards) == ["daily3d.onnx", "sports2d.onnx"]
 
 
 def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:

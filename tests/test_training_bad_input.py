@@ -197,19 +197,15 @@ def test_an_evaluated_variant_is_named_as_itself(tmp_path: Path, file: str, suff
     assert load_model(str(tmp_path / file)).name == sports2d_card().name + suffix
 
 
-def test_the_model_listing_takes_only_fp16_and_int8_files_for_variants(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import export.evaluate
+def test_the_model_listing_takes_only_fp16_and_int8_files_for_variants(tmp_path: Path) -> None:
     from service.devmodel import build_model, sports2d_card
+    from skeleton.artifact import model_listing
 
     models = tmp_path / "models"
     models.mkdir()
     for file in ("tiny.onnx", "tiny.fp16.onnx", "tiny.v2.onnx", "tiny.v2.int8.onnx"):
         build_model(models / file, sports2d_card())
-    monkeypatch.setattr(export.evaluate, "MODELS_DIR", models)
-    monkeypatch.setattr(export.evaluate, "PROJECT_ROOT", tmp_path)
-    cards, problems = export.evaluate.shipped_models()
+    cards, problems = model_listing(models, relative_to=tmp_path)
     assert not problems
     assert {card["file"]: card["variants"] for card in cards} == {
         "models/tiny.onnx": ["tiny.fp16.onnx"],

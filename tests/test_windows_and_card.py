@@ -14,6 +14,7 @@ SPEC = WindowSpec(layout="penn13", dims=2, length=8, fps=15.0, normalization="ce
 
 def _card(**changes) -> ModelCard:
     values = dict(name="toy", labels=("a", "b"), window=SPEC, embedding_size=16, input_space="image")
+    values.update(training_data="toy.npz, split all", protocol="fine-tune", accuracy={"test": 0.5}, source_commit="abc")
     return ModelCard(**{**values, **changes})
 
 
@@ -55,6 +56,8 @@ def test_window_spec_rejects_nonsense() -> None:
         dict(fps=0),
         dict(fps=float("inf")),
         dict(fps=float("nan")),
+        dict(fps=0.5),
+        dict(fps=1e5),
         dict(normalization="zscore"),
         dict(layout="nope"),
     ):
@@ -87,7 +90,15 @@ def test_card_round_trips_through_metadata() -> None:
         (lambda m: {**m, "actionrec.labels": '["run", " "]'}, "every label must be a non-empty name"),
         (lambda m: {**m, "actionrec.input_space": "camera"}, "input space 'camera' does not fit 2-D windows"),
         (lambda m: {**m, "actionrec.input_space": "pixels"}, "input space 'pixels' does not fit"),
-        (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("15.0", "Infinity")}, "positive and finite"),
+        (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("15.0", "Infinity")}, "from 1 to 1000 fps"),
+        # as float32 in the service, 1e300 fps is infinite: it would choose frames and cut windows with it
+        (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("15.0", "1e300")}, "from 1 to 1000 fps"),
+        (lambda m: {**m, "actionrec.labels": '["run", "jump\\nhigh"]'}, "a non-empty name on one line"),
+        (lambda m: {**m, "actionrec.training_data": " "}, "actionrec.training_data is empty"),
+        (
+            lambda m: {**m, "actionrec.accuracy": "{}", "actionrec.protocol": ""},
+            "protocol, actionrec.accuracy is empty",
+        ),
     ],
 )
 def test_card_refuses_missing_or_inconsistent_metadata(damage, message) -> None:
