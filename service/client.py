@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import random
 import signal
 import sys
@@ -86,6 +87,12 @@ RECONNECT_MAX_S = 30.0
 # off together do not all come back in the same instant.
 RECONNECT_STEADY_S = 10.0
 RECONNECT_JITTER = 0.2
+# Ctrl-C or SIGTERM closes the stream as a source's end does, and waits this long for the events
+# of the frames already sent and the server's final statistics (a second one stops at once).
+CLOSING_WAIT_S = 10.0
+# The exit status of a client whose camera or network stream gave no more frames: a failure for
+# a supervisor (systemd's Restart=on-failure), not a finished run.
+SOURCE_ENDED_STATUS = 1
 
 
 @dataclass
@@ -132,8 +139,28 @@ class RequestFeed:
             return self._changed.wait_for(lambda: not self._inside, timeout_s)
 
 
+def answers_of(call) -> queue.Queue:
+    """A stream call's responses, read in a thread of their own into a queue, then its end: None,
+    or the RpcError that ended it. The main thread waits on the queue, where Ctrl-C interrupts it
+    cleanly; interrupted inside gRPC's own wait, the call could not be read any further."""
+    answers: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        try:
+            for response in call:
+                answers.put(response)
+            answers.put(None)
+        except grpc.RpcError as e:
+            answers.put(e)
+
+    threading.Thread(target=read, name="stream-responses", daemon=True).start()
+    return answers
+
+
 def open_source(source: str) -> Source:
-    """A camera index, an rtsp:// (or any URL) stream, or a video or image file."""
+    """A camera index, an rtsp:// (or any URL) stream, or a video or image file (a file:// URL too)."""
+    if source.startswith("file://"):  # a file, paced and timed as one: not a camera
+        return open_source(urlsplit(source).path)
     if source.isdigit() or "://" in source:
         capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
         if not capture.isOpened():
@@ -239,6 +266,7 @@ class ClientRun:
         self.held: tuple[np.ndarray, int] | None = None  # read as a stream ended: the next stream's first
         self.feed: RequestFeed | None = None
         self.call = None
+        self.final: pb.StreamStats | None = None  # the current stream's final statistics, once they came
         self.opened: float | None = None  # when the current stream's server answered the model query
 
     def requests(self, gate: FrameGate | None, pose_width: int, stop: threading.Event) -> Iterator:
@@ -307,7 +335,7 @@ class ClientRun:
         (None when they never came); a failed call raises its RpcError once it is reported."""
         self.raise_sender_failure()  # in the last stream's sender, after that stream was over
         self.frames_sent = self.events = 0
-        final = None
+        self.final = None
         try:
             info = ask_model(api, self.options, self.config)
             self.opened = time.monotonic()
@@ -315,14 +343,46 @@ class ClientRun:
             stop = threading.Event()
             self.feed = RequestFeed(self.requests(gate, info.pose_width if info is not None else 0, stop), stop)
             self.call = api.StreamFrames(self.feed, metadata=call_metadata(self.options.token))
-            for response in self.call:
-                if response.WhichOneof("kind") == "stats" and response.stats.final:
-                    final = response.stats
-                self.take(response)
+            answers = answers_of(self.call)
+            try:
+                self.take_answers(answers)
+            except KeyboardInterrupt:
+                self.close_on_interrupt(answers)
+                raise
             self.raise_sender_failure()
         finally:
-            self.report_stream(final)
-        return final
+            self.report_stream(self.final)
+        return self.final
+
+    def take_answers(self, answers: queue.Queue, deadline: float | None = None) -> bool:
+        """The call's responses taken until its end (whose RpcError is raised here); False when
+        ``deadline`` (``time.monotonic()``) came first."""
+        while True:
+            try:
+                answer = answers.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if answer is None:
+                return True
+            if isinstance(answer, grpc.RpcError):
+                raise answer
+            if answer.WhichOneof("kind") == "stats" and answer.stats.final:
+                self.final = answer.stats
+            self.take(answer)
+
+    def close_on_interrupt(self, answers: queue.Queue) -> None:
+        """Ctrl-C or SIGTERM while streaming: no more frames are sent, and the stream closes as at
+        a source's end, so that the events of the frames sent and the server's final statistics
+        still come, for up to CLOSING_WAIT_S (then, or at a second Ctrl-C, the call is cancelled)."""
+        self.tell(f"interrupted: closing the stream (up to {CLOSING_WAIT_S:g} s; Ctrl-C again to stop at once)")
+        self.feed.stop.set()  # the requests end at their next frame: the stream is half-closed
+        if self.annotator is not None:
+            self.annotator.stop_waiting()
+        try:
+            if not self.take_answers(answers, time.monotonic() + CLOSING_WAIT_S):
+                self.call.cancel()
+        except grpc.RpcError:  # the server's own end of the stream: told by its statistics, if any
+            pass
 
     def raise_sender_failure(self) -> None:
         """Raise, once, what failed in the sending thread."""
@@ -362,7 +422,8 @@ class ClientRun:
                 self.tell(f"{unread} frames sent after the server stopped taking this stream's frames: not posed")
             windowed = final.windows_classified or final.windows_dropped
             if not self.events and final.frames_processed and not windowed:
-                self.tell(f"no events: nobody was seen for half a window ({final.frames_processed} frames posed)")
+                posed = f"{final.frames_processed} frame" + ("" if final.frames_processed == 1 else "s")
+                self.tell(f"no events: nobody was seen for half a window ({posed} posed)")
         elif self.frames_sent:
             self.tell(f"{self.frames_sent} frames sent; the stream ended before the server's final statistics")
 
@@ -399,7 +460,7 @@ class ClientRun:
                 self.opened = None
                 try:
                     self.stream(pb_grpc.ActionRecognitionStub(channel))
-                    return 0
+                    return SOURCE_ENDED_STATUS if self.source.live and self.frames_read is not None else 0
                 except grpc.RpcError as e:
                     code, details = e.code(), e.details()
                     if not (options.reconnect and code in RECONNECT_CODES and not self.source_done):
@@ -453,6 +514,9 @@ def run_client(options: ClientOptions, out: TextIO | None = None, err: TextIO | 
     if options.reconnect and not source.live:
         source.frames.close()
         raise InputError(f"{options.source}: --reconnect is for cameras and network streams (a file is sent once)")
+    if options.fast and source.live:
+        source.frames.close()
+        raise InputError(f"{options.source}: --fast is for files (a camera or network stream sends at its own pace)")
     with sigterm_as_interrupt():
         return ClientRun(options, source, out or sys.stdout, err or sys.stderr).run()
 

@@ -48,6 +48,13 @@ class _FromEnv:
             raise InputError(f"{self.flag} (from {self.env}): {e}") from None
 
 
+def quiet_grpc_log() -> None:
+    """The client commands say what went wrong in one line of their own; gRPC core's log lines (a
+    TLS handshake that failed, an unknown load-balancing policy) would come before it. Before grpc
+    is imported; a GRPC_VERBOSITY the user set wins."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 def read_env(args: argparse.Namespace) -> dict[str, str]:
     """Parse the values ``args`` took from environment variables (in place); returns which
     settings came from which variable, so that a setting refused later names its variable."""
@@ -359,6 +366,7 @@ def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
 
 def _server(args: argparse.Namespace) -> Server:
     """The server a clip or actions command calls, from its flags (and their variables)."""
+    quiet_grpc_log()
     from service.clip_calls import Server
 
     read_env(args)
@@ -514,6 +522,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
+    quiet_grpc_log()
     from service.channels import wait_until_serving
 
     read_env(args)
@@ -523,6 +532,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> int:
+    quiet_grpc_log()
     from service.client import ClientOptions, run_client
 
     read_env(args)

@@ -47,9 +47,21 @@ def event_line(event: pb.ActionEvent) -> str:
     )
 
 
+def _counts(counts) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items()))
+
+
 def stats_line(stats: pb.StreamStats) -> str:
-    dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(stats.frames_dropped.items())) or "none"
-    return (
+    """Every count of a stream's statistics that says something was left out (nothing lost unsaid)."""
+    line = (
         f"frames: {stats.frames_received} received, {stats.frames_processed} posed, {stats.frames_skipped} skipped"
-        f" (beyond the model's frame rate), dropped: {dropped}; {stats.windows_classified} windows classified"
+        f" (beyond the model's frame rate), dropped: {_counts(stats.frames_dropped) or 'none'};"
+        f" {stats.windows_classified} windows classified"
     )
+    if stats.windows_dropped:
+        line += f", {sum(stats.windows_dropped.values())} with no event ({_counts(stats.windows_dropped)})"
+    if stats.poses_dropped:
+        line += f"; {stats.poses_dropped} frames' poses not sent (the client read too slowly)"
+    if stats.tracks_forgotten:
+        line += f"; {stats.tracks_forgotten} people forgotten (more tracks than the stream keeps)"
+    return line

@@ -275,8 +275,9 @@ def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path
         reader = threading.Thread(target=lambda: responses.extend(_quietly(call)))
         reader.start()
         assert sent.wait(TIMEOUT)
-        # The server has taken some of the frames before the drain begins (its periodic statistics say so).
-        assert wait_until(lambda: _frames_received(responses) >= 20, TIMEOUT), _frames_received(responses)
+        # The server has taken frames enough for a window before the drain begins (its periodic
+        # statistics say so; under load it takes them slowly).
+        assert wait_until(lambda: _frames_received(responses) >= 60, TIMEOUT), _frames_received(responses)
         server.process.send_signal(signal.SIGTERM)
         reader.join(TIMEOUT)
         assert server.process.wait(TIMEOUT) == 0  # long before the drain's limit
@@ -288,7 +289,7 @@ def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path
     assert final.final and final.frames_pending == 0 and not final.frames_dropped
     # It stopped taking frames (the last 40 were sent only once it said it was draining), and
     # finished those it had.
-    assert 20 <= final.frames_received < 140
+    assert 60 <= final.frames_received < 140
     assert final.frames_processed + final.frames_skipped == final.frames_received
     assert any(r.WhichOneof("kind") == "event" for r in responses)
     assert health_updates[0] == health_pb2.HealthCheckResponse.SERVING

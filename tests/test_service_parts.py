@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -1010,6 +1011,65 @@ def test_frames_sent_after_the_server_stopped_reading_are_told(tmp_path: Path) -
     assert "7 frames sent after the server stopped taking this stream's frames: not posed" in err.getvalue()
 
 
+class _InterruptsItsClient(pb_grpc.ActionRecognitionServicer):
+    """Sends the client (this process) SIGINT once it has a few frames, as a user's Ctrl-C, then
+    answers when the client closes its side: one event and the final statistics."""
+
+    def GetModelInfo(self, request, context):
+        return pb.ModelInfo(name="sports2d")
+
+    def StreamFrames(self, request_iterator, context):
+        received = 0
+        for request in request_iterator:
+            received += request.HasField("frame")
+            if received == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        yield pb.StreamResponse(event=pb.ActionEvent(track_id=1, labels=[pb.LabelScore(label="squat", score=0.9)]))
+        stats = pb.StreamStats(final=True, frames_received=received, frames_processed=received, windows_classified=1)
+        yield pb.StreamResponse(stats=stats)
+
+
+def test_ctrl_c_closes_the_stream_and_still_tells_its_events_and_final_statistics() -> None:
+    """Ctrl-C (or SIGTERM) on a camera: the client stops sending and closes its side of the stream,
+    as at a source's end, so that what the server still has to say comes; then it ends interrupted."""
+    state: dict = {}
+    out, err = io.StringIO(), io.StringIO()
+    with _fake_server(_InterruptsItsClient()) as port:
+        options = ClientOptions(source="0", server=f"127.0.0.1:{port}")
+        run = client.ClientRun(options, client.Source(_camera(state), 5.0, live=True), out, err)
+        with pytest.raises(KeyboardInterrupt):
+            run.run()
+    assert "interrupted: closing the stream" in err.getvalue()
+    assert "person 1: squat 0.90" in out.getvalue()
+    received = int(re.search(r"frames: (\d+) received", err.getvalue())[1])
+    assert received >= 3 and received == run.frames_sent and state["closed"]
+
+
+def test_a_camera_that_gives_no_more_frames_is_a_failure_not_a_finished_run(tmp_path: Path) -> None:
+    """systemd's Restart=on-failure (or any supervisor) must see a camera that went dead."""
+
+    def three_frames() -> Iterator[tuple[np.ndarray, int]]:
+        for index in range(3):
+            yield np.zeros((48, 64, 3), np.uint8), index * 33
+
+    err = io.StringIO()
+    with _fake_server(_StopsReading(reads=10)) as port:
+        options = ClientOptions(source="0", server=f"127.0.0.1:{port}")
+        run = client.ClientRun(options, client.Source(three_frames(), 30.0, live=True), io.StringIO(), err)
+        assert run.run() == client.SOURCE_ENDED_STATUS != 0
+    assert "0: the camera or stream gave no more frames" in err.getvalue()
+
+
+def test_a_file_url_is_sent_as_a_file_and_fast_is_refused_for_a_camera(tmp_path: Path, monkeypatch) -> None:
+    video = _short_video(tmp_path / "clip.mp4", frames=5)
+    source = client.open_source(f"file://{video}")
+    assert not source.live and source.declared_frames == 5
+    source.frames.close()
+    monkeypatch.setattr(client, "open_source", lambda name: client.Source((f for f in ()), 30.0, live=True))
+    with pytest.raises(InputError, match="--fast is for files"):
+        run_client(ClientOptions(source="rtsp://cam/1", server="127.0.0.1:1", fast=True))
+
+
 def test_people_over_the_servers_limit_are_refused_before_the_stream(tmp_path: Path) -> None:
     video = _short_video(tmp_path / "clip.mp4")
     with _fake_server(_StopsReading(reads=3)) as port:
@@ -1421,15 +1481,25 @@ def test_a_video_file_cut_short_is_told_apart_from_a_whole_one(tmp_path: Path) -
             open_source(str(path))
 
 
-def test_a_url_source_is_read_live_and_one_that_cannot_be_opened_is_one_line() -> None:
-    """The camera and network branch of ``open_source`` with OpenCV itself: a ``file://`` URL
+def test_a_url_source_is_read_live_and_one_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    """The camera and network branch of ``open_source`` with OpenCV itself: a video over HTTP
     stands for a network stream (read as live, stamped by the clock as it is read), and a camera
     index or an RTSP address with nothing behind it is refused by name."""
-    video = VIDEOS / "arm_wrestling.mp4"
+    import functools
+    import http.server
+
+    video = _short_video(tmp_path / "clip.avi", frames=12)  # read front to back: no seeking over HTTP
     declared = probe_video(video)
-    source = open_source(f"file://{video}")
-    assert source.live and source.fps == pytest.approx(declared.fps)
-    timestamps = [timestamp for _, timestamp in source.frames]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        source = open_source(f"http://127.0.0.1:{web.server_port}/{video.name}")
+        assert source.live and source.fps == pytest.approx(declared.fps)
+        timestamps = [timestamp for _, timestamp in source.frames]
+    finally:
+        web.shutdown()
     assert len(timestamps) == declared.frame_count
     assert all(later > earlier for earlier, later in zip(timestamps, timestamps[1:]))
     for unreachable in ("99", "rtsp://127.0.0.1:1/nothing"):
