@@ -508,7 +508,7 @@ def _models(args: argparse.Namespace) -> int:
     if not cards and not problems:
         raise InputError(f"{args.models_dir}: no .onnx models there")
     for card in cards:
-        accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items())
+        accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items()) or "not scored"
         print(
             f"{card['name']:<10} {card['window']['dims']}-D {card['window']['layout']:<10} "
             f"{card['window']['length']} frames @ {card['window']['fps']:g} fps  {len(card['labels'])} classes  "

@@ -141,8 +141,9 @@ class ModelCard:
         missing = [k for k in required if k not in props]
         if missing:
             raise InputError(f"{origin}: model metadata lacks {', '.join(METADATA_PREFIX + k for k in missing)}")
-        # Present but blank says no more than absent (the listing would print an empty column).
-        blank = [k for k in required if not props[k].strip() or props[k].strip() in ("{}", "[]", '""')]
+        # Where it came from, present but blank, says no more than absent (the listing would print
+        # an empty column); the other fields have checks of their own (an accuracy of {}: not scored).
+        blank = [k for k in ("training_data", "protocol", "source_commit") if not props[k].strip()]
         if blank:
             raise InputError(f"{origin}: model metadata {', '.join(METADATA_PREFIX + k for k in blank)} is empty")
         try:

@@ -67,9 +67,12 @@ def checked_labels(labels: object, what: str) -> tuple[str, ...]:
         raise InputError(f"{what}: labels must be a list of names, not a {type(labels).__name__}")
     if not labels:
         raise InputError(f"{what}: labels must be a non-empty list of names")
-    unnamed = [label for label in labels if not (isinstance(label, str) and label.strip() and label.isprintable())]
+    unnamed = [label for label in labels if not (isinstance(label, str) and label.strip())]
     if unnamed:
-        raise InputError(f"{what}: every label must be a non-empty name on one line, not {_listed(unnamed)}")
+        raise InputError(f"{what}: every label must be a non-empty name, not {_listed(unnamed)}")
+    broken = [label for label in labels if not label.isprintable()]  # a line break, a control character
+    if broken:
+        raise InputError(f"{what}: every label must be a name on one line, not {_listed(broken)}")
     repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
     if repeated:
         raise InputError(f"{what}: labels must be distinct ({_listed(repeated)} more than once)")

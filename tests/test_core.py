@@ -238,7 +238,8 @@ def _card_metadata(**window_changes: object) -> dict[str, str]:
 
     spec = WindowSpec(layout="kinect20", dims=3, length=8, fps=15.0, normalization="centre-torso")
     card = ModelCard(name="toy", labels=("a", "b"), window=spec, embedding_size=16, input_space="camera")
-    metadata = card.to_metadata()
+    metadata = {**card.to_metadata(), "actionrec.training_data": "toy.npz, split all", "actionrec.protocol": "toy"}
+    metadata.update({"actionrec.accuracy": '{"test": 0.5}', "actionrec.source_commit": "abc"})
     window = {**json.loads(metadata["actionrec.window"]), **window_changes}
     return {**metadata, "actionrec.window": json.dumps(window)}
 

@@ -250,6 +250,7 @@ def test_sample_times_refuses_times_it_cannot_count() -> None:
 def _card(**changes: object) -> ModelCard:
     spec = WindowSpec(layout="kinect20", dims=3, length=8, fps=15.0, normalization="centre-torso")
     values = dict(name="toy", labels=("a", "b"), window=spec, embedding_size=16, input_space="camera")
+    values.update(training_data="toy.npz, split all", protocol="fine-tune", source_commit="abc")
     return ModelCard(**{**values, **changes})
 
 

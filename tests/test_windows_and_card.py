@@ -93,11 +93,11 @@ def test_card_round_trips_through_metadata() -> None:
         (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("15.0", "Infinity")}, "from 1 to 1000 fps"),
         # as float32 in the service, 1e300 fps is infinite: it would choose frames and cut windows with it
         (lambda m: {**m, "actionrec.window": m["actionrec.window"].replace("15.0", "1e300")}, "from 1 to 1000 fps"),
-        (lambda m: {**m, "actionrec.labels": '["run", "jump\\nhigh"]'}, "a non-empty name on one line"),
+        (lambda m: {**m, "actionrec.labels": '["run", "jump\\nhigh"]'}, "every label must be a name on one line"),
         (lambda m: {**m, "actionrec.training_data": " "}, "actionrec.training_data is empty"),
         (
-            lambda m: {**m, "actionrec.accuracy": "{}", "actionrec.protocol": ""},
-            "protocol, actionrec.accuracy is empty",
+            lambda m: {**m, "actionrec.source_commit": "", "actionrec.protocol": ""},
+            "protocol, actionrec.source_commit is empty",
         ),
     ],
 )
