@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -50,8 +51,13 @@ class Batcher:
         max_delay_ms: float = 5.0,
         max_queue: int = 256,
         metrics: Metrics | None = None,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
+        # Told (once, with the model's name) when the batcher stops on an internal error: the model
+        # is lost for this process's life, which the server's health then says.
+        self._on_failure = on_failure
+        self.failed = False
         self.max_batch = max_batch
         self.max_delay = max_delay_ms / 1000.0
         self.max_queue = max_queue
@@ -68,7 +74,9 @@ class Batcher:
         at once when the queue is full or the batcher is closed."""
         future: Future[Classified] = Future()
         with self._ready:
-            if self._closed:
+            if self.failed:
+                future.set_exception(self._failure())
+            elif self._closed:
                 future.set_exception(Overloaded("the model's batcher is shut down"))
             elif len(self._queue) >= self.max_queue:
                 future.set_exception(Overloaded(f"the queue in front of model {self.model.name} is full"))
@@ -126,7 +134,7 @@ class Batcher:
             # A bug here would otherwise leave every waiting window (and its stream or clip
             # call) waiting for good: the batcher closes, and what it holds fails.
             with self._ready:
-                self._closed = True
+                self._closed = self.failed = True
                 in_hand += self._queue
                 self._queue.clear()
             log.critical(
@@ -134,7 +142,12 @@ class Batcher:
                 exc_info=e,
                 extra={"fields": {"model": self.model.name, "failed": len(in_hand)}},
             )
-            self._fail(in_hand, Unavailable(f"model {self.model.name} failed; reconnect (to another replica)"))
+            self._fail(in_hand, self._failure())
+            if self._on_failure is not None:
+                self._on_failure(self.model.name)
+
+    def _failure(self) -> Unavailable:
+        return Unavailable(f"model {self.model.name} failed; reconnect (to another replica)")
 
     def _run(self, jobs: list[_Job]) -> None:
         started = time.monotonic()

@@ -473,7 +473,14 @@ class ActionServer:
         finally:
             estimator.close()
         batchers = {
-            m.name: Batcher(m, config.max_batch, config.max_queue_delay_ms, config.max_batch_queue, self.metrics)
+            m.name: Batcher(
+                m,
+                config.max_batch,
+                config.max_queue_delay_ms,
+                config.max_batch_queue,
+                self.metrics,
+                on_failure=self._model_failed,
+            )
             for m in models
         }
         self.runtime = Runtime(
@@ -503,6 +510,13 @@ class ActionServer:
                 }
             },
         )
+
+    def _model_failed(self, model: str) -> None:
+        """A model's batcher stopped on an internal error: its windows fail from now on, so the
+        replica is unhealthy (NOT_SERVING), for its orchestrator to replace it, not a busy one."""
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.critical("health is NOT_SERVING: a model failed", extra={"fields": {"model": model}})
 
     def drain(self, timeout: float | None = None) -> None:
         """Stop taking work, let open streams finish their windows, then stop."""

@@ -319,6 +319,9 @@ class StreamSession:
             if behind and not self._waits_for_window_room:
                 self._count_window_dropped("stream_behind")
                 continue
+            if self.batcher.failed:  # the model is lost for good (health says NOT_SERVING), not busy
+                self._count_window_dropped("classify_error")
+                continue
             if not self.batcher.has_room:
                 # Refused before it is prepared: under overload the input threads' time goes to
                 # the windows that can still be classified, not to ones the queue would refuse.

@@ -32,7 +32,7 @@ from service.batcher import Batcher
 from service.channels import call_metadata, make_channel
 from service.commands import read_env
 from service.config import ServerConfig, SettingError
-from service.errors import Overloaded, Unavailable
+from service.errors import Unavailable
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.loadgen import frame_stream, run_streams
@@ -491,15 +491,18 @@ class _BrokenMetrics:
     ids=["waiting", "running"],
 )
 def test_a_batcher_that_stops_fails_its_windows(settings: dict) -> None:
+    told: list[str] = []
     with _logged("service.batcher") as records:
-        batcher = Batcher(_Model(), **settings)
+        batcher = Batcher(_Model(), **settings, on_failure=told.append)
         try:
             assert isinstance(batcher.submit(np.zeros((4, 2, 2), np.float32)).exception(timeout=10), Unavailable)
             later = batcher.submit(np.zeros((4, 2, 2), np.float32))
-            assert later.done() and isinstance(later.exception(), Overloaded)  # refused at once, not left waiting
+            # refused at once, not left waiting, and as the model's failure, not as a full queue
+            assert later.done() and isinstance(later.exception(), Unavailable) and batcher.failed
         finally:
             batcher.close()
     assert [r.getMessage() for r in records] == ["batcher stopped; its windows fail"] and records[0].exc_info
+    assert told == ["stand-in"]  # the server then turns its health to NOT_SERVING
 
 
 def test_start_says_which_address_it_cannot_listen_on(tmp_path: Path) -> None:

@@ -161,6 +161,29 @@ def test_health_is_not_serving_until_the_models_are_loaded(config: ServerConfig)
         server.stop()
 
 
+def test_a_model_whose_batcher_fails_turns_health_to_not_serving(config: ServerConfig) -> None:
+    """A bug in a model's batcher loses that model for the process's life: the replica says so
+    (NOT_SERVING, for its orchestrator to replace it) and its windows count as classify_error,
+    not as a queue that is merely full."""
+
+    class Broken:
+        def observe_batch(self, *_) -> None:
+            raise RuntimeError("a bug in the batcher's thread")
+
+    with running_server(config) as server:
+        server.runtime.batchers["sports2d"]._metrics = Broken()
+        api = stub(f"127.0.0.1:{server.port}")
+        frames = waving_skeletons(4.0, people=1)
+        final = collect(
+            api.StreamSkeletons(skeleton_requests(pb.SkeletonStreamConfig(), frames), timeout=TIMEOUT)
+        ).final
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        for name in ("", SERVICE_NAME):
+            answer = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=TIMEOUT)
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert final.windows_classified == 0 and set(final.windows_dropped) == {"classify_error"}, final
+
+
 def test_health_serving_and_reflection_lists_the_services(address: str) -> None:
     channel = grpc.insecure_channel(address)
     health = health_pb2_grpc.HealthStub(channel)
