@@ -173,7 +173,7 @@ def _export(args: argparse.Namespace) -> int:
         check_name = f"{parts.scored_name} part"
         confusion, confusion_of = run / "confusion.png", check_name
     else:
-        accuracy = _reference_accuracy(args.accuracy_from)
+        accuracy = _reference_accuracy(args.accuracy_from, config)
         # Nothing unseen is left to score: the variants are compared on the training data, and
         # the card shows the errors of the run its accuracy comes from.
         check_on, check_name = parts.fit, "train part (seen in training, so this compares the variants only)"
@@ -292,7 +292,38 @@ def _check_same_run(run: Path, saved: dict, config: TrainConfig, label_names: tu
         )
 
 
-def _reference_accuracy(reference: Path | None) -> dict[str, float]:
+# What a run scored on validation may set otherwise than the run whose card takes its accuracy.
+_VALIDATION_SETTINGS = ("experiment.name", "experiment.output", "validation", "validation_holds_out", "validation_fold")
+
+
+def _same_settings(reference: Path, config: TrainConfig) -> None:
+    """InputError unless the run folder ``reference`` trained with ``config``'s settings, but for
+    its validation part: another run's accuracy (another dataset, encoder or recipe) would go on
+    the card as this model's. A dataset or an encoder may be named by another path to the same
+    file (the same name, the same bytes)."""
+    import hashlib
+
+    from export.config import TrainConfig, config_differences, load_config
+    from skeleton.errors import InputError
+
+    if not (reference / "config.toml").is_file():
+        raise InputError(f"{reference}: has no config.toml, so its settings cannot be compared with this run's")
+    differences = config_differences(load_config(reference / "config.toml", TrainConfig), config)
+
+    def digest(path: str) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
+
+    for key, (theirs, ours) in list(differences.items()):
+        same_file = key == "pretrained" and digest(theirs) == digest(ours)
+        same_name = key == "benchmark.path" and Path(theirs).name == Path(ours).name
+        if key in _VALIDATION_SETTINGS or same_file or same_name:
+            del differences[key]
+    if differences:
+        shown = "; ".join(f"{key} {theirs!r} there, {ours!r} here" for key, (theirs, ours) in differences.items())
+        raise InputError(f"{reference}: not a run with this run's settings ({shown})")
+
+
+def _reference_accuracy(reference: Path | None, config: TrainConfig) -> dict[str, float]:
     """The accuracy of a run with the same settings scored on validation, for a model whose own
     test part is held back (Penn Action)."""
     import json
@@ -320,4 +351,5 @@ def _reference_accuracy(reference: Path | None) -> dict[str, float]:
         raise InputError(f"{path}: accuracy must be a number from 0 to 1, not {accuracy!r}")
     if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
         raise InputError(f"{path}: n_train must be a number of training clips, not {n_train!r}")
+    _same_settings(path.parent, config)
     return {f"validation (same settings, {n_train} training clips)": round(float(accuracy), 4)}

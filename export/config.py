@@ -63,6 +63,8 @@ class Experiment:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.output.strip():  # the run's files would land in the working folder, replacing its own
+            raise InputError("experiment.output must name the run's folder, not be empty")
         if self.seed < 0:  # numpy's and torch's generators take no negative seed
             raise InputError(f"experiment.seed must be 0 or more, not {self.seed}")
         if self.seed > MAX_SEED:
@@ -127,6 +129,10 @@ class Benchmark:
     train_split: str
     test_split: str
 
+    def __post_init__(self) -> None:
+        if self.train_split == self.test_split:  # a model scored on its own training data
+            raise InputError(f"benchmark.test_split must be another split than train_split ({self.train_split!r})")
+
 
 # The modes that train a model (the others probe a frozen encoder), and the settings of a
 # TrainConfig that only they can use.
@@ -189,6 +195,8 @@ class TrainConfig:
                 f"head_warmup_epochs must be from 0 to fewer than the {self.optim.epochs} epochs, "
                 f"not {self.head_warmup_epochs}"
             )
+        if not (self.encoder_lr_scale >= 0 and math.isfinite(self.encoder_lr_scale)):
+            raise InputError(f"encoder_lr_scale must be 0 or more and finite, not {self.encoder_lr_scale}")
         if not 0.0 <= self.mirror <= 1.0:
             raise InputError(f"mirror is a probability, from 0 to 1, not {self.mirror}")
         if not 0.0 <= self.pseudo_label_share <= 1.0:
@@ -259,8 +267,13 @@ def _build(cls: type, values: object, where: str, origin: str):
         return values
     expected = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}.get(cls, (cls,))
     if not isinstance(values, expected) or (cls is int and isinstance(values, bool)):
-        raise InputError(f"{origin}: {where} must be a {cls.__name__}, not {values!r}")
+        kind = _KINDS.get(cls, f"a {cls.__name__}")
+        raise InputError(f"{origin}: {where} must be {kind}, not {values!r}")
     return float(values) if cls is float else values
+
+
+# How a refusal names the type a key must have.
+_KINDS = {int: "a whole number", float: "a number", str: "a text (in quotes)", bool: "true or false"}
 
 
 def load_config(path: Path, cls: type):

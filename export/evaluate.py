@@ -151,6 +151,10 @@ def evaluate(data: Path, split: str, probe: str | None, model_name: str | None) 
     if probe and len(train) == 0:
         part = "no train part" if split == "all" else "an empty train part (no labelled sequences)"
         raise InputError(f"{data}: split {split!r} has {part}, and a {probe} probe is fitted on one")
+    if probe and len(np.unique(dataset.labels[train])) < 2:  # a probe of one class answers it for everything
+        raise InputError(
+            f"{data}: split {split!r}'s train part holds one class, and a {probe} probe needs two or more to tell apart"
+        )
     if not probe and not model.labels:
         raise InputError(f"{model.name} has no classifier head: use --probe linear or --probe knn")
     unknown_class = 0

@@ -187,7 +187,7 @@ def export_model(
     )
     fp32 = _with_card(_to_onnx(model, window), card)
     difference = parity(fp32.SerializeToString(), model, parity_windows)
-    if difference >= FP32_TOLERANCE:
+    if not difference < FP32_TOLERANCE:  # NaN included: a model with NaN weights
         raise InputError(f"ONNX and PyTorch differ by {difference:.2e} (limit {FP32_TOLERANCE:.0e}); not written")
     reports = [_save(fp32, output, model, parity_windows)]
     if fp16:

@@ -35,6 +35,7 @@ from export.masking import CoarseToFineMasker, masking_state
 from export.plots import plot_curves
 from export.runtime import (
     Runtime,
+    check_loss,
     distribute,
     encoder_checkpoint,
     load_checkpoint_file,
@@ -337,11 +338,7 @@ def _epoch(config, runtime, network, loader, optimizer, scheduler, masker, epoch
         z1, z2 = network(v1.to(device), v2.to(device), m1.to(device), m2.to(device))
         loss = cross_correlation_loss(z1, z2, config.off_diagonal_weight)
         value = loss.item()
-        if not math.isfinite(value):  # every weight would be NaN after this step
-            raise InputError(
-                f"{config.experiment.name}: the loss became {value} at epoch {epoch + 1}, step {step + 1} of "
-                f"{len(loader)}: the training diverged (a lower optim.lr may help); this epoch was not saved"
-            )
+        check_loss(value, config.experiment.name, epoch, step, len(loader))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -8,6 +8,7 @@ only ask whether they are the main process and wrap the model with ``distribute`
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import subprocess
@@ -39,23 +40,40 @@ class Runtime:
         return self.world_size > 1
 
 
+def _environment_count(name: str, default: int, least: int) -> int:
+    """A whole number from the environment (torchrun's, or the user's), at least ``least``."""
+    text = os.environ.get(name, "").strip() or str(default)
+    if not text.isdigit() or int(text) < least:
+        raise InputError(f"environment variable {name} must be a whole number, {least} or more, not {text!r}")
+    return int(text)
+
+
 def start(seed: int) -> Runtime:
     """Join the process group when launched by torchrun; pick the device; seed everything."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    world_size = _environment_count("WORLD_SIZE", 1, least=1)
+    rank = _environment_count("RANK", 0, least=0)
+    if rank >= world_size:  # the group would wait for ranks that never come
+        raise InputError(f"RANK {rank} is not below WORLD_SIZE {world_size} (ranks count from 0)")
+    if world_size > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
+        raise InputError("WORLD_SIZE > 1 needs MASTER_ADDR and MASTER_PORT: launch with torchrun, which sets them")
     if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", _environment_count("LOCAL_RANK", 0, least=0))
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
     if world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    seed_process(seed, rank)
+    return Runtime(device, rank, world_size)
+
+
+def seed_process(seed: int, rank: int) -> None:
+    """Seed Python's, numpy's and torch's generators for process ``rank`` of a run."""
     # Seeds are checked to fit numpy's 32 bits (Experiment); adding the rank must not overflow them.
     process_seed = (seed + rank) % 2**32
     random.seed(process_seed)
     np.random.seed(process_seed)
     torch.manual_seed(process_seed)
-    return Runtime(device, rank, world_size)
 
 
 def prepare_output_folder(path: Path) -> Path:
@@ -76,7 +94,17 @@ def prepare_output_folder(path: Path) -> Path:
 def loader_workers() -> int:
     """Processes preparing windows beside the training process (``ACTIONREC_LOADER_WORKERS``;
     0 on small machines, where the model already uses every core)."""
-    return int(os.environ.get("ACTIONREC_LOADER_WORKERS", "0"))
+    return _environment_count("ACTIONREC_LOADER_WORKERS", 0, least=0)
+
+
+def check_loss(value: float, name: str, epoch: int, step: int, steps: int) -> None:
+    """InputError when a training step's loss is not finite: every weight would be NaN after it,
+    and such a model answers one class for everything (scored, it looks like a result)."""
+    if not math.isfinite(value):
+        raise InputError(
+            f"{name}: the loss became {value} at epoch {epoch + 1}, step {step + 1} of {steps}: the training"
+            " diverged (a lower optim.lr may help); this epoch was not saved"
+        )
 
 
 def stop(runtime: Runtime) -> None:

@@ -46,6 +46,7 @@ from export.pretrain import split_indices, warmup_cosine
 from export.probe import clip_embeddings, knn_predict, linear_probe, model_clip_probabilities
 from export.runtime import (
     Runtime,
+    check_loss,
     classifier_checkpoint,
     distribute,
     from_main,
@@ -337,7 +338,7 @@ def _fit(
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         losses, correct, seen = [], 0, 0
-        for windows, labels in loader:
+        for step, (windows, labels) in enumerate(loader):
             windows = random_mirror(windows, mirror_permutation, config.mirror, generator)
             windows = random_linear_views(windows, generator)
             if occluder is not None:
@@ -350,13 +351,15 @@ def _fit(
             labels = labels.to(runtime.device)
             scores, _ = network(windows)
             loss = _classification_loss(scores, labels, partner, own_share)
+            value = loss.item()
+            check_loss(value, config.experiment.name, first_epoch + epoch, step, len(loader))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if average:
                 average.update(model)
-            losses.append(loss.item())
+            losses.append(value)
             correct += int((scores.argmax(1) == labels).sum())
             seen += len(labels)
         record = {

@@ -97,6 +97,20 @@ def test_a_mirror_averaged_classifier_answers_alike_for_a_window_and_its_mirror_
     np.testing.assert_allclose(onnx_scores, scores.numpy(), atol=1e-4)
 
 
+def test_export_refuses_a_model_with_nan_weights(tmp_path: Path) -> None:
+    """ONNX and PyTorch then differ by NaN, which is not within any tolerance (a NaN model would
+    answer one class for everything)."""
+    torch.manual_seed(0)
+    model = Classifier(SkeletonEncoder(EncoderConfig(layout="penn13", dims=2, channels=(8, 8, 16, 16, 16, 16))), 3)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    save_atomic(classifier_checkpoint(model.eval(), WINDOW, ("a", "b", "c")), tmp_path / "model.pt")
+    windows = np.random.default_rng(0).normal(size=(4, WINDOW.length, 13, 2)).astype(np.float32)
+    with pytest.raises(InputError, match="ONNX and PyTorch differ by nan"):
+        export_model(tmp_path / "model.pt", tmp_path / "x.onnx", "x", windows, "toy.npz, split all", "toy", {})
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_export_refuses_windows_that_do_not_fit(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="do not fit"):
         export_model(checkpoint, tmp_path / "x.onnx", "x", np.zeros((2, 8, 13, 2), np.float32), "", "", {})

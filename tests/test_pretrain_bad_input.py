@@ -15,7 +15,7 @@ import torch
 
 from actionrec.cli import main
 from export.config import MAX_SEED
-from export.runtime import prepare_output_folder, save_atomic, start, stop
+from export.runtime import prepare_output_folder, save_atomic, seed_process
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.errors import InputError
 
@@ -276,9 +276,8 @@ def test_a_training_seed_beyond_32_bits_is_refused(tmp_path: Path, capsys) -> No
     assert not list(tmp_path.glob("run*"))
 
 
-def test_the_largest_seed_seeds_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RANK", "1")  # the second process's seed is one past the largest
-    stop(start(MAX_SEED))
+def test_the_largest_seed_seeds_every_process() -> None:
+    seed_process(MAX_SEED, rank=1)  # the second process's seed is one past the largest
 
 
 def test_a_non_finite_loss_stops_the_pretraining_without_writing_weights(

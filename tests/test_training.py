@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,7 +199,7 @@ def test_validation_never_scores_the_test_split(tmp_path: Path, msr_npz: Path) -
     [
         ("\n[optim2]\nepochs = 3\n", "unknown key optim2"),
         ("\n[masking]\nhands = false\n", "unknown key masking.hands"),
-        ('\n[masking]\nmax_probability = "high"\n', "must be a float"),
+        ('\n[masking]\nmax_probability = "high"\n', "masking.max_probability must be a number, not 'high'"),
     ],
 )
 def test_bad_config_is_refused_before_training(
@@ -677,6 +679,12 @@ def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr_np
     assert main([*command, "--accuracy-from", str(reference)]) == 0
     card = (tmp_path / "held.md").read_text()
     validation = json.loads((reference / "results.json").read_text())["accuracy"]
+    # Another run's accuracy (here: another seed) would go on the card as this model's.
+    other = tmp_path / "other-seed-validation"
+    shutil.copytree(reference, other)
+    (other / "config.toml").write_text((other / "config.toml").read_text().replace("seed = 0", "seed = 1"))
+    assert main([*command, "--accuracy-from", str(other)]) == 2
+    assert "not a run with this run's settings (experiment.seed 1 there, 0 here)" in capsys.readouterr().err
     assert f"| accuracy | validation (same settings, 227 training clips): {validation:.1%} |" in card
     assert "![confusion matrix on the validation part, by the run with the same settings" in card
     assert (tmp_path / "held.confusion.png").read_bytes() == (reference / "confusion.png").read_bytes()
@@ -969,6 +977,13 @@ TRAIN_ONLY = [
     ("", "[labels]\nfraction = 0.0", "labels.fraction is a share, above 0 and at most 1, not 0.0"),
     ("", "[labels]\nfraction = 1.5", "labels.fraction is a share, above 0 and at most 1, not 1.5"),
     ("", "[labels]\nper_class = -1", "labels.per_class must be 0 (off) or more, not -1"),
+    ('mode = "scratch"', 'mode = "scratch"\nencoder_lr_scale = nan', "encoder_lr_scale must be 0 or more and finite"),
+    ('mode = "scratch"', 'mode = "scratch"\nencoder_lr_scale = -1.0', "encoder_lr_scale must be 0 or more and finite"),
+    (
+        'test_split = "cross-subject/test"',
+        'test_split = "cross-subject/train"',
+        "benchmark.test_split must be another split than train_split ('cross-subject/train')",
+    ),
 ]
 
 
@@ -992,6 +1007,35 @@ def test_settings_out_of_range_are_refused_before_anything_is_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and str(config) in err[0]
     assert not (tmp_path / ("pretrain" if command == "pretrain" else "scratch")).exists()
+
+
+@pytest.mark.parametrize("command", ["pretrain", "train"])
+def test_an_empty_output_folder_is_refused_before_anything_is_written(
+    tmp_path: Path, msr_npz: Path, capsys, monkeypatch, command: str
+) -> None:
+    """An empty experiment.output would put the run's files in the working folder, over its own."""
+    config = (
+        _pretrain_config(tmp_path, msr_npz)
+        if command == "pretrain"
+        else _train_config(tmp_path, msr_npz, "scratch", None)
+    )
+    config.write_text(re.sub(r'output = ".*"', 'output = ""', config.read_text()))
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    assert main([command, "--config", str(config)]) == 2
+    assert "experiment.output must name the run's folder, not be empty" in capsys.readouterr().err
+    assert list(working.iterdir()) == []
+
+
+def test_a_training_that_diverges_stops_saying_so_and_saves_no_model(tmp_path: Path, msr_npz: Path, capsys) -> None:
+    """Its weights turn NaN, and a NaN model answers one class for everything: scored, that looks
+    like a result (100 % on a test part of one class)."""
+    config = _train_config(tmp_path, msr_npz, "scratch", None, optim={"epochs": 2, "lr": "1e30"})
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "the loss became" in err and "the training diverged" in err
+    assert not (tmp_path / "scratch" / "model.pt").exists()
 
 
 @pytest.mark.parametrize(
@@ -1178,12 +1222,14 @@ def test_a_missing_or_malformed_reference_accuracy_is_refused(
     tmp_path: Path, results: str | None, message: str
 ) -> None:
     from export.commands import _reference_accuracy
+    from export.config import TrainConfig, load_config
 
+    config = load_config(ROOT / "configs" / "train" / "sports2d-ship.toml", TrainConfig)
     if results is not None:
         (tmp_path / "results.json").write_text(results)
     with pytest.raises(InputError, match=message) as refused:
-        _reference_accuracy(tmp_path)
+        _reference_accuracy(tmp_path, config)
     assert str(tmp_path / "results.json") in str(refused.value)
     if results is not None:  # the results file itself may be named too
         with pytest.raises(InputError, match=message):
-            _reference_accuracy(tmp_path / "results.json")
+            _reference_accuracy(tmp_path / "results.json", config)

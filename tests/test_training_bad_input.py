@@ -229,3 +229,50 @@ def test_an_empty_split_name_is_refused_before_training(tmp_path: Path, msr_npz:
     assert not (tmp_path / "scratch").exists()
     with pytest.raises(InputError, match=f"{key} is empty"):  # `export` of such a run is refused too
         choose_parts(SkeletonDataset.load(tmp_path / "small.npz"), load_config(config, TrainConfig))
+
+
+# -- the launch environment (torchrun's variables, the loader's) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ({"WORLD_SIZE": "abc"}, "environment variable WORLD_SIZE must be a whole number, 1 or more, not 'abc'"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE must be a whole number, 1 or more, not '0'"),
+        ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK must be a whole number, 0 or more, not '-1'"),
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK 5 is not below WORLD_SIZE 2"),  # it would wait for ranks forever
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE > 1 needs MASTER_ADDR and MASTER_PORT"),
+    ],
+)
+def test_a_launch_environment_that_cannot_work_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], message: str
+) -> None:
+    from export.runtime import start
+
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InputError, match=message):
+        start(0)
+
+
+def test_a_loader_worker_count_that_is_not_a_count_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from export.runtime import loader_workers
+
+    monkeypatch.setenv("ACTIONREC_LOADER_WORKERS", "-1")
+    with pytest.raises(InputError, match="ACTIONREC_LOADER_WORKERS must be a whole number, 0 or more, not '-1'"):
+        loader_workers()
+
+
+def test_a_probe_is_refused_a_train_part_of_one_class(msr_npz: Path, tmp_path: Path, capsys) -> None:
+    """One class to fit on: the probe would answer it for every clip, a score that means nothing."""
+    msr = SkeletonDataset.load(msr_npz)
+    train, test = msr.splits["cross-subject/train"], msr.splits["cross-subject/test"]
+    one_class = msr.subset(np.concatenate([train[msr.labels[train] == 0], test[:5]]))
+    count = int((msr.labels[train] == 0).sum())
+    one_class.splits = {"cross-subject/train": np.arange(count), "cross-subject/test": np.arange(count, count + 5)}
+    one_class.save(tmp_path / "one.npz")
+    command = ["evaluate", "--data", str(tmp_path / "one.npz"), "--split", "cross-subject", "--probe", "linear"]
+    assert main([*command, "--model", "msr3d"]) == 2
+    assert "train part holds one class, and a linear probe needs two or more" in capsys.readouterr().err
