@@ -10,18 +10,6 @@ import grpc
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-def token_problem(token: str) -> str | None:
-    """What makes ``token`` unusable, or None: both sides check it, so that a server never starts
-    with a token no client can send and a client never sends one gRPC would refuse."""
-    if not token.strip():
-        return "is empty"
-    if token != token.strip():
-        return "starts or ends with white space (a newline left in a secret?)"
-    if not all(" " <= c <= "~" for c in token):
-        return "has characters other than printable ASCII (gRPC metadata values are)"
-    return None
-
-
 def _refuse(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
     def abort(request, context):
         context.abort(grpc.StatusCode.UNAUTHENTICATED, message)

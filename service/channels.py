@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.auth import token_problem
+from service.config import token_problem
 from skeleton.errors import InputError, read_input_file
 
 MAX_MESSAGE_BYTES = 64 << 20

@@ -48,11 +48,13 @@ class _FromEnv:
             raise InputError(f"{self.flag} (from {self.env}): {e}") from None
 
 
-def quiet_grpc_log() -> None:
+def quiet_library_logs() -> None:
     """The client commands say what went wrong in one line of their own; gRPC core's log lines (a
-    TLS handshake that failed, an unknown load-balancing policy) would come before it. Before grpc
-    is imported; a GRPC_VERBOSITY the user set wins."""
+    TLS handshake that failed, an unknown load-balancing policy) and OpenCV's (a camera index with
+    no camera) would come before it. Before grpc and cv2 are imported; a GRPC_VERBOSITY or
+    OPENCV_LOG_LEVEL the user set wins."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 
 def read_env(args: argparse.Namespace) -> dict[str, str]:
@@ -366,7 +368,7 @@ def _register_clip_calls(subcommands: argparse._SubParsersAction) -> None:
 
 def _server(args: argparse.Namespace) -> Server:
     """The server a clip or actions command calls, from its flags (and their variables)."""
-    quiet_grpc_log()
+    quiet_library_logs()
     from service.clip_calls import Server
 
     read_env(args)
@@ -522,7 +524,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    quiet_grpc_log()
+    quiet_library_logs()
     from service.channels import wait_until_serving
 
     read_env(args)
@@ -532,7 +534,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> int:
-    quiet_grpc_log()
+    quiet_library_logs()
     from service.client import ClientOptions, run_client
 
     read_env(args)

@@ -9,7 +9,6 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.auth import token_problem
 from skeleton.errors import InputError
 from skeleton.resample import MAX_INTERPOLATED_GAP_MS
 from skeleton.windows import MIN_WINDOW_PRESENCE
@@ -48,6 +47,18 @@ def default_actions_file() -> Path:
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def token_problem(token: str) -> str | None:
+    """What makes ``token`` unusable, or None: both sides check it, so that a server never starts
+    with a token no client can send and a client never sends one gRPC would refuse."""
+    if not token.strip():
+        return "is empty"
+    if token != token.strip():
+        return "starts or ends with white space (a newline left in a secret?)"
+    if not all(" " <= c <= "~" for c in token):
+        return "has characters other than printable ASCII (gRPC metadata values are)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ and two replicas behind client-side round-robin load balancing (real server proc
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import math
@@ -187,6 +188,38 @@ def test_client_reports_a_missing_source_and_a_refused_call(plain_server, tmp_pa
     argv = ["client", str(VIDEOS / "arm_wrestling.mp4"), "--server", f"127.0.0.1:{plain_server.port}"]
     assert main(argv + ["--model", "nope", "--max-frames", "2"]) == 2
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_a_client_commands_failure_is_its_own_line_alone(tls_files: TlsFiles) -> None:
+    """gRPC core's and OpenCV's log lines are silenced in the client commands (their own line says
+    what is wrong), unless the user's GRPC_VERBOSITY / OPENCV_LOG_LEVEL asks for them: a camera
+    index with no camera (OpenCV says so in several lines first), TLS against a server that does
+    not speak it (gRPC logs each failed handshake)."""
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PlainHttp)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    environment = {k: v for k, v in os.environ.items() if k not in ("GRPC_VERBOSITY", "OPENCV_LOG_LEVEL")}
+    cases = [
+        (["client", "99", "--server", "127.0.0.1:1"], "99: cannot open the camera or stream"),
+        (
+            ["health", "--server", f"127.0.0.1:{plain.server_port}", "--tls-ca", str(tls_files.ca), "--wait", "2"],
+            "UNREACHABLE",
+        ),
+    ]
+    try:
+        for argv, message in cases:
+            command = [sys.executable, "-m", "actionrec.cli", *argv]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=environment)
+            lines = (done.stdout + done.stderr).strip().splitlines()
+            assert done.returncode != 0 and len(lines) == 1 and message in lines[0], lines
+    finally:
+        plain.shutdown()
+
+
+class _PlainHttp(http.server.BaseHTTPRequestHandler):
+    """Answers anything (a TLS handshake included) as an HTTP server would: not with TLS."""
+
+    def log_message(self, *args) -> None:
+        pass
 
 
 # ---------------------------------------------------------------- server processes
