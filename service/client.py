@@ -141,8 +141,9 @@ class RequestFeed:
 
 def answers_of(call) -> queue.Queue:
     """A stream call's responses, read in a thread of their own into a queue, then its end: None,
-    or the RpcError that ended it. The main thread waits on the queue, where Ctrl-C interrupts it
-    cleanly; interrupted inside gRPC's own wait, the call could not be read any further."""
+    or the error that ended it (the call's RpcError). The main thread waits on the queue, where
+    Ctrl-C interrupts it cleanly; interrupted inside gRPC's own wait, the call could not be read
+    any further."""
     answers: queue.Queue = queue.Queue()
 
     def read() -> None:
@@ -150,7 +151,7 @@ def answers_of(call) -> queue.Queue:
             for response in call:
                 answers.put(response)
             answers.put(None)
-        except grpc.RpcError as e:
+        except Exception as e:  # noqa: BLE001 - raised in the main thread, which waits for it
             answers.put(e)
 
     threading.Thread(target=read, name="stream-responses", daemon=True).start()
@@ -355,7 +356,7 @@ class ClientRun:
         return self.final
 
     def take_answers(self, answers: queue.Queue, deadline: float | None = None) -> bool:
-        """The call's responses taken until its end (whose RpcError is raised here); False when
+        """The call's responses taken until its end (whose error is raised here); False when
         ``deadline`` (``time.monotonic()``) came first."""
         while True:
             try:
@@ -364,7 +365,7 @@ class ClientRun:
                 return False
             if answer is None:
                 return True
-            if isinstance(answer, grpc.RpcError):
+            if isinstance(answer, Exception):
                 raise answer
             if answer.WhichOneof("kind") == "stats" and answer.stats.final:
                 self.final = answer.stats
