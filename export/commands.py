@@ -296,31 +296,53 @@ def _check_same_run(run: Path, saved: dict, config: TrainConfig, label_names: tu
 _VALIDATION_SETTINGS = ("experiment.name", "experiment.output", "validation", "validation_holds_out", "validation_fold")
 
 
-def _same_settings(reference: Path, config: TrainConfig) -> None:
-    """InputError unless the run folder ``reference`` trained with ``config``'s settings, but for
-    its validation part: another run's accuracy (another dataset, encoder or recipe) would go on
-    the card as this model's. A dataset or an encoder may be named by another path to the same
-    file (the same name, the same bytes)."""
-    import hashlib
+def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
+    """InputError unless the run folder ``reference`` (its ``results``) trained with ``config``'s
+    settings, but for its validation part: another run's accuracy (another dataset, encoder or
+    recipe) would go on the card as this model's. The dataset and the encoder are compared by the
+    bytes the reference run read (recorded in its results), so another path to the same file is
+    the same, and a file replaced since under the same path is not; a run from before that record
+    is compared by path (and file name, for the dataset), with a warning."""
+    import sys
 
     from export.config import TrainConfig, config_differences, load_config
     from skeleton.errors import InputError
+    from skeleton.provenance import file_digest
 
     if not (reference / "config.toml").is_file():
         raise InputError(f"{reference}: has no config.toml, so its settings cannot be compared with this run's")
     differences = config_differences(load_config(reference / "config.toml", TrainConfig), config)
-
-    def digest(path: str) -> str:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
-
-    for key, (theirs, ours) in list(differences.items()):
-        same_file = key == "pretrained" and digest(theirs) == digest(ours)
-        same_name = key == "benchmark.path" and Path(theirs).name == Path(ours).name
-        if key in _VALIDATION_SETTINGS or same_file or same_name:
-            del differences[key]
+    for key in _VALIDATION_SETTINGS:
+        differences.pop(key, None)
+    read = results.get("read_sha256")
+    files = {"benchmark.path": config.benchmark.path, "pretrained": config.pretrained}
+    for key, path in files.items():
+        if not path:
+            continue
+        if isinstance(read, dict) and key in read:
+            differences.pop(key, None)
+            if read[key] != file_digest(Path(path)):
+                differences[key] = (f"bytes {read[key][:12]}", f"{path} (bytes {file_digest(Path(path))[:12]})")
+        elif key in differences:  # an older run: the same file name (dataset), the same bytes now (encoder)
+            theirs = Path(differences[key][0])
+            same = theirs.name == Path(path).name if key == "benchmark.path" else _same_bytes(theirs, Path(path))
+            if same:
+                del differences[key]
+    if not isinstance(read, dict):
+        print(
+            f"warning: {reference} does not record the bytes it read; its dataset and encoder are compared"
+            " by path only",
+            file=sys.stderr,
+        )
     if differences:
         shown = "; ".join(f"{key} {theirs!r} there, {ours!r} here" for key, (theirs, ours) in differences.items())
         raise InputError(f"{reference}: not a run with this run's settings ({shown})")
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    from skeleton.provenance import file_digest
+
+    return a.is_file() and b.is_file() and file_digest(a) == file_digest(b)
 
 
 def _reference_accuracy(reference: Path | None, config: TrainConfig) -> dict[str, float]:
@@ -351,5 +373,5 @@ def _reference_accuracy(reference: Path | None, config: TrainConfig) -> dict[str
         raise InputError(f"{path}: accuracy must be a number from 0 to 1, not {accuracy!r}")
     if not isinstance(n_train, int) or isinstance(n_train, bool) or n_train < 1:
         raise InputError(f"{path}: n_train must be a number of training clips, not {n_train!r}")
-    _same_settings(path.parent, config)
+    _same_settings(path.parent, results, config)
     return {f"validation (same settings, {n_train} training clips)": round(float(accuracy), 4)}

@@ -338,7 +338,8 @@ def _epoch(config, runtime, network, loader, optimizer, scheduler, masker, epoch
         z1, z2 = network(v1.to(device), v2.to(device), m1.to(device), m2.to(device))
         loss = cross_correlation_loss(z1, z2, config.off_diagonal_weight)
         value = loss.item()
-        check_loss(value, config.experiment.name, epoch, step, len(loader))
+        where = f"{config.experiment.name}: epoch {epoch + 1}, step {step + 1} of {len(loader)}"
+        check_loss(value, runtime, where, "this epoch was not saved (the last checkpoint stands)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -97,13 +97,21 @@ def loader_workers() -> int:
     return _environment_count("ACTIONREC_LOADER_WORKERS", 0, least=0)
 
 
-def check_loss(value: float, name: str, epoch: int, step: int, steps: int) -> None:
-    """InputError when a training step's loss is not finite: every weight would be NaN after it,
-    and such a model answers one class for everything (scored, it looks like a result)."""
-    if not math.isfinite(value):
+def check_loss(value: float, runtime: Runtime, where: str, lost: str) -> None:
+    """InputError when a training step's loss is not finite, in any process of the run: every
+    weight would be NaN after it, and such a model answers one class for everything (scored, it
+    looks like a result). The processes agree first, so that all of them stop at this step (one
+    stopping alone would leave the others waiting in the gradients' all-reduce). ``where`` names
+    the step, ``lost`` what is not saved."""
+    finite = math.isfinite(value)
+    if runtime.distributed:
+        flag = torch.tensor([1.0 if finite else 0.0], device=runtime.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        finite = bool(flag.item())
+    if not finite:
         raise InputError(
-            f"{name}: the loss became {value} at epoch {epoch + 1}, step {step + 1} of {steps}: the training"
-            " diverged (a lower optim.lr may help); this epoch was not saved"
+            f"{where}: the loss became {value if not math.isfinite(value) else 'not finite in another process'}:"
+            f" the training diverged (a lower optim.lr may help); {lost}"
         )
 
 

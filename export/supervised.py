@@ -63,6 +63,7 @@ from export.weight_average import WeightAverage
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.layouts import get_layout
+from skeleton.provenance import file_digest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +200,11 @@ def run_train(config: TrainConfig) -> dict:
             "mode": config.mode,
             "seed": config.experiment.seed,
             "benchmark": config.benchmark.path,
+            # The bytes read, whatever their paths: an export taking this run's accuracy checks them.
+            "read_sha256": {
+                "benchmark.path": file_digest(Path(config.benchmark.path)),
+                **({"pretrained": file_digest(Path(config.pretrained))} if config.pretrained else {}),
+            },
             "scored": scored,
             # What the validation part held out: a result scored on another part is not comparable.
             "validation_holds_out": config.validation_holds_out if config.validation else None,
@@ -352,7 +358,8 @@ def _fit(
             scores, _ = network(windows)
             loss = _classification_loss(scores, labels, partner, own_share)
             value = loss.item()
-            check_loss(value, config.experiment.name, first_epoch + epoch, step, len(loader))
+            where = f"{config.experiment.name}: epoch {first_epoch + epoch + 1}, step {step + 1} of {len(loader)}"
+            check_loss(value, runtime, where, "no model was saved")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

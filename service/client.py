@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import cv2
 import grpc
@@ -88,8 +89,9 @@ RECONNECT_MAX_S = 30.0
 RECONNECT_STEADY_S = 10.0
 RECONNECT_JITTER = 0.2
 # Ctrl-C or SIGTERM closes the stream as a source's end does, and waits this long for the events
-# of the frames already sent and the server's final statistics (a second one stops at once).
-CLOSING_WAIT_S = 10.0
+# of the frames already sent and the server's final statistics (a second one stops at once):
+# well within `docker stop`'s 10 s, which leaves the rest for finishing --out's video.
+CLOSING_WAIT_S = 5.0
 # The exit status of a client whose camera or network stream gave no more frames: a failure for
 # a supervisor (systemd's Restart=on-failure), not a finished run.
 SOURCE_ENDED_STATUS = 1
@@ -158,10 +160,18 @@ def answers_of(call) -> queue.Queue:
     return answers
 
 
+def file_url_path(url: str) -> Path:
+    """The local file a ``file://`` URL names (percent-escapes decoded); InputError for another host's."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise InputError(f"{url}: a file on another host ({parts.netloc}); give a local path or a network stream")
+    return Path(url2pathname(parts.path))
+
+
 def open_source(source: str) -> Source:
     """A camera index, an rtsp:// (or any URL) stream, or a video or image file (a file:// URL too)."""
     if source.startswith("file://"):  # a file, paced and timed as one: not a camera
-        return open_source(urlsplit(source).path)
+        return open_source(str(file_url_path(source)))
     if source.isdigit() or "://" in source:
         capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
         if not capture.isOpened():
@@ -222,6 +232,8 @@ def default_stream_id(source: str) -> str:
     every event), and within the server's limit on its length."""
     if source.isdigit():
         name = f"camera-{source}"
+    elif source.startswith("file://"):
+        name = file_url_path(source).name
     elif "://" in source:
         parts = urlsplit(source)
         host = parts.hostname or ""

@@ -9,7 +9,6 @@ rather than fed wrong data later. onnxruntime is asked for CUDA first and falls 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from skeleton.artifact import (
     variant_differences,
 )
 from skeleton.errors import InputError
+from skeleton.provenance import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,6 @@ class LoadedModel:
         probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
         embeddings = np.asarray(embeddings, dtype=np.float32)
         return [Classified(p, e, batch_ms) for p, e in zip(probabilities, embeddings)]
-
-
-def _file_version(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 _cpu_arena_lock = threading.Lock()
@@ -142,7 +134,7 @@ def load_model(
         name=name or path.stem,
         path=path,
         card=card,
-        version=_file_version(path),
+        version=file_digest(path)[:12],
         providers=tuple(session.get_providers()),
         session=session,
     )

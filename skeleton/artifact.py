@@ -255,9 +255,8 @@ def read_models(models_dir: Path) -> tuple[list[tuple[Path, ModelCard]], list[st
     usable = []
     for path, card in opened.items():
         base = base_model_file(path)
-        if base != path and base not in opened:
-            problems.append(f"{path}: the {variant_of(path)} copy of {base.name}, which is not a usable model here")
-        elif base != path and (differences := variant_differences(card, opened[base])):
+        # A variant without its model (an edge box given only NAME.int8.onnx) is served as it is.
+        if base != path and base in opened and (differences := variant_differences(card, opened[base])):
             problems.append(f"{path}: its card differs from {base.name}'s in {', '.join(differences)}")
         else:
             usable.append((path, card))
@@ -282,6 +281,6 @@ def model_listing(models_dir: Path, relative_to: Path | None = None) -> tuple[li
             "variants": [f"{path.stem}.{v}.onnx" for v in VARIANTS if f"{path.stem}.{v}.onnx" in files],
         }
         for path, card in usable
-        if not variant_of(path)
+        if not variant_of(path) or base_model_file(path).name not in files  # a variant alone is listed alone
     ]
     return cards, problems

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
+import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -70,7 +71,8 @@ def checked_labels(labels: object, what: str) -> tuple[str, ...]:
     unnamed = [label for label in labels if not (isinstance(label, str) and label.strip())]
     if unnamed:
         raise InputError(f"{what}: every label must be a non-empty name, not {_listed(unnamed)}")
-    broken = [label for label in labels if not label.isprintable()]  # a line break, a control character
+    # A line break or a control character (a no-break space or a CJK space is fine)
+    broken = [label for label in labels if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in label)]
     if broken:
         raise InputError(f"{what}: every label must be a name on one line, not {_listed(broken)}")
     repeated = sorted(label for label, count in Counter(labels).items() if count > 1)

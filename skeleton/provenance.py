@@ -3,10 +3,13 @@
 A reader's revision goes up when it reads the same source files differently, so that a file
 converted before is refused on loading (it would train and score on the old reading, silently)
 instead of used. Each entry of ``READER_REVISIONS`` says what changed; a format not listed is at
-revision 1.
+revision 1. ``file_digest`` tells whether two runs read the same file (a dataset, an encoder).
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 READER_REVISIONS: dict[str, tuple[int, str]] = {
     "nw-ucla": (2, "its clips are read at 15 fps, not 30"),
@@ -46,3 +49,12 @@ def outdated_conversion(reader: str, source: str) -> str | None:
         f" ({change}): convert it again (`make data`, or `actionrec convert --format {fmt}`), and remake"
         " any file made from it (such as data/compact/)"
     )
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex): the same digest, the same file, whatever its path."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

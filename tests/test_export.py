@@ -17,7 +17,15 @@ from export.evaluate import evaluate, load_model
 from export.onnx_export import export_model
 from export.runtime import classifier_checkpoint, encoder_checkpoint, read_checkpoint, save_atomic
 from service.devmodel import build_model, sports2d_card
-from skeleton.artifact import INPUT_NAME, ModelCard, model_names, open_model, read_models, resolve_model_path
+from skeleton.artifact import (
+    INPUT_NAME,
+    ModelCard,
+    model_listing,
+    model_names,
+    open_model,
+    read_models,
+    resolve_model_path,
+)
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -227,7 +235,7 @@ def test_opening_a_model_refuses_a_graph_the_service_cannot_batch(tmp_path: Path
     assert str(error.value).startswith(f"{path}: ")
 
 
-def test_the_model_listing_refuses_a_variant_unlike_its_model_or_without_one(tmp_path: Path) -> None:
+def test_the_model_listing_refuses_a_variant_unlike_its_model_and_lists_one_alone(tmp_path: Path) -> None:
     """daily3d.int8.onnx holding another model would answer with its labels under daily3d's name."""
     card = sports2d_card()
     build_model(tmp_path / "good.onnx", card)
@@ -236,10 +244,13 @@ def test_the_model_listing_refuses_a_variant_unlike_its_model_or_without_one(tmp
     build_model(tmp_path / "good.int8.onnx", card, metadata=reversed_labels)
     build_model(tmp_path / "orphan.int8.onnx", card)
     usable, problems = read_models(tmp_path)
-    assert [path.name for path, _ in usable] == ["good.fp16.onnx", "good.onnx"]
-    assert sorted(problems) == [
-        f"{tmp_path / 'good.int8.onnx'}: its card differs from good.onnx's in labels",
-        f"{tmp_path / 'orphan.int8.onnx'}: the int8 copy of orphan.onnx, which is not a usable model here",
+    assert [path.name for path, _ in usable] == ["good.fp16.onnx", "good.onnx", "orphan.int8.onnx"]
+    assert problems == [f"{tmp_path / 'good.int8.onnx'}: its card differs from good.onnx's in labels"]
+    # A variant without its model is served alone (an edge box given only the INT8 file), and listed so.
+    cards, _ = model_listing(tmp_path)
+    assert sorted((Path(c["file"]).name, c["variants"]) for c in cards) == [
+        ("good.onnx", ["good.fp16.onnx"]),
+        ("orphan.int8.onnx", []),
     ]
 
 

@@ -1061,10 +1061,14 @@ def test_a_camera_that_gives_no_more_frames_is_a_failure_not_a_finished_run(tmp_
 
 
 def test_a_file_url_is_sent_as_a_file_and_fast_is_refused_for_a_camera(tmp_path: Path, monkeypatch) -> None:
-    video = _short_video(tmp_path / "clip.mp4", frames=5)
-    source = client.open_source(f"file://{video}")
+    video = _short_video(tmp_path / "my clip.mp4", frames=5)
+    url = f"file://{str(video).replace(' ', '%20')}"
+    source = client.open_source(url)
     assert not source.live and source.declared_frames == 5
     source.frames.close()
+    assert client.default_stream_id(url) == "my clip.mp4"
+    with pytest.raises(InputError, match="a file on another host"):
+        client.open_source("file://server/share/clip.mp4")
     monkeypatch.setattr(client, "open_source", lambda name: client.Source((f for f in ()), 30.0, live=True))
     with pytest.raises(InputError, match="--fast is for files"):
         run_client(ClientOptions(source="rtsp://cam/1", server="127.0.0.1:1", fast=True))

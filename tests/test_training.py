@@ -685,6 +685,13 @@ def test_a_held_back_test_split_trains_and_scores_nothing(tmp_path: Path, msr_np
     (other / "config.toml").write_text((other / "config.toml").read_text().replace("seed = 0", "seed = 1"))
     assert main([*command, "--accuracy-from", str(other)]) == 2
     assert "not a run with this run's settings (experiment.seed 1 there, 0 here)" in capsys.readouterr().err
+    # ... or a run that read another dataset file under the same path (converted again since).
+    shutil.copy(reference / "config.toml", other / "config.toml")
+    results = json.loads((other / "results.json").read_text())
+    results["read_sha256"]["benchmark.path"] = "0" * 64
+    (other / "results.json").write_text(json.dumps(results))
+    assert main([*command, "--accuracy-from", str(other)]) == 2
+    assert "benchmark.path 'bytes 000000000000' there" in capsys.readouterr().err
     assert f"| accuracy | validation (same settings, 227 training clips): {validation:.1%} |" in card
     assert "![confusion matrix on the validation part, by the run with the same settings" in card
     assert (tmp_path / "held.confusion.png").read_bytes() == (reference / "confusion.png").read_bytes()
