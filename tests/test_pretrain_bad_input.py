@@ -289,7 +289,11 @@ def test_a_non_finite_loss_stops_the_pretraining_without_writing_weights(
     capsys.readouterr()
     assert main(["pretrain", "--config", str(_config(tmp_path, corpus))]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar's
-    assert line.startswith("actionrec pretrain: error: ") and ": epoch 1, step 1 of" in line and "the loss became nan" in line
+    assert (
+        line.startswith("actionrec pretrain: error: ")
+        and ": epoch 1, step 1 of" in line
+        and "the loss became nan" in line
+    )
     assert not (tmp_path / "run" / "encoder.pt").exists() and not (tmp_path / "run" / "history.json").exists()
 
 

@@ -922,11 +922,11 @@ def _fake_server(service: _FakeService) -> Iterator[int]:
         server.stop(0)
 
 
-def _camera(state: dict) -> Iterator[tuple[np.ndarray, int]]:
-    """A live source whose every read takes a while, as OpenCV's does; ``state`` says whether a
-    read is under way and whether the source was closed."""
+def _camera(state: dict, frames: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """A live source whose every read takes a while, as OpenCV's does (endless, or ``frames``
+    long); ``state`` says whether a read is under way and whether the source was closed."""
     try:
-        for index in itertools.count():
+        for index in itertools.count() if frames is None else range(frames):
             state["reading"] = True
             time.sleep(0.2)
             state["reading"] = False
@@ -1034,11 +1034,17 @@ def test_ctrl_c_closes_the_stream_and_still_tells_its_events_and_final_statistic
     as at a source's end, so that what the server still has to say comes; then it ends interrupted."""
     state: dict = {}
     out, err = io.StringIO(), io.StringIO()
-    with _fake_server(_InterruptsItsClient()) as port:
-        options = ClientOptions(source="0", server=f"127.0.0.1:{port}")
-        run = client.ClientRun(options, client.Source(_camera(state), 5.0, live=True), out, err)
-        with pytest.raises(KeyboardInterrupt):
-            run.run()
+    # Ctrl-C's own handler, whatever the test run was started with (a background job ignores
+    # SIGINT); a camera of 50 frames (10 s), so that a lost signal fails the test, not hangs it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _fake_server(_InterruptsItsClient()) as port:
+            options = ClientOptions(source="0", server=f"127.0.0.1:{port}")
+            run = client.ClientRun(options, client.Source(_camera(state, frames=50), 5.0, live=True), out, err)
+            with pytest.raises(KeyboardInterrupt):
+                run.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert "interrupted: closing the stream" in err.getvalue()
     assert "person 1: squat 0.90" in out.getvalue()
     received = int(re.search(r"frames: (\d+) received", err.getvalue())[1])
