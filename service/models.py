@@ -24,10 +24,9 @@ from skeleton.artifact import (
     INPUT_NAME,
     SCORES_NAME,
     ModelCard,
-    base_model_file,
     open_model,
     resolve_model_path,
-    variant_differences,
+    variant_problem,
 )
 from skeleton.errors import InputError
 from skeleton.provenance import file_digest
@@ -167,11 +166,10 @@ class ModelRegistry:
         self._models = {m.name: m for m in models}
         if len(self._models) != len(models):
             raise InputError(f"two models share a name: {', '.join(m.name for m in models)}")
-        by_path = {m.path.resolve(): m for m in models}
+        cards = {m.path.resolve(): m.card for m in models}
         for model in models:  # a variant served beside its model must be a copy of it
-            base = by_path.get(base_model_file(model.path).resolve())
-            if base is not None and base is not model and (differences := variant_differences(model.card, base.card)):
-                raise InputError(f"{model.path}: its card differs from {base.path.name}'s in {', '.join(differences)}")
+            if problem := variant_problem(model.path.resolve(), model.card, cards):
+                raise InputError(problem)
         # The configured default when it is loaded, else the only model, else refuse to guess.
         if default in self._models:
             self.default = default

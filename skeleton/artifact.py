@@ -254,13 +254,21 @@ def read_models(models_dir: Path) -> tuple[list[tuple[Path, ModelCard]], list[st
             problems.append(str(e))
     usable = []
     for path, card in opened.items():
-        base = base_model_file(path)
-        # A variant without its model (an edge box given only NAME.int8.onnx) is served as it is.
-        if base != path and base in opened and (differences := variant_differences(card, opened[base])):
-            problems.append(f"{path}: its card differs from {base.name}'s in {', '.join(differences)}")
+        if problem := variant_problem(path, card, opened):
+            problems.append(problem)
         else:
             usable.append((path, card))
     return usable, problems
+
+
+def variant_problem(path: Path, card: ModelCard, beside: dict[Path, ModelCard]) -> str | None:
+    """Why the variant file ``path`` (its ``card``) may not be served beside its model, when that
+    model is among ``beside`` (file -> card) and states another card; None otherwise. A variant
+    without its model (an edge box given only NAME.int8.onnx) is served as it is."""
+    base = base_model_file(path)
+    if base == path or base not in beside or not (differences := variant_differences(card, beside[base])):
+        return None
+    return f"{path}: its card differs from {base.name}'s in {', '.join(differences)}"
 
 
 def model_listing(models_dir: Path, relative_to: Path | None = None) -> tuple[list[dict], list[str]]:
