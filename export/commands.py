@@ -307,7 +307,6 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
 
     from export.config import TrainConfig, config_differences, load_config
     from skeleton.errors import InputError
-    from skeleton.provenance import file_digest
 
     if not (reference / "config.toml").is_file():
         raise InputError(f"{reference}: has no config.toml, so its settings cannot be compared with this run's")
@@ -321,8 +320,8 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
             continue
         if isinstance(read, dict) and key in read:
             differences.pop(key, None)
-            if read[key] != file_digest(Path(path)):
-                differences[key] = (f"bytes {read[key][:12]}", f"{path} (bytes {file_digest(Path(path))[:12]})")
+            if read[key] != (now := _digest(Path(path))):
+                differences[key] = (f"bytes {read[key][:12]}", f"{path} ({_shown_digest(now)})")
         elif key in differences:  # an older run: the same file name (dataset), the same bytes now (encoder)
             theirs = Path(differences[key][0])
             same = theirs.name == Path(path).name if key == "benchmark.path" else _same_bytes(theirs, Path(path))
@@ -339,10 +338,22 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
         raise InputError(f"{reference}: not a run with this run's settings ({shown})")
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
+_GONE = "no such file"
+
+
+def _digest(path: Path) -> str:
+    """A file's digest, or what stands for it when the file is gone (never equal to a digest)."""
     from skeleton.provenance import file_digest
 
-    return a.is_file() and b.is_file() and file_digest(a) == file_digest(b)
+    return file_digest(path) if path.is_file() else _GONE
+
+
+def _shown_digest(digest: str) -> str:
+    return digest if digest == _GONE else f"bytes {digest[:12]}"
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and _digest(a) == _digest(b)
 
 
 def _reference_accuracy(reference: Path | None, config: TrainConfig) -> dict[str, float]:
