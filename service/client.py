@@ -38,7 +38,7 @@ from service.config import MAX_STREAM_ID
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.outgoing import check_people, encode_to_send, width_to_send
-from service.printed import event_json, event_line, stats_line
+from service.printed import event_json, event_line, stats_json, stats_line
 from service.windowing import FrameGate
 from skeleton.errors import InputError
 from skeleton.pose.video import cut_short, probe_video, quiet_ffmpeg_log, read_frames, resize_to_width
@@ -272,6 +272,7 @@ class ClientRun:
         self.drawn_per_sent = np.ones(2, dtype=np.float32)
         self.frames_taken = 0  # read from the source, over every stream
         self.not_sent = 0  # frames the model's frame rate leaves out
+        self.not_sent_before = 0  # of them, those left out before the current stream
         self.frames_sent = 0  # handed to gRPC in the current stream (told when its final statistics never come)
         self.events = 0  # in the current stream
         self.frames_read: int | None = None  # set when the whole source was read
@@ -348,6 +349,7 @@ class ClientRun:
         (None when they never came); a failed call raises its RpcError once it is reported."""
         self.raise_sender_failure()  # in the last stream's sender, after that stream was over
         self.frames_sent = self.events = 0
+        self.not_sent_before = self.not_sent
         self.final = None
         try:
             info = ask_model(api, self.options, self.config)
@@ -428,6 +430,10 @@ class ClientRun:
         print(message, file=self.err, flush=True)
 
     def report_stream(self, final: pb.StreamStats | None) -> None:
+        if self.options.json and (final is not None or self.frames_sent):
+            not_sent = self.not_sent - self.not_sent_before
+            counts = stats_json(self.config.stream_id, final, self.frames_sent, not_sent)
+            print(json.dumps(counts), file=self.out, flush=True)
         if final is not None:
             self.tell(stats_line(final))
             if (unread := self.frames_sent - final.frames_received) > 0:
@@ -512,9 +518,19 @@ class ClientRun:
     def close_annotator(self) -> None:
         if self.annotator is None:
             return
-        self.annotator.close()
-        if self.annotator.written:
-            self.tell(f"wrote {self.options.out} ({self.annotator.written} frames)")
+        annotator = self.annotator
+        annotator.close()
+        if not annotator.written:
+            return
+        timing = [
+            f"{annotator.repeated} repeated where the source was slower than {annotator.fps:g} fps"
+            if annotator.repeated
+            else "",
+            f"{annotator.left_out} left out where it was faster" if annotator.left_out else "",
+            f"{annotator.cut_s:.1f} s without frames cut" if annotator.cut_s else "",
+        ]
+        said = "; ".join(part for part in timing if part)
+        self.tell(f"wrote {self.options.out} ({annotator.written} frames" + (f": {said})" if said else ")"))
 
 
 def run_client(options: ClientOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -25,6 +25,12 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 MAX_BUFFERED_BYTES = 256 << 20
 # Bytes of frames ready and not yet encoded at most: past it the sender waits for the video writer.
 MAX_UNWRITTEN_BYTES = 64 << 20
+# The video plays in real time: a frame is placed by its timestamp at the writer's frame rate, shown
+# again until the next one (a camera slower than it declares, a network stream that stalls) and left
+# out when its slot is taken (one faster than it declares). A gap longer than this (a stream stalled
+# for minutes, a reconnect's wait) is cut to it, so that an hour without frames is not an hour of one
+# picture. A file's frames are timed by their index at its own rate: each has a slot of its own.
+MAX_HOLD_S = 10.0
 
 
 def check_output(path: Path) -> None:
@@ -88,7 +94,8 @@ def draw_people(bgr: np.ndarray, people: list[tuple[int, np.ndarray, np.ndarray]
 
 
 class Annotator:
-    """Writes the frames the client sent, each with the people posed at or before its time.
+    """Writes the frames the client read, each with the people posed at or before its time, in
+    real time at ``fps`` (each frame at its timestamp's place: ``MAX_HOLD_S``).
 
     A frame waits until the server has posed a frame at or after its own (the server poses only
     the frames its model needs), so every written frame shows the newest pose known for it. The
@@ -115,7 +122,7 @@ class Annotator:
         self.patience_s = patience_s
         self._changed = threading.Condition()
         self._waiting: deque[tuple[int, np.ndarray]] = deque()  # frames without their poses yet
-        self._to_write: deque[tuple[np.ndarray, list, dict[int, str]]] = deque()  # frames with what to draw
+        self._to_write: deque[tuple[int, np.ndarray, list, dict[int, str]]] = deque()  # frames with what to draw
         self._waiting_bytes = 0
         self._unwritten_bytes = 0  # of the frames to write
         self._people: list = []
@@ -128,7 +135,13 @@ class Annotator:
         self._failure_raised = False
         self._writer: cv2.VideoWriter | None = None
         self._size = (0, 0)  # (width, height) the writer was opened at, by the first frame
-        self.written = 0
+        self._first_ms: int | None = None  # the first frame's timestamp: the video's time 0
+        self._next_slot = 0  # the video frame the next one written fills
+        self._last_drawn: np.ndarray | None = None  # shown again over a gap in the source's frames
+        self.written = 0  # video frames, repeats included
+        self.repeated = 0  # video frames that show the frame before them again (the source was slower)
+        self.left_out = 0  # frames whose moment already had a frame (the source was faster)
+        self.cut_s = 0.0  # time without frames beyond MAX_HOLD_S a gap, not in the video
         self._thread = threading.Thread(target=self._write_frames, name="annotator", daemon=True)
         self._thread.start()
 
@@ -220,7 +233,7 @@ class Annotator:
             self._people = self._pending_people.popleft()[1]
         if self._failure is not None:  # nothing more is written
             return
-        self._to_write.append((bgr, self._people, dict(self._labels)))
+        self._to_write.append((timestamp_ms, bgr, self._people, dict(self._labels)))
         self._unwritten_bytes += bgr.nbytes
         self._changed.notify_all()
 
@@ -231,9 +244,9 @@ class Annotator:
                     self._changed.wait()
                 if not self._to_write:
                     return
-                bgr, people, labels = self._to_write[0]
+                timestamp_ms, bgr, people, labels = self._to_write[0]
             try:
-                self._write(bgr, people, labels)
+                self._write(timestamp_ms, bgr, people, labels)
             except Exception as e:  # noqa: BLE001 - told to the client by its next call
                 failure = e
             else:
@@ -247,7 +260,25 @@ class Annotator:
                     self._to_write.clear()
                 self._changed.notify_all()
 
-    def _write(self, bgr: np.ndarray, people: list, labels: dict[int, str]) -> None:
+    def _slot(self, timestamp_ms: int) -> int:
+        """The video frame a source frame of this timestamp belongs in."""
+        if self._first_ms is None:
+            self._first_ms = timestamp_ms
+        return round((timestamp_ms - self._first_ms) * self.fps / 1000.0)
+
+    def _write(self, timestamp_ms: int, bgr: np.ndarray, people: list, labels: dict[int, str]) -> None:
+        slot = self._slot(timestamp_ms)
+        if slot < self._next_slot:  # its moment already has a frame
+            self.left_out += 1
+            return
+        if self._last_drawn is not None and slot > self._next_slot:
+            gap = slot - self._next_slot
+            held = min(gap, round(MAX_HOLD_S * self.fps))
+            for _ in range(held):
+                self._writer.write(self._last_drawn)
+            self.written += held
+            self.repeated += held
+            self.cut_s += (gap - held) / self.fps
         if self._writer is None:
             size = (bgr.shape[1], bgr.shape[0])
             writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
@@ -262,4 +293,6 @@ class Annotator:
             # would drop the others without a word, so they are drawn as they came, then scaled to it.
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(frame)
+        self._last_drawn = frame
+        self._next_slot = slot + 1
         self.written += 1

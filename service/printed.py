@@ -1,5 +1,6 @@
 """What the command-line clients print of the server's answers: events, scores and stream
-statistics, as a line of text or as the JSON object ``--json`` prints (one a line)."""
+statistics, as a line of text or as the JSON object ``--json`` prints (one a line; its ``type``
+says which: ``event`` or ``stats``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def event_json(event: pb.ActionEvent) -> dict:
     """One event as the JSON object ``--json`` prints (one a line)."""
     best = event.labels[0] if event.labels else pb.LabelScore()
     return {
+        "type": "event",
         "stream_id": event.stream_id,
         "track_id": event.track_id,
         "start_ms": event.start_ms,
@@ -65,3 +67,25 @@ def stats_line(stats: pb.StreamStats) -> str:
     if stats.tracks_forgotten:
         line += f"; {stats.tracks_forgotten} people forgotten (more tracks than the stream keeps)"
     return line
+
+
+def stats_json(stream_id: str, stats: pb.StreamStats | None, frames_sent: int, frames_not_sent: int) -> dict:
+    """A stream's statistics as the JSON object ``--json`` prints as its last line: what the client
+    sent and left out, then the server's final counts (``final`` false, and none of them, when the
+    stream ended before they came)."""
+    sent = {"type": "stats", "stream_id": stream_id, "frames_sent": frames_sent, "frames_not_sent": frames_not_sent}
+    if stats is None:
+        return {**sent, "final": False}
+    return {
+        **sent,
+        "final": stats.final,
+        "frames_received": stats.frames_received,
+        "frames_processed": stats.frames_processed,
+        "frames_skipped": stats.frames_skipped,
+        "frames_dropped": dict(sorted(stats.frames_dropped.items())),
+        "frames_pending": stats.frames_pending,
+        "windows_classified": stats.windows_classified,
+        "windows_dropped": dict(sorted(stats.windows_dropped.items())),
+        "poses_dropped": stats.poses_dropped,
+        "tracks_forgotten": stats.tracks_forgotten,
+    }

@@ -111,7 +111,8 @@ def test_a_real_clip_streamed_through_the_container_gives_sports_events(containe
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in result.stdout.splitlines()]
+    *events, stats = [json.loads(line) for line in result.stdout.splitlines()]
+    assert stats["type"] == "stats" and stats["final"] and stats["frames_dropped"] == {}
     assert len(events) >= 4  # a 10 s clip at a half-window stride, for each of its two people
     labels = _sports2d_labels()
     for event in events:

@@ -145,8 +145,8 @@ def test_client_prints_json_events_and_writes_the_annotated_video(plain_server, 
     argv = ["client", str(video), "--server", f"127.0.0.1:{plain_server.port}", "--json", "--fast"]
     assert main(argv + ["--out", str(out), "--max-frames", "112", "--stride", "8"]) == 0
     captured = capsys.readouterr()
-    events = [json.loads(line) for line in captured.out.splitlines()]
-    assert events
+    *events, stats = [json.loads(line) for line in captured.out.splitlines()]
+    assert events and {event["type"] for event in events} == {"event"}
     labels = set(plain_server.runtime.models.get().card.labels)
     for event in events:
         assert {"label", "score", "track_id", "start_ms", "end_ms"} <= set(event)
@@ -156,6 +156,14 @@ def test_client_prints_json_events_and_writes_the_annotated_video(plain_server, 
     not_sent = int(re.search(r"(\d+) frames not sent", captured.err).group(1))
     assert received + not_sent == 112 and 55 <= received <= 65
     assert " 0 skipped" in captured.err and "dropped: none" in captured.err
+    # The last line is the stream's statistics, for a pipeline reading the events as JSON.
+    assert stats["type"] == "stats" and stats["final"] and stats["stream_id"] == "arm_wrestling.mp4"
+    assert (
+        (stats["frames_sent"], stats["frames_not_sent"])
+        == (received, not_sent)
+        == (stats["frames_received"], 112 - received)
+    )
+    assert stats["frames_dropped"] == {} and stats["frames_skipped"] == 0 and stats["windows_classified"] >= len(events)
     capture = cv2.VideoCapture(str(out))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 112
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (340, 256)

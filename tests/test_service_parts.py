@@ -1231,6 +1231,30 @@ def test_a_source_that_changes_resolution_keeps_every_frame_in_the_annotated_vid
     assert abs(int(frames[-1].mean()) - 200) < 10  # the last frame, not a copy of the first
 
 
+def test_the_annotated_video_of_a_live_source_plays_in_real_time(tmp_path: Path, monkeypatch) -> None:
+    """A camera's frames are placed by their timestamps at the video's rate: a stall shows the last
+    frame for its length (up to MAX_HOLD_S, then cut), a burst faster than the rate loses the frames
+    whose moment already has one. Played back, the video's time is the camera's."""
+    monkeypatch.setattr(draw, "MAX_HOLD_S", 2.0)
+    path = tmp_path / "annotated.mp4"
+    annotator = Annotator(path, 10.0)
+    # 10 fps for 3 frames, a 1 s stall, a burst at 100 fps, then 5 s with no frame at all
+    timestamps = [0, 100, 200, 1200, 1210, 1220, 1300, 6300]
+    for i, timestamp in enumerate(timestamps):
+        annotator.add_frame(timestamp, np.full((48, 64, 3), 30 * i, np.uint8))
+    annotator.close()
+    capture = cv2.VideoCapture(str(path))
+    shown = []
+    while (frame := capture.read()[1]) is not None:
+        shown.append(round(int(frame.mean()) / 30))
+    capture.release()
+    # slots 0-2; frame 3 at slot 12 after 9 repeats of frame 2; 1210 and 1220 share slot 12 with
+    # it and are left out; 1300 is slot 13; 6300 is slot 63, 49 slots on: 20 held (2 s), 2.9 s cut.
+    assert shown == [0, 1, 2] + [2] * 9 + [3, 6] + [6] * 20 + [7]
+    assert (annotator.written, annotator.repeated, annotator.left_out) == (35, 29, 2)
+    assert annotator.cut_s == pytest.approx(2.9)
+
+
 def test_labels_are_drawn_whole_inside_the_frame_and_scale_with_it() -> None:
     """A person at the frame's edge gets their label inside it, whole; a 4K frame gets larger
     text than a small one."""
