@@ -60,7 +60,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler=_evaluate)
 
     export = subcommands.add_parser("export", help="export a trained classifier to a self-describing ONNX model")
-    export.add_argument("run", type=Path, help="training run folder (model.pt and config.toml)")
+    export.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="training run folder (model.pt and config.toml); several runs of one config with other seeds"
+        " are exported as one model answering the mean of their scores (an ensemble)",
+    )
     export.add_argument(
         "--name",
         default=None,
@@ -130,6 +137,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:  # an ensemble's confusion image, before the card copies it
+        return _export_runs(args, Path(scratch))
+
+
+def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
     import sys
 
     import numpy as np
@@ -137,20 +151,28 @@ def _export(args: argparse.Namespace) -> int:
     from export.data import clips_from_dataset, evaluation_windows, label_budget
     from export.evaluate import head_accuracy, load_model
     from export.model_card import Variant, write_card
-    from export.onnx_export import export_model, remove_stale_variants
-    from export.runtime import classifier_from_checkpoint, read_checkpoint
+    from export.onnx_export import export_model, exported_network, remove_stale_variants
+    from export.plots import confusion_matrix, plot_confusion
+    from export.runtime import read_checkpoint
     from export.supervised import choose_parts, predict_clips
     from skeleton.artifact import training_data_text
     from skeleton.dataset import SkeletonDataset
+    from skeleton.errors import InputError
 
     # Every check before any work: scoring and the parity checks take a while, and a refusal
     # after them would leave a model written without its card.
     name, output = _model_name_and_file(args.name, args.output)
-    run = args.run
-    config = _exportable_config(run)
-    saved = read_checkpoint(run / "model.pt", ("classifier",))
+    runs = args.runs
+    configs = _ensemble_configs(runs)
+    config = configs[0]
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
-    _check_same_run(run, saved, config, dataset.label_names)
+    for run in runs:
+        _check_same_run(run, read_checkpoint(run / "model.pt", ("classifier",)), config, dataset.label_names)
+    if len(runs) > 1 and args.accuracy_from is not None:
+        raise InputError(
+            "--accuracy-from takes one run's accuracy, which is not an ensemble's: export an ensemble of runs"
+            " that scored a part of their own"
+        )
     parts = choose_parts(dataset, config)
     # Parity and INT8 calibration windows from every class (4 clips each), not the first clips
     # of the file, which hold one class or a few.
@@ -164,14 +186,22 @@ def _export(args: argparse.Namespace) -> int:
     augmentation += ", answers the mean of a window and its mirror image" if config.mirror_average else ""
     if config.weight_average_decay:
         augmentation += f", weights averaged over steps (decay {config.weight_average_decay})"
+    seeds = ", ".join(str(c.experiment.seed) for c in configs)
+    if len(runs) > 1:
+        augmentation += f", the mean of the scores of {len(runs)} models trained alike (seeds {seeds})"
     if len(parts.scored):
-        # Measured now, by the protocol's own code, on the part the run was scored on.
-        model, window, _ = classifier_from_checkpoint(saved)
+        # Measured now, by the protocol's own code, on the part the runs were scored on.
+        model, window, _, _ = exported_network([run / "model.pt" for run in runs])
         scored = clips_from_dataset(dataset, window, parts.scored)
-        measured = float(np.mean(predict_clips(model, scored, window) == np.array([c.label for c in scored])))
+        truth, predicted = np.array([c.label for c in scored]), predict_clips(model, scored, window)
+        measured = float(np.mean(predicted == truth))
         accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored
         check_name = f"{parts.scored_name} part"
-        confusion, confusion_of = run / "confusion.png", check_name
+        confusion, confusion_of = runs[0] / "confusion.png", check_name
+        if len(runs) > 1:  # the ensemble's own errors, not its first member's
+            confusion = scratch / "confusion.png"
+            matrix = confusion_matrix(truth, predicted, len(dataset.label_names))
+            plot_confusion(matrix, list(dataset.label_names), confusion, f"{name}: {parts.scored_name} {measured:.1%}")
     else:
         accuracy = _reference_accuracy(args.accuracy_from, config)
         # Nothing unseen is left to score: the variants are compared on the training data, and
@@ -181,14 +211,14 @@ def _export(args: argparse.Namespace) -> int:
         confusion = reference / "confusion.png"
         confusion_of = "validation part, by the run with the same settings that the accuracy comes from"
     card, reports = export_model(
-        run / "model.pt",
+        [run / "model.pt" for run in runs],
         output,
         name,
         parity_windows=windows[:128],
         training_data=training_data_text(
             Path(config.benchmark.path).name, config.benchmark.train_split, less_validation=config.validation
         ),
-        protocol=f"{_protocol_name(config.mode)} ({labels}, seed {config.experiment.seed}, "
+        protocol=f"{_protocol_name(config.mode)} ({labels}, seed{'s' if len(runs) > 1 else ''} {seeds}, "
         f"{config.optim.epochs} epochs{augmentation})",
         accuracy=accuracy,
         fp16=args.fp16,
@@ -264,6 +294,30 @@ def _exportable_config(run: Path) -> TrainConfig:
     return config
 
 
+# What the runs of an ensemble may set otherwise than each other: they are one recipe's draws.
+_DRAW_SETTINGS = ("experiment.name", "experiment.output", "experiment.seed")
+
+
+def _ensemble_configs(runs: list[Path]) -> list[TrainConfig]:
+    """The exportable configs of ``runs``; InputError unless they are one recipe, seeds apart
+    (the same seed twice is the same model twice; another recipe is another model)."""
+    from export.config import config_differences
+    from skeleton.errors import InputError
+
+    configs = [_exportable_config(run) for run in runs]
+    seen: dict[int, Path] = {}
+    for run, config in zip(runs, configs):
+        if (seed := config.experiment.seed) in seen:
+            raise InputError(f"{run}: seed {seed} again ({seen[seed]} has it): an ensemble's runs differ by their seed")
+        seen[seed] = run
+        differences = config_differences(configs[0], config)
+        for key in _DRAW_SETTINGS:
+            differences.pop(key, None)
+        if differences:
+            raise InputError(f"{run}: not trained as {runs[0]} was, so not a draw of one model ({_shown(differences)})")
+    return configs
+
+
 def _check_same_run(run: Path, saved: dict, config: TrainConfig, label_names: tuple[str, ...]) -> None:
     """InputError unless the run folder's model.pt is the model its config.toml trained: the
     card's protocol and the parity windows come from the config, the network from model.pt."""
@@ -334,8 +388,12 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
             file=sys.stderr,
         )
     if differences:
-        shown = "; ".join(f"{key} {theirs!r} there, {ours!r} here" for key, (theirs, ours) in differences.items())
-        raise InputError(f"{reference}: not a run with this run's settings ({shown})")
+        raise InputError(f"{reference}: not a run with this run's settings ({_shown(differences)})")
+
+
+def _shown(differences: dict[str, tuple[object, object]]) -> str:
+    """Config differences, (there, here) by key, as a refusal names them."""
+    return "; ".join(f"{key} {there!r} there, {here!r} here" for key, (there, here) in differences.items())
 
 
 _GONE = "no such file"

@@ -224,6 +224,7 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.embedding_size, num_classes)
+        self.embedding_size = encoder.config.embedding_size
         self.mirror_average = mirror_average
         permutation = torch.tensor(get_layout(encoder.config.layout).mirror_permutation, dtype=torch.long)
         self.register_buffer("mirror_permutation", permutation, persistent=False)
@@ -236,3 +237,19 @@ class Classifier(nn.Module):
             # both views' scores, and an enrolled action matches either handedness.
             embedding = (embedding + self.encoder(mirror(x, self.mirror_permutation))) / 2
         return self.head(self.dropout(embedding)), embedding
+
+
+class Ensemble(nn.Module):
+    """Classifiers trained alike (seeds apart) answering as one model: the scores are the mean of
+    theirs, the embedding is theirs side by side. Each network's errors are partly its own draw,
+    so the mean errs less than any of them; the pose estimate a window needs costs far more than
+    running the small encoder a few times over it."""
+
+    def __init__(self, members: list[Classifier]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.embedding_size = sum(member.encoder.config.embedding_size for member in members)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, embeddings = zip(*(member(x) for member in self.members))
+        return torch.stack(scores).mean(dim=0), torch.cat(embeddings, dim=1)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.encoder import Classifier
+from export.encoder import Classifier, Ensemble
 from export.runtime import classifier_from_checkpoint, read_checkpoint, source_commit
 from skeleton.artifact import (
     EMBEDDING_NAME,
@@ -121,7 +121,7 @@ def _with_card(model_proto, card: ModelCard):
     return model_proto
 
 
-def _to_onnx(model: Classifier, window: WindowSpec):
+def _to_onnx(model: Classifier | Ensemble, window: WindowSpec):
     """The dynamo exporter's single-file model with a dynamic batch axis."""
     import onnx
 
@@ -143,7 +143,7 @@ def _to_onnx(model: Classifier, window: WindowSpec):
         return onnx.load(str(target))
 
 
-def parity(model_bytes: bytes, model: Classifier, windows: np.ndarray) -> float:
+def parity(model_bytes: bytes, model: Classifier | Ensemble, windows: np.ndarray) -> float:
     """Largest absolute difference of scores and embeddings, onnxruntime (CPU) vs PyTorch."""
     import onnxruntime
 
@@ -154,8 +154,24 @@ def parity(model_bytes: bytes, model: Classifier, windows: np.ndarray) -> float:
     return float(max(np.abs(ort_scores - scores.numpy()).max(), np.abs(ort_embedding - embedding.numpy()).max()))
 
 
+def exported_network(checkpoints: Sequence[Path]) -> tuple[Classifier | Ensemble, WindowSpec, tuple[str, ...], str]:
+    """The network to export from one classifier checkpoint, or the ensemble of several (the same
+    window and classes, checked), with its window, labels and the source commit(s) it was trained at."""
+    saved = [read_checkpoint(path, ("classifier",)) for path in checkpoints]
+    networks = [classifier_from_checkpoint(checkpoint) for checkpoint in saved]
+    model, window, labels = networks[0]
+    for path, (_, their_window, their_labels) in zip(checkpoints[1:], networks[1:]):
+        if (their_window, their_labels) != (window, labels):
+            raise InputError(f"{path}: another window or other classes than {checkpoints[0]} (an ensemble's are one)")
+    commits = dict.fromkeys(checkpoint.get("source_commit") or source_commit() for checkpoint in saved)
+    commit = ", ".join(c for c in commits if c) or "unknown (exported outside a git checkout)"
+    if len(networks) > 1:
+        model = Ensemble([network for network, _, _ in networks]).eval()
+    return model, window, labels, commit
+
+
 def export_model(
-    checkpoint: Path,
+    checkpoints: Sequence[Path],
     output: Path,
     name: str,
     parity_windows: np.ndarray,
@@ -165,24 +181,24 @@ def export_model(
     fp16: bool = False,
     int8: bool = False,
 ) -> tuple[ModelCard, list[ExportReport]]:
-    """Export FP32 (and the requested variants) beside each other: NAME.onnx, NAME.fp16.onnx,
-    NAME.int8.onnx. ``parity_windows`` are real windows of the training data: the variants are
-    compared with PyTorch on them, and INT8 is calibrated on them. Raises InputError when FP32
-    parity with PyTorch is not within 1e-4."""
-    saved = read_checkpoint(checkpoint, ("classifier",))
-    model, window, labels = classifier_from_checkpoint(saved)
+    """Export the classifier of ``checkpoints`` (several: their ``Ensemble``) in FP32 and the
+    requested variants beside each other: NAME.onnx, NAME.fp16.onnx, NAME.int8.onnx.
+    ``parity_windows`` are real windows of the training data: the variants are compared with
+    PyTorch on them, and INT8 is calibrated on them. Raises InputError when FP32 parity with
+    PyTorch is not within 1e-4."""
+    model, window, labels, commit = exported_network(checkpoints)
     if parity_windows.shape[1:] != (window.length, window.num_joints, window.dims):
         raise InputError(f"parity windows of shape {parity_windows.shape[1:]} do not fit the model's window")
     card = ModelCard(
         name=name,
         labels=labels,
         window=window,
-        embedding_size=model.encoder.config.embedding_size,
+        embedding_size=model.embedding_size,
         input_space="image" if window.dims == 2 else "camera",
         training_data=training_data,
         protocol=protocol,
         accuracy=accuracy,
-        source_commit=saved.get("source_commit") or source_commit() or "unknown (exported outside a git checkout)",
+        source_commit=commit,
         created=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     fp32 = _with_card(_to_onnx(model, window), card)
@@ -249,6 +265,6 @@ def _quantised(fp32, card: ModelCard, calibration_windows: np.ndarray):
         return _with_card(onnx.load(str(target)), card)
 
 
-def _save(model_proto, path: Path, model: Classifier, windows: np.ndarray) -> ExportReport:
+def _save(model_proto, path: Path, model: Classifier | Ensemble, windows: np.ndarray) -> ExportReport:
     _write_atomic(model_proto, path)
     return ExportReport(path, parity(path.read_bytes(), model, windows), path.stat().st_size)

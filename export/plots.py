@@ -28,6 +28,13 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     plt.close(figure)
 
 
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class): a row a true class."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
+
+
 def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> None:
     """Row-normalised confusion matrix (true class per row), counts written in the cells."""
     rows = matrix.sum(axis=1, keepdims=True)

@@ -41,7 +41,7 @@ from export.config import TrainConfig, dump_config
 from export.data import Clip, WindowDataset, carve_validation, clips_from_dataset, label_budget
 from export.encoder import Classifier, SkeletonEncoder
 from export.masking import CoarseToFineMasker, MaskingConfig
-from export.plots import plot_confusion, plot_curves
+from export.plots import confusion_matrix, plot_confusion, plot_curves
 from export.pretrain import split_indices, warmup_cosine
 from export.probe import clip_embeddings, knn_predict, linear_probe, model_clip_probabilities
 from export.runtime import (
@@ -225,10 +225,8 @@ def run_train(config: TrainConfig) -> dict:
             if accuracy is None:
                 print(f"{config.experiment.name}: trained on {trained_on} clips; scored {scored}")
             else:
-                matrix = np.zeros((classes, classes), dtype=np.int64)
-                np.add.at(matrix, (truth, predicted), 1)
                 plot_confusion(
-                    matrix,
+                    confusion_matrix(truth, predicted, classes),
                     list(dataset.label_names),
                     out / "confusion.png",
                     f"{config.experiment.name}: {scored} accuracy {accuracy:.1%}",

@@ -49,7 +49,7 @@ def test_export_matches_pytorch_and_describes_itself(
 ) -> None:
     windows = np.random.default_rng(0).normal(size=(9, 16, 13, 2)).astype(np.float32)
     card, reports = export_model(
-        checkpoint,
+        [checkpoint],
         tmp_path / "toy.onnx",
         "toy",
         windows,
@@ -96,7 +96,7 @@ def test_a_mirror_averaged_classifier_answers_alike_for_a_window_and_its_mirror_
     torch.testing.assert_close(embedding, m_embedding, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(scores, plain_scores, atol=1e-4)  # the plain network differs with the view
 
-    _, reports = export_model(path, tmp_path / "m.onnx", "m", windows.numpy(), "toy data", "toy", {"test": 0.5})
+    _, reports = export_model([path], tmp_path / "m.onnx", "m", windows.numpy(), "toy data", "toy", {"test": 0.5})
     assert reports[0].max_abs_difference < 1e-4
     session = onnxruntime.InferenceSession(str(reports[0].path), providers=["CPUExecutionProvider"])
     onnx_scores, _ = session.run(None, {INPUT_NAME: windows.numpy()})
@@ -115,13 +115,13 @@ def test_export_refuses_a_model_with_nan_weights(tmp_path: Path) -> None:
     save_atomic(classifier_checkpoint(model.eval(), WINDOW, ("a", "b", "c")), tmp_path / "model.pt")
     windows = np.random.default_rng(0).normal(size=(4, WINDOW.length, 13, 2)).astype(np.float32)
     with pytest.raises(InputError, match="ONNX and PyTorch differ by nan"):
-        export_model(tmp_path / "model.pt", tmp_path / "x.onnx", "x", windows, "toy.npz, split all", "toy", {})
+        export_model([tmp_path / "model.pt"], tmp_path / "x.onnx", "x", windows, "toy.npz, split all", "toy", {})
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_refuses_windows_that_do_not_fit(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="do not fit"):
-        export_model(checkpoint, tmp_path / "x.onnx", "x", np.zeros((2, 8, 13, 2), np.float32), "", "", {})
+        export_model([checkpoint], tmp_path / "x.onnx", "x", np.zeros((2, 8, 13, 2), np.float32), "", "", {})
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -1186,25 +1186,38 @@ def test_resuming_from_a_checkpoint_that_does_not_fit_is_refused(
     assert sorted(p.name for p in resumed.parent.iterdir()) == ["checkpoint.pt"]  # no config.toml, no epoch
 
 
+def _untrained_run(folder: Path, msr_npz: Path, seed: int = 0, change: tuple[str, str] = ("", "")) -> Path:
+    """A run folder (config.toml, model.pt) of an untrained scratch model on MSR with 12 test clips
+    (a quick parity check), its config's seed ``seed`` and ``change`` (old text, new) made to it."""
+    from export.encoder import Classifier, SkeletonEncoder
+    from export.runtime import classifier_checkpoint, save_atomic
+    from skeleton.dataset import SkeletonDataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset = SkeletonDataset.load(msr_npz)
+    dataset.splits["cross-subject/test"] = dataset.splits["cross-subject/test"][:12]
+    dataset.save(folder / "small.npz")
+    text = _train_config(folder, folder / "small.npz", "scratch", None).read_text()
+    text = text.replace("seed = 0", f"seed = {seed}").replace(f'"{folder / "scratch"}"', f'"{folder / f"seed{seed}"}"')
+    (folder / "run.toml").write_text(text.replace(*change))
+    config = load_config(folder / "run.toml", TrainConfig)
+    run = Path(config.experiment.output)
+    run.mkdir()
+    (run / "config.toml").write_text(dump_config(config))
+    torch.manual_seed(seed)
+    model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
+    save_atomic(classifier_checkpoint(model, config.window, dataset.label_names), run / "model.pt")
+    return run
+
+
 def test_export_writes_by_default_where_models_are_read(
     tmp_path: Path, msr_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """From any working directory, `export` without -o writes into the folder that `models`,
     `evaluate --model NAME` and `serve` read."""
     import export.evaluate
-    from export.encoder import Classifier, SkeletonEncoder
-    from export.runtime import classifier_checkpoint, save_atomic
-    from skeleton.dataset import SkeletonDataset
 
-    dataset = SkeletonDataset.load(msr_npz)
-    dataset.splits["cross-subject/test"] = dataset.splits["cross-subject/test"][:12]  # a quick parity check
-    dataset.save(tmp_path / "small.npz")
-    config = load_config(_train_config(tmp_path, tmp_path / "small.npz", "scratch", None), TrainConfig)
-    run = Path(config.experiment.output)
-    run.mkdir()
-    (run / "config.toml").write_text(dump_config(config))
-    model = Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names)).eval()
-    save_atomic(classifier_checkpoint(model, config.window, dataset.label_names), run / "model.pt")
+    run = _untrained_run(tmp_path, msr_npz)
     monkeypatch.setattr(export.evaluate, "MODELS_DIR", tmp_path / "models")
     (tmp_path / "models").mkdir()
     (tmp_path / "elsewhere").mkdir()
@@ -1212,6 +1225,50 @@ def test_export_writes_by_default_where_models_are_read(
     assert main(["export", str(run), "--name", "toy"]) == 0
     assert (tmp_path / "models" / "toy.onnx").is_file() and (tmp_path / "models" / "toy.md").is_file()
     assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_runs_of_one_recipe_export_as_one_model_answering_the_mean_of_their_scores(
+    tmp_path: Path, msr_npz: Path, capsys
+) -> None:
+    """An ensemble: two seeds of one config are one ONNX model whose scores are the mean of theirs
+    and whose embedding is theirs side by side; its card's accuracy is the ensemble's own. Runs of
+    another recipe, or of the same seed, are refused before anything is written."""
+    import onnxruntime
+
+    from export.data import clips_from_dataset, evaluation_windows
+    from export.runtime import classifier_from_checkpoint, read_checkpoint
+    from skeleton.artifact import INPUT_NAME
+    from skeleton.dataset import SkeletonDataset
+
+    runs = [_untrained_run(tmp_path, msr_npz, seed) for seed in (0, 1)]
+    output = tmp_path / "both.onnx"
+    assert main(["export", *map(str, runs), "-o", str(output)]) == 0
+    config = load_config(runs[0] / "config.toml", TrainConfig)
+    dataset = SkeletonDataset.load(Path(config.benchmark.path))
+    test = dataset.splits["cross-subject/test"]
+    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, test), config.window)
+    members = [classifier_from_checkpoint(read_checkpoint(run / "model.pt"))[0] for run in runs]
+    with torch.no_grad():
+        outputs = [member(torch.from_numpy(windows)) for member in members]
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    scores, embedding = session.run(None, {INPUT_NAME: windows})
+    np.testing.assert_allclose(scores, (outputs[0][0] + outputs[1][0]).numpy() / 2, atol=1e-4)
+    np.testing.assert_allclose(embedding, torch.cat([outputs[0][1], outputs[1][1]], dim=1).numpy(), atol=1e-4)
+    card = (tmp_path / "both.md").read_text()
+    assert "seeds 0, 1" in card and "the mean of the scores of 2 models trained alike" in card
+    assert f"| embedding | {2 * members[0].embedding_size} values" in card
+    assert (tmp_path / "both.confusion.png").is_file()
+    capsys.readouterr()
+    # The same seed twice, another recipe, or another run's accuracy: refused, nothing written.
+    output.unlink()
+    assert main(["export", str(runs[0]), str(runs[0]), "-o", str(output)]) == 2
+    assert f"seed 0 again ({runs[0]} has it)" in capsys.readouterr().err
+    other = _untrained_run(tmp_path, msr_npz, 2, ("lr = 1e-3", "lr = 2e-3"))
+    assert main(["export", str(runs[0]), str(other), "-o", str(output)]) == 2
+    assert "not trained as" in (err := capsys.readouterr().err) and "optim.lr 0.001 there, 0.002 here" in err
+    assert main(["export", *map(str, runs), "-o", str(output), "--accuracy-from", str(runs[0])]) == 2
+    assert "--accuracy-from takes one run's accuracy" in capsys.readouterr().err
+    assert not output.exists()
 
 
 @pytest.mark.parametrize(
