@@ -22,7 +22,7 @@ import torch
 
 from export.config import TrainConfig, load_config
 from export.data import clips_from_dataset, evaluation_windows
-from export.encoder import Classifier, SkeletonEncoder
+from export.encoder import Classifier, Ensemble, SkeletonEncoder
 from skeleton.artifact import INPUT_NAME, ModelCard
 from skeleton.dataset import SkeletonDataset
 from skeleton.readers import read_source
@@ -56,16 +56,21 @@ def benchmark(name: str, repeats: int, data_dir: Path | None = None) -> list[dic
     shipped_config = configs / f"{name}-ship.toml"  # what the shipped model was trained with, when it has its own
     config = load_config(shipped_config if shipped_config.is_file() else configs / f"{name}.toml", TrainConfig)
     shipped = onnxruntime.InferenceSession(str(ROOT / "models" / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-    window = ModelCard.from_metadata(shipped.get_modelmeta().custom_metadata_map, name).window  # what it takes
+    card = ModelCard.from_metadata(shipped.get_modelmeta().custom_metadata_map, name)
+    window = card.window  # what it takes
+    # An ensemble's embedding is its members' side by side: their number, in one card field.
+    members = card.embedding_size // config.encoder.embedding_size
     fmt, folder, converted = SOURCES[name]
     dataset = SkeletonDataset.load(data_dir / converted) if data_dir else read_source(fmt, DATA / folder)
     windows, _ = evaluation_windows(clips_from_dataset(dataset, window, range(64)), window)
     windows = np.concatenate([windows] * (1 + 128 // len(windows)))[:128]
 
-    def twin() -> Classifier:  # the shipped model's architecture in PyTorch (weights do not change the speed)
-        return Classifier(
-            SkeletonEncoder(config.encoder), len(dataset.label_names), mirror_average=config.mirror_average
-        ).eval()
+    def twin() -> Classifier | Ensemble:  # the shipped model's architecture in PyTorch (weights do not change speed)
+        classifiers = [
+            Classifier(SkeletonEncoder(config.encoder), len(dataset.label_names), mirror_average=config.mirror_average)
+            for _ in range(members)
+        ]
+        return (classifiers[0] if members == 1 else Ensemble(classifiers)).eval()
 
     torch_model = twin()
     options = onnxruntime.SessionOptions()

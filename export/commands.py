@@ -188,7 +188,7 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
         augmentation += f", weights averaged over steps (decay {config.weight_average_decay})"
     seeds = ", ".join(str(c.experiment.seed) for c in configs)
     if len(runs) > 1:
-        augmentation += f", the mean of the scores of {len(runs)} models trained alike (seeds {seeds})"
+        augmentation += f", the mean of the scores of {len(runs)} models trained alike"
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the runs were scored on.
         model, window, _, _ = exported_network([run / "model.pt" for run in runs])
