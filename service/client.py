@@ -9,7 +9,8 @@ model's frame rate and runs the server's own frame-rate gate, so a 30 fps camera
 15 fps model costs half the JPEG encoding and half the bandwidth, and the server's answers are
 the same (``--all-frames`` sends every frame; the server then skips the same ones). Frames
 much wider than the server poses them are shrunk before sending (``service.outgoing``). The
-annotated video (``--out``) still has every frame, at the source's size.
+annotated video (``--out``) has every frame of a file, at the source's size; a camera's plays in
+real time (``service.draw.MAX_HOLD_S``).
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ class ClientRun:
             from service.draw import Annotator
 
             # A file's sender may wait for the server's poses (nothing is lost); a camera's may not.
-            self.annotator = Annotator(options.out, source.fps, patience_s=0.0 if source.live else ANNOTATOR_PATIENCE_S)
+            patience_s = 0.0 if source.live else ANNOTATOR_PATIENCE_S
+            self.annotator = Annotator(options.out, source.fps, patience_s=patience_s, live=source.live)
         self.config = pb.StreamConfig(
             stream_id=options.stream_id or default_stream_id(options.source),
             model=options.model,
@@ -527,7 +529,8 @@ class ClientRun:
             if annotator.repeated
             else "",
             f"{annotator.left_out} left out where it was faster" if annotator.left_out else "",
-            f"{annotator.cut_s:.1f} s without frames cut" if annotator.cut_s else "",
+            f"{annotator.cut_s:.2f} s without frames cut" if annotator.cut_s else "",
+            f"{annotator.writer_behind} not drawn: the video writer fell behind" if annotator.writer_behind else "",
         ]
         said = "; ".join(part for part in timing if part)
         self.tell(f"wrote {self.options.out} ({annotator.written} frames" + (f": {said})" if said else ")"))

@@ -25,11 +25,14 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 MAX_BUFFERED_BYTES = 256 << 20
 # Bytes of frames ready and not yet encoded at most: past it the sender waits for the video writer.
 MAX_UNWRITTEN_BYTES = 64 << 20
-# The video plays in real time: a frame is placed by its timestamp at the writer's frame rate, shown
-# again until the next one (a camera slower than it declares, a network stream that stalls) and left
-# out when its slot is taken (one faster than it declares). A gap longer than this (a stream stalled
-# for minutes, a reconnect's wait) is cut to it, so that an hour without frames is not an hour of one
-# picture. A file's frames are timed by their index at its own rate: each has a slot of its own.
+# The video plays in real time: a frame is placed by its timestamp at the writer's frame rate, within
+# a frame either way (a camera is never exactly at its declared rate, and its timestamps wobble by a
+# few ms: without the slack, one running at 29.97 for 30 would judder, a frame shown twice and the
+# next left out, for much of the time). Further behind, the last frame is shown again until it (a
+# camera slower than it declares, a stream that stalls); further ahead, the frame is left out (one
+# faster than it declares). A gap longer than this (a stream stalled for minutes, a reconnect's
+# wait) is cut to it, so that an hour without frames is not an hour of one picture. A file's frames
+# are timed by their index at its own rate: each has a slot of its own.
 MAX_HOLD_S = 10.0
 
 
@@ -114,12 +117,18 @@ class Annotator:
     written is raised by the next call (and by ``close`` if no call raised it).
     """
 
-    def __init__(self, path: Path, fps: float, max_buffered: int = 120, patience_s: float = 0.0) -> None:
+    def __init__(
+        self, path: Path, fps: float, max_buffered: int = 120, patience_s: float = 0.0, live: bool = False
+    ) -> None:
         self.path = Path(path)
         check_output(self.path)
         self.fps = fps if fps > 0 else 30.0
         self.max_buffered = max_buffered
         self.patience_s = patience_s
+        # A camera's sender never waits for the writer: a frame released while the writer is over
+        # MAX_UNWRITTEN_BYTES behind is not drawn (its moment shows the frame before it), where a
+        # file's sender waits, losing nothing.
+        self.live = live
         self._changed = threading.Condition()
         self._waiting: deque[tuple[int, np.ndarray]] = deque()  # frames without their poses yet
         self._to_write: deque[tuple[int, np.ndarray, list, dict[int, str]]] = deque()  # frames with what to draw
@@ -141,6 +150,8 @@ class Annotator:
         self.written = 0  # video frames, repeats included
         self.repeated = 0  # video frames that show the frame before them again (the source was slower)
         self.left_out = 0  # frames whose moment already had a frame (the source was faster)
+        self.writer_behind = 0  # a live source's frames not drawn: the writer was too far behind
+        self._undrawn_ms: int | None = None  # the last of them: the video is held through its moment
         self.cut_s = 0.0  # time without frames beyond MAX_HOLD_S a gap, not in the video
         self._thread = threading.Thread(target=self._write_frames, name="annotator", daemon=True)
         self._thread.start()
@@ -171,7 +182,12 @@ class Annotator:
                     if patience <= 0:  # none came: the next frames go as they are until poses come again
                         self._starved = True
                     self._release_next()
-            while self._failure is None and not self._stop_waiting and self._unwritten_bytes > MAX_UNWRITTEN_BYTES:
+            while (
+                not self.live
+                and self._failure is None
+                and not self._stop_waiting
+                and self._unwritten_bytes > MAX_UNWRITTEN_BYTES
+            ):
                 self._changed.wait()
             self._raise_failure()
 
@@ -216,6 +232,8 @@ class Annotator:
             self._changed.notify_all()
         self._thread.join()
         if self._writer is not None:
+            if self._undrawn_ms is not None and self._failure is None:  # the last frames were not drawn
+                self._hold_through(self._slot(self._undrawn_ms))
             self._writer.release()
         with self._changed:
             self._raise_failure()
@@ -232,6 +250,10 @@ class Annotator:
         while self._pending_people and self._pending_people[0][0] <= timestamp_ms:
             self._people = self._pending_people.popleft()[1]
         if self._failure is not None:  # nothing more is written
+            return
+        if self.live and self._unwritten_bytes > MAX_UNWRITTEN_BYTES:
+            self.writer_behind += 1
+            self._undrawn_ms = timestamp_ms
             return
         self._to_write.append((timestamp_ms, bgr, self._people, dict(self._labels)))
         self._unwritten_bytes += bgr.nbytes
@@ -260,6 +282,20 @@ class Annotator:
                     self._to_write.clear()
                 self._changed.notify_all()
 
+    def _hold_through(self, last_slot: int) -> None:
+        """The last frame drawn, shown again in every video frame up to ``last_slot`` (at most
+        MAX_HOLD_S of them: the rest of the gap is cut)."""
+        gap = last_slot + 1 - self._next_slot
+        if self._last_drawn is None or gap <= 0:
+            return
+        held = min(gap, round(MAX_HOLD_S * self.fps))
+        for _ in range(held):
+            self._writer.write(self._last_drawn)
+        self.written += held
+        self.repeated += held
+        self.cut_s += (gap - held) / self.fps
+        self._next_slot += gap
+
     def _slot(self, timestamp_ms: int) -> int:
         """The video frame a source frame of this timestamp belongs in."""
         if self._first_ms is None:
@@ -268,17 +304,10 @@ class Annotator:
 
     def _write(self, timestamp_ms: int, bgr: np.ndarray, people: list, labels: dict[int, str]) -> None:
         slot = self._slot(timestamp_ms)
-        if slot < self._next_slot:  # its moment already has a frame
+        if slot < self._next_slot - 1:  # over a frame ahead of its time: its moment has a frame
             self.left_out += 1
             return
-        if self._last_drawn is not None and slot > self._next_slot:
-            gap = slot - self._next_slot
-            held = min(gap, round(MAX_HOLD_S * self.fps))
-            for _ in range(held):
-                self._writer.write(self._last_drawn)
-            self.written += held
-            self.repeated += held
-            self.cut_s += (gap - held) / self.fps
+        self._hold_through(slot - 2)  # over a frame behind: the last frame fills the gap, but for a frame
         if self._writer is None:
             size = (bgr.shape[1], bgr.shape[0])
             writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
@@ -294,5 +323,5 @@ class Annotator:
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(frame)
         self._last_drawn = frame
-        self._next_slot = slot + 1
+        self._next_slot += 1
         self.written += 1

@@ -1231,28 +1231,65 @@ def test_a_source_that_changes_resolution_keeps_every_frame_in_the_annotated_vid
     assert abs(int(frames[-1].mean()) - 200) < 10  # the last frame, not a copy of the first
 
 
-def test_the_annotated_video_of_a_live_source_plays_in_real_time(tmp_path: Path, monkeypatch) -> None:
-    """A camera's frames are placed by their timestamps at the video's rate: a stall shows the last
-    frame for its length (up to MAX_HOLD_S, then cut), a burst faster than the rate loses the frames
-    whose moment already has one. Played back, the video's time is the camera's."""
-    monkeypatch.setattr(draw, "MAX_HOLD_S", 2.0)
-    path = tmp_path / "annotated.mp4"
-    annotator = Annotator(path, 10.0)
-    # 10 fps for 3 frames, a 1 s stall, a burst at 100 fps, then 5 s with no frame at all
-    timestamps = [0, 100, 200, 1200, 1210, 1220, 1300, 6300]
-    for i, timestamp in enumerate(timestamps):
-        annotator.add_frame(timestamp, np.full((48, 64, 3), 30 * i, np.uint8))
-    annotator.close()
+def _shown_frames(path: Path, brightness_step: int) -> list[int]:
+    """Which source frame each frame of a written video is, by its brightness (frame i: i * step)."""
     capture = cv2.VideoCapture(str(path))
     shown = []
     while (frame := capture.read()[1]) is not None:
-        shown.append(round(int(frame.mean()) / 30))
+        shown.append(round(int(frame.mean()) / brightness_step))
     capture.release()
-    # slots 0-2; frame 3 at slot 12 after 9 repeats of frame 2; 1210 and 1220 share slot 12 with
-    # it and are left out; 1300 is slot 13; 6300 is slot 63, 49 slots on: 20 held (2 s), 2.9 s cut.
-    assert shown == [0, 1, 2] + [2] * 9 + [3, 6] + [6] * 20 + [7]
-    assert (annotator.written, annotator.repeated, annotator.left_out) == (35, 29, 2)
-    assert annotator.cut_s == pytest.approx(2.9)
+    return shown
+
+
+def test_the_annotated_video_of_a_live_source_plays_in_real_time(tmp_path: Path, monkeypatch) -> None:
+    """A camera's frames are placed by their timestamps at the video's rate, within a frame either
+    way: a stall shows the last frame until a frame short of the next (up to MAX_HOLD_S, then cut),
+    a burst faster than the rate loses the frames over a frame ahead of their time."""
+    monkeypatch.setattr(draw, "MAX_HOLD_S", 2.0)
+    path = tmp_path / "annotated.mp4"
+    annotator = Annotator(path, 10.0, live=True)
+    # 10 fps for 3 frames, a 1 s stall, a burst at 100 fps, then 5 s with no frame at all
+    timestamps = [0, 100, 200, 1200, 1210, 1220, 1230, 1240, 1300, 6300]
+    for i, timestamp in enumerate(timestamps):
+        annotator.add_frame(timestamp, np.full((48, 64, 3), 25 * i, np.uint8))
+    annotator.close()
+    # Their moments: 0, 1, 2, 12 x 5, 13, 63. Frame 3 goes to 11 after 8 repeats of frame 2; 4 and 5
+    # take 12 and 13 (within a frame of 12); 6 and 7 would be 2 ahead; 8 takes 14 (a frame late);
+    # 9 is 48 on: 20 repeats (2 s), 2.7 s cut.
+    assert _shown_frames(path, 25) == [0, 1, 2] + [2] * 8 + [3, 4, 5, 8] + [8] * 20 + [9]
+    assert (annotator.written, annotator.repeated, annotator.left_out) == (36, 28, 2)
+    assert annotator.cut_s == pytest.approx(2.7)
+
+
+def test_a_camera_near_its_declared_rate_is_written_without_judder(tmp_path: Path) -> None:
+    """A camera at 29.97 fps declaring 30, its timestamps wobbling by up to 4 ms: over two minutes,
+    a handful of frames repeated to keep real time and none left out (placing each frame at its
+    rounded moment repeated one frame and dropped the next hundreds of times)."""
+    rng = np.random.default_rng(0)
+    annotator = Annotator(tmp_path / "annotated.mp4", 30.0, live=True)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    for i in range(3600):
+        annotator.add_frame(round(i * 1000 / 29.97 + rng.uniform(-4, 4)), frame)
+    annotator.close()
+    assert annotator.left_out == 0 and annotator.repeated <= 6
+
+
+def test_a_cameras_sender_never_waits_for_a_slow_video_writer(tmp_path: Path, monkeypatch) -> None:
+    """A writer behind by more than its bound (a 4K camera on a slow machine, the repeats after a
+    stall): a file's sender would wait for it, a camera's does not; the frames it cannot take are
+    not drawn, counted, and their moments show the frame before them."""
+    monkeypatch.setattr(draw, "MAX_UNWRITTEN_BYTES", 1)
+    monkeypatch.setattr(draw, "draw_people", lambda bgr, people, labels: time.sleep(0.05))
+    annotator = Annotator(tmp_path / "annotated.mp4", 10.0, live=True)
+    began = time.monotonic()
+    for i in range(20):
+        annotator.add_frame(i * 100, np.zeros((48, 64, 3), np.uint8))
+        annotator.add_poses(i * 100, [])  # each frame released as its poses come
+    assert time.monotonic() - began < 0.5  # 20 frames drawn at 50 ms each would take 1 s
+    annotator.close()
+    drawn = annotator.written - annotator.repeated
+    assert annotator.writer_behind > 0 and drawn + annotator.writer_behind + annotator.left_out == 20
+    assert annotator.written == 20  # real time kept: the frames not drawn are filled by the ones before
 
 
 def test_labels_are_drawn_whole_inside_the_frame_and_scale_with_it() -> None:
