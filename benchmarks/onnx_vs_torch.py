@@ -59,7 +59,12 @@ def benchmark(name: str, repeats: int, data_dir: Path | None = None) -> list[dic
     card = ModelCard.from_metadata(shipped.get_modelmeta().custom_metadata_map, name)
     window = card.window  # what it takes
     # An ensemble's embedding is its members' side by side: their number, in one card field.
-    members = card.embedding_size // config.encoder.embedding_size
+    members, rest = divmod(card.embedding_size, config.encoder.embedding_size)
+    if members < 1 or rest:
+        raise SystemExit(
+            f"{name}: its embedding of {card.embedding_size} values is no number of its config's encoders"
+            f" ({config.encoder.embedding_size} values each): the config is not the one it was trained with"
+        )
     fmt, folder, converted = SOURCES[name]
     dataset = SkeletonDataset.load(data_dir / converted) if data_dir else read_source(fmt, DATA / folder)
     windows, _ = evaluation_windows(clips_from_dataset(dataset, window, range(64)), window)

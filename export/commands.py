@@ -163,17 +163,17 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
     # after them would leave a model written without its card.
     name, output = _model_name_and_file(args.name, args.output)
     runs = args.runs
-    configs = _ensemble_configs(runs)
+    configs = _export_configs(runs)
     config = configs[0]
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
     for run in runs:
         _check_same_run(run, read_checkpoint(run / "model.pt", ("classifier",)), config, dataset.label_names)
-    if len(runs) > 1 and args.accuracy_from is not None:
-        raise InputError(
-            "--accuracy-from takes one run's accuracy, which is not an ensemble's: export an ensemble of runs"
-            " that scored a part of their own"
-        )
     parts = choose_parts(dataset, config)
+    if len(runs) > 1 and (args.accuracy_from is not None or not len(parts.scored)):
+        raise InputError(
+            "an ensemble is scored as a whole, on its runs' own test or validation part: --accuracy-from (one"
+            " run's accuracy) is not its accuracy, and runs whose test part is held back cannot be ensembled"
+        )
     # Parity and INT8 calibration windows from every class (4 clips each), not the first clips
     # of the file, which hold one class or a few.
     sample = parts.fit[label_budget(dataset.labels[parts.fit], seed=0, per_class=CALIBRATION_CLIPS_PER_CLASS)]
@@ -298,10 +298,12 @@ def _exportable_config(run: Path) -> TrainConfig:
 _DRAW_SETTINGS = ("experiment.name", "experiment.output", "experiment.seed")
 
 
-def _ensemble_configs(runs: list[Path]) -> list[TrainConfig]:
-    """The exportable configs of ``runs``; InputError unless they are one recipe, seeds apart
-    (the same seed twice is the same model twice; another recipe is another model)."""
-    from export.config import config_differences
+def _export_configs(runs: list[Path]) -> list[TrainConfig]:
+    """The exportable configs of ``runs``; InputError unless each run read the dataset and encoder
+    that are there now (by their bytes, where its results record them: the card's accuracy is
+    measured on the dataset as it is now), and several runs are one recipe, seeds apart (the same
+    seed twice is the same model twice; another recipe is another model) with every label (each
+    seed draws its own labelled clips, so an ensemble of a label budget would have seen more)."""
     from skeleton.errors import InputError
 
     configs = [_exportable_config(run) for run in runs]
@@ -310,12 +312,27 @@ def _ensemble_configs(runs: list[Path]) -> list[TrainConfig]:
         if (seed := config.experiment.seed) in seen:
             raise InputError(f"{run}: seed {seed} again ({seen[seed]} has it): an ensemble's runs differ by their seed")
         seen[seed] = run
-        differences = config_differences(configs[0], config)
-        for key in _DRAW_SETTINGS:
-            differences.pop(key, None)
+        differences = _settings_differences(run, _run_results(run), configs[0], _DRAW_SETTINGS)
         if differences:
-            raise InputError(f"{run}: not trained as {runs[0]} was, so not a draw of one model ({_shown(differences)})")
+            raise InputError(f"{run}: not trained as {runs[0]} was, or on other files ({_shown(differences)})")
+    budget = configs[0].labels
+    if len(runs) > 1 and (budget.per_class or budget.fraction < 1.0 or configs[0].pseudo_label_share):
+        raise InputError(
+            f"{runs[0]}: trained with a label budget or pseudo-labels; each seed draws its own clips, so an"
+            " ensemble of them would have learnt from more labels than its card could say (ensembles take every label)"
+        )
     return configs
+
+
+def _run_results(run: Path) -> dict:
+    """A run folder's results.json, or {} when it has none that reads (then its files are compared by path)."""
+    import json
+
+    try:
+        results = json.loads((run / "results.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return results if isinstance(results, dict) else {}
 
 
 def _check_same_run(run: Path, saved: dict, config: TrainConfig, label_names: tuple[str, ...]) -> None:
@@ -353,10 +370,21 @@ _VALIDATION_SETTINGS = ("experiment.name", "experiment.output", "validation", "v
 def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
     """InputError unless the run folder ``reference`` (its ``results``) trained with ``config``'s
     settings, but for its validation part: another run's accuracy (another dataset, encoder or
-    recipe) would go on the card as this model's. The dataset and the encoder are compared by the
-    bytes the reference run read (recorded in its results), so another path to the same file is
-    the same, and a file replaced since under the same path is not; a run from before that record
-    is compared by path (and file name, for the dataset), with a warning."""
+    recipe) would go on the card as this model's."""
+    from skeleton.errors import InputError
+
+    if differences := _settings_differences(reference, results, config, _VALIDATION_SETTINGS):
+        raise InputError(f"{reference}: not a run with this run's settings ({_shown(differences)})")
+
+
+def _settings_differences(
+    reference: Path, results: dict, config: TrainConfig, allowed: tuple[str, ...]
+) -> dict[str, tuple[object, object]]:
+    """How the run folder ``reference`` (its ``results``) trained otherwise than ``config`` says,
+    but for the ``allowed`` settings. The dataset and the encoder are compared by the bytes the
+    run read (recorded in its results) with the files there now, so another path to the same file
+    is the same, and a file replaced since under the same path is not; a run from before that
+    record is compared by path (and file name, for the dataset), with a warning."""
     import sys
 
     from export.config import TrainConfig, config_differences, load_config
@@ -365,7 +393,7 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
     if not (reference / "config.toml").is_file():
         raise InputError(f"{reference}: has no config.toml, so its settings cannot be compared with this run's")
     differences = config_differences(load_config(reference / "config.toml", TrainConfig), config)
-    for key in _VALIDATION_SETTINGS:
+    for key in allowed:
         differences.pop(key, None)
     read = results.get("read_sha256")
     files = {"benchmark.path": config.benchmark.path, "pretrained": config.pretrained}
@@ -387,8 +415,7 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
             " by path only",
             file=sys.stderr,
         )
-    if differences:
-        raise InputError(f"{reference}: not a run with this run's settings ({_shown(differences)})")
+    return differences
 
 
 def _shown(differences: dict[str, tuple[object, object]]) -> str:

@@ -163,8 +163,11 @@ def exported_network(checkpoints: Sequence[Path]) -> tuple[Classifier | Ensemble
     for path, (_, their_window, their_labels) in zip(checkpoints[1:], networks[1:]):
         if (their_window, their_labels) != (window, labels):
             raise InputError(f"{path}: another window or other classes than {checkpoints[0]} (an ensemble's are one)")
-    commits = dict.fromkeys(checkpoint.get("source_commit") or source_commit() for checkpoint in saved)
-    commit = ", ".join(c for c in commits if c) or "unknown (exported outside a git checkout)"
+    commits = [checkpoint.get("source_commit") or "" for checkpoint in saved]
+    if len(commits) == 1:  # a checkpoint that does not say: the checkout exporting it, if any
+        commit = commits[0] or source_commit() or "unknown (exported outside a git checkout)"
+    else:  # each member's own (one for all trained at one commit), never the exporting checkout's
+        commit = ", ".join(dict.fromkeys(c or "unknown" for c in commits))
     if len(networks) > 1:
         model = Ensemble([network for network, _, _ in networks]).eval()
     return model, window, labels, commit

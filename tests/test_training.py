@@ -1259,15 +1259,24 @@ def test_runs_of_one_recipe_export_as_one_model_answering_the_mean_of_their_scor
     assert f"| embedding | {2 * members[0].embedding_size} values" in card
     assert (tmp_path / "both.confusion.png").is_file()
     capsys.readouterr()
-    # The same seed twice, another recipe, or another run's accuracy: refused, nothing written.
+    # The same seed twice, another recipe, a run that read another dataset than the one there now,
+    # a label budget (each seed's own labelled clips), another run's accuracy: refused, nothing written.
     output.unlink()
     assert main(["export", str(runs[0]), str(runs[0]), "-o", str(output)]) == 2
     assert f"seed 0 again ({runs[0]} has it)" in capsys.readouterr().err
     other = _untrained_run(tmp_path, msr_npz, 2, ("lr = 1e-3", "lr = 2e-3"))
     assert main(["export", str(runs[0]), str(other), "-o", str(output)]) == 2
-    assert "not trained as" in (err := capsys.readouterr().err) and "optim.lr 0.001 there, 0.002 here" in err
+    assert "not trained as" in (err := capsys.readouterr().err) and "optim.lr 0.002 there, 0.001 here" in err
+    (runs[1] / "results.json").write_text(json.dumps({"read_sha256": {"benchmark.path": "0" * 64}}))
+    assert main(["export", *map(str, runs), "-o", str(output)]) == 2
+    assert "benchmark.path 'bytes 000000000000' there" in capsys.readouterr().err
+    (runs[1] / "results.json").unlink()
+    budget = ("[benchmark]", "[labels]\nfraction = 0.5\n\n[benchmark]")
+    budgeted = [_untrained_run(tmp_path, msr_npz, seed, budget) for seed in (3, 4)]
+    assert main(["export", *map(str, budgeted), "-o", str(output)]) == 2
+    assert "trained with a label budget" in capsys.readouterr().err
     assert main(["export", *map(str, runs), "-o", str(output), "--accuracy-from", str(runs[0])]) == 2
-    assert "--accuracy-from takes one run's accuracy" in capsys.readouterr().err
+    assert "an ensemble is scored as a whole" in capsys.readouterr().err
     assert not output.exists()
 
 
