@@ -313,8 +313,9 @@ def _export_configs(runs: list[Path]) -> list[TrainConfig]:
             raise InputError(f"{run}: seed {seed} again ({seen[seed]} has it): an ensemble's runs differ by their seed")
         seen[seed] = run
         differences = _settings_differences(run, _run_results(run), configs[0], _DRAW_SETTINGS)
-        if differences:
-            raise InputError(f"{run}: not trained as {runs[0]} was, or on other files ({_shown(differences)})")
+        if differences:  # the first run differs from its own config only by the files it read
+            what = "read other files than those there now" if run == runs[0] else f"not trained as {runs[0]} was"
+            raise InputError(f"{run}: {what} ({_shown(differences)})")
     budget = configs[0].labels
     if len(runs) > 1 and (budget.per_class or budget.fraction < 1.0 or configs[0].pseudo_label_share):
         raise InputError(

@@ -4,6 +4,7 @@ scores, exports or writes anything, and a re-export leaves no variant of an earl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from export.encoder import Classifier, EncoderConfig, SkeletonEncoder
 from export.runtime import classifier_checkpoint, save_atomic
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.layouts import get_layout
+from skeleton.provenance import file_digest
 from skeleton.windows import WindowSpec
 
 WINDOW = WindowSpec(layout="kinect20", dims=3, length=16, fps=15.0, normalization="centre-torso-align")
@@ -75,6 +77,7 @@ def _run(
     )
     folder.mkdir(parents=True)
     (folder / "config.toml").write_text(dump_config(config))
+    (folder / "results.json").write_text(json.dumps({"read_sha256": {"benchmark.path": file_digest(data)}}))
     if mode in ("finetune", "scratch"):
         torch.manual_seed(0)
         model = Classifier(SkeletonEncoder(encoder), len(CLASSES)).eval()
@@ -235,6 +238,12 @@ def test_a_checkpoint_of_other_classes_than_the_benchmarks_is_refused(
     dataset = SkeletonDataset.load(tmp_path / "runs" / "data.npz")
     dataset.label_names = ("wave", "kick", "clap")
     dataset.save(tmp_path / "runs" / "data.npz")
+    # A dataset converted again since the run read it: refused by its bytes.
+    line = _refused([run, "--name", "m", "-o", tmp_path / "m.onnx"], capsys)
+    assert "read other files than those there now (benchmark.path 'bytes " in line
+    # Had the run read that file, its classes (model.pt's) are still not the dataset's.
+    digest = file_digest(tmp_path / "runs" / "data.npz")
+    (run / "results.json").write_text(json.dumps({"read_sha256": {"benchmark.path": digest}}))
     line = _refused([run, "--name", "m", "-o", tmp_path / "m.onnx"], capsys)
     assert "model.pt and config.toml disagree" in line and "model.pt's classes are not those of" in line
 
