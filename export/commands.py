@@ -165,14 +165,16 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
     runs = args.runs
     configs = _export_configs(runs)
     config = configs[0]
+    if len(runs) > 1 and args.accuracy_from is not None:
+        raise InputError("--accuracy-from is one run's accuracy, not an ensemble's: an ensemble is scored as a whole")
     dataset = SkeletonDataset.load(Path(config.benchmark.path))
     for run in runs:
         _check_same_run(run, read_checkpoint(run / "model.pt", ("classifier",)), config, dataset.label_names)
     parts = choose_parts(dataset, config)
-    if len(runs) > 1 and (args.accuracy_from is not None or not len(parts.scored)):
+    if len(runs) > 1 and not len(parts.scored):
         raise InputError(
-            "an ensemble is scored as a whole, on its runs' own test or validation part: --accuracy-from (one"
-            " run's accuracy) is not its accuracy, and runs whose test part is held back cannot be ensembled"
+            "these runs scored nothing (their test part is held back): an ensemble is scored as a whole, on its"
+            " runs' own test or validation part, so it needs runs that scored one"
         )
     # Parity and INT8 calibration windows from every class (4 clips each), not the first clips
     # of the file, which hold one class or a few.
@@ -299,41 +301,61 @@ _DRAW_SETTINGS = ("experiment.name", "experiment.output", "experiment.seed")
 
 
 def _export_configs(runs: list[Path]) -> list[TrainConfig]:
-    """The exportable configs of ``runs``; InputError unless each run read the dataset and encoder
-    that are there now (by their bytes, where its results record them: the card's accuracy is
-    measured on the dataset as it is now), and several runs are one recipe, seeds apart (the same
-    seed twice is the same model twice; another recipe is another model) with every label (each
-    seed draws its own labelled clips, so an ensemble of a label budget would have seen more)."""
+    """The exportable configs of ``runs``; InputError unless each run read the dataset file that is
+    there now (by its bytes, where its results record them: the card's accuracy is measured on the
+    dataset as it is now), and several runs are one recipe, seeds apart (the same seed twice is
+    the same model twice; another recipe is another model; the same files, by path and by the
+    bytes each recorded) with every label (each seed draws its own labelled clips, so an ensemble
+    of a label budget would have seen more than its card could say)."""
+    from export.config import config_differences
     from skeleton.errors import InputError
 
     configs = [_exportable_config(run) for run in runs]
+    reads = [_recorded_reads(run) for run in runs]
+    dataset, first = Path(configs[0].benchmark.path), runs[0]
+    # A missing file is left to the loading, which names it.
+    dataset_now = _digest(dataset) if dataset.is_file() and any("benchmark.path" in r for r in reads) else None
     seen: dict[int, Path] = {}
-    for run, config in zip(runs, configs):
+    for run, config, read in zip(runs, configs, reads):
         if (seed := config.experiment.seed) in seen:
             raise InputError(f"{run}: seed {seed} again ({seen[seed]} has it): an ensemble's runs differ by their seed")
         seen[seed] = run
-        differences = _settings_differences(run, _run_results(run), configs[0], _DRAW_SETTINGS)
-        if differences:  # the first run differs from its own config only by the files it read
-            what = "read other files than those there now" if run == runs[0] else f"not trained as {runs[0]} was"
-            raise InputError(f"{run}: {what} ({_shown(differences)})")
+        differences = config_differences(configs[0], config)
+        for key in _DRAW_SETTINGS:
+            differences.pop(key, None)
+        if differences:
+            shown = "; ".join(
+                f"{key} {theirs!r} in {run}, {ours!r} in {first}" for key, (ours, theirs) in differences.items()
+            )
+            raise InputError(f"{run}: not trained as {first} was, so not a draw of one model ({shown})")
+        for key, digest in read.items():
+            if key in reads[0] and digest != reads[0][key]:
+                named = config.benchmark.path if key == "benchmark.path" else config.pretrained
+                raise InputError(f"{run}: read other bytes than {first} did as {key} ({named}): not the same files")
+        if dataset_now is not None and read.get("benchmark.path", dataset_now) != dataset_now:
+            raise InputError(
+                f"{run}: read another dataset than {dataset} holds now (converted again since?): its accuracy would"
+                " be measured on other clips than it was trained and scored on"
+            )
     budget = configs[0].labels
     if len(runs) > 1 and (budget.per_class or budget.fraction < 1.0 or configs[0].pseudo_label_share):
         raise InputError(
-            f"{runs[0]}: trained with a label budget or pseudo-labels; each seed draws its own clips, so an"
+            f"{first}: trained with a label budget or pseudo-labels; each seed draws its own clips, so an"
             " ensemble of them would have learnt from more labels than its card could say (ensembles take every label)"
         )
     return configs
 
 
-def _run_results(run: Path) -> dict:
-    """A run folder's results.json, or {} when it has none that reads (then its files are compared by path)."""
+def _recorded_reads(run: Path) -> dict[str, str]:
+    """The SHA-256 of each file a run read, by config key, as its results.json records them ({} for
+    a run from before that record, or without readable results)."""
     import json
 
     try:
-        results = json.loads((run / "results.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        read = json.loads((run / "results.json").read_text()).get("read_sha256")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return {}
-    return results if isinstance(results, dict) else {}
+    return {k: v for k, v in read.items() if isinstance(v, str)} if isinstance(read, dict) else {}
 
 
 def _check_same_run(run: Path, saved: dict, config: TrainConfig, label_names: tuple[str, ...]) -> None:
@@ -371,21 +393,10 @@ _VALIDATION_SETTINGS = ("experiment.name", "experiment.output", "validation", "v
 def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
     """InputError unless the run folder ``reference`` (its ``results``) trained with ``config``'s
     settings, but for its validation part: another run's accuracy (another dataset, encoder or
-    recipe) would go on the card as this model's."""
-    from skeleton.errors import InputError
-
-    if differences := _settings_differences(reference, results, config, _VALIDATION_SETTINGS):
-        raise InputError(f"{reference}: not a run with this run's settings ({_shown(differences)})")
-
-
-def _settings_differences(
-    reference: Path, results: dict, config: TrainConfig, allowed: tuple[str, ...]
-) -> dict[str, tuple[object, object]]:
-    """How the run folder ``reference`` (its ``results``) trained otherwise than ``config`` says,
-    but for the ``allowed`` settings. The dataset and the encoder are compared by the bytes the
-    run read (recorded in its results) with the files there now, so another path to the same file
-    is the same, and a file replaced since under the same path is not; a run from before that
-    record is compared by path (and file name, for the dataset), with a warning."""
+    recipe) would go on the card as this model's. The dataset and the encoder are compared by the
+    bytes the reference run read (recorded in its results), so another path to the same file is
+    the same, and a file replaced since under the same path is not; a run from before that record
+    is compared by path (and file name, for the dataset), with a warning."""
     import sys
 
     from export.config import TrainConfig, config_differences, load_config
@@ -394,7 +405,7 @@ def _settings_differences(
     if not (reference / "config.toml").is_file():
         raise InputError(f"{reference}: has no config.toml, so its settings cannot be compared with this run's")
     differences = config_differences(load_config(reference / "config.toml", TrainConfig), config)
-    for key in allowed:
+    for key in _VALIDATION_SETTINGS:
         differences.pop(key, None)
     read = results.get("read_sha256")
     files = {"benchmark.path": config.benchmark.path, "pretrained": config.pretrained}
@@ -404,7 +415,7 @@ def _settings_differences(
         if isinstance(read, dict) and key in read:
             differences.pop(key, None)
             if read[key] != (now := _digest(Path(path))):
-                differences[key] = (f"bytes {read[key][:12]}", f"{path} ({_shown_digest(now)})")
+                differences[key] = (f"bytes {str(read[key])[:12]}", f"{path} ({_shown_digest(now)})")
         elif key in differences:  # an older run: the same file name (dataset), the same bytes now (encoder)
             theirs = Path(differences[key][0])
             same = theirs.name == Path(path).name if key == "benchmark.path" else _same_bytes(theirs, Path(path))
@@ -416,7 +427,8 @@ def _settings_differences(
             " by path only",
             file=sys.stderr,
         )
-    return differences
+    if differences:
+        raise InputError(f"{reference}: not a run with this run's settings ({_shown(differences)})")
 
 
 def _shown(differences: dict[str, tuple[object, object]]) -> str:

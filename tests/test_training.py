@@ -1239,6 +1239,7 @@ def test_runs_of_one_recipe_export_as_one_model_answering_the_mean_of_their_scor
     from export.runtime import classifier_from_checkpoint, read_checkpoint
     from skeleton.artifact import INPUT_NAME
     from skeleton.dataset import SkeletonDataset
+    from skeleton.provenance import file_digest
 
     runs = [_untrained_run(tmp_path, msr_npz, seed) for seed in (0, 1)]
     output = tmp_path / "both.onnx"
@@ -1266,17 +1267,23 @@ def test_runs_of_one_recipe_export_as_one_model_answering_the_mean_of_their_scor
     assert f"seed 0 again ({runs[0]} has it)" in capsys.readouterr().err
     other = _untrained_run(tmp_path, msr_npz, 2, ("lr = 1e-3", "lr = 2e-3"))
     assert main(["export", str(runs[0]), str(other), "-o", str(output)]) == 2
-    assert "not trained as" in (err := capsys.readouterr().err) and "optim.lr 0.002 there, 0.001 here" in err
+    err = capsys.readouterr().err
+    assert f"not trained as {runs[0]} was" in err and f"optim.lr 0.002 in {other}, 0.001 in {runs[0]}" in err
     (runs[1] / "results.json").write_text(json.dumps({"read_sha256": {"benchmark.path": "0" * 64}}))
     assert main(["export", *map(str, runs), "-o", str(output)]) == 2
-    assert "benchmark.path 'bytes 000000000000' there" in capsys.readouterr().err
+    assert f"{runs[1]}: read another dataset than {config.benchmark.path} holds now" in capsys.readouterr().err
+    now = file_digest(Path(config.benchmark.path))
+    (runs[0] / "results.json").write_text(json.dumps({"read_sha256": {"benchmark.path": now}}))
+    assert main(["export", *map(str, runs), "-o", str(output)]) == 2
+    assert f"{runs[1]}: read other bytes than {runs[0]} did as benchmark.path" in capsys.readouterr().err
+    (runs[0] / "results.json").unlink()
     (runs[1] / "results.json").unlink()
     budget = ("[benchmark]", "[labels]\nfraction = 0.5\n\n[benchmark]")
     budgeted = [_untrained_run(tmp_path, msr_npz, seed, budget) for seed in (3, 4)]
     assert main(["export", *map(str, budgeted), "-o", str(output)]) == 2
     assert "trained with a label budget" in capsys.readouterr().err
     assert main(["export", *map(str, runs), "-o", str(output), "--accuracy-from", str(runs[0])]) == 2
-    assert "an ensemble is scored as a whole" in capsys.readouterr().err
+    assert "--accuracy-from is one run's accuracy, not an ensemble's" in capsys.readouterr().err
     assert not output.exists()
 
 
