@@ -307,7 +307,6 @@ def _export_configs(runs: list[Path]) -> list[TrainConfig]:
     the same model twice; another recipe is another model; the same files, by path and by the
     bytes each recorded) with every label (each seed draws its own labelled clips, so an ensemble
     of a label budget would have seen more than its card could say)."""
-    from export.config import config_differences
     from skeleton.errors import InputError
 
     configs = [_exportable_config(run) for run in runs]
@@ -320,13 +319,8 @@ def _export_configs(runs: list[Path]) -> list[TrainConfig]:
         if (seed := config.experiment.seed) in seen:
             raise InputError(f"{run}: seed {seed} again ({seen[seed]} has it): an ensemble's runs differ by their seed")
         seen[seed] = run
-        differences = config_differences(configs[0], config)
-        for key in _DRAW_SETTINGS:
-            differences.pop(key, None)
-        if differences:
-            shown = "; ".join(
-                f"{key} {theirs!r} in {run}, {ours!r} in {first}" for key, (ours, theirs) in differences.items()
-            )
+        if differences := _settings_apart(config, configs[0], _DRAW_SETTINGS):
+            shown = _shown(differences, f"in {run}", f"in {first}")
             raise InputError(f"{run}: not trained as {first} was, so not a draw of one model ({shown})")
         for key, digest in read.items():
             if key in reads[0] and digest != reads[0][key]:
@@ -399,14 +393,12 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
     is compared by path (and file name, for the dataset), with a warning."""
     import sys
 
-    from export.config import TrainConfig, config_differences, load_config
+    from export.config import TrainConfig, load_config
     from skeleton.errors import InputError
 
     if not (reference / "config.toml").is_file():
         raise InputError(f"{reference}: has no config.toml, so its settings cannot be compared with this run's")
-    differences = config_differences(load_config(reference / "config.toml", TrainConfig), config)
-    for key in _VALIDATION_SETTINGS:
-        differences.pop(key, None)
+    differences = _settings_apart(load_config(reference / "config.toml", TrainConfig), config, _VALIDATION_SETTINGS)
     read = results.get("read_sha256")
     files = {"benchmark.path": config.benchmark.path, "pretrained": config.pretrained}
     for key, path in files.items():
@@ -431,9 +423,21 @@ def _same_settings(reference: Path, results: dict, config: TrainConfig) -> None:
         raise InputError(f"{reference}: not a run with this run's settings ({_shown(differences)})")
 
 
-def _shown(differences: dict[str, tuple[object, object]]) -> str:
+def _settings_apart(
+    theirs: TrainConfig, ours: TrainConfig, allowed: tuple[str, ...]
+) -> dict[str, tuple[object, object]]:
+    """The settings two configs differ in, (theirs, ours) by key, but for the ``allowed`` ones."""
+    from export.config import config_differences
+
+    differences = config_differences(theirs, ours)
+    for key in allowed:
+        differences.pop(key, None)
+    return differences
+
+
+def _shown(differences: dict[str, tuple[object, object]], there: str = "there", here: str = "here") -> str:
     """Config differences, (there, here) by key, as a refusal names them."""
-    return "; ".join(f"{key} {there!r} there, {here!r} here" for key, (there, here) in differences.items())
+    return "; ".join(f"{key} {a!r} {there}, {b!r} {here}" for key, (a, b) in differences.items())
 
 
 _GONE = "no such file"

@@ -224,10 +224,13 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.embedding_size, num_classes)
-        self.embedding_size = encoder.config.embedding_size
         self.mirror_average = mirror_average
         permutation = torch.tensor(get_layout(encoder.config.layout).mirror_permutation, dtype=torch.long)
         self.register_buffer("mirror_permutation", permutation, persistent=False)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.encoder.config.embedding_size
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.encoder(x)
@@ -248,7 +251,7 @@ class Ensemble(nn.Module):
     def __init__(self, members: list[Classifier]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
-        self.embedding_size = sum(member.encoder.config.embedding_size for member in members)
+        self.embedding_size = sum(member.embedding_size for member in members)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores, embeddings = zip(*(member(x) for member in self.members))

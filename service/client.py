@@ -255,8 +255,7 @@ class ClientRun:
             from service.draw import Annotator
 
             # A file's sender may wait for the server's poses (nothing is lost); a camera's may not.
-            patience_s = 0.0 if source.live else ANNOTATOR_PATIENCE_S
-            self.annotator = Annotator(options.out, source.fps, patience_s=patience_s, live=source.live)
+            self.annotator = Annotator(options.out, source.fps, patience_s=ANNOTATOR_PATIENCE_S, live=source.live)
         self.config = pb.StreamConfig(
             stream_id=options.stream_id or default_stream_id(options.source),
             model=options.model,

@@ -103,7 +103,7 @@ class Annotator:
     A frame waits until the server has posed a frame at or after its own (the server poses only
     the frames its model needs), so every written frame shows the newest pose known for it. The
     wait is bounded, in frames and in bytes (a 1080p frame is 6 MB): past the bound, the sender
-    waits up to ``patience_s`` for poses (a file loses nothing by waiting; a camera gives 0), and
+    waits up to ``patience_s`` for poses (a file loses nothing by waiting; a ``live`` one's does not wait), and
     if none come, the oldest frames are written with the poses known so far, with no more waiting
     until poses come again: the client's memory does not grow with every frame read from a server
     that answers late or not at all.
@@ -111,8 +111,8 @@ class Annotator:
     gRPC's sending thread adds frames; the main thread, which reads the responses, adds poses and
     labels. Both only pair them up, under one lock. Drawing and encoding the video happen in a
     thread of their own, so that a late server's burst of answers does not hold up the events
-    printed; the sender waits for that thread only while more than ``MAX_UNWRITTEN_BYTES`` are
-    queued for it (at most ``MAX_BUFFERED_BYTES`` + ``MAX_UNWRITTEN_BYTES`` are held in all).
+    printed; a file's sender waits for that thread only while more than ``MAX_UNWRITTEN_BYTES`` are
+    queued for it, a live one's never (at most ``MAX_BUFFERED_BYTES`` + ``MAX_UNWRITTEN_BYTES`` are held in all).
     ``stop_waiting`` ends the sender's waits when its stream ends. A video that cannot be
     written is raised by the next call (and by ``close`` if no call raised it).
     """
@@ -169,7 +169,7 @@ class Annotator:
                 return
             self._waiting.append((timestamp_ms, bgr))
             self._waiting_bytes += bgr.nbytes
-            patient_until = time.monotonic() + self.patience_s
+            patient_until = time.monotonic() + (0.0 if self.live else self.patience_s)
             while (
                 self._failure is None
                 and len(self._waiting) > 1
