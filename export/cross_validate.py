@@ -1,6 +1,6 @@
 """Cross-validation of training configs: each one trained and scored once per validation fold.
 
-    python -m export.cross_validate CONFIG [CONFIG ...] [--seed N] [--jobs N] [--runs DIR]
+    python -m export.cross_validate CONFIG [CONFIG ...] [--seeds N [N ...]] [--jobs N] [--runs DIR]
                                     [--out FILE] [--report-only]
 
 One validation part can be too small to tell two settings apart (MSR Action3D's holds one of its
@@ -13,6 +13,11 @@ kind of part, so the folds pair up. The report gives each fold's accuracy, the m
 accuracy of all folds' clips pooled, and each config's paired difference from the first one, fold by
 fold. Runs go under ``runs/cross-validation/STEM-seedN/foldK`` (STEM: the config file's name), each
 with its effective ``config.toml``; a finished run is not run again unless its config has changed.
+
+With several seeds, each config is trained once per seed and fold, and the report adds, per
+config, the mean of its seeds and the ensemble of its seeds (the mean of their scores, as
+``actionrec export RUN RUN ...`` ships it) on each fold, the ensemble paired with the seeds' mean:
+whether an ensemble is worth its cost is then answered on every fold, not on one validation part.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from export.config import TrainConfig, load_config
-from export.data import VALIDATION_HOLDOUTS, validation_parts
+from export.data import VALIDATION_HOLDOUTS, clips_from_dataset, validation_parts
 from export.results_table import Run, mean_and_spread, run_all
-from export.supervised import labelled_train
+from export.supervised import choose_parts, labelled_train
 from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 
@@ -36,10 +42,22 @@ RUNS = Path("runs/cross-validation")
 
 @dataclasses.dataclass(frozen=True)
 class CrossValidation:
-    """Each config's runs, one a fold, by the config file's name, and what each fold holds out."""
+    """The runs of each config at each seed, one a fold, by the config file's name and the seed;
+    and what each fold holds out."""
 
-    runs: dict[str, list[Run]]
+    runs: dict[tuple[str, int], list[Run]]
     fold_names: list[str]
+
+    @property
+    def stems(self) -> list[str]:
+        return list(dict.fromkeys(stem for stem, _ in self.runs))
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(dict.fromkeys(seed for _, seed in self.runs))
+
+    def row_name(self, stem: str, seed: int) -> str:
+        return stem if len(self.seeds) == 1 else f"{stem} seed {seed}"
 
 
 def fold_names(config: TrainConfig) -> list[str]:
@@ -55,10 +73,12 @@ def fold_names(config: TrainConfig) -> list[str]:
     return ["subject " + ", ".join(str(s) for s in np.unique(dataset.subjects[part])) for part in parts]
 
 
-def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> CrossValidation:
-    """Each config's runs, one a fold."""
+def plan(paths: list[Path], seeds: Sequence[int] = (0,), runs_root: Path = RUNS) -> CrossValidation:
+    """Each config's runs at each seed, one a fold."""
     if not paths:
         raise InputError("give one config or more to cross-validate")
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise InputError(f"give each seed once, not {list(seeds)}: a seed twice trains the same models twice")
     configs = {path.stem: load_config(path, TrainConfig) for path in paths}
     if len(configs) < len(paths):
         raise InputError("two configs have the same file name; their runs would share a folder")
@@ -73,47 +93,85 @@ def plan(paths: list[Path], seed: int, runs_root: Path = RUNS) -> CrossValidatio
     names = fold_names(first)
     planned = {}
     for stem, config in configs.items():
-        runs = []
-        for fold in range(len(names)):
-            name = f"{stem}-seed{seed}-fold{fold}"
-            output = runs_root / f"{stem}-seed{seed}" / f"fold{fold}"
-            experiment = dataclasses.replace(config.experiment, name=name, seed=seed, output=str(output))
-            changed = dataclasses.replace(config, experiment=experiment, validation=True, validation_fold=fold)
-            runs.append(Run("train", name, changed))
-        planned[stem] = runs
+        for seed in seeds:
+            runs = []
+            for fold in range(len(names)):
+                name = f"{stem}-seed{seed}-fold{fold}"
+                output = runs_root / f"{stem}-seed{seed}" / f"fold{fold}"
+                experiment = dataclasses.replace(config.experiment, name=name, seed=seed, output=str(output))
+                changed = dataclasses.replace(config, experiment=experiment, validation=True, validation_fold=fold)
+                runs.append(Run("train", name, changed))
+            planned[stem, seed] = runs
     return CrossValidation(planned, names)
 
 
+def ensemble_result(members: list[Run], dataset: SkeletonDataset) -> dict | None:
+    """The accuracy on their fold of the mean of the members' scores (one fold's runs of one config
+    at several seeds), measured as ``actionrec export`` measures an ensemble; None until every
+    member is done."""
+    from export.onnx_export import exported_network
+    from export.supervised import predict_clips
+
+    if not all(run.result() for run in members):
+        return None
+    parts = choose_parts(dataset, members[0].config)
+    model, window, _, _ = exported_network([run.folder / "model.pt" for run in members])
+    clips = clips_from_dataset(dataset, window, parts.scored)
+    truth = np.array([clip.label for clip in clips])
+    return {"accuracy": float(np.mean(predict_clips(model, clips, window) == truth)), "n_test": len(clips)}
+
+
+def mean_result(members: list[dict | None]) -> dict | None:
+    """The mean accuracy of one fold's runs at several seeds; None until every one is done."""
+    if not all(members):
+        return None
+    return {"accuracy": float(np.mean([r["accuracy"] for r in members])), "n_test": members[0]["n_test"]}
+
+
 def report(planned: CrossValidation) -> str:
-    """The Markdown table of whatever results exist; a config's summary needs every fold."""
-    stems = list(planned.runs)
-    results = {stem: [run.result() for run in runs] for stem, runs in planned.runs.items()}
-    config = planned.runs[stems[0]][0].config
+    """The Markdown table of whatever results exist; a row's summary needs every fold."""
+    stems, seeds = planned.stems, planned.seeds
+    rows = {planned.row_name(stem, seed): [run.result() for run in runs] for (stem, seed), runs in planned.runs.items()}
+    paired = [(planned.row_name(stem, seed), planned.row_name(stems[0], seed)) for stem in stems[1:] for seed in seeds]
+    if len(seeds) > 1:
+        dataset = SkeletonDataset.load(Path(planned.runs[stems[0], seeds[0]][0].config.benchmark.path))
+        listed = ", ".join(str(seed) for seed in seeds)
+        ensemble, mean = (
+            {s: f"{s} ensemble of seeds {listed}" for s in stems},
+            {s: f"{s} mean of seeds {listed}" for s in stems},
+        )
+        for stem in stems:
+            folds = list(zip(*(planned.runs[stem, seed] for seed in seeds)))
+            rows[mean[stem]] = [mean_result([run.result() for run in fold]) for fold in folds]
+            rows[ensemble[stem]] = [ensemble_result(list(fold), dataset) for fold in folds]
+            paired.append((ensemble[stem], mean[stem]))
+        paired += [(ensemble[stem], ensemble[stems[0]]) for stem in stems[1:]]
+    config = planned.runs[stems[0], seeds[0]][0].config
     names = planned.fold_names
     folds = len(names)
-    sizes = [next((r["n_test"] for r in column if r), None) for column in zip(*results.values())]
+    sizes = [next((r["n_test"] for r in column if r), None) for column in zip(*rows.values())]
     lines = [
         f"# Cross-validation on {config.benchmark.path} {config.benchmark.train_split!r}",
         "",
-        f"Validation accuracy (%), seed {config.experiment.seed}, never a test split; a fold a validation part "
-        f"({VALIDATION_HOLDOUTS[config.validation_holds_out]}), its clips: "
+        f"Validation accuracy (%), seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, never a test "
+        f"split; a fold a validation part ({VALIDATION_HOLDOUTS[config.validation_holds_out]}), its clips: "
         f"{', '.join('?' if n is None else str(n) for n in sizes)}. "
         "Made by `python -m export.cross_validate`.",
         "",
         "| config | " + " | ".join(f"fold {k}: {name}" for k, name in enumerate(names)) + " | mean ± std | pooled |",
         "|---|" + "---|" * (folds + 2),
     ]
-    for stem in stems:
-        cells = [f"{100 * r['accuracy']:.1f}" if r else "—" for r in results[stem]]
-        complete = all(results[stem])
-        mean = mean_and_spread([100 * r["accuracy"] for r in results[stem]]) if complete else "—"
+    for name, results in rows.items():
+        cells = [f"{100 * r['accuracy']:.1f}" if r else "—" for r in results]
+        complete = all(results)
+        mean = mean_and_spread([100 * r["accuracy"] for r in results]) if complete else "—"
         pooled = "—"
         if complete:
-            right = sum(r["accuracy"] * r["n_test"] for r in results[stem])
-            pooled = f"{100 * right / sum(r['n_test'] for r in results[stem]):.1f}"
-        lines.append(f"| {stem} | " + " | ".join(cells) + f" | {mean} | {pooled} |")
-    for stem in stems[1:]:
-        pairs = [(a, b) for a, b in zip(results[stems[0]], results[stem]) if a and b]
+            right = sum(r["accuracy"] * r["n_test"] for r in results)
+            pooled = f"{100 * right / sum(r['n_test'] for r in results):.1f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} | {pooled} |")
+    for name, baseline in paired:
+        pairs = [(a, b) for a, b in zip(rows[baseline], rows[name]) if a and b]
         if not pairs:
             continue
         differences = [100 * (b["accuracy"] - a["accuracy"]) for a, b in pairs]
@@ -121,7 +179,7 @@ def report(planned: CrossValidation) -> str:
         worse = sum(d < 0 for d in differences)
         lines += [
             "",
-            f"{stem} against {stems[0]}, paired over {len(pairs)} of {folds} folds: "
+            f"{name} against {baseline}, paired over {len(pairs)} of {folds} folds: "
             + ", ".join(f"{d:+.1f}" for d in differences)
             + f" (mean {mean_and_spread(differences)} points; better on {better}, worse on {worse})",
         ]
@@ -131,19 +189,21 @@ def report(planned: CrossValidation) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="+", type=Path, help="training configs; the first is the baseline")
-    parser.add_argument("--seed", type=int, default=0, help="the seed of every run")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="the seed of every run; several: each, and their ensemble"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--runs", type=Path, default=RUNS, help="where the runs go")
     parser.add_argument("--out", type=Path, default=None, help="also write the report to this file")
     parser.add_argument("--report-only", action="store_true", help="write the report from existing results")
     args = parser.parse_args()
     try:
-        planned = plan(args.configs, args.seed, args.runs)
+        planned = plan(args.configs, args.seeds, args.runs)
     except InputError as error:
         raise SystemExit(f"error: {error}") from None
     if not args.report_only:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // max(args.jobs, 1))))
-        # Fold by fold, every config: a run cut short leaves whole pairs to compare.
+        # Fold by fold, every config and seed: a run cut short leaves whole pairs to compare.
         interleaved = [run for fold in zip(*planned.runs.values()) for run in fold]
         run_all(interleaved, args.jobs, log_dir=args.runs / "logs")
     text = report(planned)

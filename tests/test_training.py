@@ -736,7 +736,8 @@ def test_validation_folds_hold_out_each_train_subject_or_view_once(msr, nw_ucla)
 def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path, msr_npz: Path) -> None:
     """``export.cross_validate`` on real MSR: a tiny config trained once per fold, each scored on its
     own held-out subject (together: the whole train part); the report pairs a second config's folds
-    with the first's, and results made for another fold are not taken for this one."""
+    with the first's, results made for another fold are not taken for this one, and with several
+    seeds each fold's ensemble is scored on that fold."""
     from export.cross_validate import plan, report
 
     base = _train_config(tmp_path, msr_npz, "scratch", None, optim={"epochs": 1})
@@ -755,23 +756,37 @@ def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path,
     assert "| fold 0: subject 5 | fold 1: subject 9 |" in done.stdout
 
     # The second config: fake results, two folds better by one clip in 50 and one worse.
-    planned = plan([base, other], seed=0, runs_root=runs)
+    planned = plan([base, other], runs_root=runs)
     for fold, change in enumerate((0.02, 0.02, -0.02)):
-        run = planned.runs["wider"][fold]
+        run = planned.runs["wider", 0][fold]
         run.folder.mkdir(parents=True)
         result = {**results[fold], "accuracy": results[fold]["accuracy"] + change}
         (run.folder / "results.json").write_text(json.dumps(result))
     text = report(planned)
     assert "wider against scratch, paired over 3 of 5 folds: +2.0, +2.0, -2.0" in text
     assert "better on 2, worse on 1" in text
-    moved = planned.runs["wider"][0].folder / "results.json"
+    moved = planned.runs["wider", 0][0].folder / "results.json"
     moved.write_text(json.dumps({**json.loads(moved.read_text()), "validation_fold": 1}))
-    assert planned.runs["wider"][0].result() is None and "paired over 2 of 5 folds" in report(planned)
+    assert planned.runs["wider", 0][0].result() is None and "paired over 2 of 5 folds" in report(planned)
+
+    # A second seed: seed 0's models copied (without their config.toml, so taken as they are). Two
+    # equal members score what each does, fold by fold, only if each fold's ensemble is scored on
+    # that fold's own clips.
+    for fold in range(5):
+        shutil.copytree(runs / "scratch-seed0" / f"fold{fold}", runs / "scratch-seed1" / f"fold{fold}")
+        (runs / "scratch-seed1" / f"fold{fold}" / "config.toml").unlink()
+    text = report(plan([base], seeds=[0, 1], runs_root=runs))
+    single = row.split("|")[2:9]
+    for name in ("scratch seed 0", "scratch seed 1", "scratch mean of seeds 0, 1", "scratch ensemble of seeds 0, 1"):
+        assert next(line for line in text.splitlines() if line.startswith(f"| {name} |")).split("|")[2:9] == single
+    assert "scratch ensemble of seeds 0, 1 against scratch mean of seeds 0, 1, paired over 5 of 5 folds" in text
+    with pytest.raises(InputError, match="give each seed once"):
+        plan([base], seeds=[1, 1])
 
     daily = tmp_path / "daily.toml"
     daily.write_text('validation_holds_out = "views"\n' + base.read_text())
     with pytest.raises(InputError, match="their folds would not pair up"):
-        plan([base, daily], seed=0)
+        plan([base, daily])
 
 
 def test_a_base_configs_head_warmup_goes_to_its_fine_tuning_runs_only() -> None:
