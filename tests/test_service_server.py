@@ -396,6 +396,31 @@ def test_classify_clip_of_a_still_image_and_of_skeletons(api) -> None:
     assert answer.windows >= 2 and len(answer.labels) == 1 and answer.end_ms > answer.start_ms
 
 
+def test_a_sensor_clip_of_one_person_is_answered_whole_where_the_skeleton_jumps(api, nw_ucla) -> None:
+    """A real NW-UCLA test-view clip whose Kinect skeleton jumps by more than half its size between
+    two frames, which the server's tracker (no track ids) takes for a new person: as a clip in which
+    no frame holds two people it is one person's, answered from its first frame to its last."""
+    from skeleton.pose.tracker import PersonTracker
+
+    sequence = nw_ucla[int(np.flatnonzero(nw_ucla.names == "a04_s07_e00_v03")[0])]
+    person, times = sequence.coords[:, 0], sequence.timestamps_ms.round().astype(int)
+    tracker = PersonTracker()
+    tracked = {i for joints, t in zip(person, times) for i in tracker.update([joints], [np.ones(20)], float(t))}
+    assert tracked == {0, 1}  # it jumps
+    fmt = pb.SkeletonFormat(layout="kinect20", dims=3)
+    clip = pb.Clip(skeletons=pb.SkeletonClip(format=fmt, frames=skeleton_frames([person], times)))
+    answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=clip, model="daily3d"), timeout=TIMEOUT)
+    assert (answer.track_id, answer.start_ms, answer.end_ms) == (0, times[0], times[-1])
+    # The caller's track ids are the caller's word: two people, the one seen longer answered.
+    named = skeleton_frames([person], times, with_ids=True)
+    half = 2 * (len(named) // 4)  # even: daily3d takes every other frame of a 15 fps clip, from the first
+    for frame in named[half:]:
+        frame.people[0].track_id = 7
+    clip = pb.Clip(skeletons=pb.SkeletonClip(format=fmt, frames=named))
+    answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=clip, model="daily3d"), timeout=TIMEOUT)
+    assert (answer.track_id, answer.start_ms, answer.end_ms) == (7, times[half], times[-1])
+
+
 def test_a_long_clip_holds_no_more_of_the_queue_than_a_stream(api, config: ServerConfig) -> None:
     """A clip's windows go to the model a stream's share at a time (a quarter of its queue): all
     at once, a long clip would fill the queue every stream of the model shares (here: be refused
