@@ -121,11 +121,13 @@ def _parse_skeletons(clip, model: LoadedModel, runtime: Runtime) -> tuple[Observ
 
 def _one_person_unless_two_meet(observations: Observations) -> Observations:
     """The skeletons of a clip in which no frame holds two people, as one person's. A sensor
-    reports every body it tracks in each frame, so such a clip shows one person; the server's
-    tracker would still take a skeleton that jumps by over half its size between two frames (a
-    depth sensor's glitch: 36 of NW-UCLA's 1484 clips) for a new person, and the answer would be
-    about the longer part of the clip only. Not done for posed frames: a pose estimator that finds
-    one person a frame may find a different one in the next (two people wrestling)."""
+    reports every body it tracks in each frame, so such a clip shows one person; the tracker keeps
+    a lone skeleton that jumps from one frame to the next (``PersonTracker.lone_person_stays``),
+    but not one back after over a second unseen (the sensor lost it: 9 of MSR Action3D's 566
+    clips), which a stream takes for a new person and a clip, one sample of an action, need not;
+    the answer would be about the longer part of the clip only. Not done for posed frames: a pose
+    estimator that finds one person a frame may find a different one in the next (two people
+    wrestling)."""
     if any(len(people) > 1 for _, people in observations):
         return observations
     first = next((track for _, people in observations for track in people), 0)

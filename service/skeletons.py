@@ -56,7 +56,7 @@ class SkeletonParser:
         self.format = fmt
         self.spec = spec
         self.max_people = max_people
-        self.tracker = PersonTracker(max_tracks=TRACKS_PER_PERSON * max_people)
+        self.tracker = PersonTracker(max_tracks=TRACKS_PER_PERSON * max_people, lone_person_stays=True)
         self.caller_ids: bool | None = None  # whether this stream's people carry track ids; None: no one yet
 
     def parse(self, frame, index: int) -> dict[int, np.ndarray]:
@@ -71,6 +71,8 @@ class SkeletonParser:
         if len(people) > self.max_people:
             raise InputError(f"{len(people)} people, over the limit of {self.max_people}")
         if not people:
+            if not self.caller_ids:
+                self.tracker.update([], [], frame.timestamp_ms)  # a frame of nobody: the next one is not "right after"
             return {}
         joints, dims = self.format.num_joints, self.format.dims
         coords = np.empty((len(people), joints, dims), dtype=np.float32)

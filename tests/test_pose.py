@@ -85,6 +85,24 @@ def test_tracker_starts_new_track_after_a_person_leaves_for_long() -> None:
     assert a == b != c
 
 
+def test_a_lone_sensor_skeleton_keeps_its_track_however_far_it_jumps_from_the_frame_before() -> None:
+    """With ``lone_person_stays`` (a sensor's skeletons: every body in each frame), one skeleton
+    right after a frame of one skeleton is the same person, however far it jumped, unless it is
+    near another track; after a frame of nobody, or of two people, distance decides alone."""
+    person = np.tile(np.array([[0.0, 0.0, 3.0]]), (20, 1)) + np.linspace(0.0, 1.7, 20)[:, None] * [0, 1, 0]
+    jumped = person + [1.5, 0.0, 0.0]  # nearly a body's height sideways between two frames
+    seen = [np.ones(20)]
+    by_distance, sensor = PersonTracker(), PersonTracker(lone_person_stays=True)
+    assert [by_distance.update([p], seen, t)[0] for t, p in enumerate((person, jumped, person))] == [0, 1, 0]
+    assert [sensor.update([p], seen, t)[0] for t, p in enumerate((person, jumped, person))] == [0, 0, 0]
+    assert sensor.update([], [], 3) == [] and sensor.update([jumped], seen, 4) == [1]  # nobody between
+    other = person + [4.0, 0.0, 0.0]
+    assert sensor.update([jumped, other], seen * 2, 5) == [1, 2]
+    assert sensor.update([person + [0.0, 0.0, 3.0]], seen, 6) == [3]  # two before, near neither: a new one
+    assert sensor.update([other], seen, 7) == [2]  # lone after lone, but near the track it is on
+    assert sensor.update([person], seen, 8) == [0] and sensor.active_tracks == 4
+
+
 def test_tracker_keeps_at_most_max_tracks_and_never_a_person_in_view() -> None:
     """People who match nothing arrive every millisecond: the oldest tracks end early, so the
     tracker stays at max_tracks, and a person present throughout keeps their id."""

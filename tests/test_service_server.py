@@ -421,6 +421,21 @@ def test_a_sensor_clip_of_one_person_is_answered_whole_where_the_skeleton_jumps(
     assert (answer.track_id, answer.start_ms, answer.end_ms) == (7, times[half], times[-1])
 
 
+def test_a_sensor_stream_keeps_one_track_where_its_lone_skeleton_jumps(api, nw_ucla) -> None:
+    """A real NW-UCLA clip streamed without track ids (9.4 s, one person, the Kinect's skeleton
+    jumping by over half its size at 4.2 s): one track, with windows across the jump, where the
+    tracker by distance alone would end it there and start another person."""
+    sequence = nw_ucla[int(np.flatnonzero(nw_ucla.names == "a04_s01_e00_v01")[0])]
+    person, times = sequence.coords[:, 0], sequence.timestamps_ms.round().astype(int)
+    config = pb.SkeletonStreamConfig(
+        stream=pb.StreamConfig(model="daily3d", lossless=True, window_stride=4),
+        format=pb.SkeletonFormat(layout="kinect20", dims=3),
+    )
+    outcome = collect(api.StreamSkeletons(skeleton_requests(config, skeleton_frames([person], times)), timeout=TIMEOUT))
+    assert outcome.events and {event.track_id for event in outcome.events} == {0}
+    assert any(event.start_ms < times[63] < event.end_ms for event in outcome.events)
+
+
 def test_a_long_clip_holds_no_more_of_the_queue_than_a_stream(api, config: ServerConfig) -> None:
     """A clip's windows go to the model a stream's share at a time (a quarter of its queue): all
     at once, a long clip would fill the queue every stream of the model shares (here: be refused

@@ -11,6 +11,13 @@ frame for 16 such people a frame at 1 ms apart).
 
 It runs on every frame of every stream, so the distances of all people to all tracks are one
 array computation, with each track's size worked out once, not once per pair.
+
+Skeletons from a sensor (``lone_person_stays``) are every body it tracks in a frame, so one body in
+a frame right after a frame of one body is the same person, however far it moved, unless it is near
+another track: a Kinect's fit can jump by over half the body's size from one frame to the next (36 of
+NW-UCLA's 1484 clips), which distance alone would take for a new person. A pose estimator may find
+one of two close people a frame and the other in the next (two people wrestling), so its tracker
+goes by distance always.
 """
 
 from __future__ import annotations
@@ -51,11 +58,14 @@ class PersonTracker:
     max_age_ms: float = 1000.0
     min_visibility: float = 0.3
     max_tracks: int = TRACKS_PER_PERSON * 16
+    lone_person_stays: bool = False
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 0
+    _lone_id: int | None = None  # the track of the last frame's one person, when it held one
 
     def update(self, joints: list[np.ndarray], visibility: list[np.ndarray], timestamp_ms: float) -> list[int]:
-        """Track ids for the people of this frame (``joints[i]``: (J, D) positions)."""
+        """Track ids for the people of this frame (``joints[i]``: (J, D) positions; a frame with
+        nobody in it is an update too)."""
         self._tracks = [t for t in self._tracks if timestamp_ms - t.last_seen_ms <= self.max_age_ms]
         visible = [np.asarray(v) >= self.min_visibility for v in visibility]
         ids = [-1] * len(joints)
@@ -67,6 +77,10 @@ class PersonTracker:
                     ids[r] = self._tracks[c].track_id
                     self._tracks[c].joints, self._tracks[c].visible = joints[r], visible[r]
                     self._tracks[c].last_seen_ms = timestamp_ms
+        if self.lone_person_stays and ids == [-1]:
+            for lone in (t for t in self._tracks if t.track_id == self._lone_id):
+                ids[0] = lone.track_id
+                lone.joints, lone.visible, lone.last_seen_ms = joints[0], visible[0], timestamp_ms
         for i, track_id in enumerate(ids):
             if track_id < 0:
                 ids[i] = self._next_id
@@ -76,6 +90,7 @@ class PersonTracker:
             # this frame's people were seen last, so they are never the ones to go
             self._tracks.sort(key=lambda t: t.last_seen_ms)
             del self._tracks[: len(self._tracks) - max(self.max_tracks, len(joints))]
+        self._lone_id = ids[0] if len(joints) == 1 else None
         return ids
 
     def _costs(self, joints: np.ndarray, visible: np.ndarray) -> np.ndarray:
