@@ -151,10 +151,10 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
     from export.data import clips_from_dataset, evaluation_windows, label_budget
     from export.evaluate import head_accuracy, load_model
     from export.model_card import Variant, write_card
-    from export.onnx_export import export_model, exported_network, remove_stale_variants
+    from export.onnx_export import export_model, network_predictions, remove_stale_variants
     from export.plots import confusion_matrix, plot_confusion
     from export.runtime import read_checkpoint
-    from export.supervised import choose_parts, predict_clips
+    from export.supervised import choose_parts
     from skeleton.artifact import training_data_text
     from skeleton.dataset import SkeletonDataset
     from skeleton.errors import InputError
@@ -193,9 +193,7 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
         augmentation += f", the mean of the scores of {len(runs)} models trained alike"
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the runs were scored on.
-        model, window, _, _ = exported_network([run / "model.pt" for run in runs])
-        scored = clips_from_dataset(dataset, window, parts.scored)
-        truth, predicted = np.array([c.label for c in scored]), predict_clips(model, scored, window)
+        truth, predicted = network_predictions([run / "model.pt" for run in runs], dataset, parts.scored)
         measured = float(np.mean(predicted == truth))
         accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored
         check_name = f"{parts.scored_name} part"

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from export.config import TrainConfig, load_config
-from export.data import VALIDATION_HOLDOUTS, clips_from_dataset, validation_parts
+from export.config import MAX_SEED, TRAINED_MODES, TrainConfig, load_config
+from export.data import VALIDATION_HOLDOUTS, validation_parts
+from export.onnx_export import network_predictions
 from export.results_table import Run, mean_and_spread, run_all
 from export.supervised import choose_parts, labelled_train
 from skeleton.dataset import SkeletonDataset
@@ -77,8 +79,12 @@ def plan(paths: list[Path], seeds: Sequence[int] = (0,), runs_root: Path = RUNS)
     """Each config's runs at each seed, one a fold."""
     if not paths:
         raise InputError("give one config or more to cross-validate")
-    if not seeds or len(set(seeds)) < len(seeds):
+    if not seeds:
+        raise InputError("give one seed or more")
+    if len(set(seeds)) < len(seeds):
         raise InputError(f"give each seed once, not {list(seeds)}: a seed twice trains the same models twice")
+    if not all(0 <= seed <= MAX_SEED for seed in seeds):
+        raise InputError(f"seeds go from 0 to {MAX_SEED}, not {list(seeds)}")
     configs = {path.stem: load_config(path, TrainConfig) for path in paths}
     if len(configs) < len(paths):
         raise InputError("two configs have the same file name; their runs would share a folder")
@@ -105,20 +111,15 @@ def plan(paths: list[Path], seeds: Sequence[int] = (0,), runs_root: Path = RUNS)
     return CrossValidation(planned, names)
 
 
-def ensemble_result(members: list[Run], dataset: SkeletonDataset) -> dict | None:
+def ensemble_result(members: list[Run], dataset: Callable[[], SkeletonDataset]) -> dict | None:
     """The accuracy on their fold of the mean of the members' scores (one fold's runs of one config
     at several seeds), measured as ``actionrec export`` measures an ensemble; None until every
-    member is done."""
-    from export.onnx_export import exported_network
-    from export.supervised import predict_clips
-
+    member is done. ``dataset`` loads the benchmark (once, when a fold is first complete)."""
     if not all(run.result() for run in members):
         return None
-    parts = choose_parts(dataset, members[0].config)
-    model, window, _, _ = exported_network([run.folder / "model.pt" for run in members])
-    clips = clips_from_dataset(dataset, window, parts.scored)
-    truth = np.array([clip.label for clip in clips])
-    return {"accuracy": float(np.mean(predict_clips(model, clips, window) == truth)), "n_test": len(clips)}
+    parts = choose_parts(dataset(), members[0].config)
+    truth, predicted = network_predictions([run.folder / "model.pt" for run in members], dataset(), parts.scored)
+    return {"accuracy": float(np.mean(predicted == truth)), "n_test": len(truth)}
 
 
 def mean_result(members: list[dict | None]) -> dict | None:
@@ -128,27 +129,42 @@ def mean_result(members: list[dict | None]) -> dict | None:
     return {"accuracy": float(np.mean([r["accuracy"] for r in members])), "n_test": members[0]["n_test"]}
 
 
-def report(planned: CrossValidation) -> str:
-    """The Markdown table of whatever results exist; a row's summary needs every fold."""
+Rows = dict[str, list[dict | None]]  # a report row's name -> its result on each fold (None: not done)
+
+
+def _rows_and_pairs(planned: CrossValidation) -> tuple[Rows, list[tuple[str, str]]]:
+    """Every row of the report, and the pairs of rows compared fold by fold: each config with the
+    first one, seed by seed; with several seeds also each config's mean of seeds and (for the
+    protocols that train a classifier) the ensemble of its seeds, the ensemble paired with its
+    seeds' mean and with the first config's ensemble, and each mean of seeds with the first's."""
     stems, seeds = planned.stems, planned.seeds
     rows = {planned.row_name(stem, seed): [run.result() for run in runs] for (stem, seed), runs in planned.runs.items()}
-    paired = [(planned.row_name(stem, seed), planned.row_name(stems[0], seed)) for stem in stems[1:] for seed in seeds]
-    if len(seeds) > 1:
-        dataset = SkeletonDataset.load(Path(planned.runs[stems[0], seeds[0]][0].config.benchmark.path))
-        listed = ", ".join(str(seed) for seed in seeds)
-        ensemble, mean = (
-            {s: f"{s} ensemble of seeds {listed}" for s in stems},
-            {s: f"{s} mean of seeds {listed}" for s in stems},
-        )
-        for stem in stems:
-            folds = list(zip(*(planned.runs[stem, seed] for seed in seeds)))
-            rows[mean[stem]] = [mean_result([run.result() for run in fold]) for fold in folds]
-            rows[ensemble[stem]] = [ensemble_result(list(fold), dataset) for fold in folds]
-            paired.append((ensemble[stem], mean[stem]))
-        paired += [(ensemble[stem], ensemble[stems[0]]) for stem in stems[1:]]
-    config = planned.runs[stems[0], seeds[0]][0].config
-    names = planned.fold_names
-    folds = len(names)
+    pairs = [(planned.row_name(stem, seed), planned.row_name(stems[0], seed)) for stem in stems[1:] for seed in seeds]
+    if len(seeds) == 1:
+        return rows, pairs
+    dataset = functools.cache(
+        lambda: SkeletonDataset.load(Path(planned.runs[stems[0], seeds[0]][0].config.benchmark.path))
+    )
+    listed = ", ".join(str(seed) for seed in seeds)
+    for stem in stems:
+        by_fold = list(zip(*(planned.runs[stem, seed] for seed in seeds)))
+        rows[f"{stem} mean of seeds {listed}"] = [mean_result([run.result() for run in runs]) for runs in by_fold]
+        if stem != stems[0]:
+            pairs.append((f"{stem} mean of seeds {listed}", f"{stems[0]} mean of seeds {listed}"))
+        if by_fold[0][0].config.mode in TRAINED_MODES:  # the probes keep no classifier to average
+            rows[f"{stem} ensemble of seeds {listed}"] = [ensemble_result(list(runs), dataset) for runs in by_fold]
+            pairs.append((f"{stem} ensemble of seeds {listed}", f"{stem} mean of seeds {listed}"))
+            if stem != stems[0] and f"{stems[0]} ensemble of seeds {listed}" in rows:
+                pairs.append((f"{stem} ensemble of seeds {listed}", f"{stems[0]} ensemble of seeds {listed}"))
+    return rows, pairs
+
+
+def report(planned: CrossValidation) -> str:
+    """The Markdown table of whatever results exist; a row's summary needs every fold."""
+    rows, pairs = _rows_and_pairs(planned)
+    seeds = planned.seeds
+    config = next(iter(planned.runs.values()))[0].config
+    folds = len(planned.fold_names)
     sizes = [next((r["n_test"] for r in column if r), None) for column in zip(*rows.values())]
     lines = [
         f"# Cross-validation on {config.benchmark.path} {config.benchmark.train_split!r}",
@@ -158,28 +174,30 @@ def report(planned: CrossValidation) -> str:
         f"{', '.join('?' if n is None else str(n) for n in sizes)}. "
         "Made by `python -m export.cross_validate`.",
         "",
-        "| config | " + " | ".join(f"fold {k}: {name}" for k, name in enumerate(names)) + " | mean ± std | pooled |",
+        "| config | "
+        + " | ".join(f"fold {k}: {name}" for k, name in enumerate(planned.fold_names))
+        + " | mean ± std | pooled |",
         "|---|" + "---|" * (folds + 2),
     ]
     for name, results in rows.items():
         cells = [f"{100 * r['accuracy']:.1f}" if r else "—" for r in results]
         complete = all(results)
-        mean = mean_and_spread([100 * r["accuracy"] for r in results]) if complete else "—"
+        summary = mean_and_spread([100 * r["accuracy"] for r in results]) if complete else "—"
         pooled = "—"
         if complete:
             right = sum(r["accuracy"] * r["n_test"] for r in results)
             pooled = f"{100 * right / sum(r['n_test'] for r in results):.1f}"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} | {pooled} |")
-    for name, baseline in paired:
-        pairs = [(a, b) for a, b in zip(rows[baseline], rows[name]) if a and b]
-        if not pairs:
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary} | {pooled} |")
+    for name, baseline in pairs:
+        both = [(a, b) for a, b in zip(rows[baseline], rows[name]) if a and b]
+        if not both:
             continue
-        differences = [100 * (b["accuracy"] - a["accuracy"]) for a, b in pairs]
+        differences = [100 * (b["accuracy"] - a["accuracy"]) for a, b in both]
         better = sum(d > 0 for d in differences)
         worse = sum(d < 0 for d in differences)
         lines += [
             "",
-            f"{name} against {baseline}, paired over {len(pairs)} of {folds} folds: "
+            f"{name} against {baseline}, paired over {len(both)} of {folds} folds: "
             + ", ".join(f"{d:+.1f}" for d in differences)
             + f" (mean {mean_and_spread(differences)} points; better on {better}, worse on {worse})",
         ]
@@ -206,7 +224,10 @@ def main() -> None:
         # Fold by fold, every config and seed: a run cut short leaves whole pairs to compare.
         interleaved = [run for fold in zip(*planned.runs.values()) for run in fold]
         run_all(interleaved, args.jobs, log_dir=args.runs / "logs")
-    text = report(planned)
+    try:
+        text = report(planned)
+    except InputError as error:  # a run's model file gone or unreadable
+        raise SystemExit(f"error: {error}") from None
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.data import clips_from_dataset
 from export.encoder import Classifier, Ensemble
 from export.runtime import classifier_from_checkpoint, read_checkpoint, source_commit
+from export.supervised import predict_clips
 from skeleton.artifact import (
     EMBEDDING_NAME,
     INPUT_NAME,
@@ -41,6 +43,7 @@ from skeleton.artifact import (
     variant_of,
 )
 from skeleton.atomic import atomic_path
+from skeleton.dataset import SkeletonDataset
 from skeleton.errors import InputError
 from skeleton.windows import WindowSpec
 
@@ -171,6 +174,17 @@ def exported_network(checkpoints: Sequence[Path]) -> tuple[Classifier | Ensemble
     if len(networks) > 1:
         model = Ensemble([network for network, _, _ in networks]).eval()
     return model, window, labels, commit
+
+
+def network_predictions(
+    checkpoints: Sequence[Path], dataset: SkeletonDataset, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of the dataset's sequences ``indices`` and the classes that the network of
+    ``checkpoints`` (one classifier, or the ensemble of several) answers for them, clip by clip,
+    each clip windowed as the protocols window it."""
+    model, window, _, _ = exported_network(checkpoints)
+    clips = clips_from_dataset(dataset, window, indices)
+    return np.array([clip.label for clip in clips]), predict_clips(model, clips, window)
 
 
 def export_model(

@@ -780,8 +780,23 @@ def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path,
     for name in ("scratch seed 0", "scratch seed 1", "scratch mean of seeds 0, 1", "scratch ensemble of seeds 0, 1"):
         assert next(line for line in text.splitlines() if line.startswith(f"| {name} |")).split("|")[2:9] == single
     assert "scratch ensemble of seeds 0, 1 against scratch mean of seeds 0, 1, paired over 5 of 5 folds" in text
-    with pytest.raises(InputError, match="give each seed once"):
-        plan([base], seeds=[1, 1])
+    # Two configs at two seeds: seed against seed, and mean of seeds against mean of seeds.
+    text = report(plan([base, other], seeds=[0, 1], runs_root=runs))
+    assert "wider seed 0 against scratch seed 0, paired over 2 of 5 folds: +2.0, -2.0" in text
+    assert "| wider mean of seeds 0, 1 | — |" in text and "wider mean of seeds 0, 1 against" not in text
+    # A probe keeps no classifier to average: its seeds' mean is reported, and no ensemble.
+    probe = tmp_path / "probe.toml"
+    probe.write_text(base.read_text().replace('mode = "scratch"', 'mode = "knn"\npretrained = "never-read.pt"'))
+    for seed in (0, 1):
+        for fold in range(5):
+            folder = runs / f"probe-seed{seed}" / f"fold{fold}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps({**results[fold], "mode": "knn", "seed": seed}))
+    text = report(plan([probe], seeds=[0, 1], runs_root=runs))
+    assert "| probe mean of seeds 0, 1 |" in text and "ensemble" not in text
+    for seeds, message in (([1, 1], "give each seed once"), ([-1], "seeds go from 0 to")):
+        with pytest.raises(InputError, match=message):
+            plan([base], seeds=seeds)
 
     daily = tmp_path / "daily.toml"
     daily.write_text('validation_holds_out = "views"\n' + base.read_text())
