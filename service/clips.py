@@ -114,20 +114,20 @@ def _parse_skeletons(clip, model: LoadedModel, runtime: Runtime) -> tuple[Observ
     parser = SkeletonParser(fmt, model.card.window, runtime.config.max_skeleton_people)
     _check_timestamps([frame.timestamp_ms for frame in clip.frames])
     observations = [(frame.timestamp_ms, parser.parse(frame, i)) for i, frame in enumerate(clip.frames)]
-    if not parser.caller_ids:
-        observations = _one_person_unless_two_meet(observations)
+    if parser.tracker.lone_person_stays and not parser.caller_ids:
+        observations = _single_person_clip_as_one_track(observations)
     return observations, fmt.coordinate_space
 
 
-def _one_person_unless_two_meet(observations: Observations) -> Observations:
-    """The skeletons of a clip in which no frame holds two people, as one person's. A sensor
-    reports every body it tracks in each frame, so such a clip shows one person; the tracker keeps
-    a lone skeleton that jumps from one frame to the next (``PersonTracker.lone_person_stays``),
-    but not one back after over a second unseen (the sensor lost it: 9 of MSR Action3D's 566
-    clips), which a stream takes for a new person and a clip, one sample of an action, need not;
-    the answer would be about the longer part of the clip only. Not done for posed frames: a pose
-    estimator that finds one person a frame may find a different one in the next (two people
-    wrestling)."""
+def _single_person_clip_as_one_track(observations: Observations) -> Observations:
+    """A depth sensor's skeleton clip in which no frame holds two people, as one person's. The
+    sensor reports every body it tracks in each frame, so such a clip shows one person; the tracker
+    keeps a lone skeleton that jumps from one frame to the next (``PersonTracker.lone_person_stays``),
+    but not one back after a gap (the sensor lost it for over a second: 9 of MSR Action3D's 566
+    clips), which a stream takes for a new person and a clip, one sample of an action, need not:
+    the answer would be about the longer part of the clip only. Not for 2-D skeletons or posed
+    frames: a pose estimator that finds one person a frame may find another in the next (two
+    people wrestling)."""
     if any(len(people) > 1 for _, people in observations):
         return observations
     first = next((track for _, people in observations for track in people), 0)

@@ -56,7 +56,9 @@ class SkeletonParser:
         self.format = fmt
         self.spec = spec
         self.max_people = max_people
-        self.tracker = PersonTracker(max_tracks=TRACKS_PER_PERSON * max_people, lone_person_stays=True)
+        # 3-D skeletons come from a depth sensor or mocap, which report every body a frame; 2-D ones
+        # from a pose estimator on the caller's images, which may find one of two people a frame.
+        self.tracker = PersonTracker(max_tracks=TRACKS_PER_PERSON * max_people, lone_person_stays=fmt.dims == 3)
         self.caller_ids: bool | None = None  # whether this stream's people carry track ids; None: no one yet
 
     def parse(self, frame, index: int) -> dict[int, np.ndarray]:

@@ -15,7 +15,7 @@ from benchmarks.pose_vs_kinect import compare
 from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestamps
 from skeleton.errors import InputError
 from skeleton.pose.estimator import MAX_IMAGE_SIDE, MediaPipePose
-from skeleton.pose.tracker import PersonTracker
+from skeleton.pose.tracker import LONE_MAX_GAP_MS, LONE_MAX_JUMP, PersonTracker
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VIDEOS = DATA / "videos"
@@ -101,6 +101,13 @@ def test_a_lone_sensor_skeleton_keeps_its_track_however_far_it_jumps_from_the_fr
     assert sensor.update([person + [0.0, 0.0, 3.0]], seen, 6) == [3]  # two before, near neither: a new one
     assert sensor.update([other], seen, 7) == [2]  # lone after lone, but near the track it is on
     assert sensor.update([person], seen, 8) == [0] and sensor.active_tracks == 4
+    # "Right after" is within LONE_MAX_GAP_MS, and the jump at most LONE_MAX_JUMP body sizes.
+    sensor = PersonTracker(lone_person_stays=True)
+    step = [0.0, 0.0, 1.0]  # 0.59 body sizes (1.7 m): over the distance rule's 0.5
+    assert sensor.update([person], seen, 0) == [0] and sensor.update([person + step], seen, LONE_MAX_GAP_MS + 1) == [1]
+    far = person + step + [LONE_MAX_JUMP * 1.7 * 1.05, 0.0, 0.0]
+    assert sensor.update([far], seen, LONE_MAX_GAP_MS + 2) == [2]
+    assert sensor.update([far + step], seen, LONE_MAX_GAP_MS + 3) == [2]
 
 
 def test_tracker_keeps_at_most_max_tracks_and_never_a_person_in_view() -> None:
