@@ -114,8 +114,9 @@ def plan(paths: list[Path], seeds: Sequence[int] = (0,), runs_root: Path = RUNS)
 def ensemble_result(members: list[Run], dataset: Callable[[], SkeletonDataset]) -> dict | None:
     """The accuracy on their fold of the mean of the members' scores (one fold's runs of one config
     at several seeds), measured as ``actionrec export`` measures an ensemble; None until every
-    member is done. ``dataset`` loads the benchmark (once, when a fold is first complete)."""
-    if not all(run.result() for run in members):
+    member is done with its model file kept. ``dataset`` loads the benchmark (once, when a fold is
+    first complete)."""
+    if not all(run.result() and (run.folder / "model.pt").is_file() for run in members):
         return None
     parts = choose_parts(dataset(), members[0].config)
     truth, predicted = network_predictions([run.folder / "model.pt" for run in members], dataset(), parts.scored)

@@ -56,9 +56,11 @@ class SkeletonParser:
         self.format = fmt
         self.spec = spec
         self.max_people = max_people
-        # 3-D skeletons come from a depth sensor or mocap, which report every body a frame; 2-D ones
-        # from a pose estimator on the caller's images, which may find one of two people a frame.
-        self.tracker = PersonTracker(max_tracks=TRACKS_PER_PERSON * max_people, lone_person_stays=fmt.dims == 3)
+        # A depth sensor or mocap system reports every body it tracks each frame; a pose estimator
+        # on the caller's images may find one of two people a frame: the layout says which sent them.
+        self.tracker = PersonTracker(
+            max_tracks=TRACKS_PER_PERSON * max_people, lone_person_stays=get_layout(fmt.layout).from_sensor
+        )
         self.caller_ids: bool | None = None  # whether this stream's people carry track ids; None: no one yet
 
     def parse(self, frame, index: int) -> dict[int, np.ndarray]:

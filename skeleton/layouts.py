@@ -81,6 +81,9 @@ class Layout:
 
     ``bones`` are (child, parent) name pairs forming one tree over all joints; ``native_names``
     gives the source's own joint names where the source has names (BVH), in joint order.
+    ``from_sensor``: skeletons of this layout come from a depth sensor or a mocap system, which
+    reports every body it tracks in each frame, rather than from a pose estimator on images, which
+    may find one of two close people in a frame and the other in the next (``PersonTracker``).
     """
 
     name: str
@@ -88,6 +91,7 @@ class Layout:
     bones: tuple[tuple[str, str], ...]
     description: str
     native_names: tuple[str, ...] = ()
+    from_sensor: bool = False
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +164,7 @@ _KINECT_LIMBS = _sides(
 KINECT20 = Layout(
     name="kinect20",
     description="Kinect v1 20 joints in Kinect SDK order (NW-UCLA)",
+    from_sensor=True,
     joints=(
         "pelvis",
         "spine",
@@ -192,6 +197,7 @@ KINECT20 = Layout(
 MSR20 = Layout(
     name="msr20",
     description="MSR Action3D 20 joints in file order, sides as the person's",
+    from_sensor=True,
     joints=(
         "left_shoulder",
         "right_shoulder",
@@ -220,6 +226,7 @@ MSR20 = Layout(
 NTU25 = Layout(
     name="ntu25",
     description="Kinect v2 25 joints in NTU RGB+D order",
+    from_sensor=True,
     joints=(
         "pelvis",
         "spine",
@@ -367,6 +374,7 @@ COCO17 = Layout(
 BANDAI21 = Layout(
     name="bandai21",
     description="Bandai-Namco Research motion dataset skeleton (BVH pivots), 21 joints",
+    from_sensor=True,
     joints=(
         "pelvis",
         "spine",
@@ -423,6 +431,7 @@ BANDAI21 = Layout(
 CMU31 = Layout(
     name="cmu31",
     description="CMU motion capture skeleton (BVH pivots), 31 joints",
+    from_sensor=True,
     joints=(
         "pelvis",
         "left_pelvis",

@@ -85,10 +85,11 @@ def test_tracker_starts_new_track_after_a_person_leaves_for_long() -> None:
     assert a == b != c
 
 
-def test_a_lone_sensor_skeleton_keeps_its_track_however_far_it_jumps_from_the_frame_before() -> None:
+def test_a_lone_sensor_skeleton_keeps_its_track_through_a_bounded_jump_right_after_a_frame_of_one() -> None:
     """With ``lone_person_stays`` (a sensor's skeletons: every body in each frame), one skeleton
-    right after a frame of one skeleton is the same person, however far it jumped, unless it is
-    near another track; after a frame of nobody, or of two people, distance decides alone."""
+    right after a frame of one skeleton is the same person though it jumped (within limits of time
+    and distance), unless it is near another track; after a frame of nobody, or of two people,
+    distance decides alone."""
     person = np.tile(np.array([[0.0, 0.0, 3.0]]), (20, 1)) + np.linspace(0.0, 1.7, 20)[:, None] * [0, 1, 0]
     jumped = person + [1.5, 0.0, 0.0]  # nearly a body's height sideways between two frames
     seen = [np.ones(20)]

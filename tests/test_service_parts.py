@@ -1656,10 +1656,11 @@ def test_a_server_that_freezes_mid_stream_ends_the_client_by_keepalive(monkeypat
             sender.join(30)
 
 
-def test_the_skeleton_parser_keeps_a_lone_3d_skeleton_on_its_track_but_not_a_2d_one() -> None:
-    """Caller-sent skeletons without track ids: a lone 3-D skeleton (a depth sensor's) that jumps
-    right after a frame of one stays one person; after a frame of nobody it is tracked by distance
-    again. 2-D skeletons (a pose estimator's, which may find one of two people a frame) always are."""
+def test_the_skeleton_parser_keeps_a_lone_sensor_skeleton_on_its_track_but_not_an_estimators() -> None:
+    """Caller-sent skeletons without track ids: a lone skeleton in a depth sensor's layout (2-D or
+    3-D) that jumps right after a frame of one stays one person; after a frame of nobody it is
+    tracked by distance again. A pose estimator's layout (which may find one of two people a
+    frame), 3-D world landmarks included, is always tracked by distance."""
     from service.skeletons import SkeletonParser, resolve_format
 
     def frame(timestamp_ms: int, *people: np.ndarray) -> pb.SkeletonFrame:
@@ -1667,10 +1668,12 @@ def test_the_skeleton_parser_keeps_a_lone_3d_skeleton_on_its_track_but_not_a_2d_
             timestamp_ms=timestamp_ms, people=[pb.Skeleton(coords=p.ravel().tolist()) for p in people]
         )
 
-    for dims, ids in ((3, [[0], [0], [], [1]]), (2, [[0], [1], [], [0]])):
+    sensor, estimator = [[0], [0], [], [1]], [[0], [1], [], [0]]
+    for layout, dims, ids in (("kinect20", 3, sensor), ("kinect20", 2, sensor), ("mediapipe33", 3, estimator)):
         spec = WindowSpec(layout="kinect20", dims=dims, length=8, fps=15.0, normalization="centre-torso")
-        parser = SkeletonParser(resolve_format(pb.SkeletonFormat(layout="kinect20"), spec), spec, max_people=4)
-        person = np.random.default_rng(0).uniform(0.0, 1.0, (20, dims)) * [0.5, 1.7, 0.3][:dims]
+        parser = SkeletonParser(resolve_format(pb.SkeletonFormat(layout=layout), spec), spec, max_people=4)
+        joints = parser.format.num_joints
+        person = np.random.default_rng(0).uniform(0.0, 1.0, (joints, dims)) * [0.5, 1.7, 0.3][:dims]
         jumped = person + [1.5, 0.0, 0.0][:dims]
         frames = [frame(0, person), frame(67, jumped), frame(133), frame(200, person)]
-        assert [sorted(parser.parse(f, i)) for i, f in enumerate(frames)] == ids, dims
+        assert [sorted(parser.parse(f, i)) for i, f in enumerate(frames)] == ids, (layout, dims)

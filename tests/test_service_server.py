@@ -412,6 +412,18 @@ def test_a_depth_sensor_clip_of_one_person_is_answered_whole(api, msr) -> None:
     gap = int(np.argmax(np.diff(times))) + 1  # the first frame after the loss; the longer part is before it
     answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=clip, model="daily3d"), timeout=TIMEOUT)
     assert answer.track_id == 0 and answer.start_ms == times[0] and answer.end_ms > times[gap]
+    # The same skeletons in a pose estimator's layout (MediaPipe's, the sensor's joints placed on its
+    # landmarks): an estimator may find another person in the next frame, so the tracker's two
+    # people stay two, and the one seen longer is answered.
+    landmarks = np.full((len(person), 33, 3), np.nan, np.float32)
+    for kinect, mediapipe in ((3, 0), (4, 11), (8, 12), (5, 13), (9, 14), (6, 15), (10, 16), (12, 23), (16, 24)):
+        landmarks[:, mediapipe] = person[:, kinect]
+    for kinect, mediapipe in ((13, 25), (17, 26), (14, 27), (18, 28)):
+        landmarks[:, mediapipe] = person[:, kinect]
+    estimated = pb.SkeletonFormat(layout="mediapipe33", dims=3)
+    clip = pb.Clip(skeletons=pb.SkeletonClip(format=estimated, frames=skeleton_frames([landmarks], times)))
+    answer = api.ClassifyClip(pb.ClassifyClipRequest(clip=clip, model="daily3d"), timeout=TIMEOUT)
+    assert answer.track_id == 0 and answer.start_ms == times[0] and answer.end_ms < times[gap]
     # The caller's track ids are the caller's word: two people, the one seen longer answered.
     named = skeleton_frames([person], times, with_ids=True)
     for frame in named[6:]:
@@ -425,8 +437,14 @@ def test_a_sensor_stream_keeps_one_track_where_its_lone_skeleton_jumps(api, nw_u
     """A real NW-UCLA clip streamed without track ids (9.4 s, one person, the Kinect's skeleton
     jumping by over half its size at 4.2 s): one track, with windows across the jump, where the
     tracker by distance alone would end it there and start another person."""
+    from skeleton.pose.tracker import PersonTracker
+
     sequence = nw_ucla[int(np.flatnonzero(nw_ucla.names == "a04_s01_e00_v01")[0])]
     person, times = sequence.coords[:, 0], sequence.timestamps_ms.round().astype(int)
+    by_distance = PersonTracker()
+    assert [by_distance.update([joints], [np.ones(20)], float(t))[0] for joints, t in zip(person, times)] == [
+        0
+    ] * 63 + [1] * (len(times) - 63)
     config = pb.SkeletonStreamConfig(
         stream=pb.StreamConfig(model="daily3d", lossless=True, window_stride=4),
         format=pb.SkeletonFormat(layout="kinect20", dims=3),

@@ -780,10 +780,19 @@ def test_cross_validation_trains_each_fold_and_pairs_the_configs(tmp_path: Path,
     for name in ("scratch seed 0", "scratch seed 1", "scratch mean of seeds 0, 1", "scratch ensemble of seeds 0, 1"):
         assert next(line for line in text.splitlines() if line.startswith(f"| {name} |")).split("|")[2:9] == single
     assert "scratch ensemble of seeds 0, 1 against scratch mean of seeds 0, 1, paired over 5 of 5 folds" in text
-    # Two configs at two seeds: seed against seed, and mean of seeds against mean of seeds.
+    # Two configs at two seeds: seed against seed, and mean of seeds against mean of seeds (the
+    # second config's results are made up, without models: its ensemble cannot be scored).
+    for fold in (1, 2):
+        folder = runs / "wider-seed1" / f"fold{fold}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(
+            json.dumps({**results[fold], "accuracy": results[fold]["accuracy"] + 0.02})
+        )
     text = report(plan([base, other], seeds=[0, 1], runs_root=runs))
     assert "wider seed 0 against scratch seed 0, paired over 2 of 5 folds: +2.0, -2.0" in text
-    assert "| wider mean of seeds 0, 1 | — |" in text and "wider mean of seeds 0, 1 against" not in text
+    assert "wider seed 1 against scratch seed 1, paired over 2 of 5 folds: +2.0, +2.0" in text
+    assert "wider mean of seeds 0, 1 against scratch mean of seeds 0, 1, paired over 2 of 5 folds: +2.0, +0.0" in text
+    assert "| wider ensemble of seeds 0, 1 | — | — | — | — | — | — | — |" in text
     # A probe keeps no classifier to average: its seeds' mean is reported, and no ensemble.
     probe = tmp_path / "probe.toml"
     probe.write_text(base.read_text().replace('mode = "scratch"', 'mode = "knn"\npretrained = "never-read.pt"'))
