@@ -112,11 +112,10 @@ def plan(paths: list[Path], seeds: Sequence[int] = (0,), runs_root: Path = RUNS)
 
 
 def ensemble_result(members: list[Run], dataset: Callable[[], SkeletonDataset]) -> dict | None:
-    """The accuracy on their fold of the mean of the members' scores (one fold's runs of one config
-    at several seeds), measured as ``actionrec export`` measures an ensemble; None until every
-    member is done with its model file kept. ``dataset`` loads the benchmark (once, when a fold is
-    first complete)."""
-    if not all(run.result() and (run.folder / "model.pt").is_file() for run in members):
+    """The accuracy on their fold of the mean of the members' scores (one fold's finished runs of
+    one config at several seeds), measured as ``actionrec export`` measures an ensemble; None where
+    a member's model file is gone. ``dataset`` loads the benchmark (once, when first needed)."""
+    if not all((run.folder / "model.pt").is_file() for run in members):
         return None
     parts = choose_parts(dataset(), members[0].config)
     truth, predicted = network_predictions([run.folder / "model.pt" for run in members], dataset(), parts.scored)
@@ -149,11 +148,14 @@ def _rows_and_pairs(planned: CrossValidation) -> tuple[Rows, list[tuple[str, str
     listed = ", ".join(str(seed) for seed in seeds)
     for stem in stems:
         by_fold = list(zip(*(planned.runs[stem, seed] for seed in seeds)))
-        rows[f"{stem} mean of seeds {listed}"] = [mean_result([run.result() for run in runs]) for runs in by_fold]
+        of_seeds = zip(*(rows[planned.row_name(stem, seed)] for seed in seeds))
+        rows[f"{stem} mean of seeds {listed}"] = means = [mean_result(list(results)) for results in of_seeds]
         if stem != stems[0]:
             pairs.append((f"{stem} mean of seeds {listed}", f"{stems[0]} mean of seeds {listed}"))
         if by_fold[0][0].config.mode in TRAINED_MODES:  # the probes keep no classifier to average
-            rows[f"{stem} ensemble of seeds {listed}"] = [ensemble_result(list(runs), dataset) for runs in by_fold]
+            rows[f"{stem} ensemble of seeds {listed}"] = [
+                ensemble_result(list(runs), dataset) if mean else None for runs, mean in zip(by_fold, means)
+            ]
             pairs.append((f"{stem} ensemble of seeds {listed}", f"{stem} mean of seeds {listed}"))
             if stem != stems[0] and f"{stems[0]} ensemble of seeds {listed}" in rows:
                 pairs.append((f"{stem} ensemble of seeds {listed}", f"{stems[0]} ensemble of seeds {listed}"))

@@ -125,8 +125,8 @@ def _single_person_clip_as_one_track(observations: Observations) -> Observations
     keeps a lone skeleton that jumps from one frame to the next (``PersonTracker.lone_person_stays``),
     but not one back after a gap (the sensor lost it for over a second: 9 of MSR Action3D's 566
     clips), which a stream takes for a new person and a clip, one sample of an action, need not:
-    the answer would be about the longer part of the clip only. Not for a pose estimator's layouts or posed
-    frames: a pose estimator that finds one person a frame may find another in the next (two
+    the answer would be about the longer part of the clip only. Not for a pose estimator's layouts
+    or posed frames: an estimator that finds one person a frame may find another in the next (two
     people wrestling)."""
     if any(len(people) > 1 for _, people in observations):
         return observations

@@ -17,8 +17,8 @@ body in a frame right after a frame of one body (within ``LONE_MAX_GAP_MS``) is 
 when it moved up to ``LONE_MAX_JUMP`` body sizes and is near no other track: a Kinect's fit can jump
 by over half the body's size from one frame to the next (36 of NW-UCLA's 1484 clips), which the
 distance rule alone takes for a new person (33 of the 36 stay on one track with this rule; the other
-three jump further). A pose estimator may find one of two close people a
-frame and the other in the next (two people wrestling), so its tracker goes by distance alone.
+three jump further). A pose estimator may find one of two close people a frame and the other in the
+next (two people wrestling), so its tracker goes by distance alone.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class _Track:
     visible: np.ndarray  # (J,) bool
     last_seen_ms: float
 
+    def seen(self, joints: np.ndarray, visible: np.ndarray, timestamp_ms: float) -> None:
+        self.joints, self.visible, self.last_seen_ms = joints, visible, timestamp_ms
+
 
 @dataclass
 class PersonTracker:
@@ -81,14 +84,13 @@ class PersonTracker:
             for r, c in zip(rows, cols):
                 if cost[r, c] <= self.max_distance:
                     ids[r] = self._tracks[c].track_id
-                    self._tracks[c].joints, self._tracks[c].visible = joints[r], visible[r]
-                    self._tracks[c].last_seen_ms = timestamp_ms
+                    self._tracks[c].seen(joints[r], visible[r], timestamp_ms)
         if self.lone_person_stays and ids == [-1] and cost is not None:
             for c, track in enumerate(self._tracks):
                 just_before = track.track_id == self._lone_id and timestamp_ms - track.last_seen_ms <= LONE_MAX_GAP_MS
                 if just_before and cost[0, c] <= LONE_MAX_JUMP:
                     ids[0] = track.track_id
-                    track.joints, track.visible, track.last_seen_ms = joints[0], visible[0], timestamp_ms
+                    track.seen(joints[0], visible[0], timestamp_ms)
         for i, track_id in enumerate(ids):
             if track_id < 0:
                 ids[i] = self._next_id
