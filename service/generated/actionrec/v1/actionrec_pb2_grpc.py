@@ -32,7 +32,8 @@ class ActionRecognitionStub:
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
     stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
-    the models load and while the server drains before it exits, INTERNAL for a clip call whose
+    the models load and while the server drains before it exits, DEADLINE_EXCEEDED for a stream
+    whose configuration does not come within 10 s and a clip call past its deadline, INTERNAL for a clip call whose
     windows the model failed to classify (the message names the model; a stream counts such windows
     as dropped, classify_error, and goes on).
     """
@@ -91,7 +92,8 @@ class ActionRecognitionServicer:
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
     stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
-    the models load and while the server drains before it exits, INTERNAL for a clip call whose
+    the models load and while the server drains before it exits, DEADLINE_EXCEEDED for a stream
+    whose configuration does not come within 10 s and a clip call past its deadline, INTERNAL for a clip call whose
     windows the model failed to classify (the message names the model; a stream counts such windows
     as dropped, classify_error, and goes on).
     """
@@ -207,7 +209,8 @@ class ActionRecognition:
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
     stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
-    the models load and while the server drains before it exits, INTERNAL for a clip call whose
+    the models load and while the server drains before it exits, DEADLINE_EXCEEDED for a stream
+    whose configuration does not come within 10 s and a clip call past its deadline, INTERNAL for a clip call whose
     windows the model failed to classify (the message names the model; a stream counts such windows
     as dropped, classify_error, and goes on).
     """
