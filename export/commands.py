@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from export.config import TrainConfig
 
-CALIBRATION_CLIPS_PER_CLASS = 4  # export: training clips of each class for parity and INT8 calibration
-
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     pretrain = subcommands.add_parser(
@@ -148,7 +146,7 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
 
     import numpy as np
 
-    from export.data import clips_from_dataset, evaluation_windows, label_budget
+    from export.data import calibration_windows
     from export.evaluate import head_accuracy, load_model
     from export.model_card import Variant, write_card
     from export.onnx_export import export_model, network_predictions, remove_stale_variants
@@ -176,10 +174,7 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
             "these runs scored nothing (their test part is held back): an ensemble is scored as a whole, on its"
             " runs' own test or validation part, so it needs runs that scored one"
         )
-    # Parity and INT8 calibration windows from every class (4 clips each), not the first clips
-    # of the file, which hold one class or a few.
-    sample = parts.fit[label_budget(dataset.labels[parts.fit], seed=0, per_class=CALIBRATION_CLIPS_PER_CLASS)]
-    windows, _ = evaluation_windows(clips_from_dataset(dataset, config.window, sample), config.window)
+    windows = calibration_windows(dataset, parts.fit, config.window)
     budget = config.labels
     labels = f"{budget.per_class} per class" if budget.per_class else f"{budget.fraction:.0%} of the labels"
     augmentation = f", mirrored windows {config.mirror:.0%}" if config.mirror else ""
@@ -191,12 +186,12 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
     seeds = ", ".join(str(c.experiment.seed) for c in configs)
     if len(runs) > 1:
         augmentation += f", the mean of the scores of {len(runs)} models trained alike"
+    check_on, check_name = parts.variants_part()
     if len(parts.scored):
         # Measured now, by the protocol's own code, on the part the runs were scored on.
         truth, predicted = network_predictions([run / "model.pt" for run in runs], dataset, parts.scored)
         measured = float(np.mean(predicted == truth))
-        accuracy, check_on = {parts.scored_name: round(measured, 4)}, parts.scored
-        check_name = f"{parts.scored_name} part"
+        accuracy = {parts.scored_name: round(measured, 4)}
         confusion, confusion_of = runs[0] / "confusion.png", check_name
         if len(runs) > 1:  # the ensemble's own errors, not its first member's
             confusion = scratch / "confusion.png"
@@ -206,7 +201,6 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
         accuracy = _reference_accuracy(args.accuracy_from, config)
         # Nothing unseen is left to score: the variants are compared on the training data, and
         # the card shows the errors of the run its accuracy comes from.
-        check_on, check_name = parts.fit, "train part (seen in training, so this compares the variants only)"
         reference = args.accuracy_from if args.accuracy_from.is_dir() else args.accuracy_from.parent
         confusion = reference / "confusion.png"
         confusion_of = "validation part, by the run with the same settings that the accuracy comes from"
@@ -214,7 +208,7 @@ def _export_runs(args: argparse.Namespace, scratch: Path) -> int:
         [run / "model.pt" for run in runs],
         output,
         name,
-        parity_windows=windows[:128],
+        parity_windows=windows,
         training_data=training_data_text(
             Path(config.benchmark.path).name, config.benchmark.train_split, less_validation=config.validation
         ),

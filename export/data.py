@@ -214,6 +214,18 @@ def label_budget(
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+CALIBRATION_CLIPS_PER_CLASS = 4  # training clips of each class an export checks parity and calibrates INT8 on
+CALIBRATION_WINDOWS = 128  # at most: onnxruntime's calibration holds every window's activations
+
+
+def calibration_windows(dataset: SkeletonDataset, fit: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """The real windows an export checks parity on and calibrates INT8 with: a few training clips
+    of every class, not the first clips of the file, which hold one class or a few."""
+    sample = fit[label_budget(dataset.labels[fit], seed=0, per_class=CALIBRATION_CLIPS_PER_CLASS)]
+    windows, _ = evaluation_windows(clips_from_dataset(dataset, spec, sample), spec)
+    return windows[:CALIBRATION_WINDOWS]
+
+
 # What a validation part can hold out of a train part, and how reports say it.
 VALIDATION_HOLDOUTS = {
     "subjects": "whole subjects held out where known",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skeleton.artifact import ModelCard
+from skeleton.errors import InputError
 
 LIMITS_2D = """\
 - Input: 2-D image landmarks (pixels, any resolution), mapped to the Penn Action joints. Trained on
@@ -35,6 +36,35 @@ class Variant:
     accuracy: float
 
 
+def variant_row(variant: Variant) -> str:
+    """The variant's row in its card's table of variants."""
+    v = variant
+    return f"| `{v.file}` | {v.size_mb:.2f} MB | {v.max_difference:.1e} | {v.accuracy:.1%} |"
+
+
+def variant_row_at(path: Path, file: str) -> int:
+    """The line of the card at ``path`` that is ``file``'s row in its table of variants."""
+    rows = [i for i, line in enumerate(path.read_text().splitlines()) if line.startswith(f"| `{file}` |")]
+    if len(rows) != 1:
+        raise InputError(f"{path}: {len(rows)} rows of {file} in its table of variants, not one")
+    return rows[0]
+
+
+def replace_variant_row(path: Path, variant: Variant, remark: str) -> None:
+    """Rewrites the row of ``variant`` in the card at ``path`` (the rest of the card as it was) and
+    says ``remark`` (one line, replacing an earlier remark about the same file) below the table."""
+    at = variant_row_at(path, variant.file)
+    lines = path.read_text().splitlines()
+    lines[at] = variant_row(variant)
+    end = next((i for i in range(at, len(lines)) if not lines[i].startswith("|")), len(lines))
+    paragraph = f"`{variant.file}` {remark}"
+    if end + 1 < len(lines) and lines[end + 1].startswith(f"`{variant.file}` "):
+        lines[end + 1] = paragraph
+    else:
+        lines[end:end] = ["", paragraph]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def write_card(
     path: Path, card: ModelCard, variants: list[Variant], scored: str, confusion: Path | None, confusion_of: str
 ) -> None:
@@ -49,9 +79,7 @@ def write_card(
         # An earlier model of this name's figure: it would sit beside a card that does not show it.
         target.unlink(missing_ok=True)
     window = card.window
-    rows = "\n".join(
-        f"| `{v.file}` | {v.size_mb:.2f} MB | {v.max_difference:.1e} | {v.accuracy:.1%} |" for v in variants
-    )
+    rows = "\n".join(variant_row(v) for v in variants)
     text = f"""# Model card: {card.name}
 
 | | |

@@ -77,6 +77,13 @@ class Parts:
     # Per split, how many of its sequences have no label (-1): they are in neither part.
     left_out: dict[str, int] = dataclasses.field(default_factory=dict)
 
+    def variants_part(self) -> tuple[np.ndarray, str]:
+        """The clips an export compares a model's variants on, and how its card names them: the
+        scored part, or the train part where the scored one is held back."""
+        if len(self.scored):
+            return self.scored, f"{self.scored_name} part"
+        return self.fit, "train part (seen in training, so this compares the variants only)"
+
 
 def labelled_train(dataset: SkeletonDataset, config: TrainConfig) -> tuple[np.ndarray, int]:
     """The labelled sequences of the config's train split, and how many of its sequences are left
