@@ -112,7 +112,10 @@ def test_a_real_clip_streamed_through_the_container_gives_sports_events(containe
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     *events, stats = [json.loads(line) for line in result.stdout.splitlines()]
-    assert stats["type"] == "stats" and stats["final"] and stats["frames_dropped"] == {}
+    # A real-time stream may lose frames to load on a slow CPU (an AVX2-only 2-core VM dropped 11
+    # of 150 here), counted with their reason; no other reason is allowed.
+    assert stats["type"] == "stats" and stats["final"] and set(stats["frames_dropped"]) <= {"queue_full"}
+    dropped_in_stats = sum(stats["frames_dropped"].values())
     assert len(events) >= 4  # a 10 s clip at a half-window stride, for each of its two people
     labels = _sports2d_labels()
     for event in events:
@@ -122,7 +125,7 @@ def test_a_real_clip_streamed_through_the_container_gives_sports_events(containe
         assert scores == sorted(scores, reverse=True)
     assert len({event["track_id"] for event in events}) >= 2  # both arm wrestlers are tracked
     # Every frame that entered is accounted for, in the client's summary and in the metrics.
-    assert "dropped: none" in result.stderr
+    assert ("dropped: none" if not dropped_in_stats else f"dropped: queue_full {dropped_in_stats}") in result.stderr
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{container.metrics_port}/metrics", timeout=10).read().decode()
     counted = ("actionrec_frames_received_total", "actionrec_frames_processed_total", "actionrec_frames_skipped_total")
     counters = {
@@ -130,11 +133,15 @@ def test_a_real_clip_streamed_through_the_container_gives_sports_events(containe
         for line in metrics.splitlines()
         if line.startswith(counted)
     }
+    drop_lines = [line for line in metrics.splitlines() if line.startswith("actionrec_frames_dropped_total")]
+    dropped = sum(float(line.rsplit(" ", 1)[1]) for line in drop_lines)
+    assert dropped == dropped_in_stats
     # The client sent the clip's frames that the 15 fps model uses and said how many it left out.
     not_sent = int(re.search(r"(\d+) frames not sent", result.stderr).group(1))
     assert counters["actionrec_frames_received_total"] + not_sent == 280  # the clip's frames
     received = counters["actionrec_frames_received_total"]
-    assert counters["actionrec_frames_processed_total"] + counters["actionrec_frames_skipped_total"] == received
+    handled = counters["actionrec_frames_processed_total"] + counters["actionrec_frames_skipped_total"] + dropped
+    assert handled == received
 
 
 def _collect_lines(stream, lines: list[str], first: threading.Event) -> None:

@@ -317,8 +317,9 @@ def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path
         reader.start()
         assert sent.wait(TIMEOUT)
         # The server has taken frames enough for a window before the drain begins (its periodic
-        # statistics say so; under load it takes them slowly).
-        assert wait_until(lambda: _frames_received(responses) >= 60, TIMEOUT), _frames_received(responses)
+        # statistics say so; under load it takes them slowly): 90 frames are 3.6 s of the 25 fps
+        # clip, over a 2.1 s window. 60 were too few on a slow CPU (61 taken, no window due yet).
+        assert wait_until(lambda: _frames_received(responses) >= 90, TIMEOUT), _frames_received(responses)
         server.process.send_signal(signal.SIGTERM)
         reader.join(TIMEOUT)
         assert server.process.wait(TIMEOUT) == 0  # long before the drain's limit
@@ -330,9 +331,9 @@ def test_sigterm_drains_open_streams_then_exits(models_dir: Path, tmp_path: Path
     assert final.final and final.frames_pending == 0 and not final.frames_dropped
     # It stopped taking frames (the last 40 were sent only once it said it was draining), and
     # finished those it had.
-    assert 60 <= final.frames_received < 140
+    assert 90 <= final.frames_received < 140
     assert final.frames_processed + final.frames_skipped == final.frames_received
-    assert any(r.WhichOneof("kind") == "event" for r in responses)
+    assert any(r.WhichOneof("kind") == "event" for r in responses), final
     assert health_updates[0] == health_pb2.HealthCheckResponse.SERVING
     assert health_pb2.HealthCheckResponse.NOT_SERVING in health_updates
     messages = [entry["message"] for entry in server.logs]
