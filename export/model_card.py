@@ -36,6 +36,11 @@ class Variant:
     accuracy: float
 
 
+def variants_compared_on(part: str) -> str:
+    """How a card says which part its variants' accuracy is measured on."""
+    return f"Accuracy on the {part}"
+
+
 def variant_row(variant: Variant) -> str:
     """The variant's row in its card's table of variants."""
     v = variant
@@ -98,7 +103,7 @@ Everything in this table is also in the ONNX file's metadata, where the service 
 
 ## Variants
 
-Accuracy on the {scored}, each file run with onnxruntime (CPU); difference = largest
+{variants_compared_on(scored)}, each file run with onnxruntime (CPU); difference = largest
 absolute difference of scores and embeddings from the PyTorch model on real windows.
 
 | file | size | max \\|ONNX - PyTorch\\| | accuracy |

@@ -32,7 +32,7 @@ def requantise(model: Path, config_path: Path) -> tuple[Path, float, float]:
     from export.config import TrainConfig, load_config
     from export.data import calibration_windows
     from export.evaluate import head_accuracy, load_model
-    from export.model_card import Variant, replace_variant_row, variant_row_at
+    from export.model_card import Variant, replace_variant_row, variant_row_at, variants_compared_on
     from export.onnx_export import INT8_RECIPE, largest_difference, onnx_outputs, quantised, variant_path, write_atomic
     from export.supervised import choose_parts
     from skeleton.artifact import open_model, training_data_text
@@ -56,7 +56,7 @@ def requantise(model: Path, config_path: Path) -> tuple[Path, float, float]:
     dataset = SkeletonDataset.load(data)
     parts = choose_parts(dataset, config)
     scored, part_name = parts.variants_part()
-    if f"Accuracy on the {part_name}" not in card_path.read_text():
+    if variants_compared_on(part_name) not in card_path.read_text():
         raise InputError(f"{card_path}: its variants are not compared on the {part_name} that {config_path} gives")
     windows = calibration_windows(dataset, parts.fit, config.window)
 
