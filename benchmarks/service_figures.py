@@ -58,6 +58,9 @@ from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_fram
 CLIP = VIDEOS / "arm_wrestling.mp4"
 SECTIONS = ("throughput", "latency", "cameras", "skeletons", "memory")
 STATS_INTERVAL_MS = 200  # how often the throughput streams report their progress
+# The real-time sections measure the pose workers at and past their capacity: admission by pose
+# load (service.admission) would refuse or shed the streams that take them there.
+ADMIT_ALL = ("--max-pose-load", "0")
 
 
 # ---------------------------------------------------------------- clients
@@ -241,7 +244,7 @@ def latency(
     classify_ms: float,
     seconds: float = 20.0,
 ) -> dict:
-    with ServerProcess(models_dir, state) as server:
+    with ServerProcess(models_dir, state, *ADMIT_ALL) as server:
         config = stream_config(base, window_stride=1, frame_rate_hint=28)
         results, _ = run_streams(
             server.address, lambda r: frame_stream(frames, config, r, realtime=True, seconds=seconds), 2
@@ -302,7 +305,7 @@ def _most_sustained_on_one_core(
     best = 0
     try:
         with ServerProcess(
-            models_dir, state, "--workers", "1", *serve_flags, prefix=["taskset", "-c", str(cores[0])]
+            models_dir, state, "--workers", "1", *ADMIT_ALL, *serve_flags, prefix=["taskset", "-c", str(cores[0])]
         ) as server:
             for count in counts:
                 if not trial(server, count):
@@ -404,7 +407,7 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
 def memory(models_dir: Path, state: Path, frames, base, soak_minutes: float, models: Sequence[str]) -> dict:
     """The server's resident memory idle, then while 4 real-time streams run for ``soak_minutes``;
     stream i asks for ``models[i % len(models)]``."""
-    with ServerProcess(models_dir, state) as server:
+    with ServerProcess(models_dir, state, *ADMIT_ALL) as server:
         idle = server.rss_mib()
         stream_models = [models[i % len(models)] for i in range(4)]
         results = [StreamResult() for _ in stream_models]

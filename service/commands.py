@@ -187,6 +187,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     _env_option(
         serve,
+        "--max-pose-load",
+        "a camera stream is admitted while its pose worker's streams want at most this many cores of pose time"
+        " with it; past 1.5 times this the worker ends its newest stream (0: admit all; 0 to 4)",
+        str(defaults["max_pose_load"].default),
+        type=float,
+    )
+    _env_option(
+        serve,
         "--pose-width",
         "frames wider than this are shrunk to it before pose (0: posed as they come)",
         str(defaults["pose_width"].default),
@@ -462,6 +470,7 @@ def _serve(args: argparse.Namespace) -> int:
             pin_workers=args.pin_workers,
             max_people=args.max_people,
             max_pending_frames=args.max_pending_frames,
+            max_pose_load=args.max_pose_load,
             pose_width=args.pose_width,
             max_batch=args.max_batch,
             max_queue_delay_ms=args.max_queue_delay_ms,

@@ -23,6 +23,8 @@ MAX_QUEUE_DELAY_MS = 1000.0
 # overflow the platform's timeouts and leave a stopping server hanging.
 MAX_WAIT_SECONDS = 24 * 3600.0
 MAX_GAP_MS = 60_000.0  # a person unseen for a minute is gone, whatever the setting
+# A pose worker is one thread: a limit of a few cores is already no limit (0 turns admission off).
+MAX_POSE_LOAD = 4.0
 
 
 class SettingError(InputError):
@@ -88,6 +90,9 @@ class ServerConfig:
     # a busy core (about 55 ms each for its landmarker: cameras reconnecting after a restart); a
     # stream that is behind for longer is behind for good, and dropping is right.
     max_pending_frames: int = 8
+    # A camera stream is admitted while its pose worker's streams want at most this many cores of
+    # pose time with it; past 1.5 times this, the worker sheds its newest (service.admission). 0: off.
+    max_pose_load: float = 0.9
     max_pending_events: int = 256
     # Input limits (bad input gets INVALID_ARGUMENT, not a crash or an allocation bomb).
     max_image_bytes: int = 8 << 20
@@ -136,6 +141,7 @@ class ServerConfig:
             "config_seconds": (0.0, False, MAX_WAIT_SECONDS),
             "max_gap_ms": (0.0, False, MAX_GAP_MS),
             "min_presence": (0.0, False, 1.0),
+            "max_pose_load": (0.0, True, MAX_POSE_LOAD),
         }
         for name, (low, low_allowed, high) in ranges.items():
             value = getattr(self, name)

@@ -32,6 +32,7 @@ class StreamResult:
     send_lag_s: float = 0.0  # how far behind real time the sender fell (0 when not paced)
     finished: float = 0.0  # time.monotonic() of the final statistics
     error: str = ""
+    code: str = ""  # the gRPC status of a stream that failed
     sent: int = 0  # frames (or skeleton frames) handed to gRPC, the configuration not counted
     # (time.monotonic(), frames processed, windows classified): from every statistics received
     progress: list[tuple[float, int, int]] = field(default_factory=list)
@@ -59,6 +60,7 @@ def run_stream(address: str, requests, result: StreamResult, skeletons: bool = F
         result.finished = time.monotonic()
     except Exception as e:  # a failed stream is reported in the figures, not raised
         result.error = str(e)
+        result.code = e.code().name if isinstance(e, grpc.RpcError) else ""
     finally:
         channel.close()
 

@@ -51,6 +51,18 @@ class Metrics:
             "actionrec_batch_size", "Windows per model call", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
         )
         self.rpcs = Counter("actionrec_rpcs", "Finished calls by method and status", ["method", "code"], registry=r)
+        self.streams_refused = Counter(
+            "actionrec_streams_refused", "Camera streams refused at opening: no pose worker had room", registry=r
+        )
+        self.streams_shed = Counter(
+            "actionrec_streams_shed", "Camera streams ended because their pose worker was over capacity", registry=r
+        )
+        self.pose_load = Gauge(
+            "actionrec_pose_load",
+            "Cores of pose time a worker's streams want (service.admission)",
+            ["worker"],
+            registry=r,
+        )
 
     def observe_batch(self, model: str, size: int, waited_s: float, started: float) -> None:
         self.batch_size.labels(model=model).observe(size)

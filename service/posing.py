@@ -16,6 +16,7 @@ from functools import partial
 
 import numpy as np
 
+from service.admission import StreamLoad
 from service.errors import Unavailable
 from service.frames import IncomingFrame, decode_frame
 from service.metrics import Metrics
@@ -34,26 +35,30 @@ class PoseFailed(Unavailable):
 
 
 def start_estimator(
-    workers: PoseWorkers, make_estimator: Callable[[int], PoseEstimator], max_people: int
+    workers: PoseWorkers,
+    make_estimator: Callable[[int], PoseEstimator],
+    max_people: int,
+    load: StreamLoad | None = None,
 ) -> tuple[PoseWorker, PoseEstimator]:
-    """A pose worker for one stream or clip, and a fresh estimator made on its thread (so that
-    MediaPipe's own threads share its core); give the worker back with ``workers.release``. An
+    """A pose worker for one stream (its ``load``) or clip, and a fresh estimator made on its
+    thread (so that MediaPipe's own threads share its core); give both back with
+    ``stop_estimator``. A live stream no worker has room for is refused (Overloaded). An
     estimator that cannot be made (its model file gone from a mounted volume, no memory or
     threads left, the workers shutting down) is the server's failure, not the caller's: it is
     reported as PoseFailed, with the details in the server's log only."""
-    worker = workers.assign()
+    worker = workers.assign(load)
     try:
         return worker, worker.call(partial(make_estimator, max_people))
     except Exception as e:
-        workers.release(worker)
+        workers.release(worker, load)
         log.error("starting a pose estimator failed", exc_info=e)
         raise PoseFailed(f"the pose estimator could not be started ({type(e).__name__}); reconnect") from None
     except BaseException:
-        workers.release(worker)
+        workers.release(worker, load)
         raise
 
 
-def stop_estimator(poser: FramePoser, workers: PoseWorkers, worker: PoseWorker) -> None:
+def stop_estimator(poser: FramePoser, workers: PoseWorkers, worker: PoseWorker, load: StreamLoad | None = None) -> None:
     """Close what ``start_estimator`` gave a stream or clip: its estimator, and its share of the
     worker, given back whatever closing raises (logged: this runs when the lane closes, on the
     worker or at shutdown, where nobody up the call can act on it)."""
@@ -62,7 +67,7 @@ def stop_estimator(poser: FramePoser, workers: PoseWorkers, worker: PoseWorker) 
     except BaseException as e:
         log.error("closing a pose estimator failed", exc_info=e)
     finally:
-        workers.release(worker)
+        workers.release(worker, load)
 
 
 def pose_coordinate_space(spec: WindowSpec) -> str:

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.actions import DEFAULT_SET, MAX_EXAMPLES, EnrolledAction, check_name, open_store
+from service.admission import Admission
 from service.auth import TokenAuth
 from service.batcher import Batcher
 from service.clips import answer_clip
@@ -483,11 +484,15 @@ class ActionServer:
             )
             for m in models
         }
+        pose_workers = PoseWorkers(config.workers, config.pin_workers, Admission(config.max_pose_load))
+        for worker in pose_workers.workers:
+            gauge = self.metrics.pose_load.labels(worker=str(worker.index))
+            gauge.set_function(functools.partial(pose_workers.demand, worker))
         self.runtime = Runtime(
             config=config,
             models=models,
             batchers=batchers,
-            pose_workers=PoseWorkers(config.workers, config.pin_workers),
+            pose_workers=pose_workers,
             actions=actions,
             metrics=self.metrics,
             make_estimator=self._estimator_factory,

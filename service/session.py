@@ -27,6 +27,7 @@ from functools import partial
 
 import numpy as np
 
+from service.admission import SHED_FACTOR, PoseCapacityFull, StreamLoad
 from service.batcher import Batcher
 from service.config import MAX_STREAM_ID
 from service.errors import Overloaded, ServiceError, status_of
@@ -452,8 +453,9 @@ class StreamSession:
 
     # ------------------------------------------------------------------ ending
 
-    def fail(self, error: BaseException) -> None:
-        """End the stream with ``error`` (its status goes to the client, after the statistics)."""
+    def fail(self, error: BaseException, reason: str = "stream_failed") -> None:
+        """End the stream with ``error`` (its status goes to the client, after the statistics);
+        frames still pending are dropped with ``reason``."""
         with self._lock:
             if self._finished:
                 return
@@ -461,7 +463,7 @@ class StreamSession:
             error = ServiceError("internal error")
         # Released before the failure is queued: the statistics sent with it count the frames
         # that the release drops.
-        if self._shut("stream_failed"):
+        if self._shut(reason):
             self._outbox.put(_Failure(error), droppable=False)
 
     def close(self, reason: str = "cancelled") -> None:
@@ -529,7 +531,15 @@ class FrameSession(StreamSession):
         spec = options.model.card.window
         super().__init__(options, runtime, pose_coordinate_space(spec), options.max_people)
         self.gate = FrameGate(spec.fps, options.source_fps)
-        self.worker, estimator = start_estimator(runtime.pose_workers, runtime.make_estimator, options.max_people)
+        self.load = StreamLoad(options.stream_id, live=not options.lossless)
+        try:
+            self.worker, estimator = start_estimator(
+                runtime.pose_workers, runtime.make_estimator, options.max_people, self.load
+            )
+        except PoseCapacityFull as e:
+            log.warning("stream refused: " + str(e), extra={"fields": {"stream_id": options.stream_id}})
+            self._metrics.streams_refused.inc()
+            raise
         self.poser = FramePoser(estimator, spec, runtime.config.pose_width, runtime.metrics)
         self.lane: Lane = Lane(
             self.worker.executor,
@@ -541,7 +551,7 @@ class FrameSession(StreamSession):
         )
 
     def _lane_closed(self) -> None:
-        stop_estimator(self.poser, self.runtime.pose_workers, self.worker)
+        stop_estimator(self.poser, self.runtime.pose_workers, self.worker, self.load)
 
     def take(self, message) -> bool:
         if self.options.lossless:  # room in the stream's pose lane
@@ -557,6 +567,8 @@ class FrameSession(StreamSession):
                 self._settle("skipped")
             elif not self.lane.put(incoming):  # in the lane it stays pending, until posed or dropped
                 self._settle("dropped", self._ended_reason())
+            else:
+                self.load.frame_in()
 
     def end_input(self) -> None:
         with self._lock:
@@ -589,6 +601,7 @@ class FrameSession(StreamSession):
         self._metrics.stage_seconds.labels(stage="queued").observe(time.monotonic() - frame.arrived)
         try:
             posed = self.poser.pose(frame)
+            self.load.posed(posed.pose_ms / 1000.0)
             started = time.monotonic()
             windows = self._window_people(frame.timestamp_ms, posed.people())
             self.runtime.metrics.stage_seconds.labels(stage="window").observe(time.monotonic() - started)
@@ -618,6 +631,28 @@ class FrameSession(StreamSession):
         # wait for pending frames and windows, and must not find neither while they are in between.
         self._submit(windows, frame.arrived, posed.pose_ms)
         self._settle("processed")
+        if self.load.live and self.runtime.pose_workers.should_shed(self.worker, self.load):
+            self._shed()
+
+    def _shed(self) -> None:
+        """End this stream: its worker wants more pose time than its core has, and this is the
+        newest of its measured live streams (``service.admission``)."""
+        demand = self.runtime.pose_workers.demand(self.worker)
+        limit = SHED_FACTOR * self.runtime.pose_workers.admission.max_load
+        log.warning(
+            "stream shed: its pose worker is over capacity",
+            extra={
+                "fields": {"stream_id": self.options.stream_id, "worker": self.worker.index, "others_demand": demand}
+            },
+        )
+        self._metrics.streams_shed.inc()
+        self.fail(
+            Overloaded(
+                f"the server ended this stream to keep its older streams served: their pose worker was asked for more"
+                f" than {limit:g} of its core, and this was the newest of its streams; try another replica or later"
+            ),
+            reason="shed",
+        )
 
     def _release(self, reason: str) -> None:
         self.lane.close(reason)

@@ -28,6 +28,7 @@ from service.config import DEFAULT_MODELS_DIR, ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from skeleton.layouts import get_layout
+from skeleton.pose.estimator import PersonPose
 from skeleton.pose.video import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +141,25 @@ class NobodyPose:
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class StillPerson:
+    """A pose estimator that finds one person standing still, taking ``seconds`` a frame."""
+
+    seconds: float
+
+    def estimate(self, rgb, timestamp_ms, size=None) -> list[PersonPose]:
+        time.sleep(self.seconds)
+        xy = np.stack([np.full(33, 32.0), np.linspace(8.0, 56.0, 33)], axis=1).astype(np.float32)
+        world = np.concatenate([xy / 64.0, np.zeros((33, 1), np.float32)], axis=1)
+        return [PersonPose(image_xy=xy, world_xyz=world, visibility=np.ones(33, np.float32))]
+
+    def close(self) -> None:
+        pass
+
+
+BLANK = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)  # a frame for the pose stand-ins
 
 
 def assert_still_serving(channel: grpc.Channel, metadata: tuple = (), seconds: float = 60.0) -> None:

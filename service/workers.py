@@ -5,17 +5,22 @@ affinity of the thread that creates them. So a stream's landmarker is created on
 pinned thread, and that stream's frames are posed on that core from then on: no frame's work
 hops between cores, and each core cycles through the buffers of its own streams only (measured
 in benchmarks/service_figures.py: the unpinned shared pool lost about a tenth of the pose rate).
-A new stream goes to the worker with the fewest streams.
+A new stream goes to the worker whose streams want the least pose time (``service.admission``,
+which also decides whether a camera stream is admitted at all, and which one a worker over
+capacity sheds); between equals, to the one with the fewest streams.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+
+from service.admission import Admission, StreamLoad
 
 T = TypeVar("T")
 
@@ -29,7 +34,8 @@ class PoseWorker:
     index: int
     core: int | None
     executor: ThreadPoolExecutor
-    streams: int = 0
+    streams: int = 0  # streams and clip calls
+    loads: list[StreamLoad] = field(default_factory=list)  # its streams' demands, in the order they came
 
     def call(self, function: Callable[[], T]) -> T:
         """Run ``function`` on this worker's thread (so threads it starts are pinned too) and wait."""
@@ -37,8 +43,9 @@ class PoseWorker:
 
 
 class PoseWorkers:
-    def __init__(self, count: int, pin: bool = True) -> None:
+    def __init__(self, count: int, pin: bool = True, admission: Admission | None = None) -> None:
         cores = sorted(os.sched_getaffinity(0))
+        self.admission = admission or Admission(0.0)
         self._lock = threading.Lock()
         self.workers = []
         for i in range(count):
@@ -51,16 +58,50 @@ class PoseWorkers:
             executor.submit(lambda: None).result()
             self.workers.append(PoseWorker(i, core, executor))
 
-    def assign(self) -> PoseWorker:
-        """The worker with the fewest streams takes one more; give it back with ``release``."""
+    def assign(self, load: StreamLoad | None = None) -> PoseWorker:
+        """The worker whose streams want the least pose time takes one more stream (its ``load``)
+        or clip call (no load); give it back with ``release``. Raises Overloaded for a live stream
+        that no worker has room for (``service.admission``)."""
         with self._lock:
-            worker = min(self.workers, key=lambda w: (w.streams, w.index))
+            now = time.monotonic()
+            typical = self.admission.typical(self._loads(), now)
+            ranked = sorted(
+                self.workers, key=lambda w: (self.admission.demand(w.loads, typical, now), w.streams, w.index)
+            )
+            worker = ranked[0]
+            if load is not None and load.live:
+                worker = next((w for w in ranked if self.admission.fits(w.loads, typical, now)), None)
+                if worker is None:
+                    raise self.admission.refusal(ranked[0].loads, typical, now)
+            if load is not None:
+                worker.loads.append(load)
             worker.streams += 1
             return worker
 
-    def release(self, worker: PoseWorker) -> None:
+    def release(self, worker: PoseWorker, load: StreamLoad | None = None) -> None:
         with self._lock:
             worker.streams -= 1
+            if load is not None:
+                worker.loads.remove(load)
+
+    def should_shed(self, worker: PoseWorker, load: StreamLoad) -> bool:
+        """Whether the stream of ``load`` is the one its worker, over capacity, ends now; it is then
+        no longer counted. Asked by each stream after its frames, so a stream ends on its own thread."""
+        with self._lock:
+            now = time.monotonic()
+            if self.admission.victim(worker.loads, self.admission.typical(self._loads(), now), now) is not load:
+                return False
+            load.shed = True
+            return True
+
+    def demand(self, worker: PoseWorker) -> float:
+        """Cores the worker's streams want now (those not yet measured at the typical demand)."""
+        with self._lock:
+            now = time.monotonic()
+            return self.admission.demand(worker.loads, self.admission.typical(self._loads(), now), now)
+
+    def _loads(self) -> list[StreamLoad]:
+        return [load for worker in self.workers for load in worker.loads]
 
     def shutdown(self) -> None:
         # Turns still queued run (not cancelled): the lanes are closed by now, so a turn only

@@ -381,6 +381,9 @@ def test_serve_refuses_a_bad_configuration(models_dir: Path, tmp_path: Path) -> 
         ("config_seconds", 0.0),
         ("max_gap_ms", math.nan),
         ("min_presence", math.nan),
+        ("max_pose_load", -0.1),
+        ("max_pose_load", 4.5),
+        ("max_pose_load", math.inf),
         ("workers", 0),
         ("metrics_port", 50051),  # the gRPC port
         ("metrics_port", 65536),
@@ -390,7 +393,7 @@ def test_config_refuses_settings_out_of_range(setting: str, value) -> None:
     with pytest.raises(SettingError, match=f"^--{setting.replace('_', '-')} ") as error:
         ServerConfig(**{setting: value})
     assert error.value.setting == setting
-    ServerConfig(max_queue_delay_ms=1000.0, drain_seconds=0.0, port=0, metrics_port=0)  # the edges are fine
+    ServerConfig(max_queue_delay_ms=1000.0, drain_seconds=0.0, port=0, metrics_port=0, max_pose_load=0.0)  # edges
 
 
 @pytest.mark.parametrize("token", ["qwz\n", " qwz", "qwz\t", "q\x00wz", "q\u00f6wz"])

@@ -45,9 +45,11 @@ from service.generated.actionrec.v1 import actionrec_pb2 as pb
 from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
 from service.server import SERVICE_NAME, ActionServer
 from service.testing import (
+    BLANK,
     VIDEOS,
     HeldRequests,
     NobodyPose,
+    StillPerson,
     assert_still_serving,
     encoded_frames,
     frame_requests,
@@ -61,7 +63,6 @@ from service.testing import (
 )
 from service.windowing import FrameGate
 from skeleton.errors import InputError
-from skeleton.pose.estimator import PersonPose
 from tests.test_pose import _blank_video
 
 MAX_STREAMS = 3
@@ -968,9 +969,6 @@ def test_a_bad_stream_does_not_disturb_a_good_one_running_beside_it(api, server:
     assert results["good"].events and results["good"].final.frames_processed == 120
 
 
-BLANK = pb.RawImage(rgb=bytes(64 * 64 * 3), width=64, height=64)  # a frame for pose stand-ins
-
-
 def test_frames_pending_when_the_server_stops_are_dropped_as_shutdown(config: ServerConfig) -> None:
     """Not as `cancelled`: gRPC cancels the open calls as the server stops, and the frames they
     had pending are the shutdown's, as the drop policy says."""
@@ -1053,28 +1051,12 @@ def test_a_drain_lets_a_clip_call_under_way_finish(config: ServerConfig) -> None
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "no person" in error.details()
 
 
-@dataclass
-class _StillPerson:
-    """A pose estimator that finds one person standing still, taking ``seconds`` a frame."""
-
-    seconds: float
-
-    def estimate(self, rgb, timestamp_ms, size=None) -> list[PersonPose]:
-        time.sleep(self.seconds)
-        xy = np.stack([np.full(33, 32.0), np.linspace(8.0, 56.0, 33)], axis=1).astype(np.float32)
-        world = np.concatenate([xy / 64.0, np.zeros((33, 1), np.float32)], axis=1)
-        return [PersonPose(image_xy=xy, world_xyz=world, visibility=np.ones(33, np.float32))]
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_drain_waits_for_an_enrolment_being_stored(config: ServerConfig, tmp_path: Path) -> None:
     """An enrolment whose clips are posed but whose store write is slow (a busy disk) still holds
     its call slot: a drain waits for it, and the caller gets its answer, not UNAVAILABLE."""
     example = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=BLANK) for i in range(3)]))
     settings = replace(config, workers=1, pin_workers=False, actions_file=tmp_path / "actions.json")
-    with running_server(settings, lambda max_people: _StillPerson(seconds=0.0)) as server:
+    with running_server(settings, lambda max_people: StillPerson(seconds=0.0)) as server:
         store, writing, go_on = server.runtime.actions, threading.Event(), threading.Event()
         enroll = store.enroll
 
@@ -1104,7 +1086,7 @@ def test_an_enrolments_clips_share_the_calls_time_cap(config: ServerConfig, monk
     monkeypatch.setattr(service.server, "MAX_CALL_SECONDS", 1.0)
     example = pb.Clip(frames=pb.FrameClip(frames=[pb.Frame(timestamp_ms=i * 67, raw=BLANK) for i in range(3)]))
     settings = replace(config, workers=1, pin_workers=False)
-    with running_server(settings, lambda max_people: _StillPerson(seconds=0.2)) as server:
+    with running_server(settings, lambda max_people: StillPerson(seconds=0.2)) as server:
         api = stub(f"127.0.0.1:{server.port}")
         one = api.EnrollAction(pb.EnrollActionRequest(action="still", examples=[example]), timeout=TIMEOUT)
         assert one.action.examples == 1  # one clip is well within the cap

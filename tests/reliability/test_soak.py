@@ -1,8 +1,11 @@
 """Soak: eight real-clip camera streams through a server process, in real time.
 
-Short run 2 minutes, full run (``ACTIONREC_RELIABILITY=full``) 30 minutes. No stream may fail,
-every frame that entered must be accounted for (processed, skipped by design, or dropped with a
-reason), and the server's resident memory may grow by less than 5 % after the warm-up.
+Short run 2 minutes, full run (``ACTIONREC_RELIABILITY=full``) 30 minutes. The eight open at once
+on a server that has measured no stream yet, so it admits them all; those its pose workers cannot
+keep are shed once measured, newest first, with RESOURCE_EXHAUSTED (``service.admission``), and the
+others run to the end without error, with events. Every frame that entered must be accounted for
+(processed, skipped by design, or dropped with a reason), and the server's resident memory may grow
+by less than 5 % after the warm-up.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
         started, cpu_before = time.monotonic(), server.cpu_seconds()
         for thread in threads:
             thread.start()
-        samples: list[tuple[float, float]] = []  # (seconds since start, RSS MiB) while every stream is open
-        while all(thread.is_alive() for thread in threads) and time.monotonic() - started < SOAK_S - SAMPLE_S:
+        samples: list[tuple[float, float]] = []  # (seconds since start, RSS MiB) while the streams kept run
+        while any(thread.is_alive() for thread in threads) and time.monotonic() - started < SOAK_S - SAMPLE_S:
             time.sleep(SAMPLE_S)
             samples.append((time.monotonic() - started, server.rss_mib()))
         for thread in threads:
@@ -60,18 +63,24 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
         cores_used = (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
         assert 0 < cores_used <= len(os.sched_getaffinity(server.process.pid)) * 1.05  # CPU seconds, not ticks
 
+    kept = [r for r in results if not r.error]
+    shed = [r for r in results if r.error]
+    assert kept, "no stream was kept"
+    for result in shed:
+        assert result.code == "RESOURCE_EXHAUSTED", result.error
+        assert "ended this stream to keep its older streams served" in result.error
     for result in results:
-        assert not result.error, result.error
         final = result.final
-        assert final is not None and final.final
-        assert final.frames_received == result.sent  # nothing lost between client and server
+        assert final is not None and final.final  # a shed stream's statistics come before its status
         dropped = sum(final.frames_dropped.values())
         assert final.frames_processed + final.frames_skipped + dropped == final.frames_received
-        assert set(final.frames_dropped) <= {"queue_full"}, dict(final.frames_dropped)  # load, never a failure
-        # A window needs its person in half its samples: a stream posed at half the model's frame
-        # rate gets events; one posed slower, on a CPU the eight streams overload (an AVX2-only
-        # 2-core VM posed 316 of each stream's 3,360 frames in 2 minutes, 2.6 a second), can get
-        # none, its frames counted as dropped (queue_full) above.
+        assert set(final.frames_dropped) <= {"queue_full", "shed"}, dict(final.frames_dropped)  # never a failure
+    for result in kept:
+        final = result.final
+        assert final.frames_received == result.sent  # nothing lost between client and server
+        # A window needs its person in half its samples: a kept stream posed at half the model's
+        # frame rate gets events. (Without shedding, eight streams on an AVX2-only 2-core VM were
+        # each posed at 2.6 frames a second and none got an event.)
         if final.frames_processed >= 0.5 * model_fps * SOAK_S:
             assert result.events > 0
     after_warmup = next(rss for t, rss in samples if t >= WARMUP_S)
@@ -82,7 +91,7 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
     print(
         f"soak: {STREAMS} streams x {SOAK_S:.0f} s; RSS {after_warmup:.0f} MiB after {WARMUP_S:.0f} s,"
         f" {at_end:.0f} MiB at {samples[-1][0]:.0f} s ({growth:+.1%}); frames received {received}, dropped {dropped};"
-        f" events {sum(r.events for r in results)};"
+        f" events {sum(r.events for r in results)}; streams kept {len(kept)}, shed {len(shed)};"
         f" the server used {cores_used:.2f} cores"
     )
     assert growth < 0.05

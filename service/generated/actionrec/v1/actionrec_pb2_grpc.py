@@ -31,7 +31,9 @@ class ActionRecognitionStub:
 
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
-    stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
+    stream (too many open, or no pose worker with time for another camera; a camera stream whose
+    worker goes over capacity may be ended so too, after its final statistics) or its queues are
+    full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
     the models load and while the server drains before it exits, DEADLINE_EXCEEDED for a stream
     whose configuration does not come within 10 s and a clip call past its deadline, INTERNAL for a clip call whose
     windows the model failed to classify (the message names the model; a stream counts such windows
@@ -91,7 +93,9 @@ class ActionRecognitionServicer:
 
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
-    stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
+    stream (too many open, or no pose worker with time for another camera; a camera stream whose
+    worker goes over capacity may be ended so too, after its final statistics) or its queues are
+    full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
     the models load and while the server drains before it exits, DEADLINE_EXCEEDED for a stream
     whose configuration does not come within 10 s and a clip call past its deadline, INTERNAL for a clip call whose
     windows the model failed to classify (the message names the model; a stream counts such windows
@@ -208,7 +212,9 @@ class ActionRecognition:
 
     Status codes: INVALID_ARGUMENT for bad input (the message says what is wrong), NOT_FOUND for a
     model or action that does not exist, RESOURCE_EXHAUSTED when the server has no room for another
-    stream or its queues are full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
+    stream (too many open, or no pose worker with time for another camera; a camera stream whose
+    worker goes over capacity may be ended so too, after its final statistics) or its queues are
+    full, UNAUTHENTICATED for a missing or wrong token, UNAVAILABLE while
     the models load and while the server drains before it exits, DEADLINE_EXCEEDED for a stream
     whose configuration does not come within 10 s and a clip call past its deadline, INTERNAL for a clip call whose
     windows the model failed to classify (the message names the model; a stream counts such windows
