@@ -12,14 +12,16 @@ second that enter its lane, over the last ``MEASURE_S`` seconds. Then:
   (RESOURCE_EXHAUSTED) when even that one would go over ``max_load`` cores with it. A worker with no
   live stream always takes one: a single camera is served as well as the core can.
 * **Shedding.** A worker whose demand goes over ``SHED_FACTOR`` times ``max_load`` ends its newest
-  measured live stream (RESOURCE_EXHAUSTED), one at a time, and never its only live stream. That
+  live stream (RESOURCE_EXHAUSTED) once that one is measured, one at a time, and never its only
+  live stream. That
   settles streams admitted together before any was measured (cameras reconnecting after a
   restart), and streams whose scenes got busier. The newest goes: the ones that were there first
   keep what they had.
 
 A stream is measured once it has run for ``MEASURE_S``. Until then it counts as the typical demand
-of the server's streams (the median of those measured, or the last measured when none is open;
-0 on a server that has measured none, which admits a first burst and sheds what it cannot keep).
+of the server's camera streams: the median of those measured now, or, when none of the open ones
+is, the last such median (0 on a server that has measured none, which admits a first burst and
+sheds what it cannot keep).
 Lossless streams (files: ``lossless`` in the stream's configuration) count in their worker's
 demand but are never shed and never refused: their caller asked for every frame and the server's
 flow control paces them, so they finish, only later. Clip calls (``ClassifyClip``) are short and
@@ -98,8 +100,10 @@ class Admission:
         return self.max_load > 0
 
     def typical(self, loads: list[StreamLoad], now: float) -> float:
-        """What a stream not yet measured counts as: the median measured demand of the open streams."""
-        measured = [d for d in (load.demand(now) for load in loads if not load.shed) if d is not None]
+        """What a stream not yet measured counts as: the median measured demand of the open live
+        streams (a lossless one takes whatever its core has spare, which says nothing of a camera's
+        need), else the last such median."""
+        measured = [d for d in (load.demand(now) for load in loads if load.live and not load.shed) if d is not None]
         if measured:
             self._last_measured = statistics.median(measured)
         return self._last_measured
@@ -129,6 +133,14 @@ class Admission:
             f" stream needs about {typical:.2f} more (the limit is {self.max_load:g}); try another replica or later"
         )
 
+    def shed_error(self) -> Overloaded:
+        """The error a shed stream ends with."""
+        return Overloaded(
+            f"the server ended this stream to keep its older streams served: their pose worker was asked for more than"
+            f" {SHED_FACTOR * self.max_load:g} of its core, and this was the newest of its streams; try"
+            " another replica or later"
+        )
+
     def victim(self, worker_loads: list[StreamLoad], typical: float, now: float) -> StreamLoad | None:
         """The stream a worker over its shedding limit is to end now, or None."""
         if not self.enabled:
@@ -136,6 +148,6 @@ class Admission:
         live = [load for load in worker_loads if load.live and not load.shed]
         if len(live) < 2 or self.demand(worker_loads, typical, now) <= SHED_FACTOR * self.max_load:
             return None
-        oldest = min(live, key=lambda load: load.opened)
-        measured = [load for load in live if load is not oldest and load.demand(now) is not None]
-        return max(measured, key=lambda load: load.opened, default=None)
+        newest = max(live, key=lambda load: load.opened)
+        # Not measured yet: it is still the one to go if its measure says so, not an older one.
+        return newest if newest.demand(now) is not None else None

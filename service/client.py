@@ -75,7 +75,8 @@ SENDER_STOP_S = 5.0
 # for each time the poses stop coming (a stream's end stops the wait: SENDER_STOP_S is not reached).
 ANNOTATOR_PATIENCE_S = 2.0
 # --reconnect: the codes of a server that went away or is full for now (a restart, a drain, a
-# rolling update, more streams than it takes), and the waits between tries, doubling while it
+# rolling update, more streams than it takes, pose workers with no room for another camera or
+# one that shed this stream), and the waits between tries, doubling while it
 # stays away; any other refusal would be refused again.
 # DEADLINE_EXCEEDED: the model query's deadline, which a frozen server or a network that drops
 # packets silently runs out, or a server that did not get the stream's configuration in time.

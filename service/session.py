@@ -27,7 +27,7 @@ from functools import partial
 
 import numpy as np
 
-from service.admission import SHED_FACTOR, PoseCapacityFull, StreamLoad
+from service.admission import PoseCapacityFull, StreamLoad
 from service.batcher import Batcher
 from service.config import MAX_STREAM_ID
 from service.errors import Overloaded, ServiceError, status_of
@@ -62,6 +62,9 @@ FAILED_STREAM_SETTLE_S = 2.0
 # that every stream of the model shares, and the others' windows would be refused. A quarter
 # leaves room for three more.
 STREAM_QUEUE_SHARE = 0.25
+# How often a camera stream asks whether its pose worker, over capacity, ends it (service.admission):
+# each asking weighs every stream's demand, under the lock the workers share.
+SHED_CHECK_S = 0.5
 
 
 def queue_share(batcher: Batcher) -> int:
@@ -453,18 +456,20 @@ class StreamSession:
 
     # ------------------------------------------------------------------ ending
 
-    def fail(self, error: BaseException, reason: str = "stream_failed") -> None:
+    def fail(self, error: BaseException, reason: str = "stream_failed") -> bool:
         """End the stream with ``error`` (its status goes to the client, after the statistics);
-        frames still pending are dropped with ``reason``."""
+        frames still pending are dropped with ``reason``. False when it had ended already."""
         with self._lock:
             if self._finished:
-                return
+                return False
         if status_of(error) is None:
             error = ServiceError("internal error")
         # Released before the failure is queued: the statistics sent with it count the frames
         # that the release drops.
-        if self._shut(reason):
-            self._outbox.put(_Failure(error), droppable=False)
+        if not self._shut(reason):
+            return False
+        self._outbox.put(_Failure(error), droppable=False)
+        return True
 
     def close(self, reason: str = "cancelled") -> None:
         """Release everything; frames still pending are dropped with ``reason``. Idempotent."""
@@ -532,23 +537,28 @@ class FrameSession(StreamSession):
         super().__init__(options, runtime, pose_coordinate_space(spec), options.max_people)
         self.gate = FrameGate(spec.fps, options.source_fps)
         self.load = StreamLoad(options.stream_id, live=not options.lossless)
+        self._next_shed_check = 0.0
         try:
             self.worker, estimator = start_estimator(
                 runtime.pose_workers, runtime.make_estimator, options.max_people, self.load
             )
         except PoseCapacityFull as e:
-            log.warning("stream refused: " + str(e), extra={"fields": {"stream_id": options.stream_id}})
+            log.warning("stream refused", extra={"fields": {"stream_id": options.stream_id, "why": str(e)}})
             self._metrics.streams_refused.inc()
             raise
         self.poser = FramePoser(estimator, spec, runtime.config.pose_width, runtime.metrics)
-        self.lane: Lane = Lane(
-            self.worker.executor,
-            self._run,
-            runtime.config.max_pending_frames,
-            self._lane_dropped,
-            self._lane_closed,
-            turn=FRAMES_PER_TURN,
-        )
+        try:
+            self.lane: Lane = Lane(
+                self.worker.executor,
+                self._run,
+                runtime.config.max_pending_frames,
+                self._lane_dropped,
+                self._lane_closed,
+                turn=FRAMES_PER_TURN,
+            )
+        except BaseException:  # the estimator and the worker's share would otherwise be held for good
+            stop_estimator(self.poser, runtime.pose_workers, self.worker, self.load)
+            raise
 
     def _lane_closed(self) -> None:
         stop_estimator(self.poser, self.runtime.pose_workers, self.worker, self.load)
@@ -631,28 +641,22 @@ class FrameSession(StreamSession):
         # wait for pending frames and windows, and must not find neither while they are in between.
         self._submit(windows, frame.arrived, posed.pose_ms)
         self._settle("processed")
-        if self.load.live and self.runtime.pose_workers.should_shed(self.worker, self.load):
-            self._shed()
+        if self.load.live and time.monotonic() >= self._next_shed_check:
+            self._next_shed_check = time.monotonic() + SHED_CHECK_S
+            if self.runtime.pose_workers.take_shed(self.worker, self.load):
+                self._shed()
 
     def _shed(self) -> None:
         """End this stream: its worker wants more pose time than its core has, and this is the
-        newest of its measured live streams (``service.admission``)."""
-        demand = self.runtime.pose_workers.demand(self.worker)
-        limit = SHED_FACTOR * self.runtime.pose_workers.admission.max_load
+        newest of its live streams, measured (``service.admission``)."""
+        if not self.fail(self.runtime.pose_workers.admission.shed_error(), reason="shed"):
+            return  # it had ended already (the client went away meanwhile)
+        fields = {"stream_id": self.options.stream_id, "worker": self.worker.index}
         log.warning(
             "stream shed: its pose worker is over capacity",
-            extra={
-                "fields": {"stream_id": self.options.stream_id, "worker": self.worker.index, "others_demand": demand}
-            },
+            extra={"fields": {**fields, "others_demand": self.runtime.pose_workers.demand(self.worker)}},
         )
         self._metrics.streams_shed.inc()
-        self.fail(
-            Overloaded(
-                f"the server ended this stream to keep its older streams served: their pose worker was asked for more"
-                f" than {limit:g} of its core, and this was the newest of its streams; try another replica or later"
-            ),
-            reason="shed",
-        )
 
     def _release(self, reason: str) -> None:
         self.lane.close(reason)

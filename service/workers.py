@@ -64,7 +64,7 @@ class PoseWorkers:
         that no worker has room for (``service.admission``)."""
         with self._lock:
             now = time.monotonic()
-            typical = self.admission.typical(self._loads(), now)
+            typical = self._typical(now)
             ranked = sorted(
                 self.workers, key=lambda w: (self.admission.demand(w.loads, typical, now), w.streams, w.index)
             )
@@ -84,12 +84,15 @@ class PoseWorkers:
             if load is not None:
                 worker.loads.remove(load)
 
-    def should_shed(self, worker: PoseWorker, load: StreamLoad) -> bool:
-        """Whether the stream of ``load`` is the one its worker, over capacity, ends now; it is then
-        no longer counted. Asked by each stream after its frames, so a stream ends on its own thread."""
+    def take_shed(self, worker: PoseWorker, load: StreamLoad) -> bool:
+        """True when the stream of ``load`` is the one its worker, over capacity, ends now: it is
+        then no longer counted. Asked by each camera stream after its frames, so that a stream ends
+        on its own turn."""
+        if not self.admission.enabled:
+            return False
         with self._lock:
             now = time.monotonic()
-            if self.admission.victim(worker.loads, self.admission.typical(self._loads(), now), now) is not load:
+            if self.admission.victim(worker.loads, self._typical(now), now) is not load:
                 return False
             load.shed = True
             return True
@@ -98,10 +101,10 @@ class PoseWorkers:
         """Cores the worker's streams want now (those not yet measured at the typical demand)."""
         with self._lock:
             now = time.monotonic()
-            return self.admission.demand(worker.loads, self.admission.typical(self._loads(), now), now)
+            return self.admission.demand(worker.loads, self._typical(now), now)
 
-    def _loads(self) -> list[StreamLoad]:
-        return [load for worker in self.workers for load in worker.loads]
+    def _typical(self, now: float) -> float:
+        return self.admission.typical([load for worker in self.workers for load in worker.loads], now)
 
     def shutdown(self) -> None:
         # Turns still queued run (not cancelled): the lanes are closed by now, so a turn only

@@ -68,9 +68,14 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
     assert kept, "no stream was kept"
     for result in shed:
         assert result.code == "RESOURCE_EXHAUSTED", result.error
-        assert "ended this stream to keep its older streams served" in result.error
+        # Shed once measured; or, opened after another stream was measured, refused at once.
+        assert "ended this stream to keep its older streams served" in result.error or (
+            "pose workers are at capacity" in result.error and result.final is None
+        ), result.error
     for result in results:
         final = result.final
+        if final is None:  # refused before it was a stream
+            continue
         assert final is not None and final.final  # a shed stream's statistics come before its status
         dropped = sum(final.frames_dropped.values())
         assert final.frames_processed + final.frames_skipped + dropped == final.frames_received
@@ -78,18 +83,22 @@ def test_eight_real_time_streams_run_without_error_loss_or_memory_growth(models_
     for result in kept:
         final = result.final
         assert final.frames_received == result.sent  # nothing lost between client and server
-        # A window needs its person in half its samples: a kept stream posed at half the model's
-        # frame rate gets events. (Without shedding, eight streams on an AVX2-only 2-core VM were
-        # each posed at 2.6 frames a second and none got an event.)
-        if final.frames_processed >= 0.5 * model_fps * SOAK_S:
-            assert result.events > 0
-    after_warmup = next(rss for t, rss in samples if t >= WARMUP_S)
+        # The streams kept are served: posed at half the model's frame rate or more (a window needs
+        # its person in half its samples), with events. (Before admission by pose load, eight
+        # streams on an AVX2-only 2-core VM were each posed at 2.6 frames a second, and none got
+        # an event.)
+        assert final.frames_processed >= 0.5 * model_fps * SOAK_S and result.events > 0, final
+    # Growth from the lowest point after the warm-up: the memory of the streams shed in the first
+    # seconds may go back to the system only later (at 65 s of one 2-minute run: 888 MiB, then 605),
+    # and a baseline taken before that would hide as much growth.
+    after_warmup = min(rss for t, rss in samples if t >= WARMUP_S)
     at_end = samples[-1][1]
     growth = (at_end - after_warmup) / after_warmup
-    received = sum(r.final.frames_received for r in results)
-    dropped = sum(sum(r.final.frames_dropped.values()) for r in results)
+    finals = [r.final for r in results if r.final is not None]
+    received = sum(final.frames_received for final in finals)
+    dropped = sum(sum(final.frames_dropped.values()) for final in finals)
     print(
-        f"soak: {STREAMS} streams x {SOAK_S:.0f} s; RSS {after_warmup:.0f} MiB after {WARMUP_S:.0f} s,"
+        f"soak: {STREAMS} streams x {SOAK_S:.0f} s; RSS {after_warmup:.0f} MiB at its lowest after {WARMUP_S:.0f} s,"
         f" {at_end:.0f} MiB at {samples[-1][0]:.0f} s ({growth:+.1%}); frames received {received}, dropped {dropped};"
         f" events {sum(r.events for r in results)}; streams kept {len(kept)}, shed {len(shed)};"
         f" the server used {cores_used:.2f} cores"
