@@ -511,6 +511,7 @@ class ActionServer:
                     "models": models.names,
                     "default_model": models.default,
                     "workers": config.workers,
+                    "max_pose_load": config.max_pose_load,
                     "load_seconds": round(time.monotonic() - started, 2),
                 }
             },
