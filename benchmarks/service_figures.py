@@ -17,6 +17,9 @@ are measured in the same run. Sections:
               time (nothing dropped, events keep pace);
 * skeletons   StreamSkeletons windows/s against raw onnxruntime on the same model; how many
               30 fps skeleton streams one core keeps in real time;
+* admission   --admission-streams (8) real-time camera streams opened at once, admission off
+              and on: how many ran to the end with events, how many were refused or shed, the
+              frame rate a kept stream was posed at;
 * memory      resident memory per open stream, and after --soak-minutes of 4 real-time streams
               against after 1 minute; the streams take turns over --soak-models (sports2d alone
               by default; ``sports2d daily3d`` loads both models' share of the one memory arena
@@ -29,6 +32,7 @@ stream is under way, from the statistics the server reports every ``STATS_INTERV
 whole run's count over its wall time, start-up and drain included, is printed beside them.
 
     python -m benchmarks.service_figures [--only throughput latency ...] [--soak-minutes 10]
+        [--admission-streams 8] [--admission-seconds 60]
         [--soak-models sports2d daily3d] [--repeats 3] [--models-dir DIR] [--json]
 
 The model is the shipped ``models/sports2d.onnx`` (``--models-dir`` names another folder holding a
@@ -56,7 +60,7 @@ from service.models import load_model
 from service.testing import VIDEOS, ServerProcess, encoded_frames, skeleton_frames, waving_person
 
 CLIP = VIDEOS / "arm_wrestling.mp4"
-SECTIONS = ("throughput", "latency", "cameras", "skeletons", "memory")
+SECTIONS = ("throughput", "latency", "cameras", "skeletons", "admission", "memory")
 STATS_INTERVAL_MS = 200  # how often the throughput streams report their progress
 # The real-time sections measure the pose workers at and past their capacity: admission by pose
 # load (service.admission) would refuse or shed the streams that take them there.
@@ -404,6 +408,41 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
     }
 
 
+def admission(models_dir: Path, state: Path, frames, base, seconds: float, count: int) -> dict:
+    """``count`` real-time camera streams opened at once, more than the cores pose in real time:
+    with admission off (``--max-pose-load 0``) they share the shortfall; with the default limit
+    the server keeps some and sheds the rest (service.admission)."""
+    config = stream_config(base, frame_rate_hint=28)
+    model_fps = load_model(models_dir / "sports2d.onnx").card.window.fps
+    rows = {}
+    for label, flags in (("off", ADMIT_ALL), ("on", ())):
+        with ServerProcess(models_dir, state, *flags) as server:
+            results, _ = run_streams(
+                server.address, lambda r: frame_stream(frames, config, r, 28.0, True, seconds), count, deadline_s=600
+            )
+        kept = [r for r in results if not r.error]
+        posed_fps = [r.final.frames_processed / seconds for r in kept if r.final]
+        events = [r.events for r in kept]
+        rows[label] = {
+            "streams": count,
+            "kept": len(kept),
+            "turned_away": sum(r.code == "RESOURCE_EXHAUSTED" for r in results),
+            "other_errors": [r.error for r in results if r.error and r.code != "RESOURCE_EXHAUSTED"],
+            "kept_posed_fps_median": float(np.median(posed_fps)) if posed_fps else 0.0,
+            "kept_with_events": sum(e > 0 for e in events),
+            "events": sum(events),
+        }
+        row = rows[label]
+        print(
+            f"  admission {label}: {row['kept']} of {count} streams ran to the end ({row['kept_with_events']} with"
+            f" events, {row['events']} in all), {row['turned_away']} refused or shed; a kept stream posed"
+            f" {row['kept_posed_fps_median']:.1f} frames/s (median; the model takes {model_fps:g})"
+        )
+        for error in row["other_errors"]:
+            print(f"  a stream failed: {error}")
+    return rows
+
+
 def memory(models_dir: Path, state: Path, frames, base, soak_minutes: float, models: Sequence[str]) -> dict:
     """The server's resident memory idle, then while 4 real-time streams run for ``soak_minutes``;
     stream i asks for ``models[i % len(models)]``."""
@@ -469,6 +508,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=140, help="frames of the clip per stream")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each real-time trial")
     parser.add_argument("--clip-seconds", type=float, default=20.0, help="clip time per stream in 'throughput'")
+    parser.add_argument("--admission-seconds", type=float, default=60.0, help="length of each 'admission' run")
+    parser.add_argument("--admission-streams", type=int, default=8, help="camera streams in 'admission'")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument(
         "--soak-models", nargs="+", default=["sports2d"], help="models the soak's streams take turns over"
@@ -554,6 +595,11 @@ def main() -> None:
         if "skeletons" in args.only:
             print("skeleton path:")
             figures["skeletons"] = skeletons(models_dir, state, raw["windows_per_s"], args.seconds, args.repeats)
+        if "admission" in args.only:
+            print(f"admission ({args.admission_streams} real-time camera streams opened at once):")
+            figures["admission"] = admission(
+                models_dir, state, frames, base, args.admission_seconds, args.admission_streams
+            )
         if "memory" in args.only:
             print(f"memory (4 real-time streams for {args.soak_minutes:g} min):")
             figures["memory"] = memory(models_dir, state, frames, base, args.soak_minutes, args.soak_models)
