@@ -93,7 +93,7 @@ class Admission:
 
     def __init__(self, max_load: float) -> None:
         self.max_load = max_load
-        self._last_measured = 0.0  # the last typical demand seen, for when no stream is open
+        self._last_measured = 0.0  # the last typical demand seen, for when no open stream is measured
 
     @property
     def enabled(self) -> bool:
