@@ -104,8 +104,9 @@ def protocol_parts(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np
     if split == "cross-subject" and (dataset.subjects[labelled] >= 0).all():
         odd = dataset.subjects[labelled] % 2 == 1
         return labelled[odd], labelled[~odd]
-    what = "subjects" if split == "cross-subject" else "views"
-    raise InputError(f"{split}: this dataset has neither {split} splits nor the {what} to make them")
+    if split == "cross-subject":
+        raise InputError(f"{split}: this dataset has neither {split} splits nor the subjects to make them")
+    raise InputError(f"{split}: this dataset has no stored {split}/train and {split}/test splits")
 
 
 def seen_in_training(model: LoadedModel, data: Path, dataset: SkeletonDataset, test: np.ndarray) -> int:

@@ -519,11 +519,18 @@ def _models(args: argparse.Namespace) -> int:
     if not cards and not problems:
         raise InputError(f"{args.models_dir}: no .onnx models there")
     for card in cards:
+        window = card["window"]
         accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items()) or "not scored"
         print(
-            f"{card['name']:<10} {card['window']['dims']}-D {card['window']['layout']:<10} "
-            f"{card['window']['length']} frames @ {card['window']['fps']:g} fps  {len(card['labels'])} classes  "
+            f"{card['name']:<10} {window['dims']}-D {window['layout']:<10} "
+            f"{window['length']} frames @ {window['fps']:g} fps  {len(card['labels'])} classes  "
             f"{accuracy}  ({card['file']})"
+        )
+        # The rest of the card, indented under its model (--json has it all, labels included).
+        print(
+            f"{'':<10} {card['input_space']} coordinates, normalised {window['normalization']}, embedding"
+            f" {card['embedding_size']}; trained on {card['training_data']}; {card['protocol']}; source commit"
+            f" {card['source_commit']}; variants {', '.join(card['variants']) or 'none'}"
         )
     for problem in problems:
         print(f"actionrec models: error: {problem}", file=sys.stderr)
