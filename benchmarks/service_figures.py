@@ -408,12 +408,11 @@ def skeletons(models_dir: Path, state: Path, raw_windows_per_s: float, seconds: 
     }
 
 
-def admission(models_dir: Path, state: Path, frames, base, seconds: float, count: int) -> dict:
+def admission(models_dir: Path, state: Path, frames, base, seconds: float, count: int, model_fps: float) -> dict:
     """``count`` real-time camera streams opened at once, more than the cores pose in real time:
     with admission off (``--max-pose-load 0``) they share the shortfall; with the default limit
     the server keeps some and sheds the rest (service.admission)."""
     config = stream_config(base, frame_rate_hint=28)
-    model_fps = load_model(models_dir / "sports2d.onnx").card.window.fps
     rows = {}
     for label, flags in (("off", ADMIT_ALL), ("on", ())):
         with ServerProcess(models_dir, state, *flags) as server:
@@ -543,6 +542,7 @@ def main() -> None:
         # (on a shared host, less than cores x one core; reported beside the ceiling, not instead).
         all_cores_fps = sum(fps for fps, _, _ in mediapipe_alone(frames, args.max_people, core_ids))
         raw = onnxruntime_alone(models_dir)
+        model_fps = load_model(models_dir / "sports2d.onnx").card.window.fps
         print(
             f"baselines: MediaPipe {one_core_fps:.1f} frames/s on one core ({pose_ms:.1f} ms a frame, p99"
             f" {pose_p99_ms:.1f}), ceiling {ceiling:.1f} on {cores} cores ({all_cores_fps:.1f} with every core"
@@ -558,7 +558,6 @@ def main() -> None:
         }
         figures["pose_p99_ms"] = pose_p99_ms
         if "throughput" in args.only:
-            model_fps = load_model(models_dir / "sports2d.onnx").card.window.fps
             passes = {  # figure: (what it is, server flags, the rate the streams send at: 0 every frame)
                 "throughput": ("streams sending every frame; pose workers pinned to cores", (), 0.0),
                 "throughput_unpinned": (
@@ -598,7 +597,7 @@ def main() -> None:
         if "admission" in args.only:
             print(f"admission ({args.admission_streams} real-time camera streams opened at once):")
             figures["admission"] = admission(
-                models_dir, state, frames, base, args.admission_seconds, args.admission_streams
+                models_dir, state, frames, base, args.admission_seconds, args.admission_streams, model_fps
             )
         if "memory" in args.only:
             print(f"memory (4 real-time streams for {args.soak_minutes:g} min):")

@@ -3,18 +3,18 @@ streams, the workers that apply them, and a server that refuses and sheds camera
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from service.admission import MEASURE_S, SHED_FACTOR, Admission, PoseCapacityFull, StreamLoad
 from service.config import ServerConfig
 from service.generated.actionrec.v1 import actionrec_pb2 as pb
-from service.generated.actionrec.v1 import actionrec_pb2_grpc as pb_grpc
+from service.loadgen import StreamResult, paced, run_stream
 from service.testing import BLANK, StillPerson, running_server, wait_until
 from service.workers import PoseWorkers
 
@@ -109,41 +109,28 @@ def config(models_dir: Path, tmp_path: Path) -> ServerConfig:
 FPS = 15.0
 
 
-def _paced_frames(config: pb.StreamConfig, seconds: float, stop: threading.Event | None = None):
-    """A camera's frames in real time at FPS, for ``seconds`` or until ``stop``."""
-    yield pb.StreamFramesRequest(config=config)
-    started = time.monotonic()
-    for k in range(int(seconds * FPS)):
-        if stop is not None and stop.is_set():
-            return
-        time.sleep(max(0.0, started + k / FPS - time.monotonic()))
-        yield pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=round(k * 1000 / FPS), raw=BLANK))
+def _camera(config: pb.StreamConfig, seconds: float, result: StreamResult, stop: threading.Event | None = None):
+    """A camera's frames in real time at FPS (``service.loadgen.paced``), for ``seconds`` or until ``stop``."""
+    times = [round(k * 1000 / FPS) for k in range(int(seconds * FPS))]
+    frames = (pb.StreamFramesRequest(frame=pb.Frame(timestamp_ms=t, raw=BLANK)) for t in times)
+    if stop is not None:
+        frames = itertools.takewhile(lambda _: not stop.is_set(), frames)
+    return paced(frames, times, True, result, pb.StreamFramesRequest(config=config))
 
 
 class _Stream:
-    """A camera stream in its own thread: its statistics, and the status it ended with."""
+    """A camera stream in its own thread (``service.loadgen.run_stream``): its result, and when it ended."""
 
     def __init__(self, address: str, stream_id: str, seconds: float, stop: threading.Event | None = None) -> None:
-        self.final: pb.StreamStats | None = None
-        self.code = grpc.StatusCode.OK
-        self.details = ""
-        self.events = 0
+        self.result = StreamResult()
         self.ended = 0.0  # time.monotonic() of its status
-        config = pb.StreamConfig(stream_id=stream_id, frame_rate_hint=FPS)
-        self._thread = threading.Thread(target=self._run, args=(address, config, seconds, stop))
+        requests = _camera(pb.StreamConfig(stream_id=stream_id, frame_rate_hint=FPS), seconds, self.result, stop)
+        self._thread = threading.Thread(target=self._run, args=(address, requests))
         self._thread.start()
 
-    def _run(self, address: str, config: pb.StreamConfig, seconds: float, stop) -> None:
-        with grpc.insecure_channel(address) as channel:
-            api = pb_grpc.ActionRecognitionStub(channel)
-            try:
-                for response in api.StreamFrames(_paced_frames(config, seconds, stop), timeout=60):
-                    if response.WhichOneof("kind") == "stats" and response.stats.final:
-                        self.final = response.stats
-                    self.events += response.WhichOneof("kind") == "event"
-            except grpc.RpcError as e:
-                self.code, self.details = e.code(), e.details()
-            self.ended = time.monotonic()
+    def _run(self, address: str, requests) -> None:
+        run_stream(address, requests, self.result, deadline_s=60)
+        self.ended = time.monotonic()
 
     def join(self) -> None:
         self._thread.join(90)
@@ -165,18 +152,19 @@ def test_a_server_refuses_a_camera_its_pose_worker_has_no_room_for_and_serves_it
         assert wait_until(lambda: workers.demand(worker) > 0.5, MEASURE_S + 10)  # measured
         second = _Stream(address, "second", 2.0)
         second.join()
-        assert second.code == grpc.StatusCode.RESOURCE_EXHAUSTED and second.final is None
-        posing = re.search(r"pose workers are at capacity: the least loaded one is posing ([0-9.]+) of", second.details)
-        assert posing and 0.6 <= float(posing.group(1)) < 1.35, second.details  # 50 ms x 15, and decoding
+        assert second.result.code == "RESOURCE_EXHAUSTED" and second.result.final is None
+        refused = second.result.error
+        posing = re.search(r"pose workers are at capacity: the least loaded one is posing ([0-9.]+) of", refused)
+        assert posing and 0.6 <= float(posing.group(1)) < 1.35, second.result.error  # 50 ms x 15, and decoding
         assert _metric(server, "actionrec_streams_refused_total") == 1
         stop.set()
         first.join()
-        assert first.code == grpc.StatusCode.OK and first.events > 0
-        assert not first.final.frames_dropped  # the admitted camera lost nothing to the refused one
+        assert not first.result.error and first.result.events > 0
+        assert not first.result.final.frames_dropped  # the admitted camera lost nothing to the refused one
         assert wait_until(lambda: not worker.loads)  # its lane released
         third = _Stream(address, "third", 2.0)
         third.join()
-        assert third.code == grpc.StatusCode.OK and third.final is not None
+        assert not third.result.error and third.result.final is not None
 
 
 def test_cameras_admitted_together_beyond_capacity_are_shed_newest_first(config: ServerConfig) -> None:
@@ -192,14 +180,14 @@ def test_cameras_admitted_together_beyond_capacity_are_shed_newest_first(config:
         for stream in streams:
             stream.join()
         first, *later = streams
-        assert first.code == grpc.StatusCode.OK and first.events > 0
+        assert not first.result.error and first.result.events > 0
         # 0.75 + 0.75 is over 1.35: both later cameras go, newest first.
         assert later[1].ended < later[0].ended
         for stream in later:
-            assert stream.code == grpc.StatusCode.RESOURCE_EXHAUSTED, stream.details
-            assert "ended this stream to keep its older streams served" in stream.details
+            assert stream.result.code == "RESOURCE_EXHAUSTED", stream.result.error
+            assert "ended this stream to keep its older streams served" in stream.result.error
             # Its final statistics came before the status: every frame it sent is accounted for.
-            final = stream.final
+            final = stream.result.final
             assert final.frames_pending == 0 and set(final.frames_dropped) <= {"queue_full", "shed"}
             dropped = sum(final.frames_dropped.values())
             assert final.frames_received == final.frames_processed + final.frames_skipped + dropped
