@@ -521,10 +521,11 @@ def _models(args: argparse.Namespace) -> int:
     for card in cards:
         window = card["window"]
         accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items()) or "not scored"
+        renamed = f"  (its card calls it {card['name']})" if card["served_as"] != card["name"] else ""
         print(
-            f"{card['name']:<10} {window['dims']}-D {window['layout']:<10} "
+            f"{card['served_as']:<10} {window['dims']}-D {window['layout']:<10} "
             f"{window['length']} frames @ {window['fps']:g} fps  {len(card['labels'])} classes  "
-            f"{accuracy}  ({card['file']})"
+            f"{accuracy}  ({card['file']}){renamed}"
         )
         # The rest of the card, indented under its model (--json has it all, labels included).
         print(

@@ -273,8 +273,8 @@ def variant_problem(path: Path, card: ModelCard, beside: dict[Path, ModelCard]) 
 
 def model_listing(models_dir: Path, relative_to: Path | None = None) -> tuple[list[dict], list[str]]:
     """The description (card) of every usable FP32 model in ``models_dir``, with its usable
-    variants and its file (relative to ``relative_to`` when inside it), and one line for each
-    file there that is not a usable model (``read_models``)."""
+    variants, the name the service serves it as and its file (relative to ``relative_to`` when
+    inside it), and one line for each file there that is not a usable model (``read_models``)."""
     usable, problems = read_models(models_dir)
     files = {path.name for path, _ in usable}
 
@@ -285,6 +285,9 @@ def model_listing(models_dir: Path, relative_to: Path | None = None) -> tuple[li
     cards = [
         {
             **asdict(card),
+            # What streams ask for: the service names a model by its file's stem, which is the
+            # card's name unless the file was renamed after export.
+            "served_as": path.stem,
             "file": shown(path),
             "variants": [f"{path.stem}.{v}.onnx" for v in VARIANTS if f"{path.stem}.{v}.onnx" in files],
         }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +261,24 @@ def test_the_model_listing_refuses_a_variant_unlike_its_model_and_lists_one_alon
         ("good.onnx", ["good.fp16.onnx"]),
         ("orphan.int8.onnx", []),
     ]
+
+
+def test_the_model_listing_names_a_renamed_file_as_the_service_serves_it(tmp_path: Path) -> None:
+    """Streams ask for a model by its file's stem: a sports2d exported and then renamed is served
+    as its new name, and listed under it, with the name its card gives."""
+    build_model(tmp_path / "gym.onnx", sports2d_card())
+    cards, _ = model_listing(tmp_path)
+    assert [(c["served_as"], c["name"]) for c in cards] == [("gym", sports2d_card().name)]
+    listing = subprocess.run(
+        [sys.executable, "-m", "actionrec.cli", "models"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ACTIONREC_MODELS_DIR": str(tmp_path)},
+    )
+    assert listing.returncode == 0, listing.stderr
+    first = listing.stdout.splitlines()[0]
+    assert first.startswith("gym ") and first.endswith(f"(its card calls it {sports2d_card().name})"), first
 
 
 def test_the_model_listing_names_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> None:
