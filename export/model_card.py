@@ -8,6 +8,7 @@ from pathlib import Path
 
 from skeleton.artifact import ModelCard
 from skeleton.errors import InputError
+from skeleton.windows import WindowSpec
 
 LIMITS_2D = """\
 - Input: 2-D image landmarks (pixels, any resolution), mapped to the Penn Action joints. Trained on
@@ -26,6 +27,23 @@ LIMITS_3D = """\
   `python -m benchmarks.domain_check`, reported in results/README.md).
 - One person per window; the sensor's left/right conventions are handled by the joint layouts.
 - Only the classes listed above are known; anything else is forced into one of them."""
+
+# What a 3-D model's normalisation makes of a sensor mounted higher than its training data's.
+CAMERA_PITCH_UPRIGHT = """\
+- Camera height: windows are stood upright before the model sees them (normalisation `{normalization}`),
+  so a sensor mounted high and looking down is seen as a level one, up to 45 degrees (`python -m
+  benchmarks.camera_pitch`). A window spent lying down or bent double is leaned back by 45 degrees only."""
+CAMERA_PITCH_KEPT = """\
+- Camera height: windows keep the sensor's pitch (normalisation `{normalization}`), so a sensor looking
+  further down than its training data's costs accuracy (`python -m benchmarks.camera_pitch` measures it)."""
+
+
+def limits(window: WindowSpec) -> str:
+    """The card's limits for a model taking ``window``."""
+    if window.dims == 2:
+        return LIMITS_2D
+    pitch = CAMERA_PITCH_UPRIGHT if "-upright" in window.normalization else CAMERA_PITCH_KEPT
+    return f"{LIMITS_3D}\n{pitch.format(normalization=window.normalization)}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,6 @@ absolute difference of scores and embeddings from the PyTorch model on real wind
 {figure}
 ## Limits
 
-{LIMITS_2D if window.dims == 2 else LIMITS_3D}
+{limits(window)}
 """
     path.write_text(text)

@@ -17,9 +17,27 @@ from skeleton.mapping import derive_joint
 # Ids written into model metadata. "align" also turns a 3-D sequence about the vertical axis so
 # that the person's left (right hip -> left hip) points along +x in the first frame they are seen:
 # the person then faces +z, whatever the camera's viewpoint.
+# "upright" first undoes the camera's pitch and roll in 3-D (``_stand_upright``): a sensor mounted
+# high looks down and leans every skeleton towards itself, by 10 degrees in NW-UCLA's training
+# views, 15 in its test view, 17 in the NTU sample, 26 in MSR Action3D and 5 in MediaPipe's world
+# landmarks of that same NTU clip (median over clips of the spine's angle to the camera's up).
 # "bones" then gives each joint as the vector from its parent joint (the layout's tree; the root
 # keeps its place): the bone stream of multi-stream skeleton models, for the same encoder.
-NORMALIZATIONS: tuple[str, ...] = ("centre-torso", "centre-torso-align", "centre-torso-align-bones")
+NORMALIZATIONS: tuple[str, ...] = (
+    "centre-torso",
+    "centre-torso-align",
+    "centre-torso-align-bones",
+    "centre-torso-upright-align",
+    "centre-torso-upright-align-bones",
+)
+
+# Where "up" is: the mean spine direction (pelvis -> neck) of the frames within UPRIGHT_FRAMES_DEG
+# of the window's most upright one. People stand or sit upright at some moment of nearly every
+# window, bending or not, so those frames show the camera's tilt and the bend is kept relative to
+# them. The correction stops at MAX_UPRIGHT_DEG, the steepest camera expected, so that a window
+# spent lying down or bent double is leaned back by that much at most, not stood up.
+UPRIGHT_FRAMES_DEG = 10.0
+MAX_UPRIGHT_DEG = 45.0
 
 
 def to_y_up(coords: np.ndarray, coordinate_space: str) -> np.ndarray:
@@ -72,7 +90,9 @@ def normalize(coords: np.ndarray, layout: Layout, coordinate_space: str, method:
         torso = _body_spread(coords)
     scale = torso if torso > 1e-6 else 1.0
     out = (coords - centre) / scale
-    if method.startswith("centre-torso-align") and coords.shape[-1] == 3:
+    if "-upright" in method and coords.shape[-1] == 3:
+        out = _stand_upright(out, layout)
+    if "-align" in method and coords.shape[-1] == 3:
         out = _face_forward(out, layout)
     if method.endswith("-bones"):
         out = _bone_vectors(out, layout)
@@ -85,6 +105,34 @@ def _bone_vectors(coords: np.ndarray, layout: Layout) -> np.ndarray:
     for child, parent in layout.bones:
         out[..., layout.index(child), :] = coords[..., layout.index(child), :] - coords[..., layout.index(parent), :]
     return out
+
+
+def _rotation_between(u: np.ndarray, v: np.ndarray, max_angle: float) -> np.ndarray:
+    """The rotation (3, 3) that turns unit vector ``u`` towards unit vector ``v`` by their angle,
+    or by ``max_angle`` radians when they are further apart (Rodrigues' formula)."""
+    axis = np.cross(u, v)
+    sin = float(np.linalg.norm(axis))
+    angle = min(float(np.arctan2(sin, float(u @ v))), max_angle)
+    if sin < 1e-9:  # already along v (or exactly opposite: no single axis; left as it is)
+        return np.eye(3)
+    k = axis / sin
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def _stand_upright(coords: np.ndarray, layout: Layout) -> np.ndarray:
+    """Rotate so that the spine of the most upright frames points along +y (see UPRIGHT_FRAMES_DEG)."""
+    spine = (derive_joint(coords, layout, "neck") - derive_joint(coords, layout, "pelvis")).reshape(-1, 3)
+    length = np.linalg.norm(spine, axis=1)
+    seen = np.isfinite(length) & (length > 1e-6)
+    if not seen.any():
+        return coords
+    directions = spine[seen] / length[seen, None]
+    tilt = np.degrees(np.arccos(np.clip(directions[:, 1], -1.0, 1.0)))
+    up = directions[tilt <= tilt.min() + UPRIGHT_FRAMES_DEG].mean(axis=0)
+    up /= np.linalg.norm(up)
+    rotation = _rotation_between(up, np.array([0.0, 1.0, 0.0]), np.radians(MAX_UPRIGHT_DEG))
+    return coords @ rotation.T.astype(np.float32)
 
 
 def _face_forward(coords: np.ndarray, layout: Layout) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from benchmarks.enrolment import KINECT_CENTRE_PX, KINECT_FOCAL_PX, examples_per_action, kinect_pixels, skeleton_clip
 from service.testing import skeleton_frames
 from skeleton.dataset import SkeletonDataset
+from skeleton.layouts import get_layout
 
 
 def test_kinect_pixels_sees_camera_space_as_the_sensor_does() -> None:
@@ -67,3 +68,22 @@ def test_skeleton_frames_sends_what_a_sensor_missed_as_missing() -> None:
     assert list(frames[0].people[0].coords) == person[0].ravel().tolist()
     assert list(frames[1].people[0].confidence) == [1.0, 1.0, 0.0, 1.0]
     assert np.isfinite(frames[1].people[0].coords).all()
+
+
+def test_a_camera_looking_further_down_leans_the_real_skeletons_towards_it(nw_ucla: SkeletonDataset) -> None:
+    """Positive pitch is what a sensor mounted higher sees: up (+y) tilts towards the camera (-z),
+    by the angle asked, and nothing else about the recording changes."""
+    from benchmarks.camera_pitch import pitched, scored_part
+
+    clip = nw_ucla.subset(scored_part(nw_ucla, "cross-view/train", view=2)[:3])
+    turned = pitched(clip, 30.0)
+    neck, pelvis = (clip.coords[:, 0, get_layout(clip.layout).index(j)] for j in ("neck", "pelvis"))
+    neck_t, pelvis_t = (turned.coords[:, 0, get_layout(clip.layout).index(j)] for j in ("neck", "pelvis"))
+
+    def lean(n: np.ndarray, p: np.ndarray) -> np.ndarray:
+        spine = n - p
+        return np.degrees(np.arctan2(-spine[:, 2], spine[:, 1]))  # towards -z, from +y
+
+    np.testing.assert_allclose(np.median(lean(neck_t, pelvis_t) - lean(neck, pelvis)), 30.0, atol=0.5)
+    np.testing.assert_allclose(np.linalg.norm(turned.coords, axis=-1), np.linalg.norm(clip.coords, axis=-1), rtol=1e-5)
+    assert np.array_equal(turned.labels, clip.labels) and np.array_equal(turned.lengths, clip.lengths)

@@ -20,7 +20,7 @@ from skeleton.dataset import SkeletonDataset, SkeletonSequence, uniform_timestam
 from skeleton.errors import InputError
 from skeleton.layouts import KINECT20, MEDIAPIPE33, get_layout
 from skeleton.mapping import derive_joint, layout_mapping
-from skeleton.normalize import NORMALIZATIONS, normalize
+from skeleton.normalize import MAX_UPRIGHT_DEG, NORMALIZATIONS, normalize
 from skeleton.resample import resample, resample_to_fps, sample_times
 
 RNG = np.random.default_rng(0)
@@ -426,6 +426,48 @@ def test_align_turns_hips_onto_x_and_person_to_face_plus_z(angle: float) -> None
     plain = normalize(frames, KINECT20, "camera")
     np.testing.assert_allclose(out[..., 1], plain[..., 1], atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(out, axis=-1), np.linalg.norm(plain, axis=-1), atol=1e-5)
+
+
+def pitch(angle: float) -> np.ndarray:
+    """A rotation about x: a camera looking down by ``angle`` sees a standing person lean."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def roll(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def spine_tilt_deg(out: np.ndarray) -> np.ndarray:
+    """The angle of each frame's spine (pelvis -> neck) to +y, in degrees."""
+    spine = out[:, 0, KINECT20.index("neck")] - out[:, 0, KINECT20.index("pelvis")]
+    return np.degrees(np.arccos(spine[:, 1] / np.linalg.norm(spine, axis=-1)))
+
+
+def test_upright_undoes_the_cameras_pitch_and_roll() -> None:
+    """The same standing person seen level and by a camera looking down and rolled comes out the
+    same once stood upright; without "upright" the tilt stays in the window."""
+    level = np.repeat(standing_kinect20()[None, None], 3, axis=0)
+    tilted = (level @ (pitch(0.45) @ roll(0.15)).T).astype(np.float32) + np.float32([0.3, 1.0, 3.0])
+    expected = normalize(level, KINECT20, "camera", "centre-torso-align")
+    upright = normalize(tilted, KINECT20, "camera", "centre-torso-upright-align")
+    np.testing.assert_allclose(upright, expected, atol=1e-5)
+    assert spine_tilt_deg(normalize(tilted, KINECT20, "camera", "centre-torso-align")).min() > 20
+
+
+def test_upright_keeps_a_bend_and_stops_at_the_steepest_camera() -> None:
+    """The frames in which the person stands say where up is, so a bend later in the window is
+    kept; a window spent lying down is leaned back by at most MAX_UPRIGHT_DEG, not stood up."""
+    standing = standing_kinect20()
+    bent = standing @ pitch(np.radians(60)).T  # about the pelvis, which is the origin
+    window = np.stack([standing] * 4 + [bent] * 6)[:, None] @ pitch(np.radians(20)).T
+    tilt = spine_tilt_deg(normalize(window.astype(np.float32), KINECT20, "camera", "centre-torso-upright-align"))
+    np.testing.assert_allclose(tilt[:4], 0.0, atol=1e-3)
+    np.testing.assert_allclose(tilt[4:], 60.0, atol=1e-3)
+    lying = np.repeat((standing @ pitch(np.radians(90)).T)[None, None], 5, axis=0).astype(np.float32)
+    tilt = spine_tilt_deg(normalize(lying, KINECT20, "camera", "centre-torso-upright-align"))
+    np.testing.assert_allclose(tilt, 90.0 - MAX_UPRIGHT_DEG, atol=1e-3)
 
 
 @pytest.mark.parametrize("method", NORMALIZATIONS)

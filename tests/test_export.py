@@ -517,3 +517,13 @@ def test_requantising_refuses_what_it_cannot_rebuild(tmp_path: Path, capsys, cas
     assert main([str(model), "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == files
+
+
+def test_a_3d_card_says_what_its_normalisation_makes_of_a_camera_looking_down() -> None:
+    from export.model_card import limits
+
+    upright = limits(WindowSpec("kinect20", 3, 32, 7.5, "centre-torso-upright-align"))
+    kept = limits(WindowSpec("kinect20", 3, 48, 15.0, "centre-torso"))
+    assert "stood upright" in upright and "`centre-torso-upright-align`" in upright
+    assert "keep the sensor's pitch" in kept and "stood upright" not in kept
+    assert "Camera height" not in limits(WindowSpec("penn13", 2, 32, 15.0, "centre-torso"))
