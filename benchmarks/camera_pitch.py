@@ -44,7 +44,8 @@ def scored_part(dataset: SkeletonDataset, split: str, view: int | None) -> np.nd
     if view is not None:
         indices = indices[dataset.views[indices] == view]
     if len(indices) == 0:
-        raise InputError(f"split {split!r} has no labelled sequences" + (f" of view {view}" if view else ""))
+        of_view = f" of view {view}" if view is not None else ""
+        raise InputError(f"split {split!r} has no labelled sequences{of_view}")
     return indices
 
 
@@ -57,19 +58,25 @@ def main() -> None:
     parser.add_argument("--pitch", type=float, nargs="+", default=[0.0, 15.0, 30.0, 45.0], help="degrees")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
     args = parser.parse_args()
-    dataset = SkeletonDataset.load(args.data)
-    if dataset.dims != 3:
-        raise SystemExit(f"{args.data}: holds {dataset.dims}-D joints; a camera's pitch is a 3-D question")
-    indices = scored_part(dataset, args.split, args.view)
+    try:
+        dataset = SkeletonDataset.load(args.data)
+        if dataset.dims != 3:
+            raise InputError(f"{args.data}: holds {dataset.dims}-D joints; a camera's pitch is a 3-D question")
+        indices = scored_part(dataset, args.split, args.view)
+        models = [load_model(name) for name in args.model]
+        for name, model in zip(args.model, models):
+            if model.window.dims != 3:
+                raise InputError(f"{name}: takes {model.window.dims}-D joints; a camera's pitch is a 3-D question")
+    except InputError as e:
+        raise SystemExit(f"camera_pitch: error: {e}") from None
     rows = []
-    for name in args.model:
-        model = load_model(name)
+    for name, model in zip(args.model, models):
         accuracy = {p: head_accuracy(model, pitched(dataset, p), indices) for p in args.pitch}
         rows.append({"model": name, "normalization": model.window.normalization, "clips": len(indices), **accuracy})
     width = max(len(r["model"]) for r in rows)
-    print(f"{'model':{width}}  {'normalisation':28}" + "".join(f"{p:>8g} deg" for p in args.pitch))
+    print(f"{'model':{width}}  {'normalisation':34}" + "".join(f"{f'{p:g} deg':>10}" for p in args.pitch))
     for r in rows:
-        print(f"{r['model']:{width}}  {r['normalization']:28}" + "".join(f"{100 * r[p]:>11.1f}" for p in args.pitch))
+        print(f"{r['model']:{width}}  {r['normalization']:34}" + "".join(f"{100 * r[p]:>10.1f}" for p in args.pitch))
     if args.json:
         print(json.dumps(rows))
 

@@ -18,9 +18,10 @@ from skeleton.mapping import derive_joint
 # that the person's left (right hip -> left hip) points along +x in the first frame they are seen:
 # the person then faces +z, whatever the camera's viewpoint.
 # "upright" first undoes the camera's pitch and roll in 3-D (``_stand_upright``): a sensor mounted
-# high looks down and leans every skeleton towards itself, by 10 degrees in NW-UCLA's training
-# views, 15 in its test view, 17 in the NTU sample, 26 in MSR Action3D and 5 in MediaPipe's world
-# landmarks of that same NTU clip (median over clips of the spine's angle to the camera's up).
+# high looks down and leans every skeleton towards itself, by 11-12 degrees in NW-UCLA's training
+# views, 16 in its test view, 17 in the NTU sample, 26 in MSR Action3D and 6 in MediaPipe's world
+# landmarks of that same NTU clip (median over clips of the angle between the camera's up and the
+# clip's mean spine direction, tests/test_upright_real_data.py).
 # "bones" then gives each joint as the vector from its parent joint (the layout's tree; the root
 # keeps its place): the bone stream of multi-stream skeleton models, for the same encoder.
 NORMALIZATIONS: tuple[str, ...] = (
@@ -38,6 +39,7 @@ NORMALIZATIONS: tuple[str, ...] = (
 # spent lying down or bent double is leaned back by that much at most, not stood up.
 UPRIGHT_FRAMES_DEG = 10.0
 MAX_UPRIGHT_DEG = 45.0
+MIN_SPINE_LENGTH = 0.5
 
 
 def to_y_up(coords: np.ndarray, coordinate_space: str) -> np.ndarray:
@@ -113,8 +115,15 @@ def _rotation_between(u: np.ndarray, v: np.ndarray, max_angle: float) -> np.ndar
     axis = np.cross(u, v)
     sin = float(np.linalg.norm(axis))
     angle = min(float(np.arctan2(sin, float(u @ v))), max_angle)
-    if sin < 1e-9:  # already along v (or exactly opposite: no single axis; left as it is)
-        return np.eye(3)
+    if sin < 1e-9:
+        if u @ v > 0:  # already along v
+            return np.eye(3)
+        # Exactly opposite: every axis square to them will do; the one square to v and to x
+        # (about x, for v = +y) keeps the turn continuous with a u a hair off -v.
+        axis = np.cross(np.cross(v, [1.0, 0.0, 0.0]), v)
+        if np.linalg.norm(axis) < 1e-9:
+            axis = np.cross(np.cross(v, [0.0, 0.0, 1.0]), v)
+        sin = float(np.linalg.norm(axis))
     k = axis / sin
     cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
@@ -124,13 +133,17 @@ def _stand_upright(coords: np.ndarray, layout: Layout) -> np.ndarray:
     """Rotate so that the spine of the most upright frames points along +y (see UPRIGHT_FRAMES_DEG)."""
     spine = (derive_joint(coords, layout, "neck") - derive_joint(coords, layout, "pelvis")).reshape(-1, 3)
     length = np.linalg.norm(spine, axis=1)
-    seen = np.isfinite(length) & (length > 1e-6)
+    # Torso lengths here: a spine under half the median one is a tracking glitch (a neck or pelvis
+    # thrown onto the other), whose direction says nothing of the camera.
+    seen = np.isfinite(length) & (length > MIN_SPINE_LENGTH)
     if not seen.any():
         return coords
     directions = spine[seen] / length[seen, None]
     tilt = np.degrees(np.arccos(np.clip(directions[:, 1], -1.0, 1.0)))
     up = directions[tilt <= tilt.min() + UPRIGHT_FRAMES_DEG].mean(axis=0)
-    up /= np.linalg.norm(up)
+    if np.linalg.norm(up) < 1e-6:  # frames leaning opposite ways at the same tilt: no mean direction
+        up = directions[np.argmin(tilt)]
+    up = up / np.linalg.norm(up)
     rotation = _rotation_between(up, np.array([0.0, 1.0, 0.0]), np.radians(MAX_UPRIGHT_DEG))
     return coords @ rotation.T.astype(np.float32)
 

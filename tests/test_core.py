@@ -429,7 +429,7 @@ def test_align_turns_hips_onto_x_and_person_to_face_plus_z(angle: float) -> None
 
 
 def pitch(angle: float) -> np.ndarray:
-    """A rotation about x: a camera looking down by ``angle`` sees a standing person lean."""
+    """A rotation about x: a positive ``angle`` leans a standing person's top towards +z."""
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
@@ -470,6 +470,29 @@ def test_upright_keeps_a_bend_and_stops_at_the_steepest_camera() -> None:
     np.testing.assert_allclose(tilt, 90.0 - MAX_UPRIGHT_DEG, atol=1e-3)
 
 
+def test_upright_ignores_a_glitched_spine_and_survives_windows_with_no_clear_up() -> None:
+    """A frame whose neck fell onto its pelvis (a tracking glitch) does not decide where up is;
+    frames leaning opposite ways, or a person upside down, give a finite window, never NaN."""
+    standing = standing_kinect20()
+    window = np.repeat((standing @ pitch(np.radians(20)).T)[None, None], 6, axis=0).astype(np.float32)
+    glitch = window[2, 0].copy()
+    glitch[KINECT20.index("neck")] = glitch[KINECT20.index("pelvis")] + np.float32([0.0, 0.05, 0.0])
+    window[2, 0] = glitch
+    tilt = spine_tilt_deg(normalize(window, KINECT20, "camera", "centre-torso-upright-align"))
+    np.testing.assert_allclose(np.delete(tilt, 2), 0.0, atol=1e-3)
+    forwards, backwards = standing @ pitch(np.radians(90)).T, standing @ pitch(np.radians(-90)).T
+    lying = np.stack([forwards, backwards] * 3)[:, None].astype(np.float32)
+    upside_down = np.repeat((standing @ pitch(np.pi).T)[None, None], 4, axis=0).astype(np.float32)
+    nearly = np.repeat((standing @ pitch(np.pi - 1e-4).T)[None, None], 4, axis=0).astype(np.float32)
+    for frames in (lying, upside_down, nearly):
+        out = normalize(frames, KINECT20, "camera", "centre-torso-upright-align")
+        assert np.isfinite(out).all()
+    # upside down, exactly or a hair off, is leaned back by the same MAX_UPRIGHT_DEG
+    for frames in (upside_down, nearly):
+        tilt = spine_tilt_deg(normalize(frames, KINECT20, "camera", "centre-torso-upright-align"))
+        np.testing.assert_allclose(tilt, 180.0 - MAX_UPRIGHT_DEG, atol=0.01)
+
+
 @pytest.mark.parametrize("method", NORMALIZATIONS)
 @pytest.mark.parametrize(("layout", "dims", "space"), [("kinect20", 3, "camera"), ("penn13", 2, "image")])
 def test_normalize_all_nan_gives_all_nan_without_warnings(method: str, layout: str, dims: int, space: str) -> None:
@@ -486,10 +509,11 @@ def test_normalize_keeps_nan_where_it_was_and_adds_none() -> None:
     frames = frames.astype(np.float32)
     frames[:, 1] = np.nan  # a second person never seen
     frames[2, 0, KINECT20.index("left_hand")] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        out = normalize(frames, KINECT20, "camera", "centre-torso-align")
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(frames))
+    for method in ("centre-torso", "centre-torso-align", "centre-torso-upright-align"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = normalize(frames, KINECT20, "camera", method)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(frames))
 
 
 def test_bones_give_each_joint_as_the_offset_from_its_parent_after_aligning() -> None:

@@ -3,10 +3,10 @@
 A sensor mounted above the people it sees leans every skeleton towards itself. NW-UCLA's test
 view is steeper than its training views, and the NTU sample's Kinect steeper still: "align"
 (a turn about the vertical axis) keeps those differences in the windows, "upright" removes most
-of them. Measured when written (median over clips of the angle between +y and the clip's mean
-spine direction): NW-UCLA views 1 / 2 / 3 10.9 / 11.9 / 16.2 degrees with "align", 3.9 / 5.8 /
-7.6 with "upright" (what is left is the actions' own bending, forward); the NTU sample 17.2 / 0.0
-(MediaPipe's world landmarks of its video: 6.3 / 0.0).
+of them. Measured when written (median over every fourth clip, as the tests take them, of the
+angle between +y and the clip's mean spine direction): NW-UCLA views 1 / 2 / 3 10.9 / 11.9 / 16.2
+degrees with "align", 3.9 / 5.8 / 7.6 with "upright" (what is left is the actions' own bending,
+forward); the NTU sample 17.2 / 0.0 (MediaPipe's world landmarks of its video: 6.3 / 0.0).
 """
 
 from __future__ import annotations
