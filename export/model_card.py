@@ -34,8 +34,9 @@ CAMERA_PITCH_UPRIGHT = """\
   so a sensor mounted high and looking down is seen as a level one, up to 45 degrees (`python -m
   benchmarks.camera_pitch`). A window spent lying down or bent double is leaned back by 45 degrees only."""
 CAMERA_PITCH_KEPT = """\
-- Camera height: windows keep the sensor's pitch (normalisation `{normalization}`), so a sensor looking
-  further down than its training data's costs accuracy (`python -m benchmarks.camera_pitch` measures it)."""
+- Camera height: windows keep the sensor's pitch (normalisation `{normalization}`), so a sensor pitched
+  otherwise than its training data's, level or looking further down, costs accuracy (`python -m
+  benchmarks.camera_pitch` measures it)."""
 
 
 def limits(window: WindowSpec) -> str:

@@ -512,7 +512,7 @@ def _models(args: argparse.Namespace) -> int:
     import json
 
     from service.config import PROJECT_ROOT
-    from skeleton.artifact import model_listing
+    from skeleton.artifact import base_model_file, model_listing
 
     read_env(args)
     cards, problems = model_listing(args.models_dir, relative_to=PROJECT_ROOT)
@@ -521,7 +521,9 @@ def _models(args: argparse.Namespace) -> int:
     for card in cards:
         window = card["window"]
         accuracy = ", ".join(f"{k} {v:.1%}" for k, v in card["accuracy"].items()) or "not scored"
-        renamed = f"  (its card calls it {card['name']})" if card["served_as"] != card["name"] else ""
+        # A variant listed alone (NAME.int8.onnx) keeps its model's name in its card.
+        was_renamed = base_model_file(Path(card["file"])).stem != card["name"]
+        renamed = f"  (its card calls it {card['name']})" if was_renamed else ""
         print(
             f"{card['served_as']:<10} {window['dims']}-D {window['layout']:<10} "
             f"{window['length']} frames @ {window['fps']:g} fps  {len(card['labels'])} classes  "

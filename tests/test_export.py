@@ -267,8 +267,13 @@ def test_the_model_listing_names_a_renamed_file_as_the_service_serves_it(tmp_pat
     """Streams ask for a model by its file's stem: a sports2d exported and then renamed is served
     as its new name, and listed under it, with the name its card gives."""
     build_model(tmp_path / "gym.onnx", sports2d_card())
+    # A variant without its model, not renamed: listed alone, under its own file's stem.
+    build_model(tmp_path / f"{sports2d_card().name}.int8.onnx", sports2d_card())
     cards, _ = model_listing(tmp_path)
-    assert [(c["served_as"], c["name"]) for c in cards] == [("gym", sports2d_card().name)]
+    assert sorted((c["served_as"], c["name"]) for c in cards) == [
+        ("gym", sports2d_card().name),
+        (f"{sports2d_card().name}.int8", sports2d_card().name),
+    ]
     listing = subprocess.run(
         [sys.executable, "-m", "actionrec.cli", "models"],
         capture_output=True,
@@ -277,8 +282,10 @@ def test_the_model_listing_names_a_renamed_file_as_the_service_serves_it(tmp_pat
         env={**os.environ, "ACTIONREC_MODELS_DIR": str(tmp_path)},
     )
     assert listing.returncode == 0, listing.stderr
-    first = listing.stdout.splitlines()[0]
-    assert first.startswith("gym ") and first.endswith(f"(its card calls it {sports2d_card().name})"), first
+    lines = [line for line in listing.stdout.splitlines() if not line.startswith(" ")]
+    renamed = [line for line in lines if "its card calls it" in line]
+    assert len(lines) == 2 and len(renamed) == 1, lines
+    assert renamed[0].startswith("gym ") and renamed[0].endswith(f"(its card calls it {sports2d_card().name})")
 
 
 def test_the_model_listing_names_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) -> None:
@@ -354,7 +361,7 @@ def test_an_encoder_checkpoint_without_its_window_is_refused(tmp_path: Path) -> 
 
 # A shipped 3-D model's real test split: (dataset fixture, split, clips), and the clips of it that
 # the accuracy in its metadata stands for.
-TEST_SPLITS = {"daily3d": ("nw_ucla_npz", "cross-view", 464, 440), "msr3d": ("msr_npz", "cross-subject", 273, 253)}
+TEST_SPLITS = {"daily3d": ("nw_ucla_npz", "cross-view", 464, 432), "msr3d": ("msr_npz", "cross-subject", 273, 253)}
 COPIES_OF_TRAIN = {"daily3d": 95, "msr3d": 0}  # test sequences identical to one of the train part
 
 
@@ -362,9 +369,9 @@ COPIES_OF_TRAIN = {"daily3d": 95, "msr3d": 0}  # test sequences identical to one
 # clips it answers right, and the words of its card that state so.
 STATED_ON_TEST = {
     # The variants table of models/daily3d.md.
-    "daily3d": (440, r"^\| `daily3d\.onnx` \|.*\| 94\.8% \|$"),
-    "daily3d.fp16": (440, r"^\| `daily3d\.fp16\.onnx` \|.*\| 94\.8% \|$"),
-    "daily3d.int8": (441, r"^\| `daily3d\.int8\.onnx` \|.*\| 95\.0% \|$"),
+    "daily3d": (432, r"^\| `daily3d\.onnx` \|.*\| 93\.1% \|$"),
+    "daily3d.fp16": (432, r"^\| `daily3d\.fp16\.onnx` \|.*\| 93\.1% \|$"),
+    "daily3d.int8": (438, r"^\| `daily3d\.int8\.onnx` \|.*\| 94\.4% \|$"),
     # The variants table of models/msr3d.md (an ensemble of three seeds).
     "msr3d": (253, r"^\| `msr3d\.onnx` \|.*\| 92\.7% \|$"),
     "msr3d.fp16": (253, r"^\| `msr3d\.fp16\.onnx` \|.*\| 92\.7% \|$"),
@@ -450,7 +457,7 @@ def _config_on(data: Path, config: str, folder: Path) -> Path:
 @pytest.mark.slow
 def test_requantising_a_shipped_model_rewrites_its_int8_file_and_row(tmp_path: Path, nw_ucla_npz: Path) -> None:
     """`python -m export.requantise` quantises daily3d.onnx again with its training config's
-    calibration windows: the INT8 file answers as the shipped one does on the real test view (441
+    calibration windows: the INT8 file answers as the shipped one does on the real test view (438
     of 464, the 7-bit weights never saturating on an AVX2-only CPU either), and only its row of
     the card and a remark below the table change."""
     from export.requantise import main
@@ -465,12 +472,12 @@ def test_requantising_a_shipped_model_rewrites_its_int8_file_and_row(tmp_path: P
     assert main([str(model), "--config", str(config)]) == 0
     int8 = tmp_path / "daily3d.int8.onnx"
     result = evaluate(nw_ucla_npz, "cross-view", None, str(int8))
-    assert round(result["accuracy"] * 464) == 441, result
+    assert round(result["accuracy"] * 464) == 438, result
     after = card.read_text().splitlines()
     at = before.index(stale_row)
     row = after[at]
     assert re.fullmatch(
-        rf"\| `daily3d\.int8\.onnx` \| {int8.stat().st_size / 1e6:.2f} MB \| \d\.\de-0[1-3] \| 95\.0% \|", row
+        rf"\| `daily3d\.int8\.onnx` \| {int8.stat().st_size / 1e6:.2f} MB \| \d\.\de-0[1-3] \| 94\.4% \|", row
     )
     remark = after[at + 2]
     assert remark.startswith("`daily3d.int8.onnx` was quantised again from `daily3d.onnx` on ")
